@@ -1,0 +1,20 @@
+/**
+ * `deno task bench <name> [flags]`: runs the benchmark module bench/<name>.ts, whose `main(args)`
+ * measures on the current machine and prints a table (or JSON with --json).
+ */
+const BENCHES = ["analysis", "attention"];
+
+const [name, ...args] = Deno.args;
+if (!name || name === "--help" || name === "-h") {
+  console.log(`usage: deno task bench <${BENCHES.join("|")}> [--json] [--help]
+
+Runs one benchmark on this machine's adapter and prints a table (--json: one JSON object).
+Figures in bench/RESULTS.md come from these commands.`);
+  Deno.exit(name ? 0 : 1);
+}
+if (!BENCHES.includes(name)) {
+  console.error(`error: unknown benchmark "${name}"; choose one of: ${BENCHES.join(", ")}`);
+  Deno.exit(1);
+}
+const mod = await import(`./${name}.ts`) as { main(args: string[]): Promise<void> };
+await mod.main(args);
