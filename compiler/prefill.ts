@@ -110,20 +110,24 @@ export function prefillSet(
   add(K - 1, P - 1, P - 1);
   while (work.length > 0) {
     const [qc, r] = work.pop()!;
-    for (let kc = 0; kc < K; kc++) project(oracle, qc, r, kc, P, sets[kc], add);
+    for (let kc = 0; kc < K; kc++) {
+      // No query reads a key of copy kc `reach` or more positions before it (retention bound).
+      const from = Math.max(0, r.lo - plan.perCopy[kc].reach + 1);
+      project(oracle, qc, r, kc, { lo: from, hi: P - 1 }, sets[kc], add);
+    }
   }
   const perCopy = sets.map((s) => s.ranges.map((r) => ({ ...r })));
   const count = sets.reduce((s, x) => s + x.size, 0);
   return { K, P, perCopy, count, ratio: count / P };
 }
 
-/** Adds every key of copy kc (positions < P) that some query of copy qc in range q attends. */
+/** Adds every key of copy kc in range `keys` that some query of copy qc in range q attends. */
 function project(
   o: MaskOracle,
   qc: number,
   q: Range,
   kc: number,
-  P: number,
+  keys: Range,
   have: RangeSet,
   add: (c: number, lo: number, hi: number) => void,
 ) {
@@ -148,5 +152,5 @@ function project(
       visit(qlo, qhi, m + 1, khi);
     }
   };
-  visit(q.lo, q.hi, 0, P - 1);
+  visit(q.lo, q.hi, keys.lo, keys.hi);
 }
