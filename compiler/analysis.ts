@@ -47,7 +47,14 @@ export function analyze(spec: AttentionSpec, o: AnalyzeOptions): Analysis {
   const [causality, tc] = timed(() => checkCausality(spec, { L, bindings }));
   if (!causality.causal) throw new Error(causality.message);
   const [retention, tr] = timed(() => planRetention(spec, { L, bindings }));
-  const [prefill, tp] = timed(() => prefillSet(spec, { P: o.P ?? L, retention, bindings }));
+  const [prefill, tp] = timed(() =>
+    prefillSet(spec, {
+      P: o.P ?? L,
+      retention,
+      bindings,
+      causal: spec.bidirectional !== true,
+    })
+  );
   const [tiles, tt] = timed(() =>
     classifyTiles(spec, { L, tileQ: tile, tileK: tile, layout: o.layout ?? "grouped", bindings })
   );

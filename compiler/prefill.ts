@@ -81,10 +81,13 @@ export class RangeSet {
   }
 }
 
-/** Derives the prefill set of a prompt of P positions (P <= the retention plan's L). */
+/**
+ * Derives the prefill set of a prompt of P positions (P <= the retention plan's L). Pass
+ * `causal: true` only for a spec proven causal (`checkCausality`): it bounds the key search.
+ */
 export function prefillSet(
   spec: AttentionSpec,
-  o: { P: number; retention?: RetentionPlan; bindings?: Bindings },
+  o: { P: number; retention?: RetentionPlan; bindings?: Bindings; causal?: boolean },
 ): PrefillPlan {
   const { K } = spec, P = o.P;
   if (!Number.isInteger(P) || P < 1) throw new RangeError(`prompt length P must be >= 1, got ${P}`);
@@ -112,8 +115,9 @@ export function prefillSet(
     const [qc, r] = work.pop()!;
     for (let kc = 0; kc < K; kc++) {
       // No query reads a key of copy kc `reach` or more positions before it (retention bound).
+      // A proven-causal spec reads no key after the query's position.
       const from = Math.max(0, r.lo - plan.perCopy[kc].reach + 1);
-      project(oracle, qc, r, kc, { lo: from, hi: P - 1 }, sets[kc], add);
+      project(oracle, qc, r, kc, { lo: from, hi: o.causal ? r.hi : P - 1 }, sets[kc], add);
     }
   }
   const perCopy = sets.map((s) => s.ranges.map((r) => ({ ...r })));

@@ -188,6 +188,10 @@ Deno.test("retention lifetimes and prefill sets equal brute force for random spe
         spec.source,
       );
       assertEquals(prefillTokens(spec, L), brutePrefill(spec, L), spec.source);
+      if (checkCausality(spec, { L }).causal) {
+        const got = prefillSet(spec, { P: L, causal: true }).count;
+        assertEquals(got, brutePrefill(spec, L).length, spec.source);
+      }
     }),
     { numRuns: RUNS },
   );
