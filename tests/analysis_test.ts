@@ -29,6 +29,7 @@ import { prefillSet } from "../compiler/prefill.ts";
 import { planRetention } from "../compiler/retention.ts";
 import { classifyTiles } from "../compiler/tiles.ts";
 import { analyze } from "../compiler/analysis.ts";
+import { maskOracle, MAYBE, region, tighten, TRUE } from "../compiler/abstract.ts";
 
 /** Tile classes by enumerating every pair. */
 function bruteTiles(spec: AttentionSpec, L: number, tq: number, tk: number, layout: Layout) {
@@ -278,4 +279,40 @@ Deno.test("analysis of phd-cswa at K=3, L=32768 takes well under a second", () =
   assertEquals(a.retention.formula, "L + 15");
   assertEquals(a.prefill.count, 32768 + 2 * 32);
   assertEquals(a.tiles.rows, 1536);
+});
+
+Deno.test("abstract verdicts are sound on random regions with position-difference bounds", () => {
+  fc.assert(
+    fc.property(
+      specArb,
+      fc.array(fc.integer({ min: 0, max: 7 }), { minLength: 8, maxLength: 8 }),
+      fc.integer({ min: -8, max: 8 }),
+      fc.integer({ min: 0, max: 8 }),
+      (spec, e, dlo, dw) => {
+        const K = spec.K, c = (x: number) => x % K;
+        const r = region(
+          [Math.min(c(e[0]), c(e[1])), Math.max(c(e[0]), c(e[1]))],
+          [Math.min(e[2], e[3]), Math.max(e[2], e[3])],
+          [Math.min(c(e[4]), c(e[5])), Math.max(c(e[4]), c(e[5]))],
+          [Math.min(e[6], e[7]), Math.max(e[6], e[7])],
+          [dlo, dlo + dw],
+        );
+        if (!tighten(r)) return;
+        const o = maskOracle(spec.mask, { params: spec.params, tables: spec.tables });
+        const v = o.verdict(r);
+        if (v === MAYBE) return;
+        for (let qc = r.lo[0]; qc <= r.hi[0]; qc++) {
+          for (let qp = r.lo[1]; qp <= r.hi[1]; qp++) {
+            for (let kc = r.lo[2]; kc <= r.hi[2]; kc++) {
+              for (let kp = r.lo[3]; kp <= r.hi[3]; kp++) {
+                if (kp - qp < r.dlo || kp - qp > r.dhi) continue;
+                assertEquals(o.allowed(qc, qp, kc, kp), v === TRUE, spec.source);
+              }
+            }
+          }
+        }
+      },
+    ),
+    { numRuns: RUNS },
+  );
 });
