@@ -1,0 +1,110 @@
+/**
+ * The WebGPU device: finds an adapter, requests a device with the limits and features the
+ * attention kernels need (the adapter's own maxima, not WebGPU's small defaults), and turns a
+ * missing adapter or a too-small limit into one clear error line. Browser-safe: only
+ * `navigator.gpu`, no Deno APIs.
+ */
+
+/** Limits the kernels rely on, with the least value they can work with. */
+export const REQUIRED_LIMITS = {
+  /** Shared K/V (or Q/dO) tiles: the default tiles fit 16 KiB; larger tiles need more. */
+  maxComputeWorkgroupStorageSize: 16384,
+  /** One invocation per query row (or key row) of a tile. */
+  maxComputeInvocationsPerWorkgroup: 64,
+  maxComputeWorkgroupSizeX: 64,
+  /** The dQ pass binds q, k, v, o, dO, lse, delta, dq, the tile list and the tables. */
+  maxStorageBuffersPerShaderStage: 10,
+  maxStorageBufferBindingSize: 1 << 20,
+  maxBufferSize: 1 << 20,
+} as const;
+
+/** Names of the limits requested at their adapter maximum. */
+export type RequestedLimit = keyof typeof REQUIRED_LIMITS;
+
+/** A device plus what the runtime needs to know about it. */
+export interface GpuContext {
+  adapter: GPUAdapter;
+  device: GPUDevice;
+  /** Human-readable adapter name (for errors, logs and tuning keys). */
+  adapterName: string;
+  /** Whether `shader-f16` was enabled (f16 storage kernels). */
+  f16: boolean;
+  /** Whether `timestamp-query` was enabled (GPU-side timing in benchmarks). */
+  timestamps: boolean;
+  /** The limits the device was created with. */
+  limits: Readonly<Record<RequestedLimit, number>>;
+}
+
+/** Options of `requestGpu`. */
+export interface GpuOptions {
+  /** Power preference passed to `requestAdapter`. Default: unset (the platform's choice). */
+  powerPreference?: GPUPowerPreference;
+  /** Enable `shader-f16` when the adapter has it. Default true; absent feature is not an error. */
+  f16?: boolean;
+  /** Enable `timestamp-query` when the adapter has it. Default true. */
+  timestamps?: boolean;
+}
+
+const FIX = "install a Vulkan driver (apt-get install mesa-vulkan-drivers) and set " +
+  "DENO_WEBGPU_BACKEND=vulkan, or run on a machine with a GPU";
+
+function adapterLabel(adapter: GPUAdapter): string {
+  const i = adapter.info;
+  return i.description || [i.vendor, i.architecture, i.device].filter((x) => x).join(" ") ||
+    "unknown adapter";
+}
+
+/**
+ * Requests an adapter and a device with every limit of `REQUIRED_LIMITS` raised to the adapter's
+ * maximum. Throws one line naming the adapter and the fix when there is no adapter or a limit is
+ * below what the kernels need.
+ */
+export async function requestGpu(o: GpuOptions = {}): Promise<GpuContext> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) throw new Error(`WebGPU is not available here (no navigator.gpu): ${FIX}`);
+  const adapter = await gpu.requestAdapter({ powerPreference: o.powerPreference });
+  if (!adapter) throw new Error(`no WebGPU adapter found: ${FIX}`);
+  const name = adapterLabel(adapter);
+  const limits = {} as Record<RequestedLimit, number>;
+  for (const [key, least] of Object.entries(REQUIRED_LIMITS) as [RequestedLimit, number][]) {
+    const have = adapter.limits[key];
+    if (have < least) {
+      throw new Error(
+        `WebGPU adapter "${name}" has ${key} = ${have} but the attention kernels need >= ${least}: ${FIX}`,
+      );
+    }
+    limits[key] = have;
+  }
+  const features: GPUFeatureName[] = [];
+  const f16 = (o.f16 ?? true) && adapter.features.has("shader-f16");
+  const timestamps = (o.timestamps ?? true) && adapter.features.has("timestamp-query");
+  if (f16) features.push("shader-f16");
+  if (timestamps) features.push("timestamp-query");
+  const device = await adapter.requestDevice({
+    requiredLimits: limits,
+    requiredFeatures: features,
+  });
+  return { adapter, device, adapterName: name, f16, timestamps, limits };
+}
+
+/**
+ * Refuses a buffer that would not fit one storage binding, saying how much fits. `what` names the
+ * tensor and its shape (e.g. `Q [2, 8, 4096, 64] f32`).
+ */
+export function checkBindingSize(gpu: GpuContext, bytes: number, what: string): void {
+  const max = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  if (bytes > max) {
+    throw new RangeError(
+      `${what} needs ${
+        mib(bytes)
+      } in one storage binding but adapter "${gpu.adapterName}" allows ` +
+        `${mib(max)} (maxStorageBufferBindingSize): use at most ${
+          Math.floor(max / bytes * 100) / 100
+        }x this size (fewer tokens, heads or batch), or split the batch`,
+    );
+  }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1 << 20)).toFixed(bytes < 1 << 20 ? 3 : 1)} MiB`;
+}
