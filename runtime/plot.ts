@@ -1,0 +1,99 @@
+/**
+ * Line charts as standalone SVG text (loss curves, benchmark sweeps): axes with ticks, one polyline
+ * per series, a legend. Pure string building, so a browser can reuse it.
+ */
+
+/** One line of a chart. */
+export interface Series {
+  name: string;
+  points: [number, number][];
+  color?: string;
+}
+
+/** Options of `lineChart`. */
+export interface ChartOptions {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  width?: number;
+  height?: number;
+  /** Logarithmic x axis (sweeps over sizes). */
+  logX?: boolean;
+}
+
+const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
+
+/** Escapes text for SVG. */
+export function escapeXml(s: string): string {
+  return s.replace(
+    /[<>&"]/g,
+    (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;" })[c]!,
+  );
+}
+
+/** "Nice" tick values covering [lo, hi]. */
+function ticks(lo: number, hi: number, n = 5): number[] {
+  if (hi <= lo) return [lo];
+  const raw = (hi - lo) / n, mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+    out.push(+v.toPrecision(12));
+  }
+  return out;
+}
+
+/** Renders series as an SVG line chart. */
+export function lineChart(series: Series[], o: ChartOptions): string {
+  const W = o.width ?? 640, H = o.height ?? 400, m = { l: 64, r: 16, t: 36, b: 48 };
+  const pts = series.flatMap((s) => s.points).filter(([x, y]) =>
+    Number.isFinite(x) && Number.isFinite(y)
+  );
+  if (pts.length === 0) throw new RangeError(`chart "${o.title}" has no finite points`);
+  const fx = o.logX ? Math.log10 : (x: number) => x;
+  let [x0, x1] = [Math.min(...pts.map((p) => fx(p[0]))), Math.max(...pts.map((p) => fx(p[0])))];
+  let [y0, y1] = [Math.min(...pts.map((p) => p[1])), Math.max(...pts.map((p) => p[1]))];
+  if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
+  if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1];
+  const pad = (y1 - y0) * 0.05;
+  [y0, y1] = [y0 - pad, y1 + pad];
+  const sx = (x: number) => m.l + (fx(x) - x0) / (x1 - x0) * (W - m.l - m.r);
+  const sy = (y: number) => H - m.b - (y - y0) / (y1 - y0) * (H - m.t - m.b);
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(o.title)}</text>`,
+  ];
+  for (const v of ticks(y0, y1)) {
+    out.push(
+      `<line x1="${m.l}" x2="${W - m.r}" y1="${sy(v)}" y2="${sy(v)}" stroke="#eee"/>`,
+      `<text x="${m.l - 6}" y="${sy(v) + 4}" text-anchor="end">${v}</text>`,
+    );
+  }
+  const xt = o.logX ? ticks(x0, x1).filter(Number.isInteger).map((e) => 10 ** e) : ticks(x0, x1);
+  for (const v of xt) {
+    out.push(`<text x="${sx(v)}" y="${H - m.b + 16}" text-anchor="middle">${v}</text>`);
+  }
+  out.push(
+    `<line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${H - m.b}" stroke="black"/>`,
+    `<line x1="${m.l}" x2="${W - m.r}" y1="${H - m.b}" y2="${H - m.b}" stroke="black"/>`,
+    `<text x="${(m.l + W - m.r) / 2}" y="${H - 10}" text-anchor="middle">${
+      escapeXml(o.xLabel)
+    }</text>`,
+    `<text transform="translate(16 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">${
+      escapeXml(o.yLabel)
+    }</text>`,
+  );
+  series.forEach((s, i) => {
+    const color = s.color ?? PALETTE[i % PALETTE.length];
+    const d = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))
+      .map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
+    out.push(
+      `<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${d}"/>`,
+      `<rect x="${W - m.r - 150}" y="${m.t + 4 + i * 16}" width="10" height="10" fill="${color}"/>`,
+      `<text x="${W - m.r - 135}" y="${m.t + 13 + i * 16}">${escapeXml(s.name)}</text>`,
+    );
+  });
+  out.push("</svg>");
+  return out.join("\n");
+}
