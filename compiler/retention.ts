@@ -125,17 +125,35 @@ function bandLifetimes(
   reach: number,
   life: Int32Array,
 ) {
-  for (let m = 0; m < L; m++) {
-    life[m] = m;
-    scan: for (let n = Math.min(L, m + reach - 1); n > m; n--) {
-      for (let qc = 0; qc < K; qc++) {
-        if (o.allowed(qc, n, kc, m)) {
-          life[m] = n;
-          break scan;
-        }
-      }
-    }
+  for (let m = 0; m < L; m++) life[m] = bandLifetime(o, K, kc, m, Math.min(L, m + reach - 1));
+}
+
+/** Last query position in (m, last] that reads key (kc, m), scanning down; m if none. */
+function bandLifetime(o: MaskOracle, K: number, kc: number, m: number, last: number): number {
+  for (let n = last; n > m; n--) {
+    for (let qc = 0; qc < K; qc++) if (o.allowed(qc, n, kc, m)) return n;
   }
+  return m;
+}
+
+/**
+ * Lifetimes for decoding past the plan's length: the last query position, up to `horizon`, that
+ * reads key (kc, m); Infinity for copies the plan keeps for the whole sequence.
+ */
+export function decodeLifetime(
+  spec: AttentionSpec,
+  plan: RetentionPlan,
+  o: { bindings?: Bindings },
+): (kc: number, m: number, horizon: number) => number {
+  const oracle = maskOracle(spec.mask, o.bindings ?? specBindings(spec));
+  return (kc, m, horizon) => {
+    const c = plan.perCopy[kc];
+    if (c.kind === "all") return Infinity;
+    if (c.reach <= BAND) {
+      return bandLifetime(oracle, spec.K, kc, m, Math.min(horizon, m + c.reach - 1));
+    }
+    return lastReader(oracle, spec.K, kc, m, m + 1, horizon) ?? m;
+  };
 }
 
 /** Lifetimes of keys m in [m0, m1] of copy kc: whole blocks read by the last query first. */
