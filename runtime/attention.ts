@@ -21,6 +21,7 @@ import {
   type KernelVariant,
   packTileList,
   packUniforms,
+  type Staging,
   type StorageType,
 } from "../compiler/attention_kernels.ts";
 import type { Layout } from "../compiler/layout.ts";
@@ -46,6 +47,8 @@ export interface AttentionConfig {
   dtype?: StorageType;
   /** `fused` (tile skipping, default) or `dense` (every tile, mask everywhere: the baseline). */
   variant?: KernelVariant;
+  /** Streamed rows from storage (`direct`, default) or via workgroup memory. */
+  staging?: Staging;
   /** Query rows per tile. Default from `defaultTiles(headDim)`. */
   tileQ?: number;
   /** Key rows per tile. Default from `defaultTiles(headDim)`. */
@@ -131,7 +134,7 @@ export class FlashAttention {
     readonly spec: AttentionSpec,
     config: AttentionConfig,
   ) {
-    const tiles = defaultTiles(config.headDim);
+    const tiles = defaultTiles(config.headDim, config.staging);
     this.params = {
       spec,
       headDim: config.headDim,
@@ -140,6 +143,7 @@ export class FlashAttention {
       layout: config.layout ?? "interleaved",
       dtype: config.dtype ?? "f32",
       variant: config.variant ?? "fused",
+      staging: config.staging ?? "direct",
     };
     if (this.params.dtype === "f16" && !gpu.f16) {
       throw new Error(
@@ -288,7 +292,10 @@ export class FlashAttention {
       cols,
       uniforms: uniformBuffer(
         device,
-        packUniforms({ N, L: run.L, H, HKV, rows, cols, scale: 1 / Math.sqrt(d) }, packed.fields),
+        packUniforms(
+          { N, L: run.L, H, HKV, rows, cols, scale: 1 / Math.sqrt(d), tileQ, tileK },
+          packed.fields,
+        ),
       ),
     };
     if (tableNames(spec).length > 0) {
