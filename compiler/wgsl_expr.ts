@@ -64,13 +64,16 @@ export function packSpecBindings(
 const CMP = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" } as const;
 
 const HELPERS = {
+  // Divisors are positive (the DSL requires it). Only non-negative operands reach `/`: WGSL
+  // truncates, but backends differ on negatives (llvmpipe over GL computes `%` unsigned).
   floor_div: `fn floor_div(a: i32, b: i32) -> i32 {
-  let q = a / b;
-  return select(q, q - 1, (a % b != 0) && ((a < 0) != (b < 0)));
+  if (a >= 0) {
+    return a / b;
+  }
+  return -((b - 1 - a) / b);
 }`,
   floor_mod: `fn floor_mod(a: i32, b: i32) -> i32 {
-  let r = a % b;
-  return select(r, r + b, (r != 0) && ((r < 0) != (b < 0)));
+  return a - floor_div(a, b) * b;
 }`,
   // Number of table entries <= x, minus one (binary search over a sorted start table).
   seg_index: `fn seg_index(off: i32, len: i32, x: i32) -> i32 {
@@ -119,6 +122,7 @@ class Emitter {
       case "div":
       case "mod": {
         const f = n.op === "div" ? "floor_div" : "floor_mod";
+        this.helpers.add("floor_div");
         this.helpers.add(f);
         return `${f}(${this.int(n.a)}, ${this.int(n.b)})`;
       }
