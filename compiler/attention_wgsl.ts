@@ -101,38 +101,31 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   ${tileLoop(o, "qt", "U.cols")}
     let k0 = t * U.tk;
     ${ks.stage}
-    // Scores of this tile; masked keys keep NEG_BIG, so exp() below makes them exactly 0.
-    var s: array<f32, TK>;
-    var mt = m;
+    // One pass per key: the running max only moves when a score exceeds it (rarely after the
+    // first keys), so the rescale of the accumulator is a rare branch, and no score array (which
+    // llvmpipe would index through a branch ladder) is needed.
     for (var j = 0; j < U.tk; j++) {
       ${ks.row}
-      s[j] = NEG_BIG;
       if (k0 + j < U.N && (full || mask_allowed(tq.x, tq.y, ${ks.kc}, ${ks.kp}))) {
         var dt = 0.0;
         for (var x = 0; x < D4; x++) {
           dt += dot(qr[x], ${ks.k("x")});
         }
-        s[j] = score_mod(dt, tq.x, tq.y, ${ks.kc}, ${ks.kp}, h);
-        mt = max(mt, s[j]);
-      }
-    }
-    if (mt > NEG_BIG) {
-      let corr = exp(m - mt);
-      l *= corr;
-      for (var x = 0; x < D4; x++) {
-        acc[x] *= corr;
-      }
-      for (var j = 0; j < U.tk; j++) {
-        let p = exp(s[j] - mt);
-        if (p != 0.0) {
-          ${ks.row}
-          l += p;
+        let sc = score_mod(dt, tq.x, tq.y, ${ks.kc}, ${ks.kp}, h);
+        if (sc > m) {
+          let corr = exp(m - sc);
+          l *= corr;
           for (var x = 0; x < D4; x++) {
-            acc[x] += p * ${ks.v("x")};
+            acc[x] *= corr;
           }
+          m = sc;
+        }
+        let p = exp(sc - m);
+        l += p;
+        for (var x = 0; x < D4; x++) {
+          acc[x] += p * ${ks.v("x")};
         }
       }
-      m = mt;
     }
   }
   if (row < U.N) {
