@@ -1,0 +1,133 @@
+/**
+ * Row gather and its backward. Forward: `out[r] = table[ids[r]]` (the token embedding; also the
+ * gather of the last copy's hidden rows before the LM head). Backward: `dtable[v] (+)= sum of
+ * dout[r] over rows with ids[r] == v`, without float atomics: the ids come from the host, which
+ * builds a CSR index (`rowIndex`: rows grouped by id, a counting sort) so that one invocation per
+ * (table row, column) sums exactly its rows in a fixed order (deterministic). Browser-safe.
+ */
+import { checkBindingSize } from "../device.ts";
+import {
+  checkDims,
+  type Dispatch,
+  grid1d,
+  type Kernel,
+  type KernelContext,
+  LINEAR_INDEX_WGSL,
+  prepare,
+  uniforms,
+} from "./kernel.ts";
+
+const WG = 64;
+
+/** Rows grouped by id: rows with id v are `perm[offsets[v] .. offsets[v+1])`, ascending. */
+export interface RowIndex {
+  offsets: Uint32Array;
+  perm: Uint32Array;
+}
+
+/** Counting sort of row ids into a CSR index; ids must be < `rows` (the table's row count). */
+export function rowIndex(ids: ArrayLike<number>, rows: number): RowIndex {
+  const offsets = new Uint32Array(rows + 1);
+  for (let r = 0; r < ids.length; r++) {
+    const v = ids[r];
+    if (!(v >= 0 && v < rows)) throw new RangeError(`id ${v} at row ${r} is outside [0, ${rows})`);
+    offsets[v + 1]++;
+  }
+  for (let v = 0; v < rows; v++) offsets[v + 1] += offsets[v];
+  const fill = offsets.slice(0, rows), perm = new Uint32Array(ids.length);
+  for (let r = 0; r < ids.length; r++) perm[fill[ids[r]]++] = r;
+  return { offsets, perm };
+}
+
+/** Gather kernel: one invocation per output element. */
+export function gatherKernel(): Kernel {
+  const code = `
+struct U { rows: u32, cols: u32, table_rows: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(2) var<storage, read> ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+${LINEAR_INDEX_WGSL}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) l: u32) {
+  let i = linear_index(wg, nwg, l, ${WG}u);
+  if (i >= u.rows * u.cols) { return; }
+  let r = i / u.cols;
+  let id = min(ids[r], u.table_rows - 1u);
+  out[i] = table[id * u.cols + i % u.cols];
+}`;
+  return { key: "gather", label: "gather", code, bindings: ["u", "table", "ids", "out"] };
+}
+
+/** Scatter-add kernel: one invocation per (table row, column), summing its CSR segment. */
+export function scatterKernel(): Kernel {
+  const code = `
+struct U { table_rows: u32, cols: u32, accumulate: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> offsets: array<u32>;
+@group(0) @binding(3) var<storage, read> perm: array<u32>;
+@group(0) @binding(4) var<storage, read_write> dtable: array<f32>;
+${LINEAR_INDEX_WGSL}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) l: u32) {
+  let i = linear_index(wg, nwg, l, ${WG}u);
+  if (i >= u.table_rows * u.cols) { return; }
+  let v = i / u.cols;
+  let c = i % u.cols;
+  var acc = 0.0;
+  for (var s = offsets[v]; s < offsets[v + 1u]; s++) { acc += dout[perm[s] * u.cols + c]; }
+  if (u.accumulate != 0u) { acc += dtable[i]; }
+  dtable[i] = acc;
+}`;
+  return {
+    key: "scatter_add",
+    label: "scatter_add",
+    code,
+    bindings: ["u", "dout", "offsets", "perm", "dtable"],
+  };
+}
+
+/**
+ * Forward gather: table is (V, C), ids is (R,) u32, out is (R, C).
+ * Ids past the table are clamped to its last row (callers validate ids on the host).
+ */
+export function gather(
+  ctx: KernelContext,
+  io: { table: GPUBuffer; ids: GPUBuffer; out: GPUBuffer },
+  shape: { rows: number; cols: number; tableRows: number },
+): Dispatch {
+  const { rows, cols, tableRows } = shape;
+  checkDims("gather", { rows, cols, tableRows });
+  checkBindingSize(ctx.gpu, rows * cols * 4, `gather out (${rows}, ${cols}) f32`);
+  const k = gatherKernel();
+  const u = uniforms(ctx, [{ u32: rows }, { u32: cols }, { u32: tableRows }], k.label);
+  return prepare(ctx, k, { buffers: { u, ...io }, grid: grid1d(rows * cols, WG), owned: [u] });
+}
+
+/**
+ * Backward of `gather`: dout is (R, C), offsets is (V+1,) and perm is (R,) from `rowIndex(ids,
+ * V)`, dtable is (V, C), overwritten, or added to when `accumulate` (tied embeddings: the LM head
+ * gradient is already there).
+ */
+export function scatterAdd(
+  ctx: KernelContext,
+  io: { dout: GPUBuffer; offsets: GPUBuffer; perm: GPUBuffer; dtable: GPUBuffer },
+  shape: { cols: number; tableRows: number; accumulate?: boolean },
+): Dispatch {
+  const { cols, tableRows } = shape;
+  checkDims("scatter_add", { cols, tableRows });
+  const k = scatterKernel();
+  const u = uniforms(ctx, [
+    { u32: tableRows },
+    { u32: cols },
+    { u32: shape.accumulate ? 1 : 0 },
+  ], k.label);
+  return prepare(ctx, k, {
+    buffers: { u, ...io },
+    grid: grid1d(tableRows * cols, WG),
+    owned: [u],
+  });
+}

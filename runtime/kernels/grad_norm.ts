@@ -1,0 +1,124 @@
+/**
+ * Global-norm gradient clipping without a readback: a sum-of-squares pass per gradient range
+ * writes fixed per-workgroup partial sums (deterministic: no atomics, fixed order), and a
+ * one-workgroup pass adds them up and writes `[norm, scale]`, `scale = min(1, max_norm/(norm +
+ * 1e-6))` (PyTorch `clip_grad_norm_`), which AdamW multiplies into every gradient. Browser-safe.
+ */
+import { storageBuffer } from "../gpu.ts";
+import {
+  checkDims,
+  type Dispatch,
+  type Kernel,
+  type KernelContext,
+  prepare,
+  uniforms,
+} from "./kernel.ts";
+
+const WG = 256;
+
+/** Partial sums per gradient range (workgroups of the sum-of-squares pass). Default 32. */
+export const DEFAULT_PARTS = 32;
+
+const REDUCE = `
+var<workgroup> sh: array<f32, ${WG}>;
+fn reduce(l: u32, x: f32) -> f32 {
+  sh[l] = x;
+  for (var w = ${WG / 2}u; w > 0u; w /= 2u) {
+    workgroupBarrier();
+    if (l < w) { sh[l] += sh[l + w]; }
+  }
+  workgroupBarrier();
+  return sh[0];
+}`;
+
+/** The two kernels. */
+export function gradNormKernels(): { sumSquares: Kernel; finish: Kernel } {
+  const sumSquares = `
+struct U { offset: u32, n: u32, dst: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
+${REDUCE}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) l: u32) {
+  var acc = 0.0;
+  for (var j = wg.x * ${WG}u + l; j < u.n; j += nwg.x * ${WG}u) {
+    let g = grad[u.offset + j];
+    acc = fma(g, g, acc);
+  }
+  let s = reduce(l, acc);
+  if (l == 0u) { partials[u.dst + wg.x] = s; }
+}`;
+  const finish = `
+struct U { count: u32, max_norm: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> partials: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+${REDUCE}
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) l: u32) {
+  var acc = 0.0;
+  for (var j = l; j < u.count; j += ${WG}u) { acc += partials[j]; }
+  let norm = sqrt(reduce(l, acc));
+  if (l == 0u) {
+    out[0] = norm;
+    out[1] = select(1.0, min(1.0, u.max_norm / (norm + 1e-6)), u.max_norm > 0.0);
+  }
+}`;
+  return {
+    sumSquares: {
+      key: "grad_sumsq",
+      label: "grad_sumsq",
+      code: sumSquares,
+      bindings: ["u", "grad", "partials"],
+    },
+    finish: {
+      key: "grad_norm",
+      label: "grad_norm",
+      code: finish,
+      bindings: ["u", "partials", "out"],
+    },
+  };
+}
+
+/** One gradient range: `buffer[offset .. offset+n)`. */
+export interface GradRange {
+  buffer: GPUBuffer;
+  offset?: number;
+  n: number;
+}
+
+/**
+ * Global L2 norm of all ranges into out = `[norm, scale]` (2 f32); `maxNorm` 0 disables clipping
+ * (scale 1). One dispatch per range plus one.
+ */
+export function gradNorm(
+  ctx: KernelContext,
+  io: { ranges: readonly GradRange[]; out: GPUBuffer },
+  o: { maxNorm: number; parts?: number },
+): Dispatch[] {
+  const ks = gradNormKernels(), parts = o.parts ?? DEFAULT_PARTS;
+  checkDims("grad_norm", { ranges: io.ranges.length, parts });
+  const partials = storageBuffer(ctx.gpu.device, io.ranges.length * parts * 4, "grad_partials");
+  const out: Dispatch[] = io.ranges.map((r, i) => {
+    checkDims("grad_norm", { n: r.n });
+    const u = uniforms(
+      ctx,
+      [{ u32: r.offset ?? 0 }, { u32: r.n }, { u32: i * parts }],
+      ks.sumSquares.label,
+    );
+    return prepare(ctx, ks.sumSquares, {
+      buffers: { u, grad: r.buffer, partials },
+      grid: [parts, 1, 1],
+      owned: [u],
+    });
+  });
+  const u = uniforms(ctx, [{ u32: io.ranges.length * parts }, { f32: o.maxNorm }], ks.finish.label);
+  out.push(prepare(ctx, ks.finish, {
+    buffers: { u, partials, out: io.out },
+    grid: [1, 1, 1],
+    owned: [u, partials],
+  }));
+  return out;
+}
