@@ -76,6 +76,8 @@ export function cleanBrown(raw: string): string {
       const slash = t.lastIndexOf("/");
       const w = slash > 0 ? t.slice(0, slash) : t;
       const text = w === "``" || w === "''" ? '"' : w;
+      // "Jr. ." at a sentence end: the abbreviation's period is the sentence's.
+      if (w === "." && sentence.endsWith(".")) continue;
       if (sentence.length > 0 && !glue && !NO_SPACE_BEFORE.has(w)) sentence += " ";
       sentence += text;
       glue = NO_SPACE_AFTER.has(w);
