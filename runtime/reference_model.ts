@@ -170,7 +170,7 @@ export function forwardBackward(
     const { y: n2, rstd: rstd2 } = rmsnormRef(x2, W(i, "post_attention_layernorm"), { C, eps });
     const gate = lin(n2, W(i, "mlp.gate_proj"), R, I, C);
     const up = lin(n2, W(i, "mlp.up_proj"), R, I, C);
-    const act = swigluRef(gate, up);
+    const act = swigluRef({ gate, up });
     caches.push({ x, n1, rstd1, qh, kh, vh, att, x2, n2, rstd2, gate, up, act });
     x = add(x2, lin(act, W(i, "mlp.down_proj"), R, C, I));
   }
@@ -178,7 +178,7 @@ export function forwardBackward(
   const M = B * L, sel = gatherRef(nf, rows, C);
   const logits = lin(sel, head, M, V, C);
   const ident = Uint32Array.from({ length: M }, (_, j) => j);
-  const ce = crossEntropyRef(logits, ident, targets, { V, scale: 1 / M });
+  const ce = crossEntropyRef({ logits, rows: ident, targets }, { V, scale: 1 / M });
   const loss = ce.losses.reduce((a, b) => a + b, 0) / M;
   if (!o.grads) return { loss };
 
@@ -189,7 +189,7 @@ export function forwardBackward(
   addInto(cfg.tie_word_embeddings ? G["model.embed_tokens.weight"] : G["lm_head.weight"], dHead);
   const dsel = matmulRef(ce.dlogits, head, { M, N: C, K: V, trans: "nn" });
   const dnf = scatterAddRef(dsel, rows, { V: R, C });
-  const fb = rmsnormBackwardRef(dnf, x, P["model.norm.weight"], rstdf, { C });
+  const fb = rmsnormBackwardRef({ dy: dnf, x, w: P["model.norm.weight"], rstd: rstdf }, { C });
   addInto(G["model.norm.weight"], fb.dw);
   let dx: Float64Array = fb.dx;
   const gW = (i: number, n: string) => G[`model.layers.${i}.${n}.weight`];
@@ -203,12 +203,17 @@ export function forwardBackward(
     const c = caches[i];
     // x = x2 + down(act)
     const dact = linBack(dx, c.act, W(i, "mlp.down_proj"), gW(i, "mlp.down_proj"));
-    const { dgate, dup } = swigluBackwardRef(dact, c.gate, c.up);
+    const { dgate, dup } = swigluBackwardRef({ dout: dact, gate: c.gate, up: c.up });
     const dn2 = add(
       linBack(dgate, c.n2, W(i, "mlp.gate_proj"), gW(i, "mlp.gate_proj")),
       linBack(dup, c.n2, W(i, "mlp.up_proj"), gW(i, "mlp.up_proj")),
     );
-    const b2 = rmsnormBackwardRef(dn2, c.x2, W(i, "post_attention_layernorm"), c.rstd2, { C });
+    const b2 = rmsnormBackwardRef({
+      dy: dn2,
+      x: c.x2,
+      w: W(i, "post_attention_layernorm"),
+      rstd: c.rstd2,
+    }, { C });
     addInto(gW(i, "post_attention_layernorm"), b2.dw);
     const dx2 = add(dx, b2.dx);
     // x2 = x + o_proj(att)
@@ -227,7 +232,12 @@ export function forwardBackward(
     const dn1 = linBack(dq, c.n1, W(i, "self_attn.q_proj"), gW(i, "self_attn.q_proj"));
     addInto(dn1, linBack(dk, c.n1, W(i, "self_attn.k_proj"), gW(i, "self_attn.k_proj")));
     addInto(dn1, linBack(dv, c.n1, W(i, "self_attn.v_proj"), gW(i, "self_attn.v_proj")));
-    const b1 = rmsnormBackwardRef(dn1, c.x, W(i, "input_layernorm"), c.rstd1, { C });
+    const b1 = rmsnormBackwardRef({
+      dy: dn1,
+      x: c.x,
+      w: W(i, "input_layernorm"),
+      rstd: c.rstd1,
+    }, { C });
     addInto(gW(i, "input_layernorm"), b1.dw);
     dx = add(dx2, b1.dx);
   }

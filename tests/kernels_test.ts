@@ -184,8 +184,8 @@ Deno.test("rmsnorm forward and backward (dx accumulates into the residual gradie
   const ref = rmsnormRef(x, w, { C }), naive = rmsnormRef(x, w, { C, precision: "f32" });
   near("y", await read(ctx, y, R * C), ref.y, naive.y);
   near("rstd", await read(ctx, rstd, R), ref.rstd, naive.rstd);
-  const bref = rmsnormBackwardRef(dy, x, w, ref.rstd, { C });
-  const bnaive = rmsnormBackwardRef(dy, x, w, naive.rstd, { C, precision: "f32" });
+  const bref = rmsnormBackwardRef({ dy, x, w, rstd: ref.rstd }, { C });
+  const bnaive = rmsnormBackwardRef({ dy, x, w, rstd: naive.rstd }, { C, precision: "f32" });
   near(
     "dx",
     await read(ctx, dx, R * C),
@@ -248,8 +248,9 @@ Deno.test("swiglu forward and backward", async () => {
     swigluForward(ctx, { gate: gb, up: ub, out }, n),
     swigluBackward(ctx, { dout: buf(ctx, dout), gate: gb, up: ub, dgate, dup }, n),
   ]);
-  near("out", await read(ctx, out, n), swigluRef(gate, up), swigluRef(gate, up, "f32"));
-  const ref = swigluBackwardRef(dout, gate, up), naive = swigluBackwardRef(dout, gate, up, "f32");
+  near("out", await read(ctx, out, n), swigluRef({ gate, up }), swigluRef({ gate, up }, "f32"));
+  const ref = swigluBackwardRef({ dout, gate, up }),
+    naive = swigluBackwardRef({ dout, gate, up }, "f32");
   near("dgate", await read(ctx, dgate, n), ref.dgate, naive.dgate);
   near("dup", await read(ctx, dup, n), ref.dup, naive.dup);
 });
@@ -268,8 +269,8 @@ Deno.test("cross-entropy on selected rows: losses, gradients, other rows untouch
       losses,
       dlogits: dl,
     }, { rows: rows.length, vocab: V, params: { workgroupSize: wg } })]);
-    const ref = crossEntropyRef(logits, rows, targets, { V });
-    const naive = crossEntropyRef(logits, rows, targets, { V, precision: "f32" });
+    const ref = crossEntropyRef({ logits, rows, targets }, { V });
+    const naive = crossEntropyRef({ logits, rows, targets }, { V, precision: "f32" });
     near(`losses wg${wg}`, await read(ctx, losses, rows.length), ref.losses, naive.losses);
     const got = await read(ctx, dl, Rall * V), sel = new Set(rows);
     for (let i = 0; i < Rall; i++) {

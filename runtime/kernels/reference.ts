@@ -87,12 +87,15 @@ export function rmsnormRef(
 
 /** dy, x are (R, C), w is (C,), rstd is (R,); dx is (R, C), dw is (C,). */
 export function rmsnormBackwardRef(
-  dy: ArrayLike<number>,
-  x: ArrayLike<number>,
-  w: ArrayLike<number>,
-  rstd: ArrayLike<number>,
+  io: {
+    dy: ArrayLike<number>;
+    x: ArrayLike<number>;
+    w: ArrayLike<number>;
+    rstd: ArrayLike<number>;
+  },
   s: { C: number; precision?: Precision },
 ): { dx: Float64Array; dw: Float64Array } {
+  const { dy, x, w, rstd } = io;
   const r = rounding(s.precision ?? "f64"), C = s.C, R = x.length / C;
   const dx = new Float64Array(x.length), dw = new Float64Array(C);
   for (let i = 0; i < R; i++) {
@@ -160,10 +163,10 @@ function sigmoid(x: number, r: (x: number) => number): number {
 
 /** gate, up, out are (R, I): out = silu(gate)·up. */
 export function swigluRef(
-  gate: ArrayLike<number>,
-  up: ArrayLike<number>,
+  io: { gate: ArrayLike<number>; up: ArrayLike<number> },
   precision: Precision = "f64",
 ): Float64Array {
+  const { gate, up } = io;
   const r = rounding(precision), out = new Float64Array(gate.length);
   for (let i = 0; i < gate.length; i++) {
     out[i] = r(r(gate[i] * sigmoid(gate[i], r)) * up[i]);
@@ -173,11 +176,10 @@ export function swigluRef(
 
 /** dout, gate, up are (R, I); dgate, dup are (R, I). */
 export function swigluBackwardRef(
-  dout: ArrayLike<number>,
-  gate: ArrayLike<number>,
-  up: ArrayLike<number>,
+  io: { dout: ArrayLike<number>; gate: ArrayLike<number>; up: ArrayLike<number> },
   precision: Precision = "f64",
 ): { dgate: Float64Array; dup: Float64Array } {
+  const { dout, gate, up } = io;
   const r = rounding(precision), n = gate.length;
   const dgate = new Float64Array(n), dup = new Float64Array(n);
   for (let i = 0; i < n; i++) {
@@ -193,11 +195,10 @@ export function swigluBackwardRef(
  * `scale·(softmax - onehot)` on the selected rows, 0 elsewhere. Textbook softmax (max-shifted).
  */
 export function crossEntropyRef(
-  logits: ArrayLike<number>,
-  rows: ArrayLike<number>,
-  targets: ArrayLike<number>,
+  io: { logits: ArrayLike<number>; rows: ArrayLike<number>; targets: ArrayLike<number> },
   s: { V: number; scale?: number; precision?: Precision },
 ): { losses: Float64Array; dlogits: Float64Array } {
+  const { logits, rows, targets } = io;
   const r = rounding(s.precision ?? "f64"), V = s.V, scale = s.scale ?? 1 / rows.length;
   const losses = new Float64Array(rows.length), dlogits = new Float64Array(logits.length);
   for (let j = 0; j < rows.length; j++) {
