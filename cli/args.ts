@@ -190,15 +190,5 @@ export async function resolveSpec(ref: string, f: SpecFlags): Promise<AttentionS
   return applySpecFlags(await loadSpec(ref), f);
 }
 
-/** Writes a file atomically: a temporary file in the same folder, then a rename over the target. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${resolve(path)}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  try {
-    await Deno.writeFile(tmp, bytes, { createNew: true });
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
+/** Atomic file writes (temp file + rename), shared with the runtime host layer. */
+export { writeFileAtomic } from "../runtime/host/files.ts";

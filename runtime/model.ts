@@ -350,7 +350,8 @@ export class ModelGraph {
     );
     F.push(gather(ctx, { table: nf, ids: rowsBuf, out: sel }, { rows: M, cols: C, tableRows: R }));
     F.push(mm("nt", sel, head, this.logits, M, V, C));
-    const dlogits = training ? f32(M * V, "dlogits") : this.logits;
+    // Forward-only graphs never write dlogits, but a buffer cannot be bound read and read_write.
+    const dlogits = f32(training ? M * V : 4, "dlogits");
     // losses (M,) and, training, dlogits = (softmax - onehot) / M
     F.push(
       crossEntropy(ctx, {
