@@ -154,6 +154,7 @@ export async function runTraining(
     model: config.model,
     phd: config.phd,
     tokenizer: "bytes",
+    context: t.seq_len,
     params: await trainer.params.download(),
   }, { config, state: await trainer.state() });
   const plot = run.out.replace(/(\.safetensors)?$/, ".loss.svg");

@@ -30,18 +30,13 @@ export interface Checkpoint {
   /** The mask spec the checkpoint was trained with (the preset of `phd.variant`). */
   spec: AttentionSpec;
   tokenizer: string;
+  /** Positions per sequence it was trained on (`__metadata__.context`), when recorded. */
+  context?: number;
   params: Record<string, Float32Array>;
 }
 
 /** The model file's bytes. */
-export function encodeCheckpoint(
-  c: {
-    model: ModelConfig;
-    phd: PhdConfig;
-    tokenizer: string;
-    params: Record<string, Float32Array>;
-  },
-): Uint8Array {
+export function encodeCheckpoint(c: Omit<Checkpoint, "spec">): Uint8Array {
   const tensors = new Map<string, Tensor>();
   for (const [name, shape] of paramShapes(c.model)) {
     const data = c.params[name];
@@ -49,14 +44,12 @@ export function encodeCheckpoint(
     tensors.set(name, { dtype: "F32", shape, data });
   }
   const spec = configSpec(c.phd);
-  return encodeSafetensors(
-    tensors,
-    checkpointMetadata({
-      config: c.model,
-      phd: { ...c.phd, source: spec.source },
-      tokenizer: c.tokenizer,
-    }),
-  );
+  const meta = checkpointMetadata({
+    config: c.model,
+    phd: { ...c.phd, source: spec.source },
+    tokenizer: c.tokenizer,
+  });
+  return encodeSafetensors(tensors, c.context ? { ...meta, context: String(c.context) } : meta);
 }
 
 /**
@@ -79,7 +72,8 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
     }
     params[name] = t.dtype === "F32" ? t.data : fromF16Bits(t.data);
   }
-  return { model, phd, spec: configSpec(phd), tokenizer: meta.tokenizer, params };
+  const context = st.metadata.context ? Number(st.metadata.context) : undefined;
+  return { model, phd, spec: configSpec(phd), tokenizer: meta.tokenizer, context, params };
 }
 
 function stripSource(p: PhdConfig & { source?: string }): PhdConfig {

@@ -1,0 +1,93 @@
+/**
+ * `deno task eval --ckpt F (--text-file T | --split val|train) [--context N] [--json]`: mean
+ * next-token loss (nats per token) of a checkpoint on a text or a corpus split (DESIGN.md 3).
+ */
+import { Option } from "commander";
+import { type Layout, LAYOUTS } from "../compiler/layout.ts";
+import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
+import { evaluateStream } from "../runtime/evaluate.ts";
+import { ModelParams } from "../runtime/model.ts";
+import { tokenizerByName } from "../runtime/tokenizer.ts";
+import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
+import { brownCorpus, kernelContext } from "./train.ts";
+
+/** Context when a checkpoint does not record the one it was trained with. */
+const DEFAULT_CONTEXT = 128;
+
+async function main() {
+  const cmd = newCommand(
+    "eval",
+    "Mean next-token loss of a checkpoint on a text or a corpus split.",
+  )
+    .requiredOption("--ckpt <file>", "checkpoint (.safetensors) written by deno task train")
+    .option("--text-file <file>", "evaluate on this UTF-8 text")
+    .addOption(new Option("--split <split>", "evaluate on a Brown split").choices(["val", "train"]))
+    .option(
+      "--context <n>",
+      "predictions per window (default: the training seq_len)",
+      positiveInt("--context"),
+    )
+    .option("--batch <n>", "windows per batch", positiveInt("--batch"), 8)
+    .option("--max-windows <n>", "stop after this many windows", positiveInt("--max-windows"))
+    .option("--layout <layout>", `attention storage layout: ${LAYOUTS.join(" | ")}`, "grouped")
+    .option("--json", 'print {"loss","tokens",...} on stdout')
+    .addHelpText(
+      "after",
+      "\nA text that fits the context is one sequence; longer ones are consecutive windows.",
+    );
+  const o = parseArgv(cmd).opts();
+  if (!o.textFile === !o.split) {
+    throw new UsageError("give exactly one of --text-file FILE or --split val");
+  }
+  if (!LAYOUTS.includes(o.layout)) {
+    throw new UsageError(`--layout must be one of ${LAYOUTS.join(", ")}, got "${o.layout}"`);
+  }
+  const ck = await loadCheckpoint(o.ckpt);
+  const tokenizer = tokenizerByName(ck.tokenizer);
+  let stream: Uint32Array;
+  if (o.textFile) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(o.textFile);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new UsageError(`text file "${o.textFile}" does not exist`);
+      }
+      throw e;
+    }
+    stream = tokenizer.encode(text);
+  } else {
+    if (ck.tokenizer !== "bytes") {
+      throw new UsageError(`--split needs the bytes tokenizer, checkpoint has ${ck.tokenizer}`);
+    }
+    stream = (await brownCorpus())[o.split as "val" | "train"];
+  }
+  if (stream.length < 2) throw new UsageError("the text must hold at least 2 tokens");
+  const ctx = await kernelContext();
+  const params = new ModelParams(ctx, ck.model);
+  params.upload(ck.params);
+  const context = o.context ?? ck.context ?? DEFAULT_CONTEXT;
+  const t0 = performance.now();
+  const quiet = o.json || !Deno.stderr.isTerminal();
+  const r = await evaluateStream(ctx, params, ck.spec, stream, {
+    context,
+    batch: o.batch,
+    maxWindows: o.maxWindows,
+    layout: o.layout as Layout,
+    progress: quiet
+      ? undefined
+      : (d, n) => Deno.stderr.writeSync(new TextEncoder().encode(`\reval ${d}/${n} windows`)),
+  });
+  if (!quiet) console.error("");
+  const seconds = (performance.now() - t0) / 1000;
+  const out = { loss: r.loss, tokens: r.tokens, context, spec: ck.spec.name, seconds };
+  if (o.json) console.log(JSON.stringify(out));
+  else {
+    console.log(
+      `loss ${r.loss.toFixed(4)} nats/token (${(r.loss / Math.LN2).toFixed(3)} bits) over ` +
+        `${r.tokens} tokens, context ${context}, ${ck.spec.name}, ${seconds.toFixed(1)} s`,
+    );
+  }
+}
+
+if (import.meta.main) await runCommand(main);
