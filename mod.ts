@@ -1,12 +1,26 @@
 /**
  * Public API for scripts: define attention patterns (`defineAttention`, presets), analyse them
- * (causality, KV retention, prefill set, tile classes) and evaluate their reference meaning.
+ * (causality, KV retention, prefill set, tile classes), run their fused attention kernels, and
+ * build, train, evaluate, save and load PHD transformers on WebGPU.
  *
- * @example
+ * Everything under `runtime/` except `runtime/host/` is browser-safe (no file system or process
+ * APIs); the host helpers exported at the end (corpus loading, checkpoint files) use Deno's.
+ *
+ * @example Analyse a mask
  * ```ts
  * import { analyze, phdCswa } from "./mod.ts";
  * const a = analyze(phdCswa({ K: 3, W: 16, C: 32 }), { L: 4096 });
  * console.log(a.retention.formula, a.prefill.count, a.tiles.keptFraction);
+ * ```
+ *
+ * @example Train, evaluate and save (see examples/train.ts)
+ * ```ts
+ * import { buildCorpus, ByteTokenizer, createContext, DEFAULT_CONFIG, loadBrown, Trainer } from "./mod.ts";
+ * const ctx = await createContext();
+ * const corpus = buildCorpus(await loadBrown(), new ByteTokenizer());
+ * const trainer = new Trainer(ctx, DEFAULT_CONFIG, corpus);
+ * for (let i = 0; i < 10; i++) trainer.trainStep();
+ * console.log((await trainer.takeLoss()).loss, (await trainer.evaluate()).loss);
  * ```
  */
 export * from "./dsl/mod.ts";
@@ -25,3 +39,70 @@ export {
   type TileMap,
   type TileOptions,
 } from "./compiler/tiles.ts";
+
+// ---- runtime: device, kernels, model, training, evaluation (browser-safe) ----
+export { createContext } from "./runtime/context.ts";
+export { type GpuContext, type GpuOptions, requestGpu } from "./runtime/device.ts";
+export { PipelineCache } from "./runtime/gpu.ts";
+export type { KernelContext } from "./runtime/kernels/kernel.ts";
+export {
+  type AttentionConfig,
+  type AttentionRun,
+  FlashAttention,
+  type HostInputs,
+  type HostOutputs,
+} from "./runtime/attention.ts";
+export {
+  type Config,
+  configSpec,
+  DEFAULT_CONFIG,
+  learningRate,
+  type ModelConfig,
+  parseConfig,
+  type PhdConfig,
+  type TrainConfig,
+} from "./runtime/config.ts";
+export {
+  Batches,
+  buildCorpus,
+  type Corpus,
+  type Document,
+  evalBatches,
+  Rng,
+} from "./runtime/data.ts";
+export { ByteTokenizer, type Tokenizer, tokenizerByName } from "./runtime/tokenizer.ts";
+export {
+  type GraphOptions,
+  type MatmulChooser,
+  ModelGraph,
+  ModelParams,
+  recordOps,
+} from "./runtime/model.ts";
+export {
+  measureMatmulGflops,
+  Trainer,
+  type TrainerOptions,
+  type TrainingState,
+} from "./runtime/train.ts";
+export { type EvalOptions, evaluateStream } from "./runtime/evaluate.ts";
+export { generateByRecompute, sampleHost, type SamplingOptions } from "./runtime/recompute.ts";
+export {
+  type Checkpoint,
+  decodeCheckpoint,
+  decodeTrainingState,
+  encodeCheckpoint,
+  encodeTrainingState,
+  statePath,
+} from "./runtime/checkpoint.ts";
+export {
+  forwardBackward,
+  initParams,
+  type Params,
+  paramShapes,
+} from "./runtime/reference_model.ts";
+export { lineChart, type Series } from "./runtime/plot.ts";
+
+// ---- host helpers (Deno APIs: files) ----
+export { loadBrown } from "./runtime/host/corpus.ts";
+export { loadCheckpoint, loadTrainingState, saveCheckpoint } from "./runtime/host/checkpoint.ts";
+export { writeFileAtomic } from "./runtime/host/files.ts";

@@ -9,8 +9,7 @@ import cliProgress from "cli-progress";
 import process from "node:process";
 import { type Config, DEFAULT_CONFIG, parseConfig } from "../runtime/config.ts";
 import { buildCorpus, type Corpus } from "../runtime/data.ts";
-import { type GpuContext, requestGpu } from "../runtime/device.ts";
-import { PipelineCache } from "../runtime/gpu.ts";
+import { createContext } from "../runtime/context.ts";
 import { loadBrown } from "../runtime/host/corpus.ts";
 import { loadCheckpoint, loadTrainingState, saveCheckpoint } from "../runtime/host/checkpoint.ts";
 import { writeFileAtomic } from "../runtime/host/files.ts";
@@ -57,10 +56,7 @@ export interface TrainingReport {
 }
 
 /** A device and pipeline cache. */
-export async function kernelContext(): Promise<KernelContext & { gpu: GpuContext }> {
-  const gpu = await requestGpu();
-  return { gpu, cache: new PipelineCache(gpu.device) };
-}
+export const kernelContext = createContext;
 
 /** The Brown corpus as byte tokens (cleaned text cached under `.cache`). */
 export async function brownCorpus(): Promise<Corpus> {
