@@ -110,7 +110,8 @@ export async function runTraining(
   }, cliProgress.Presets.shades_classic);
   bar?.start(t.steps, trainer.step, { loss: "-", tps: "-", mfu: "-" });
   const tTrain = performance.now(), startStep = trainer.step;
-  let lastLoss = NaN;
+  let lastLoss = NaN, evalMs = 0; // validation time is not training time
+
   while (trainer.step < t.steps) {
     trainer.trainStep();
     const s = trainer.step;
@@ -123,7 +124,7 @@ export async function runTraining(
         );
       }
       trainPts.push([s, lastLoss]);
-      const sec = (performance.now() - tTrain) / 1000, done = s - startStep;
+      const sec = (performance.now() - tTrain - evalMs) / 1000, done = s - startStep;
       const tps = done * tokensPerStep / sec;
       const mfu = done * trainer.flopsPerStep / sec / (peak * 1e9);
       bar?.update(s, {
@@ -133,16 +134,19 @@ export async function runTraining(
       });
     }
     if (t.eval_every > 0 && s % t.eval_every === 0 && s < t.steps) {
+      const e0 = performance.now();
       const v = (await trainer.evaluate()).loss;
+      evalMs += performance.now() - e0;
       valPts.push([s, v]);
-      bar?.update(s);
-      if (!q) bar?.stop(), log(q, `step ${s}: validation loss ${v.toFixed(4)}`);
+      bar?.stop();
+      log(q, `step ${s}: validation loss ${v.toFixed(4)}`);
       bar?.start(t.steps, s, { loss: lastLoss.toFixed(3), tps: "-", mfu: "-" });
     }
   }
   await ctx.gpu.device.queue.onSubmittedWorkDone();
   bar?.stop();
-  const trainSec = (performance.now() - tTrain) / 1000, done = trainer.step - startStep;
+  const trainSec = (performance.now() - tTrain - evalMs) / 1000;
+  const done = trainer.step - startStep;
   const val = (await trainer.evaluate()).loss;
   valPts.push([trainer.step, val]);
   log(q, `validation loss after ${trainer.step} steps: ${val.toFixed(4)} nats/byte`);
