@@ -16,6 +16,7 @@ import type { AttentionSpec } from "../dsl/spec.ts";
 import { type Layout, storageIndex } from "../compiler/layout.ts";
 import { type AttentionConfig, FlashAttention } from "./attention.ts";
 import type { ModelConfig } from "./config.ts";
+import { checkBindingSize } from "./device.ts";
 import { readback, storageBuffer, upload } from "./gpu.ts";
 import { type Dispatch, type KernelContext, record as recordPass } from "./kernels/kernel.ts";
 import { matmul, type MatmulParams, type MatmulTrans } from "./kernels/matmul.ts";
@@ -563,6 +564,7 @@ export class ModelGraph {
   }
 
   #alloc(bytes: number, label: string): GPUBuffer {
+    checkBindingSize(this.ctx.gpu, bytes, `activation ${label} (${bytes / 4} f32)`);
     const b = storageBuffer(this.ctx.gpu.device, bytes, label);
     this.#buffers.push(b);
     return b;
