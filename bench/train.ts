@@ -84,7 +84,9 @@ export async function main(args: string[]) {
     console.log(JSON.stringify({ adapter, results }));
     return;
   }
-  console.log(`adapter: ${adapter.name}, matmul ${adapter.matmul_gflops} GFLOP/s (1024x256x256)`);
+  console.log(
+    `adapter: ${adapter.name}, matmul ${adapter.matmul_gflops} GFLOP/s (best of 3, 1024x512x512)`,
+  );
   console.log("| model | params | spec | layout | step ms | tokens/s | model GFLOP/s | MFU |");
   console.log("| ----- | ------ | ---- | ------ | ------- | -------- | ------------- | --- |");
   for (const x of results) {
