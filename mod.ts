@@ -41,7 +41,7 @@ export {
 } from "./compiler/tiles.ts";
 
 // ---- runtime: device, kernels, model, training, evaluation (browser-safe) ----
-export { createContext } from "./runtime/context.ts";
+export { type ContextOptions, createContext } from "./runtime/context.ts";
 export { type GpuContext, type GpuOptions, requestGpu } from "./runtime/device.ts";
 export { PipelineCache } from "./runtime/gpu.ts";
 export type { KernelContext } from "./runtime/kernels/kernel.ts";
