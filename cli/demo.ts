@@ -5,7 +5,7 @@
  * continuation. Sized to finish within 5 minutes on 2 CPU cores without a GPU (llvmpipe).
  */
 import { DEFAULT_CONFIG } from "../runtime/config.ts";
-import { generateByRecompute } from "../runtime/recompute.ts";
+import { generateCached } from "../runtime/inference.ts";
 import { ByteTokenizer } from "../runtime/tokenizer.ts";
 import { newCommand, parseArgv, positiveInt, runCommand } from "./args.ts";
 import { brownCorpus, kernelContext, runTraining } from "./train.ts";
@@ -52,7 +52,7 @@ async function main() {
   const enc = new TextEncoder();
   if (!o.json) Deno.stdout.writeSync(enc.encode(`\n${o.prompt}`));
   for await (
-    const id of generateByRecompute(ctx, trainer.params, trainer.spec, {
+    const id of generateCached(ctx, trainer.params, trainer.spec, {
       prompt,
       maxNew: o.maxNewTokens,
       L: config.train.seq_len,

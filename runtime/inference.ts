@@ -160,6 +160,7 @@ export class Decoder {
   #logits: GPUBuffer;
   #tables?: GPUBuffer;
   #decodeTile: number;
+  #decodeSplit: number;
   #decode: Dispatch[] = [];
   #run?: {
     maxNew: number;
@@ -208,7 +209,11 @@ export class Decoder {
     this.#lastRows = this.#keep(
       storageBuffer(dev, Uint32Array.from({ length: B }, (_, b) => b * K + K - 1), "last_rows"),
     );
-    this.#decodeTile = Math.min(32, 1 << Math.ceil(Math.log2(Math.max(4, K))));
+    // Decode attention: the K rows of a sequence in one workgroup (up to 16), the rest of a
+    // 32-invocation workgroup splitting the slots (less when d is large: workgroup memory).
+    this.#decodeTile = Math.min(16, 1 << Math.ceil(Math.log2(K)));
+    const lanes = Math.min(32, 1 << Math.floor(Math.log2(16384 / (4 * d + 8))));
+    this.#decodeSplit = Math.max(1, Math.floor(lanes / this.#decodeTile));
     const qTiles = Math.ceil(K / this.#decodeTile);
     this.#decodeRanges = this.#keep(
       storageBuffer(dev, packRanges(openRanges(qTiles)), "decode_ranges"),
@@ -546,6 +551,7 @@ export class Decoder {
       slots: this.cache.slots,
       ranges: this.#decodeRanges,
       tileQ: this.#decodeTile,
+      split: this.#decodeSplit,
     });
     this.#head(
       ops,
@@ -588,6 +594,7 @@ export class Decoder {
       slots: number;
       ranges: GPUBuffer;
       tileQ: number;
+      split?: number;
       after?: (l: number) => Dispatch;
     },
   ) {
@@ -613,7 +620,7 @@ export class Decoder {
         K: Kd,
         trans,
         beta,
-        params: this.options.matmul?.({ trans, M, N, K: Kd }),
+        params: this.#matmulParams(trans, M, N, Kd),
       });
     for (let l = 0; l < cfg.num_hidden_layers; l++) {
       const w = (n: string) => this.params.get(`model.layers.${l}.${n}.weight`);
@@ -670,6 +677,7 @@ export class Decoder {
           kvHeads: HKV,
           headDim: d,
           tileQ: o.tileQ,
+          split: o.split,
           bindings: this.bindings,
         }),
       );
@@ -725,9 +733,19 @@ export class Decoder {
         N: V,
         K: C,
         trans: "nt",
-        params: this.options.matmul?.({ trans: "nt", M: rows, N: V, K: C }),
+        params: this.#matmulParams("nt", rows, V, C),
       }),
     );
+  }
+
+  /**
+   * The caller's matmul choice, else one row per invocation for the one- or two-row products of
+   * batch-1 vanilla decoding (the default 64-row tile computes clamped copies of the row: 1.5x
+   * slower per token on llvmpipe); other shapes keep the default.
+   */
+  #matmulParams(trans: MatmulTrans, M: number, N: number, K: number) {
+    if (this.options.matmul) return this.options.matmul({ trans, M, N, K });
+    return M <= 2 ? { tm: 1, tn: 8, wgx: 32, wgy: 1 } : undefined;
   }
 
   #activations(R: number, tag: string, keep = (b: GPUBuffer) => this.#keep(b)): Acts {
@@ -816,6 +834,42 @@ export async function generate(
       req.onTokens?.(chunk);
     }
     return { tokens, stats: dec.stats };
+  } finally {
+    dec.destroy();
+  }
+}
+
+/**
+ * One prompt's new tokens, one at a time as they reach the host: a drop-in for
+ * `generateByRecompute` (runtime/recompute.ts) that uses the KV cache. `L` is accepted for that
+ * signature and ignored: the cache holds the whole text (no sliding window).
+ */
+export async function* generateCached(
+  ctx: KernelContext,
+  params: ModelParams,
+  spec: AttentionSpec,
+  o: {
+    prompt: ArrayLike<number>;
+    maxNew: number;
+    L?: number;
+    sampling?: SamplingOptions;
+    stepsPerSubmit?: number;
+  },
+): AsyncGenerator<number> {
+  const dec = new Decoder(ctx, params, spec, {
+    maxPositions: Math.max(1, o.prompt.length + o.maxNew - 1),
+    stepsPerSubmit: o.stepsPerSubmit,
+  });
+  try {
+    for await (
+      const chunk of dec.generate({
+        prompts: [o.prompt],
+        maxNewTokens: o.maxNew,
+        sampling: o.sampling,
+      })
+    ) {
+      yield* chunk.tokens[0];
+    }
   } finally {
     dec.destroy();
   }
