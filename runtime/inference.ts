@@ -276,6 +276,8 @@ export class Decoder {
       ? { mode: "sample", temperature: t, topK: s.topK ?? 0, topP: s.topP ?? 1, seed: s.seed ?? 0 }
       : { mode: "greedy" };
     this.#endRun();
+    for (const d of this.#decode) for (const u of d.owned) u.destroy();
+    this.#decode = [];
     const dev = this.ctx.gpu.device;
     const forced = new Uint32Array(B * maxNew);
     if (req.force) {
