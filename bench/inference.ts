@@ -248,6 +248,9 @@ export async function main(args: string[]) {
     const path = "bench/RESULTS.md";
     const old = await Deno.readTextFile(path);
     await writeFileAtomic(path, new TextEncoder().encode(replaceSection(old, "Inference", md)));
+    // Keep `deno fmt --check` clean (it formats markdown tables and SVG too).
+    const written = [path, ...Object.keys(plots).map((n) => `bench/${n}`)];
+    await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", ...written] }).output();
     log(`wrote ${Object.keys(plots).map((n) => `bench/${n}`).join(", ")} and ${path}`);
   }
 }
