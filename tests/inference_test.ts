@@ -25,6 +25,7 @@ import { sample } from "../runtime/kernels/sample.ts";
 import { ModelGraph, ModelParams, toF32 } from "../runtime/model.ts";
 import { initParams } from "../runtime/reference_model.ts";
 import { Decoder, generate, type GenerationStats } from "../runtime/inference.ts";
+import { KvCache } from "../runtime/kv_cache.ts";
 import { gpuOnce } from "./attention_fixtures.ts";
 
 const V = 29;
@@ -298,4 +299,30 @@ Deno.test("refusals: empty prompt, too many positions, a spec that sees past the
   );
   d2.destroy();
   params.destroy();
+});
+
+Deno.test("KvCache per position: PHD drops hidden keys, SWA rolls W-1, CSWA empties per chunk", async () => {
+  const ctx = await gpuOnce(), L = 24, Kc = 3, Wc = 4, Cc = 5;
+  const hiddenAfter = (spec: AttentionSpec) => {
+    const cache = new KvCache(ctx, spec, tiny(), { seqs: 1, horizon: L, initialSlots: 2 });
+    const out: number[] = [];
+    for (let n = 0; n < L - 1; n++) {
+      cache.admit(0, n);
+      const live = cache.live(0);
+      strictEqual(live.filter((x) => x.copy === 0).length, n + 1, `${spec.name}: originals`);
+      out.push(live.filter((x) => x.copy > 0).length);
+    }
+    cache.sync();
+    cache.destroy();
+    return out;
+  };
+  deepStrictEqual(hiddenAfter(phd({ K: Kc })), new Array(L - 1).fill(0));
+  const swa = hiddenAfter(phdSwa({ K: Kc, W: Wc }));
+  deepStrictEqual(swa.slice(2), new Array(L - 3).fill(Wc - 1));
+  const cswa = hiddenAfter(phdCswa({ K: Kc, W: Wc, C: Cc }));
+  for (const [n, h] of cswa.entries()) {
+    // the window never reaches back into an earlier chunk; nothing survives a chunk's end
+    const inChunk = (n % Cc + 1) * (Kc - 1);
+    strictEqual(h, (n + 1) % Cc === 0 ? 0 : Math.min(Wc - 1, inChunk), `cswa after ${n}`);
+  }
 });
