@@ -6,6 +6,25 @@
  * version, a hash of the kernel source and a shape bucket; a hit does no measuring. Browser-safe:
  * reading and writing the cache file is the host layer's job (runtime/host/tune_cache.ts).
  */
+import { readback, storageBuffer, upload } from "./gpu.ts";
+import { destroyDispatches, type Dispatch, type KernelContext, submit } from "./kernels/kernel.ts";
+import {
+  DEFAULT_MATMUL,
+  deviceMatmulLimits,
+  type MatmulBlocking,
+  type MatmulCall,
+  type MatmulChooser,
+  matmulDispatches,
+  matmulKernel,
+  type MatmulLimits,
+  matmulLimitsProblem,
+  matmulReduceKernel,
+  type MatmulShape,
+  matmulShapeProblem,
+  type MatmulTrans,
+  matmulVariantName,
+} from "./kernels/matmul.ts";
+import { matmulRef } from "./kernels/reference.ts";
 
 /** Identity of an adapter, as part of a tuning key. */
 export interface AdapterId {
@@ -142,40 +161,52 @@ export class Autotuner {
       task.candidates[0].params;
   }
 
-  /** Tunes a task unless the cache has it; returns its entry. */
+  /**
+   * Tunes a task unless the cache has it; returns its entry. Every candidate is pruned or checked
+   * first; the survivors are then warmed up and timed in rounds (one run of each per round), so
+   * a burst of load from another process slows every candidate alike rather than one.
+   */
   async tune<P>(task: TuneTask<P>): Promise<TuneEntry> {
     const cached = this.lookup(task);
     if (cached) return cached;
-    const trials: TuneEntry["trials"] = [];
     const warmup = this.o.warmup ?? 2, runs = this.o.runs ?? 5;
+    const verdict: (string | number[])[] = [];
+    const n = task.candidates.length;
+    const why = (e: unknown) => `disqualified: ${(e as Error).message.split("\n")[0]}`;
+    for (const [i, c] of task.candidates.entries()) {
+      this.o.progress?.(`${task.kernel} ${task.bucket}: ${i + 1}/${n} ${c.name}`);
+      const pruned = task.prune?.(c.params);
+      if (pruned) {
+        verdict.push(`pruned: ${pruned}`);
+        continue;
+      }
+      try {
+        verdict.push((await task.check(c.params)) ? [] : "disqualified: wrong numbers");
+      } catch (e) {
+        verdict.push(why(e));
+      }
+    }
+    const live = () => task.candidates.flatMap((_, i) => (Array.isArray(verdict[i]) ? [i] : []));
+    for (let round = 0; round < warmup + runs; round++) {
+      for (const i of live()) {
+        try {
+          const ms = await task.time(task.candidates[i].params);
+          if (round >= warmup) (verdict[i] as number[]).push(ms);
+        } catch (e) {
+          verdict[i] = why(e);
+        }
+      }
+    }
+    const trials: TuneEntry["trials"] = [];
     let best: { c: Candidate<P>; ms: number } | undefined;
     let defaultMs = NaN;
     for (const [i, c] of task.candidates.entries()) {
-      this.o.progress?.(
-        `${task.kernel} ${task.bucket}: ${i + 1}/${task.candidates.length} ${c.name}`,
-      );
-      const why = task.prune?.(c.params);
-      if (why) {
-        trials.push({ name: c.name, skipped: `pruned: ${why}` });
+      const v = verdict[i];
+      if (typeof v === "string") {
+        trials.push({ name: c.name, skipped: v });
         continue;
       }
-      let ms: number;
-      try {
-        if (!(await task.check(c.params))) {
-          trials.push({ name: c.name, skipped: "disqualified: wrong numbers" });
-          continue;
-        }
-        for (let w = 0; w < warmup; w++) await task.time(c.params);
-        const times: number[] = [];
-        for (let r = 0; r < runs; r++) times.push(await task.time(c.params));
-        ms = median(times);
-      } catch (e) {
-        trials.push({
-          name: c.name,
-          skipped: `disqualified: ${(e as Error).message.split("\n")[0]}`,
-        });
-        continue;
-      }
+      const ms = median(v);
       this.measured++;
       trials.push({ name: c.name, ms });
       if (i === 0) defaultMs = ms;
@@ -203,4 +234,369 @@ export class Autotuner {
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matmul: the variant space, one tuning task per product shape, and the runtime's chooser.
+//
+// The runtime calls, once per model build:
+//   tunedMatmulChooser(cache, { adapter: adapterIdOf(ctx.gpu), deno, limits }) -> MatmulChooser
+//   (host: `loadMatmulChooser(ctx)` in runtime/host/tune_cache.ts reads .cache/autotune.json)
+// and passes it as `GraphOptions.matmul`: `(shape: {trans, M, N, K}) => MatmulBlocking | undefined`,
+// the tuned variant of the shape's bucket, or undefined (the default) for shapes not tuned.
+
+/** The identity of a context's adapter (the tuning key's adapter part). */
+export function adapterIdOf(gpu: { adapter: GPUAdapter; adapterName: string }): AdapterId {
+  const i = gpu.adapter.info;
+  return {
+    vendor: i.vendor || "unknown",
+    architecture: i.architecture || "",
+    description: i.description || gpu.adapterName,
+  };
+}
+
+/** The tuner's kernel name of a matmul form (`matmul:nt`, ...). */
+export function matmulKernelName(trans: MatmulTrans): string {
+  return `matmul:${trans}`;
+}
+
+/** The shape bucket of a product: M, N, K rounded up to powers of two. */
+export function matmulBucket(s: MatmulShape): string {
+  return shapeBucket({ m: s.M, n: s.N, k: s.K });
+}
+
+/**
+ * The variant space (the same for the three forms), the safe default first. `quick` keeps the
+ * variants that won on the adapters measured so far (llvmpipe: the largest register blocks, one
+ * SIMD row of invocations, vec4 loads; split-K for long reductions); the full space adds smaller
+ * blocks and wider workgroups (what discrete GPUs prefer), workgroup-memory staging and the
+ * in-workgroup split-K, whose compiles take up to a minute each on llvmpipe (cached by Mesa
+ * afterwards). `splitK: false` leaves out the two-dispatch variants.
+ */
+export function matmulCandidates(
+  o: { quick?: boolean; splitK?: boolean } = {},
+): Candidate<MatmulBlocking>[] {
+  const sk = o.splitK !== false;
+  const list: MatmulBlocking[] = [
+    DEFAULT_MATMUL,
+    { tm: 8, tn: 16, wgx: 8, wgy: 1 },
+    { tm: 16, tn: 8, wgx: 8, wgy: 1 },
+    { tm: 16, tn: 8, wgx: 8, wgy: 1, vec: 4 },
+    { tm: 16, tn: 16, wgx: 8, wgy: 1 },
+    { tm: 16, tn: 16, wgx: 8, wgy: 1, vec: 4 },
+    ...(sk ? [{ tm: 16, tn: 16, wgx: 8, wgy: 1, splitK: 4 }] : []),
+    ...(sk ? [{ tm: 16, tn: 16, wgx: 8, wgy: 1, vec: 4 as const, splitK: 4 }] : []),
+  ];
+  if (!o.quick) {
+    list.push(
+      { tm: 4, tn: 4, wgx: 16, wgy: 16 },
+      { tm: 4, tn: 4, wgx: 8, wgy: 8 },
+      { tm: 8, tn: 8, wgx: 8, wgy: 1 },
+      { tm: 8, tn: 16, wgx: 8, wgy: 8 },
+      { tm: 8, tn: 16, wgx: 8, wgy: 1, vec: 4 },
+      { tm: 16, tn: 16, wgx: 16, wgy: 1, vec: 4 },
+      { tm: 16, tn: 16, wgx: 8, wgy: 2, vec: 4 },
+      { tm: 4, tn: 4, wgx: 16, wgy: 16, bk: 16 },
+      { tm: 8, tn: 8, wgx: 8, wgy: 8, bk: 16 },
+      { tm: 8, tn: 8, wgx: 8, wgy: 1, kz: 4 },
+      { tm: 8, tn: 16, wgx: 8, wgy: 1, vec: 4, kz: 2 },
+    );
+    if (sk) {
+      list.push(
+        { tm: 8, tn: 16, wgx: 8, wgy: 1, splitK: 4 },
+        { tm: 16, tn: 16, wgx: 8, wgy: 1, vec: 4, splitK: 2 },
+        { tm: 16, tn: 16, wgx: 8, wgy: 1, vec: 4, splitK: 8 },
+      );
+    }
+  }
+  return list.map((params) => ({ name: matmulVariantName(params), params }));
+}
+
+const sourceHashes = new Map<MatmulTrans, string>();
+
+/**
+ * Hash of the matmul generator's output for a form: the WGSL of every variant of the full space
+ * (and of the split-K reduction), so a change to any kernel's code makes old entries misses.
+ */
+export function matmulSourceHash(trans: MatmulTrans): string {
+  let h = sourceHashes.get(trans);
+  if (!h) {
+    const limits = {
+      maxComputeInvocationsPerWorkgroup: 1 << 16,
+      maxComputeWorkgroupSizeX: 1 << 16,
+      maxComputeWorkgroupSizeY: 1 << 16,
+      maxComputeWorkgroupSizeZ: 1 << 16,
+      maxComputeWorkgroupStorageSize: 1 << 30,
+    };
+    const codes = matmulCandidates({ splitK: true }).map((c) =>
+      matmulKernel({ ...c.params, trans }, limits).code
+    );
+    h = hashText([...codes, matmulReduceKernel().code].join("\n//\n"));
+    sourceHashes.set(trans, h);
+  }
+  return h;
+}
+
+/** Why a candidate cannot run a shape on a device (limits, vec4 divisibility, short K for split-K). */
+export function matmulPrune(
+  p: MatmulBlocking,
+  s: MatmulShape,
+  limits: MatmulLimits,
+): string | undefined {
+  const q = { ...p, trans: s.trans };
+  const sk = p.splitK ?? 1, kz = p.kz ?? 1;
+  if (sk > 1 && s.K / sk < 64) return `split-K ${sk} leaves < 64 of K = ${s.K} per slice`;
+  if (kz > 1 && s.K / kz < 16) return `kz ${kz} leaves < 16 of K = ${s.K} per invocation`;
+  return matmulLimitsProblem(q, limits) ?? matmulShapeProblem(q, s);
+}
+
+/** Options of `matmulTask`. */
+export interface MatmulTaskOptions {
+  /** Candidates (default `matmulCandidates()`), the default first. */
+  candidates?: Candidate<MatmulBlocking>[];
+  /** Seed of the random operands. Default 1. */
+  seed?: number;
+  /**
+   * Builds the dispatches of a candidate (default `matmulDispatches`): tests inject a broken
+   * kernel here to see it disqualified.
+   */
+  build?: (ctx: KernelContext, call: MatmulCall) => Dispatch[];
+}
+
+/** A tuning task over scratch buffers the task owns; `destroy()` frees them. */
+export interface MatmulTuneTask extends TuneTask<MatmulBlocking> {
+  destroy(): void;
+}
+
+/**
+ * The tuning task of one product shape. Operands are random, in buffers the task allocates
+ * (trials never touch a caller's buffers); `check` fills C with NaN, runs the candidate and
+ * accepts an error against the float64 reference of at most 2x the naive float32 error plus a
+ * floor (as the kernel tests do); `time` runs it `reps` times per submit (about 20 MFLOP) and
+ * returns ms per run from GPU timestamps when the device has them, else the wall clock around a
+ * submit and `onSubmittedWorkDone`.
+ */
+export function matmulTask(
+  ctx: KernelContext,
+  shape: MatmulShape,
+  o: MatmulTaskOptions = {},
+): MatmulTuneTask {
+  const { trans, M, N, K } = shape, dev = ctx.gpu.device;
+  const limits = deviceMatmulLimits(dev);
+  const build = o.build ?? matmulDispatches;
+  let seed = (o.seed ?? 1) >>> 0;
+  const rand = () => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 * 2 - 1;
+  };
+  const a = Float32Array.from({ length: M * K }, rand);
+  const b = Float32Array.from({ length: N * K }, rand);
+  const ab = storageBuffer(dev, a, "tune a"), bb = storageBuffer(dev, b, "tune b");
+  const cb = storageBuffer(dev, M * N * 4, "tune c");
+  let ref: { f64: Float64Array; tol: number } | undefined;
+  const reference = () => {
+    if (!ref) {
+      const f64 = matmulRef(a, b, shape);
+      const naive = matmulRef(a, b, { ...shape, precision: "f32" });
+      let base = 0;
+      for (let i = 0; i < f64.length; i++) base = Math.max(base, Math.abs(naive[i] - f64[i]));
+      ref = { f64, tol: 2 * base + 1e-6 };
+    }
+    return ref;
+  };
+  const prepared = new Map<string, Dispatch[]>();
+  const dispatches = (p: MatmulBlocking) => {
+    const key = JSON.stringify(p);
+    let ds = prepared.get(key);
+    if (!ds) {
+      ds = build(ctx, { a: ab, b: bb, c: cb, M, N, K, trans, params: p });
+      prepared.set(key, ds);
+    }
+    return ds;
+  };
+  const reps = Math.max(1, Math.min(64, Math.round(2e7 / (2 * M * N * K))));
+  const candidates = o.candidates ?? matmulCandidates();
+  return {
+    kernel: matmulKernelName(trans),
+    bucket: matmulBucket(shape),
+    sourceHash: matmulSourceHash(trans),
+    candidates,
+    prune: (p) => matmulPrune(p, shape, limits),
+    check: async (p) => {
+      upload(dev, cb, new Float32Array(M * N).fill(NaN));
+      dev.pushErrorScope("validation");
+      const ds = dispatches(p);
+      submit(ctx, ds);
+      const err = await dev.popErrorScope();
+      if (err) throw new Error(err.message);
+      const got = new Float32Array(await readback(dev, cb, M * N * 4));
+      const { f64, tol } = reference();
+      for (let i = 0; i < f64.length; i++) {
+        if (!(Math.abs(got[i] - f64[i]) <= tol)) return false;
+      }
+      return true;
+    },
+    time: (p) => timeDispatches(ctx, dispatches(p), reps),
+    destroy: () => {
+      for (const ds of prepared.values()) destroyDispatches(ds);
+      for (const x of [ab, bb, cb]) x.destroy();
+    },
+  };
+}
+
+/**
+ * Milliseconds per run of `ds` (each run: every dispatch in order), `reps` runs in one compute
+ * pass: GPU timestamps at the pass's start and end when the device has `timestamp-query`, else
+ * the wall clock from submit to `onSubmittedWorkDone`.
+ */
+export async function timeDispatches(
+  ctx: KernelContext,
+  ds: readonly Dispatch[],
+  reps = 1,
+): Promise<number> {
+  const dev = ctx.gpu.device;
+  const runs = Array.from({ length: reps }, () => ds).flat();
+  if (!ctx.gpu.timestamps) {
+    const t0 = performance.now();
+    submit(ctx, runs);
+    await dev.queue.onSubmittedWorkDone();
+    return (performance.now() - t0) / reps;
+  }
+  const qs = dev.createQuerySet({ type: "timestamp", count: 2 });
+  const res = dev.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  try {
+    const enc = dev.createCommandEncoder();
+    const pass = enc.beginComputePass({
+      timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+    });
+    for (const d of runs) {
+      if (d.grid.some((g) => g === 0)) continue;
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(...d.grid);
+    }
+    pass.end();
+    enc.resolveQuerySet(qs, 0, 2, res, 0);
+    dev.queue.submit([enc.finish()]);
+    const t = new BigUint64Array(await readback(dev, res, 16));
+    return Number(t[1] - t[0]) / 1e6 / reps;
+  } finally {
+    qs.destroy();
+    res.destroy();
+  }
+}
+
+/** Options of `tunedMatmulChooser`. */
+export interface ChooserOptions {
+  adapter: AdapterId;
+  deno: string;
+  /** The device's limits: a cached variant that breaks them is not used. */
+  limits?: MatmulLimits;
+  /** Return split-K variants (two dispatches, `matmulDispatches`). Default false. */
+  allowSplitK?: boolean;
+}
+
+/**
+ * The runtime's matmul choice: for a product shape, the tuned variant of its bucket on this
+ * adapter when the cache has one that fits the exact shape and the device, else undefined (the
+ * caller's default). Never measures.
+ */
+export function tunedMatmulChooser(cache: TuneCacheData, o: ChooserOptions): MatmulChooser {
+  return (s) => tunedMatmulParams(cache, o, s);
+}
+
+/** `tunedMatmulChooser` for one shape. */
+export function tunedMatmulParams(
+  cache: TuneCacheData,
+  o: ChooserOptions,
+  s: MatmulShape,
+): MatmulBlocking | undefined {
+  const key = tuneKey({
+    adapter: o.adapter,
+    deno: o.deno,
+    kernel: matmulKernelName(s.trans),
+    sourceHash: matmulSourceHash(s.trans),
+    bucket: matmulBucket(s),
+  });
+  const e = cache.entries[key];
+  if (!e || !Array.isArray(e.trials)) return undefined;
+  // The fastest timed trial this caller can use: the winner, or the best one-dispatch variant
+  // when split-K is not allowed. Names resolve through the current space (never trust params).
+  const space = new Map(matmulCandidates({ splitK: true }).map((c) => [c.name, c.params]));
+  const usable = e.trials
+    .filter((t) => typeof t.ms === "number" && space.has(t.name))
+    .sort((x, y) => x.ms! - y.ms!)
+    .map((t) => space.get(t.name)!)
+    .filter((p) =>
+      ((p.splitK ?? 1) === 1 || o.allowSplitK) &&
+      !matmulShapeProblem({ ...p, trans: s.trans }, s) &&
+      !(o.limits && matmulLimitsProblem({ ...p, trans: s.trans }, o.limits))
+    );
+  return usable[0];
+}
+
+/** One matmul of a training step: its shape, how many times a step runs it, and what it is. */
+export interface MatmulUse extends MatmulShape {
+  count: number;
+  what: string;
+}
+
+/**
+ * Every matmul of one training step of a model (forward and backward, as runtime/model.ts
+ * records them), merged by shape: rows R = batch·K·seq_len; the LM head runs on the R/K
+ * last-copy rows.
+ */
+export function trainingMatmulShapes(
+  model: {
+    hidden_size: number;
+    intermediate_size: number;
+    num_hidden_layers: number;
+    num_attention_heads: number;
+    num_key_value_heads: number;
+    vocab_size: number;
+  },
+  rows: { batch: number; seq_len: number; K: number },
+): MatmulUse[] {
+  const C = model.hidden_size, I = model.intermediate_size, Ly = model.num_hidden_layers;
+  const d = C / model.num_attention_heads, Hd = C, KVd = model.num_key_value_heads * d;
+  const V = model.vocab_size, M = rows.batch * rows.seq_len, R = M * rows.K;
+  const uses: MatmulUse[] = [];
+  const add = (what: string, trans: MatmulTrans, m: number, n: number, k: number, count = Ly) => {
+    const same = uses.find((u) => u.trans === trans && u.M === m && u.N === n && u.K === k);
+    if (same) {
+      same.count += count;
+      same.what += `, ${what}`;
+    } else uses.push({ trans, M: m, N: n, K: k, count, what });
+  };
+  add("q_proj", "nt", R, Hd, C);
+  add("k_proj", "nt", R, KVd, C);
+  add("v_proj", "nt", R, KVd, C);
+  add("o_proj", "nt", R, C, Hd);
+  add("gate_proj", "nt", R, I, C);
+  add("up_proj", "nt", R, I, C);
+  add("down_proj", "nt", R, C, I);
+  add("lm_head", "nt", M, V, C, 1);
+  add("d lm_head", "tn", V, C, M, 1);
+  add("d head input", "nn", M, C, V, 1);
+  add("d down input", "nn", R, I, C);
+  add("d down_proj", "tn", C, I, R);
+  add("d gate input", "nn", R, C, I);
+  add("d up input", "nn", R, C, I);
+  add("d gate_proj", "tn", I, C, R);
+  add("d up_proj", "tn", I, C, R);
+  add("d o input", "nn", R, Hd, C);
+  add("d o_proj", "tn", C, Hd, R);
+  add("d q input", "nn", R, C, Hd);
+  add("d k input", "nn", R, C, KVd);
+  add("d v input", "nn", R, C, KVd);
+  add("d q_proj", "tn", Hd, C, R);
+  add("d k_proj", "tn", KVd, C, R);
+  add("d v_proj", "tn", KVd, C, R);
+  return uses;
 }

@@ -6,13 +6,35 @@
  * unrolled: llvmpipe keeps them in vector registers, where a dynamically indexed array would
  * spill); a workgroup covers `(wgy·tm) x (wgx·tn)`. Loads are clamped to the last row/column so
  * the inner loop has no branch; only the stores are guarded, so any shape works.
+ *
+ * The variant space (the autotuner's, runtime/autotune.ts `matmulCandidates`), every knob baked
+ * into the WGSL and named in the kernel key:
+ * - `tm x tn` register block and `wgx x wgy` workgroup shape;
+ * - `vec: 4`: vec4 loads along each operand's contiguous dimension (nt: both along K; nn: A along
+ *   K, B along N; tn: A along M, B along N), when those dimensions are multiples of 4;
+ * - `bk`: stage `bk`-deep K slices of the A and B tiles through workgroup memory (0: read global
+ *   memory directly, the default: on llvmpipe every load is a gather either way);
+ * - `kz`: split K inside a workgroup across `kz` invocations along z, reduced through workgroup
+ *   memory (one dispatch);
+ * - `splitK`: split K across workgroups into a scratch buffer, then a reduction pass (two
+ *   dispatches: use `matmulDispatches`, which also takes every other variant).
+ * f16 storage is not in the space: the model's tensors are f32 (see README, autotuning).
+ *
+ * The runtime picks tuned parameters with `tunedMatmulChooser(cache, adapter, deno)` from
+ * runtime/autotune.ts, whose result is the model's `MatmulChooser`
+ * (`(shape: {trans, M, N, K}) => Omit<MatmulParams, "trans"> | undefined`): it returns the tuned
+ * variant of the shape's bucket when the cache has one that is valid for the exact shape, else
+ * undefined (the default). Tuned parameters never have `splitK > 1` unless the chooser is asked
+ * for them (`allowSplitK`), so `matmul(ctx, call)` (one dispatch) accepts everything it returns.
  */
 import { checkBindingSize } from "../device.ts";
 import {
   checkDims,
   type Dispatch,
+  grid1d,
   type Kernel,
   type KernelContext,
+  LINEAR_INDEX_WGSL,
   prepare,
   uniforms,
 } from "./kernel.ts";
@@ -31,66 +53,372 @@ export interface MatmulParams {
   wgx: number;
   /** Invocations per workgroup along rows. */
   wgy: number;
+  /** Load width: 1 (scalar, default) or 4 (vec4 along each operand's contiguous dimension). */
+  vec?: 1 | 4;
+  /** Depth of the K slices staged through workgroup memory; 0 (default) reads global memory. */
+  bk?: number;
+  /** Invocations along z splitting K inside a workgroup (default 1). */
+  kz?: number;
+  /** Workgroups along z splitting K, reduced by a second pass (default 1; `matmulDispatches`). */
+  splitK?: number;
 }
+
+/** The blocking part of the parameters (what a caller or the tuner passes per call). */
+export type MatmulBlocking = Omit<MatmulParams, "trans">;
 
 /**
  * Default blocking: 8 x 8 per invocation, 8 x 8 invocations (a 64 x 64 tile of C). On llvmpipe
  * (1024x256x256) 1x1 blocks reach 0.13 GFLOP/s, 4x4 0.5-0.9, 8x8 1.6-1.7, 8x16 2.1-2.3: every
  * load is a gather there, so the block size (FMAs per load) is what counts.
  */
-export const DEFAULT_MATMUL: Omit<MatmulParams, "trans"> = { tm: 8, tn: 8, wgx: 8, wgy: 8 };
+export const DEFAULT_MATMUL: MatmulBlocking = { tm: 8, tn: 8, wgx: 8, wgy: 8 };
 
-/** Builds the kernel; asserts the blocking fits a workgroup and a sane register budget. */
-export function matmulKernel(p: MatmulParams, maxInvocations = 256): Kernel {
-  const { tm, tn, wgx, wgy, trans } = p;
-  checkDims("matmul", { tm, tn, wgx, wgy });
-  if (tm * tn > 128) throw new RangeError(`matmul block ${tm}x${tn} > 128 accumulators per thread`);
-  if (wgx * wgy > maxInvocations) {
-    throw new RangeError(`matmul workgroup ${wgx}x${wgy} > ${maxInvocations} invocations`);
+/** Accumulators one invocation may hold (registers). */
+export const MAX_ACCUMULATORS = 256;
+
+/** Limits a matmul variant must respect (a subset of `GPUSupportedLimits`). */
+export interface MatmulLimits {
+  maxComputeInvocationsPerWorkgroup: number;
+  maxComputeWorkgroupSizeX: number;
+  maxComputeWorkgroupSizeY: number;
+  maxComputeWorkgroupSizeZ: number;
+  maxComputeWorkgroupStorageSize: number;
+}
+
+/** The shape of one product. */
+export interface MatmulShape {
+  trans: MatmulTrans;
+  M: number;
+  N: number;
+  K: number;
+}
+
+/** Normalised parameters (every optional knob filled in). */
+function full(p: MatmulParams): Required<MatmulParams> {
+  return { vec: 1, bk: 0, kz: 1, splitK: 1, ...p } as Required<MatmulParams>;
+}
+
+/** Bytes of workgroup memory a variant declares. */
+export function matmulWorkgroupBytes(p: MatmulParams): number {
+  const q = full(p);
+  const staged = q.bk > 0 ? (q.wgy * q.tm + q.wgx * q.tn) * q.bk * 4 : 0;
+  const reduce = q.kz > 1 ? (q.kz - 1) * q.wgx * q.wgy * q.tm * q.tn * 4 : 0;
+  return staged + reduce;
+}
+
+/**
+ * Why a variant cannot be built or run on an adapter (its limits), or undefined. Checked before
+ * any WGSL is compiled: the tuner prunes with it and `matmulKernel` refuses with it.
+ */
+export function matmulLimitsProblem(p: MatmulParams, limits: MatmulLimits): string | undefined {
+  const q = full(p);
+  const inv = q.wgx * q.wgy * q.kz;
+  if (q.tm * q.tn > MAX_ACCUMULATORS) {
+    return `block ${q.tm}x${q.tn} > ${MAX_ACCUMULATORS} accumulators per invocation`;
   }
-  // A'[m, k] and B'[k, n] in terms of the stored arrays (uniform sizes M, N, K of the product).
+  if (inv > limits.maxComputeInvocationsPerWorkgroup) {
+    return `workgroup ${q.wgx}x${q.wgy}x${q.kz} > ${limits.maxComputeInvocationsPerWorkgroup} invocations`;
+  }
+  if (q.wgx > limits.maxComputeWorkgroupSizeX) return `wgx ${q.wgx} > maxComputeWorkgroupSizeX`;
+  if (q.wgy > limits.maxComputeWorkgroupSizeY) return `wgy ${q.wgy} > maxComputeWorkgroupSizeY`;
+  if (q.kz > limits.maxComputeWorkgroupSizeZ) return `kz ${q.kz} > maxComputeWorkgroupSizeZ`;
+  const bytes = matmulWorkgroupBytes(q);
+  if (bytes > limits.maxComputeWorkgroupStorageSize) {
+    return `needs ${bytes} bytes of workgroup memory, adapter has ${limits.maxComputeWorkgroupStorageSize}`;
+  }
+  return undefined;
+}
+
+/** Why a variant does not fit a shape (vec4 divisibility), or undefined. */
+export function matmulShapeProblem(p: MatmulParams, s: MatmulShape): string | undefined {
+  const q = full(p);
+  if (q.vec !== 1 && q.vec !== 4) return `vec must be 1 or 4, got ${q.vec}`;
+  if (q.vec === 4) {
+    const need: [string, number][] = s.trans === "nt"
+      ? [["K", s.K]]
+      : s.trans === "nn"
+      ? [["K", s.K], ["N", s.N], ["tn", q.tn]]
+      : [["M", s.M], ["N", s.N], ["tm", q.tm], ["tn", q.tn]];
+    const bad = need.filter(([, v]) => v % 4 !== 0).map(([k, v]) => `${k}=${v}`);
+    if (bad.length) return `vec4 ${s.trans} needs multiples of 4 (${bad.join(", ")})`;
+  }
+  return undefined;
+}
+
+/** The kernel key (and label) of a variant; the default blocking keeps its historic key. */
+export function matmulKey(p: MatmulParams): string {
+  const q = full(p);
+  return `matmul:${q.trans}:tm${q.tm}:tn${q.tn}:wg${q.wgx}x${q.wgy}` +
+    (q.vec !== 1 ? `:v${q.vec}` : "") + (q.bk ? `:bk${q.bk}` : "") +
+    (q.kz > 1 ? `:kz${q.kz}` : "") + (q.splitK > 1 ? `:sk` : "");
+}
+
+/** A short human name of a blocking, e.g. `8x16 wg8x1 v4 kz4`. */
+export function matmulVariantName(p: MatmulBlocking): string {
+  const q = full({ trans: "nt", ...p });
+  return `${q.tm}x${q.tn} wg${q.wgx}x${q.wgy}` + (q.vec === 4 ? " v4" : "") +
+    (q.bk ? ` bk${q.bk}` : "") + (q.kz > 1 ? ` kz${q.kz}` : "") +
+    (q.splitK > 1 ? ` sk${q.splitK}` : "");
+}
+
+const DEFAULT_LIMITS: MatmulLimits = {
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupSizeY: 256,
+  maxComputeWorkgroupSizeZ: 64,
+  maxComputeWorkgroupStorageSize: 16384,
+};
+
+/**
+ * Builds the kernel; refuses (RangeError) a variant that breaks `limits` (a number is the old
+ * form: the invocation limit). With `splitK > 1` the kernel writes raw partial products to a
+ * scratch buffer `p` (slice `wg.z` of `splitK`), reduced by `matmulReduceKernel`.
+ */
+export function matmulKernel(
+  p: MatmulParams,
+  limits: Partial<MatmulLimits> | number = DEFAULT_LIMITS,
+): Kernel {
+  const lim = typeof limits === "number"
+    ? { ...DEFAULT_LIMITS, maxComputeInvocationsPerWorkgroup: limits }
+    : { ...DEFAULT_LIMITS, ...limits };
+  const q = full(p);
+  const { tm, tn, wgx, wgy, trans, vec, bk, kz, splitK } = q;
+  checkDims("matmul", { tm, tn, wgx, wgy, kz, splitK });
+  if (!Number.isInteger(bk) || bk < 0) throw new RangeError(`matmul: bk must be >= 0, got ${bk}`);
+  if (vec !== 1 && vec !== 4) throw new RangeError(`matmul: vec must be 1 or 4, got ${vec}`);
+  if (vec === 4 && trans === "nn" && tn % 4) throw new RangeError(`matmul nn vec4: tn % 4 != 0`);
+  if (vec === 4 && trans === "tn" && (tm % 4 || tn % 4)) {
+    throw new RangeError(`matmul tn vec4: tm and tn must be multiples of 4`);
+  }
+  if (bk > 0 && (vec !== 1 || kz > 1)) {
+    throw new RangeError(`matmul: workgroup staging (bk) combines with neither vec4 nor kz`);
+  }
+  const problem = matmulLimitsProblem(q, lim);
+  if (problem) throw new RangeError(`matmul ${matmulKey(q)}: ${problem}`);
+
+  const I = [...Array(tm).keys()], J = [...Array(tn).keys()];
+  const IJ = I.flatMap((i) => J.map((j) => [i, j] as const));
+  const each = (f: (i: number, j: number) => string, sep = "\n    ") =>
+    IJ.map(([i, j]) => f(i, j)).join(sep);
+  const barriers = bk > 0 || kz > 1;
+  const C = ["x", "y", "z", "w"];
+  // Vector along K: the loop advances 4 k per step (nt: A and B; nn: A).
+  const kv = vec === 4 && trans !== "tn" ? 4 : 1;
+  const aVec = vec === 4, bVec = vec === 4;
+  const aType = aVec ? "vec4f" : "f32", bType = bVec ? "vec4f" : "f32";
+
+  // A'[m, k] and B'[k, n] in terms of the stored scalar arrays (sizes M, N, K of the product).
   const aAt = trans === "tn"
     ? (m: string, k: string) => `a[${k} * u.M + ${m}]`
     : (m: string, k: string) => `a[${m} * u.K + ${k}]`;
   const bAt = trans === "nt"
     ? (k: string, n: string) => `b[${n} * u.K + ${k}]`
     : (k: string, n: string) => `b[${k} * u.N + ${n}]`;
-  const I = [...Array(tm).keys()], J = [...Array(tn).keys()];
-  const lines = (f: (i: number, j: number) => string) =>
-    I.flatMap((i) => J.map((j) => f(i, j))).join("\n    ");
+
+  // The inner step: loads of one k (or 4 k) and the FMAs; `av(i, kk)`/`bv(kk, j)` name values.
+  let indices: string, step: string;
+  const fmas = (av: (i: number, kk: number) => string, bv: (kk: number, j: number) => string) =>
+    [...Array(kv).keys()].map((kk) =>
+      each((i, j) => `acc${i}_${j} = fma(${av(i, kk)}, ${bv(kk, j)}, acc${i}_${j});`)
+    ).join("\n    ");
+  if (bk > 0) {
+    indices = "";
+    step = "";
+  } else if (vec === 1) {
+    indices = [
+      ...I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u);`),
+      ...J.map((j) => `let c${j} = min(n0 + ${j}u, u.N - 1u);`),
+    ].join("\n  ");
+    step = [
+      ...I.map((i) => `let a${i} = ${aAt(`r${i}`, "k")};`),
+      ...J.map((j) => `let b${j} = ${bAt("k", `c${j}`)};`),
+      fmas((i) => `a${i}`, (_, j) => `b${j}`),
+    ].join("\n    ");
+  } else if (trans === "nt") {
+    // a (M, K/4) and b (N, K/4) as vec4 rows: k counts vec4s.
+    indices = [
+      ...I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u) * (u.K / 4u);`),
+      ...J.map((j) => `let c${j} = min(n0 + ${j}u, u.N - 1u) * (u.K / 4u);`),
+    ].join("\n  ");
+    step = [
+      ...I.map((i) => `let a${i} = a[r${i} + k / 4u];`),
+      ...J.map((j) => `let b${j} = b[c${j} + k / 4u];`),
+      fmas((i, kk) => `a${i}.${C[kk]}`, (kk, j) => `b${j}.${C[kk]}`),
+    ].join("\n    ");
+  } else if (trans === "nn") {
+    // a (M, K/4) rows as vec4 along K; b (K, N/4) as vec4 along N, 4 rows per step.
+    const G = [...Array(tn / 4).keys()];
+    indices = [
+      ...I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u) * (u.K / 4u);`),
+      ...G.map((g) => `let c${g} = min(n0 / 4u + ${g}u, u.N / 4u - 1u);`),
+    ].join("\n  ");
+    step = [
+      ...I.map((i) => `let a${i} = a[r${i} + k / 4u];`),
+      ...[0, 1, 2, 3].flatMap((kk) =>
+        G.map((g) => `let b${kk}_${g} = b[(k + ${kk}u) * (u.N / 4u) + c${g}];`)
+      ),
+      fmas((i, kk) => `a${i}.${C[kk]}`, (kk, j) => `b${kk}_${j >> 2}.${C[j & 3]}`),
+    ].join("\n    ");
+  } else {
+    // tn: a (K, M/4) as vec4 along M, b (K, N/4) as vec4 along N, one k per step.
+    const GI = [...Array(tm / 4).keys()], GJ = [...Array(tn / 4).keys()];
+    indices = [
+      ...GI.map((g) => `let r${g} = min(m0 / 4u + ${g}u, u.M / 4u - 1u);`),
+      ...GJ.map((g) => `let c${g} = min(n0 / 4u + ${g}u, u.N / 4u - 1u);`),
+    ].join("\n  ");
+    step = [
+      ...GI.map((g) => `let a${g} = a[k * (u.M / 4u) + r${g}];`),
+      ...GJ.map((g) => `let b${g} = b[k * (u.N / 4u) + c${g}];`),
+      fmas((i) => `a${i >> 2}.${C[i & 3]}`, (_, j) => `b${j >> 2}.${C[j & 3]}`),
+    ].join("\n    ");
+  }
+
+  // The K range of this invocation: [kb, ke), multiples of kv (K % 4 == 0 when kv = 4).
+  const range = [
+    splitK > 1
+      ? `let kc = (u.KC + ${kv - 1}u) / ${kv}u * ${kv}u;
+  let k0 = min(wg.z * kc, u.K);
+  let k1 = min(k0 + kc, u.K);`
+      : `let k0 = 0u;
+  let k1 = u.K;`,
+    kz > 1
+      ? `let ks = ((k1 - k0 + ${kz - 1}u) / ${kz}u + ${kv - 1}u) / ${kv}u * ${kv}u;
+  let kb = min(k0 + l.z * ks, k1);
+  let ke = min(kb + ks, k1);`
+      : `let kb = k0;
+  let ke = k1;`,
+  ].join("\n  ");
+
+  let loop: string;
+  let decls = "";
+  if (bk > 0) {
+    // Cooperative loads of a (BM x bk) slice of A' and a (bk x BN) slice of B' per K step.
+    const BM = wgy * tm, BN = wgx * tn, NT = wgx * wgy;
+    decls = `var<workgroup> As: array<f32, ${BM * bk}>;
+var<workgroup> Bs: array<f32, ${bk * BN}>;`;
+    // Follow each operand's contiguous dimension so neighbouring invocations load neighbours.
+    const aIdx = trans === "tn"
+      ? `let kk = e / ${BM}u; let mm = e % ${BM}u;`
+      : `let mm = e / ${bk}u; let kk = e % ${bk}u;`;
+    const bIdx = trans === "nt"
+      ? `let nn = e / ${bk}u; let kk = e % ${bk}u;`
+      : `let kk = e / ${BN}u; let nn = e % ${BN}u;`;
+    loop = `let t = l.y * ${wgx}u + l.x;
+  let mb = wg.y * ${BM}u;
+  let nb = wg.x * ${BN}u;
+  for (var kt = kb; kt < ke; kt += ${bk}u) {
+    for (var e = t; e < ${BM * bk}u; e += ${NT}u) {
+      ${aIdx}
+      As[mm * ${bk}u + kk] = ${aAt(`min(mb + mm, u.M - 1u)`, `min(kt + kk, u.K - 1u)`)};
+    }
+    for (var e = t; e < ${bk * BN}u; e += ${NT}u) {
+      ${bIdx}
+      Bs[kk * ${BN}u + nn] = ${bAt(`min(kt + kk, u.K - 1u)`, `min(nb + nn, u.N - 1u)`)};
+    }
+    workgroupBarrier();
+    let kn = min(${bk}u, ke - kt);
+    for (var kk = 0u; kk < kn; kk++) {
+      ${I.map((i) => `let a${i} = As[(l.y * ${tm}u + ${i}u) * ${bk}u + kk];`).join("\n      ")}
+      ${J.map((j) => `let b${j} = Bs[kk * ${BN}u + l.x * ${tn}u + ${j}u];`).join("\n      ")}
+      ${each((i, j) => `acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`, "\n      ")}
+    }
+    workgroupBarrier();
+  }`;
+  } else {
+    loop = `${indices}
+  for (var k = kb; k < ke; k += ${kv}u) {
+    ${step}
+  }`;
+  }
+
+  let reduce = "";
+  if (kz > 1) {
+    const NT = wgx * wgy, TT = tm * tn;
+    decls += `\nvar<workgroup> red: array<f32, ${(kz - 1) * NT * TT}>;`;
+    const slot = (z: string, ij: number) => `(${z} * ${TT}u + ${ij}u) * ${NT}u + t`;
+    reduce = `let t = l.y * ${wgx}u + l.x;
+  if (l.z > 0u) {
+    ${each((i, j) => `red[${slot("(l.z - 1u)", i * tn + j)}] = acc${i}_${j};`)}
+  }
+  workgroupBarrier();
+  if (l.z > 0u) { return; }
+  for (var z = 0u; z < ${kz - 1}u; z++) {
+    ${each((i, j) => `acc${i}_${j} += red[${slot("z", i * tn + j)}];`)}
+  }`;
+  }
+
+  const out = splitK > 1
+    ? (idx: string, v: string) => `p[wg.z * u.M * u.N + ${idx}] = ${v};`
+    : (idx: string, v: string) => `store(${idx}, ${v});`;
+  const stores = each(
+    (i, j) =>
+      `if (m0 + ${i}u < u.M && n0 + ${j}u < u.N) { ${
+        out(`(m0 + ${i}u) * u.N + n0 + ${j}u`, `acc${i}_${j}`)
+      } }`,
+    "\n  ",
+  );
   const code = `
-struct U { M: u32, N: u32, K: u32, alpha: f32, beta: f32 }
+struct U { M: u32, N: u32, K: u32, alpha: f32, beta: f32, KC: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<${aType}>;
+@group(0) @binding(2) var<storage, read> b: array<${bType}>;
+${
+    splitK > 1
+      ? "@group(0) @binding(3) var<storage, read_write> p: array<f32>;"
+      : "@group(0) @binding(3) var<storage, read_write> c: array<f32>;"
+  }
+${decls}
 
-@compute @workgroup_size(${wgx}, ${wgy})
+@compute @workgroup_size(${wgx}, ${wgy}, ${kz})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let m0 = (wg.y * ${wgy}u + l.y) * ${tm}u;
-  let n0 = (wg.x * ${wgx}u + l.x) * ${tn}u;
-  if (m0 >= u.M || n0 >= u.N) { return; }
-  ${I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u);`).join("\n  ")}
-  ${J.map((j) => `let c${j} = min(n0 + ${j}u, u.N - 1u);`).join("\n  ")}
-  ${lines((i, j) => `var acc${i}_${j} = 0.0;`)}
-  for (var k = 0u; k < u.K; k++) {
-    ${I.map((i) => `let a${i} = ${aAt(`r${i}`, "k")};`).join("\n    ")}
-    ${J.map((j) => `let b${j} = ${bAt("k", `c${j}`)};`).join("\n    ")}
-    ${lines((i, j) => `acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`)}
-  }
-  ${
-    lines((i, j) =>
-      `if (m0 + ${i}u < u.M && n0 + ${j}u < u.N) { store((m0 + ${i}u) * u.N + n0 + ${j}u, acc${i}_${j}); }`
-    )
-  }
+  let m0 = ${wgy === 1 ? "wg.y" : `(wg.y * ${wgy}u + l.y)`} * ${tm}u;
+  let n0 = ${wgx === 1 ? "wg.x" : `(wg.x * ${wgx}u + l.x)`} * ${tn}u;
+  ${barriers ? "" : "if (m0 >= u.M || n0 >= u.N) { return; }"}
+  ${range}
+  ${each((i, j) => `var acc${i}_${j} = 0.0;`, "\n  ")}
+  ${loop}
+  ${reduce}
+  ${stores}
 }
-
+${
+    splitK > 1 ? "" : `
 fn store(idx: u32, v: f32) {
   // beta == 0 never reads C, so stale NaNs in a reused buffer cannot leak in.
   if (u.beta == 0.0) { c[idx] = u.alpha * v; } else { c[idx] = u.alpha * v + u.beta * c[idx]; }
+}`
+  }`;
+  const key = matmulKey(q);
+  return {
+    key,
+    label: key,
+    code,
+    bindings: ["u", "a", "b", splitK > 1 ? "p" : "c"],
+  };
+}
+
+/** Sums the `S` partial products of a split-K matmul into C with alpha/beta (one item per thread). */
+export function matmulReduceKernel(): Kernel {
+  const code = `
+struct U { MN: u32, S: u32, alpha: f32, beta: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> p: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+${LINEAR_INDEX_WGSL}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wg, nwg, lid, 64u);
+  if (i >= u.MN) { return; }
+  var s = 0.0;
+  for (var z = 0u; z < u.S; z++) { s += p[z * u.MN + i]; }
+  if (u.beta == 0.0) { c[i] = u.alpha * s; } else { c[i] = u.alpha * s + u.beta * c[i]; }
 }`;
-  const key = `matmul:${trans}:tm${tm}:tn${tn}:wg${wgx}x${wgy}`;
-  return { key, label: key, code, bindings: ["u", "a", "b", "c"] };
+  return {
+    key: "matmul:splitk-reduce",
+    label: "matmul:splitk-reduce",
+    code,
+    bindings: ["u", "p", "c"],
+  };
 }
 
 /** Buffers and shape of one product. */
@@ -109,21 +437,45 @@ export interface MatmulCall {
   alpha?: number;
   /** Scale of the old C (1 accumulates). Default 0: C is overwritten, never read. */
   beta?: number;
-  /** Blocking. Default `DEFAULT_MATMUL`. */
-  params?: Omit<MatmulParams, "trans">;
+  /** Blocking and variant. Default `DEFAULT_MATMUL`. */
+  params?: MatmulBlocking;
+}
+
+/** The adapter's limits relevant to matmul variants. */
+export function deviceMatmulLimits(device: GPUDevice): MatmulLimits {
+  const l = device.limits;
+  return {
+    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
+    maxComputeWorkgroupSizeZ: l.maxComputeWorkgroupSizeZ,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+  };
 }
 
 /**
  * Prepares one product. With "nt": a is (M,K), b is (N,K) [out, in], c is (M,N).
  * "nn": a is (M,K), b is (K,N), c is (M,N). "tn": a is (K,M), b is (K,N), c is (M,N).
  * So for y = x·Wᵀ with x (R,in), W (out,in): forward nt(x, W) -> (R,out); dx = nn(dy, W) ->
- * (R,in); dW = tn(dy, x) -> (out,in).
+ * (R,in); dW = tn(dy, x) -> (out,in). Refuses `splitK > 1` (two passes: `matmulDispatches`).
  */
 export function matmul(ctx: KernelContext, call: MatmulCall): Dispatch {
+  if ((call.params?.splitK ?? 1) > 1) {
+    throw new RangeError(
+      `matmul: splitK ${call.params?.splitK} needs two dispatches: use matmulDispatches`,
+    );
+  }
+  return matmulDispatches(ctx, call)[0];
+}
+
+/** Prepares one product as one dispatch, or two with `splitK > 1` (the first owns the scratch). */
+export function matmulDispatches(ctx: KernelContext, call: MatmulCall): Dispatch[] {
   const { M, N, K, trans } = call;
   checkDims("matmul", { M, N, K });
-  const p = { ...DEFAULT_MATMUL, ...call.params, trans };
-  const kernel = matmulKernel(p, ctx.gpu.device.limits.maxComputeInvocationsPerWorkgroup);
+  const p = full({ ...DEFAULT_MATMUL, ...call.params, trans });
+  const shapeProblem = matmulShapeProblem(p, call);
+  if (shapeProblem) throw new RangeError(`matmul ${M}x${N}x${K}: ${shapeProblem}`);
+  const kernel = matmulKernel(p, deviceMatmulLimits(ctx.gpu.device));
   const sizes = { a: M * K, b: N * K, c: M * N };
   for (const [name, n] of Object.entries(sizes)) {
     checkBindingSize(ctx.gpu, n * 4, `matmul ${name} (${n} f32)`);
@@ -132,16 +484,52 @@ export function matmul(ctx: KernelContext, call: MatmulCall): Dispatch {
       throw new RangeError(`matmul ${trans}: ${name} holds ${buf.size} bytes, needs ${n * 4}`);
     }
   }
+  const S = p.splitK;
   const u = uniforms(ctx, [
     { u32: M },
     { u32: N },
     { u32: K },
     { f32: call.alpha ?? 1 },
     { f32: call.beta ?? 0 },
+    { u32: Math.ceil(K / S) },
   ], kernel.label);
-  return prepare(ctx, kernel, {
-    buffers: { u, a: call.a, b: call.b, c: call.c },
-    grid: [Math.ceil(N / (p.wgx * p.tn)), Math.ceil(M / (p.wgy * p.tm)), 1],
-    owned: [u],
+  const grid: [number, number, number] = [
+    Math.ceil(N / (p.wgx * p.tn)),
+    Math.ceil(M / (p.wgy * p.tm)),
+    S,
+  ];
+  if (S === 1) {
+    return [
+      prepare(ctx, kernel, { buffers: { u, a: call.a, b: call.b, c: call.c }, grid, owned: [u] }),
+    ];
+  }
+  checkBindingSize(ctx.gpu, S * M * N * 4, `matmul split-K scratch (${S} x ${M} x ${N} f32)`);
+  const scratch = ctx.gpu.device.createBuffer({
+    label: `${kernel.label} scratch`,
+    size: Math.max(16, S * M * N * 4),
+    usage: GPUBufferUsage.STORAGE,
   });
+  const partial = prepare(ctx, kernel, {
+    buffers: { u, a: call.a, b: call.b, p: scratch },
+    grid,
+    owned: [u, scratch],
+  });
+  const ru = uniforms(ctx, [
+    { u32: M * N },
+    { u32: S },
+    { f32: call.alpha ?? 1 },
+    { f32: call.beta ?? 0 },
+  ], "matmul:splitk-reduce");
+  const reduce = prepare(ctx, matmulReduceKernel(), {
+    buffers: { u: ru, p: scratch, c: call.c },
+    grid: grid1d(M * N, 64),
+    owned: [ru],
+  });
+  return [partial, reduce];
 }
+
+/**
+ * Matmul blocking chosen per product (the model's `GraphOptions.matmul`); undefined keeps the
+ * default. Same shape as runtime/model.ts `MatmulChooser`.
+ */
+export type MatmulChooser = (shape: MatmulShape) => MatmulBlocking | undefined;
