@@ -48,8 +48,8 @@ export interface TuneEntry {
   params: unknown;
   default_ms: number;
   best_ms: number;
-  /** Every candidate: its median time, or why it was pruned or disqualified. */
-  trials: { name: string; ms?: number; skipped?: string }[];
+  /** Every candidate: its parameters and median time, or why it was pruned or disqualified. */
+  trials: { name: string; params?: unknown; ms?: number; skipped?: string }[];
   at: string;
 }
 
@@ -208,7 +208,7 @@ export class Autotuner {
       }
       const ms = median(v);
       this.measured++;
-      trials.push({ name: c.name, ms });
+      trials.push({ name: c.name, params: c.params, ms });
       if (i === 0) defaultMs = ms;
       if (!best || ms < best.ms) best = { c, ms };
     }
@@ -372,7 +372,7 @@ export interface MatmulTuneTask extends TuneTask<MatmulBlocking> {
  * The tuning task of one product shape. Operands are random, in buffers the task allocates
  * (trials never touch a caller's buffers); `check` fills C with NaN, runs the candidate and
  * accepts an error against the float64 reference of at most 2x the naive float32 error plus a
- * floor (as the kernel tests do); `time` runs it `reps` times per submit (about 20 MFLOP) and
+ * floor (as the kernel tests do); `time` runs it `timingReps` times per submit and
  * returns ms per run from GPU timestamps when the device has them, else the wall clock around a
  * submit and `onSubmittedWorkDone`.
  */
@@ -417,7 +417,7 @@ export function matmulTask(
     }
     return ds;
   };
-  const reps = Math.max(1, Math.min(64, Math.round(2e7 / (2 * M * N * K))));
+  const reps = timingReps(2 * M * N * K);
   const candidates = o.candidates ?? matmulCandidates();
   return {
     kernel: matmulKernelName(trans),
@@ -445,6 +445,14 @@ export function matmulTask(
       for (const x of [ab, bb, cb]) x.destroy();
     },
   };
+}
+
+/**
+ * Runs per timed submit for a product of `flops`: about 3e8 FLOP (~150 ms on llvmpipe, whose
+ * submit-to-`onSubmittedWorkDone` fence alone costs ~12 ms in Deno), at most 64.
+ */
+export function timingReps(flops: number): number {
+  return Math.max(1, Math.min(64, Math.round(3e8 / flops)));
 }
 
 /**
@@ -527,18 +535,41 @@ export function tunedMatmulParams(
   const e = cache.entries[key];
   if (!e || !Array.isArray(e.trials)) return undefined;
   // The fastest timed trial this caller can use: the winner, or the best one-dispatch variant
-  // when split-K is not allowed. Names resolve through the current space (never trust params).
-  const space = new Map(matmulCandidates({ splitK: true }).map((c) => [c.name, c.params]));
+  // when split-K is not allowed. Parameters from the file are checked, never trusted.
   const usable = e.trials
-    .filter((t) => typeof t.ms === "number" && space.has(t.name))
+    .filter((t) => typeof t.ms === "number" && isMatmulBlocking(t.params))
     .sort((x, y) => x.ms! - y.ms!)
-    .map((t) => space.get(t.name)!)
+    .map((t) => t.params as MatmulBlocking)
     .filter((p) =>
       ((p.splitK ?? 1) === 1 || o.allowSplitK) &&
       !matmulShapeProblem({ ...p, trans: s.trans }, s) &&
-      !(o.limits && matmulLimitsProblem({ ...p, trans: s.trans }, o.limits))
+      !matmulLimitsProblem({ ...p, trans: s.trans }, o.limits ?? SAFE_LIMITS)
     );
   return usable[0];
+}
+
+/** WebGPU's guaranteed limits (what a chooser without the device's limits assumes). */
+const SAFE_LIMITS: MatmulLimits = {
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupSizeY: 256,
+  maxComputeWorkgroupSizeZ: 64,
+  maxComputeWorkgroupStorageSize: 16384,
+};
+
+/** True if `x` is a well-formed blocking (positive integers, known knobs, vec 1 or 4). */
+export function isMatmulBlocking(x: unknown): x is MatmulBlocking {
+  if (typeof x !== "object" || x === null) return false;
+  const p = x as Record<string, unknown>;
+  const known = ["tm", "tn", "wgx", "wgy", "vec", "bk", "kz", "splitK"];
+  const int = (v: unknown, min: number) =>
+    typeof v === "number" && Number.isInteger(v) && v >= min && v <= 1 << 16;
+  return Object.keys(p).every((k) => known.includes(k)) &&
+    ["tm", "tn", "wgx", "wgy"].every((k) => int(p[k], 1)) &&
+    (p.vec === undefined || p.vec === 1 || p.vec === 4) &&
+    (p.bk === undefined || int(p.bk, 0)) && (p.kz === undefined || int(p.kz, 1)) &&
+    (p.splitK === undefined || int(p.splitK, 1)) &&
+    !(typeof p.bk === "number" && p.bk > 0 && ((p.vec ?? 1) !== 1 || (p.kz ?? 1) !== 1));
 }
 
 /** One matmul of a training step: its shape, how many times a step runs it, and what it is. */

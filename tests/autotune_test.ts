@@ -1,18 +1,38 @@
 /**
- * The autotuner's rules on scripted candidates (the real kernels are tuned in bench/ and by
- * `deno task autotune`): default first, pruning, disqualification, median timing, warm-cache hits
- * that measure nothing, and rejection of malformed caches.
+ * The autotuner's rules on scripted candidates (default first, pruning, disqualification, median
+ * timing, warm-cache hits that measure nothing, rejection of malformed caches), then on real
+ * matmul tasks: a wrong kernel and a failing build are disqualified, the cache file round-trips
+ * atomically and a warm run measures nothing, a corrupt file falls back with one warning, the
+ * runtime's chooser falls back to the default for other shapes, adapters and Deno versions, and
+ * `deno task autotune` says when it measured nothing.
  */
-import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, fail, ok } from "node:assert/strict";
+import { join } from "node:path";
 import {
+  adapterIdOf,
   Autotuner,
+  type Candidate,
   emptyCache,
   hashText,
   isTuneCache,
+  matmulTask,
   median,
   shapeBucket,
+  trainingMatmulShapes,
+  tunedMatmulChooser,
+  tunedMatmulParams,
   type TuneTask,
 } from "../runtime/autotune.ts";
+import { DEFAULT_CONFIG } from "../runtime/config.ts";
+import { loadTuneCache, saveTuneCache } from "../runtime/host/tune_cache.ts";
+import {
+  DEFAULT_MATMUL,
+  deviceMatmulLimits,
+  type MatmulBlocking,
+  matmulDispatches,
+  matmulVariantName,
+} from "../runtime/kernels/matmul.ts";
+import { gpuOnce } from "./attention_fixtures.ts";
 
 const adapter = { vendor: "test", architecture: "", description: "scripted" };
 
@@ -90,4 +110,182 @@ Deno.test("malformed caches are recognised; buckets and hashes are stable", () =
   ok(hashText("abc") !== hashText("abd"));
   assertEquals(median([3, 1, 2]), 2);
   assertEquals(median([4, 1, 2, 3]), 2.5);
+});
+
+// ---- the matmul tasks on the device, the cache file and the runtime's chooser ----
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const DENO = Deno.version.deno;
+
+/** Small, fast-compiling candidates (the kernel space is covered by matmul_variants_test.ts). */
+const SMALL: Candidate<MatmulBlocking>[] = ([
+  DEFAULT_MATMUL,
+  { tm: 4, tn: 4, wgx: 8, wgy: 1 },
+  { tm: 4, tn: 8, wgx: 8, wgy: 1, vec: 4 },
+  { tm: 4, tn: 4, wgx: 8, wgy: 1, splitK: 2 },
+] as MatmulBlocking[]).map((params) => ({ name: matmulVariantName(params), params }));
+
+Deno.test("matmul tuning on the device: wrong numbers and failed builds are disqualified", async () => {
+  const ctx = await gpuOnce();
+  const shape = { trans: "tn" as const, M: 40, N: 24, K: 260 };
+  const wrong = matmulVariantName(SMALL[1].params), broken = matmulVariantName(SMALL[2].params);
+  const task = matmulTask(ctx, shape, {
+    candidates: SMALL,
+    // A kernel with the wrong scale, and one whose build throws: both must be caught.
+    build: (c, call) => {
+      const name = matmulVariantName(call.params!);
+      if (name === broken) throw new Error("shader compilation failed: injected\nmore");
+      return matmulDispatches(c, name === wrong ? { ...call, alpha: 1.001 } : call);
+    },
+  });
+  const tuner = new Autotuner(emptyCache(), { adapter, deno: DENO, warmup: 0, runs: 1 });
+  const e = await tuner.tune(task);
+  task.destroy();
+  const by = Object.fromEntries(e.trials.map((t) => [t.name, t.skipped ?? t.ms]));
+  assertEquals(by[wrong], "disqualified: wrong numbers");
+  assertEquals(by[broken], "disqualified: shader compilation failed: injected");
+  ok(typeof by[SMALL[0].name] === "number" && typeof by[SMALL[3].name] === "number");
+  ok([SMALL[0].name, SMALL[3].name].includes(e.variant));
+  assertEquals(tuner.measured, 2);
+});
+
+Deno.test("matmul tasks prune by shape (vec4 with K % 4 != 0, short split-K)", async () => {
+  const ctx = await gpuOnce();
+  const task = matmulTask(ctx, { trans: "nt", M: 9, N: 7, K: 30 }, { candidates: SMALL });
+  const e = await new Autotuner(emptyCache(), { adapter, deno: DENO, warmup: 0, runs: 1 }).tune(
+    task,
+  );
+  task.destroy();
+  const skipped = e.trials.filter((t) => t.skipped).map((t) => t.skipped!.split(" (")[0]);
+  assertEquals(skipped, [
+    "pruned: vec4 nt needs multiples of 4",
+    "pruned: split-K 2 leaves < 64 of K = 30 per slice",
+  ]);
+});
+
+Deno.test("cache file: warm runs measure nothing; the chooser falls back per shape, adapter and split-K", async () => {
+  const ctx = await gpuOnce();
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "sub", "autotune.json");
+  const shape = { trans: "nn" as const, M: 33, N: 20, K: 300 };
+  const cache = await loadTuneCache(path, () => fail("a missing cache is not a warning"));
+  const task = matmulTask(ctx, shape, { candidates: SMALL });
+  const cold = new Autotuner(cache, { adapter, deno: DENO, warmup: 0, runs: 1 });
+  const entry = await cold.tune(task);
+  await saveTuneCache(cache, path);
+  ok(cold.measured > 0);
+  const warm = new Autotuner(await loadTuneCache(path), { adapter, deno: DENO });
+  assertEquals((await warm.tune(task)).variant, entry.variant);
+  assertEquals(warm.measured, 0, "a warm cache does no measuring");
+  task.destroy();
+  // The chooser: the winner (split-K allowed), else the fastest one-dispatch trial.
+  const loaded = await loadTuneCache(path);
+  const o = { adapter, deno: DENO, limits: deviceMatmulLimits(ctx.gpu.device) };
+  const best = tunedMatmulParams(loaded, { ...o, allowSplitK: true }, shape);
+  assertEquals(best && matmulVariantName(best), entry.variant);
+  const onePass = tunedMatmulParams(loaded, o, shape)!;
+  assertEquals(onePass.splitK ?? 1, 1);
+  const fastestOnePass = entry.trials.filter((t) => t.ms !== undefined && !t.name.includes("sk"))
+    .sort((a, b) => a.ms! - b.ms!)[0].name;
+  assertEquals(matmulVariantName(onePass), fastestOnePass);
+  const choose = tunedMatmulChooser(loaded, o);
+  // Same bucket, but K % 4 != 0: a vec4 winner must not be used; another bucket, another
+  // adapter or another Deno: the default.
+  const odd = choose({ ...shape, K: 301 });
+  ok(odd === undefined || (odd.vec ?? 1) === 1);
+  assertEquals(choose({ ...shape, M: 2000 }), undefined);
+  assertEquals(tunedMatmulChooser(loaded, { ...o, deno: "0.0.0" })(shape), undefined);
+  assertEquals(
+    tunedMatmulChooser(loaded, { ...o, adapter: { ...adapter, description: "x" } })(shape),
+    undefined,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a corrupt or stale cache file is ignored with one warning line", async () => {
+  const dir = await Deno.makeTempDir();
+  for (
+    const [text, why] of [
+      ["{ not json", "not valid JSON"],
+      [JSON.stringify({ version: 0, entries: {} }), "stale format"],
+      [JSON.stringify({ version: 1, entries: { k: { variant: 3 } } }), "stale format"],
+    ]
+  ) {
+    const path = join(dir, "autotune.json");
+    await Deno.writeTextFile(path, text);
+    const lines: string[] = [];
+    const cache = await loadTuneCache(path, (l) => lines.push(l));
+    assertEquals(cache, emptyCache());
+    assertEquals(lines.length, 1);
+    ok(lines[0].startsWith("warning: ") && lines[0].includes(path), lines[0]);
+    ok(lines[0].includes(why.split(" ")[0]), lines[0]);
+  }
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("the training step's matmul shapes of the demo config", () => {
+  const uses = trainingMatmulShapes(DEFAULT_CONFIG.model, { batch: 16, seq_len: 64, K: 2 });
+  assertEquals(uses.length, 15);
+  // 2 layers x (7 forward + 14 backward) + LM head forward and its 2 backward products.
+  assertEquals(uses.reduce((t, u) => t + u.count, 0), 2 * 21 + 3);
+  assertEquals(uses.find((u) => u.what === "lm_head")?.M, 1024);
+  ok(uses.some((u) => u.trans === "tn" && u.M === 192 && u.N === 64 && u.K === 2048));
+});
+
+async function autotuneCli(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "cli/autotune.ts", ...args],
+    cwd: ROOT,
+    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("deno task autotune: warm cache does no measuring (says so); bad input is one line", async () => {
+  const ctx = await gpuOnce();
+  const dir = await Deno.makeTempDir();
+  const config = {
+    model: {
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+    },
+    train: { batch_size: 2, seq_len: 8 },
+  };
+  const cfgPath = join(dir, "tiny.json"), cachePath = join(dir, "autotune.json");
+  await Deno.writeTextFile(cfgPath, JSON.stringify(config));
+  // Fill the cache for every shape of the tiny config (cheap candidates), then ask the CLI.
+  const cache = emptyCache();
+  const tuner = new Autotuner(cache, { adapter: adapterIdOf(ctx.gpu), deno: DENO, runs: 1 });
+  const shapes = trainingMatmulShapes({ ...DEFAULT_CONFIG.model, ...config.model }, {
+    batch: 2,
+    seq_len: 8,
+    K: DEFAULT_CONFIG.phd.K,
+  });
+  for (const s of shapes) {
+    const t = matmulTask(ctx, s, { candidates: SMALL.slice(0, 2) });
+    await tuner.tune(t);
+    t.destroy();
+  }
+  await saveTuneCache(cache, cachePath);
+  const r = await autotuneCli(["--config", cfgPath, "--cache", cachePath]);
+  assertEquals(r.code, 0, r.stderr);
+  ok(r.stdout.includes("warm cache: nothing measured"), r.stdout);
+  const j = await autotuneCli(["--config", cfgPath, "--cache", cachePath, "--json"]);
+  const report = JSON.parse(j.stdout);
+  assertEquals(report.measured_candidates, 0);
+  assertEquals(report.rows.length, shapes.length);
+  const bad = await autotuneCli(["--kernels", "attention"]);
+  assertEquals(bad.code, 1);
+  assertEquals(bad.stderr.trim().split("\n").length, 1);
+  ok(bad.stderr.startsWith("error: --kernels"), bad.stderr);
+  const help = await autotuneCli(["--help"]);
+  assertEquals(help.code, 0);
+  ok(help.stdout.includes("--quick") && help.stdout.includes("--config"));
+  await Deno.remove(dir, { recursive: true });
 });

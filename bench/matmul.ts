@@ -1,0 +1,330 @@
+/**
+ * Matmul side by side, for the matmul shapes of one training step of the demo model (or
+ * `--config`): the default variant, the tuned variant (from the autotune cache; shapes not in it
+ * are tuned first with `--quick`'s candidates and saved) and `@tensorflow/tfjs-backend-webgpu`'s
+ * matMul on the same data, timed in interleaved rounds (one run of each per round, so load from
+ * other processes hits all three alike), medians; every result is checked against float64 first.
+ * Then, unless `--no-train`, whole training steps of the config with the default and the tuned
+ * (one-dispatch) matmuls, interleaved the same way: tokens/s.
+ *
+ *   deno task bench matmul [--json] [--rounds N] [--cache F] [--config F.json] [--no-train]
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
+import "@tensorflow/tfjs-backend-webgpu";
+import {
+  adapterIdOf,
+  Autotuner,
+  matmulCandidates,
+  matmulTask,
+  median,
+  timeDispatches,
+  timingReps,
+  tunedMatmulChooser,
+  tunedMatmulParams,
+} from "../runtime/autotune.ts";
+import { createContext } from "../runtime/context.ts";
+import { Rng } from "../runtime/data.ts";
+import { readback, storageBuffer } from "../runtime/gpu.ts";
+import {
+  DEFAULT_TUNE_CACHE,
+  denoVersion,
+  loadTuneCache,
+  saveTuneCache,
+} from "../runtime/host/tune_cache.ts";
+import { destroyDispatches, submit } from "../runtime/kernels/kernel.ts";
+import {
+  DEFAULT_MATMUL,
+  deviceMatmulLimits,
+  type MatmulBlocking,
+  matmulDispatches,
+  matmulVariantName,
+} from "../runtime/kernels/matmul.ts";
+import { matmulRef } from "../runtime/kernels/reference.ts";
+import { Trainer } from "../runtime/train.ts";
+import { configMatmulShapes } from "../cli/autotune.ts";
+import { readConfig } from "../cli/train.ts";
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith("--")) fail(`${name} needs a value`);
+  return v;
+}
+
+function fail(msg: string): never {
+  console.error(`error: ${msg}`);
+  Deno.exit(1);
+}
+
+const HELP =
+  `usage: deno task bench matmul [--json] [--rounds N] [--cache F] [--config F.json] [--no-train]
+
+Default vs tuned matmul vs tfjs-backend-webgpu matMul on the training-step shapes of a config
+(default: the demo model), then training tokens/s with default vs tuned matmuls.`;
+
+export async function main(args: string[]) {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(HELP);
+    return;
+  }
+  const known = new Set(["--json", "--rounds", "--cache", "--config", "--no-train"]);
+  for (const a of args) if (a.startsWith("--") && !known.has(a)) fail(`unknown flag ${a}`);
+  const json = args.includes("--json"), train = !args.includes("--no-train");
+  const rounds = Number(flag(args, "--rounds") ?? 7);
+  if (!Number.isInteger(rounds) || rounds < 1) fail("--rounds needs a positive integer");
+  const cachePath = flag(args, "--cache") ?? DEFAULT_TUNE_CACHE;
+  const config = await readConfig(flag(args, "--config")).catch((e) => fail(e.message));
+  const log = (s: string) => console.error(s);
+
+  const ctx = await createContext(), dev = ctx.gpu.device;
+  const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
+  const limits = deviceMatmulLimits(dev);
+  const cache = await loadTuneCache(cachePath, log);
+  const shapes = configMatmulShapes(config);
+
+  // Shapes the cache lacks are tuned first (quick candidates), so "tuned" always means tuned.
+  const tuner = new Autotuner(cache, { adapter, deno, warmup: 1, runs: 3 });
+  for (const s of shapes) {
+    if (tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s)) continue;
+    log(`tuning matmul ${s.trans} ${s.M}x${s.N}x${s.K} (not in ${cachePath})`);
+    const task = matmulTask(ctx, s, { candidates: matmulCandidates({ quick: true }) });
+    try {
+      await tuner.tune(task);
+    } finally {
+      task.destroy();
+    }
+    await saveTuneCache(cache, cachePath);
+  }
+
+  await tf.setBackend("webgpu");
+  await tf.ready();
+  const backend = tf.backend() as WebGPUBackend;
+  const tfName = `tfjs-backend-webgpu ${tf.version_core}`;
+
+  const rows: Row[] = [];
+  for (const s of shapes) {
+    const { trans, M, N, K } = s, flops = 2 * M * N * K;
+    const rng = new Rng(7);
+    const a = Float32Array.from({ length: M * K }, () => rng.next() * 2 - 1);
+    const b = Float32Array.from({ length: N * K }, () => rng.next() * 2 - 1);
+    const ref = matmulRef(a, b, s);
+    const ab = storageBuffer(dev, a),
+      bb = storageBuffer(dev, b),
+      cb = storageBuffer(dev, M * N * 4);
+    const tuned = tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s) ??
+      DEFAULT_MATMUL;
+    const prep = (params: MatmulBlocking) =>
+      matmulDispatches(ctx, { a: ab, b: bb, c: cb, M, N, K, trans, params });
+    const ours = { default: prep(DEFAULT_MATMUL), tuned: prep(tuned) };
+    const err: Record<string, number> = {};
+    for (const [name, ds] of Object.entries(ours)) {
+      submit(ctx, ds);
+      const got = new Float32Array(await readback(dev, cb, M * N * 4));
+      err[name] = maxErr(got, ref);
+    }
+    // tfjs on the same data: C = A'·B' through matMul's transpose flags.
+    const ta = tf.tensor2d(a, trans === "tn" ? [K, M] : [M, K]);
+    const tb = tf.tensor2d(b, trans === "nt" ? [N, K] : [K, N]);
+    const tfRun = () => tf.matMul(ta, tb, trans === "tn", trans === "nt");
+    {
+      const c = tfRun(); // first call compiles its program
+      err.tfjs = maxErr(await c.data() as Float32Array, ref);
+      c.dispose();
+    }
+    const reps = timingReps(flops);
+    const tfTime = async (check = false) => {
+      const t0 = performance.now();
+      const outs = Array.from({ length: reps }, tfRun);
+      // tfjs keeps its compute pass open between ops: end it, or the submit drops the work.
+      backend.endComputePassEncoder();
+      backend.submitQueue();
+      await backend.device.queue.onSubmittedWorkDone();
+      const ms = (performance.now() - t0) / reps;
+      // The timed work really ran: the last output (a fresh buffer) holds the product.
+      if (check) err.tfjs_timed = maxErr(await outs[reps - 1].data() as Float32Array, ref);
+      for (const o of outs) o.dispose();
+      return ms;
+    };
+    const times: Record<string, number[]> = { default: [], tuned: [], tfjs: [] };
+    for (let r = 0; r <= rounds; r++) { // round 0 warms up
+      const t = {
+        default: await timeDispatches(ctx, ours.default, reps),
+        tuned: await timeDispatches(ctx, ours.tuned, reps),
+        tfjs: await tfTime(r === 0),
+      };
+      if (r > 0) { for (const k of Object.keys(t) as (keyof typeof t)[]) times[k].push(t[k]); }
+    }
+    const ms = {
+      default: median(times.default),
+      tuned: median(times.tuned),
+      tfjs: median(times.tfjs),
+    };
+    const row: Row = {
+      shape: `${trans} ${M}x${N}x${K}`,
+      what: s.what,
+      uses: s.count,
+      variant: matmulVariantName(tuned),
+      default_ms: +ms.default.toFixed(3),
+      tuned_ms: +ms.tuned.toFixed(3),
+      tfjs_ms: +ms.tfjs.toFixed(3),
+      default_gflops: +(flops / ms.default / 1e6).toFixed(3),
+      tuned_gflops: +(flops / ms.tuned / 1e6).toFixed(3),
+      tfjs_gflops: +(flops / ms.tfjs / 1e6).toFixed(3),
+      tuned_vs_default: +(ms.default / ms.tuned).toFixed(2),
+      tuned_vs_tfjs: +(ms.tfjs / ms.tuned).toFixed(2),
+      max_abs_err: Object.fromEntries(
+        Object.entries(err).map(([k, v]) => [k, +v.toExponential(2)]),
+      ),
+    };
+    rows.push(row);
+    log(JSON.stringify(row));
+    destroyDispatches([...ours.default, ...ours.tuned]);
+    for (const x of [ab, bb, cb]) x.destroy();
+    ta.dispose();
+    tb.dispose();
+  }
+  const total = (k: "default_ms" | "tuned_ms" | "tfjs_ms") =>
+    rows.reduce((t, r) => t + r.uses * r[k], 0);
+  const step = {
+    default_ms: +total("default_ms").toFixed(1),
+    tuned_ms: +total("tuned_ms").toFixed(1),
+    tfjs_ms: +total("tfjs_ms").toFixed(1),
+    tuned_vs_default: +(total("default_ms") / total("tuned_ms")).toFixed(2),
+    tuned_vs_tfjs: +(total("tfjs_ms") / total("tuned_ms")).toFixed(2),
+  };
+
+  let training;
+  if (train) {
+    training = await trainSteps(ctx, config, cache, { adapter, deno, limits }, rounds, log);
+  }
+
+  const result = {
+    adapter: ctx.gpu.adapterName,
+    tfjs: tfName,
+    deno,
+    rounds,
+    rows,
+    step_matmuls: step,
+    training,
+  };
+  if (json) {
+    console.log(JSON.stringify(result));
+    return;
+  }
+  const head = [
+    "shape",
+    "uses",
+    "default ms",
+    "tuned ms",
+    "tfjs ms",
+    "default GF/s",
+    "tuned GF/s",
+    "tfjs GF/s",
+    "tuned/default",
+    "tuned/tfjs",
+    "variant",
+  ];
+  const body = rows.map((r) => [
+    r.shape,
+    `${r.uses}`,
+    r.default_ms.toFixed(2),
+    r.tuned_ms.toFixed(2),
+    r.tfjs_ms.toFixed(2),
+    r.default_gflops.toFixed(2),
+    r.tuned_gflops.toFixed(2),
+    r.tfjs_gflops.toFixed(2),
+    `${r.tuned_vs_default.toFixed(2)}x`,
+    `${r.tuned_vs_tfjs.toFixed(2)}x`,
+    r.variant,
+  ]);
+  console.log(`adapter: ${result.adapter} | ${tfName} | median of ${rounds} interleaved rounds`);
+  console.log(markdownTable(head, body));
+  console.log(
+    `one training step's matmuls (sum of uses x ms): default ${step.default_ms} ms, tuned ` +
+      `${step.tuned_ms} ms, tfjs ${step.tfjs_ms} ms: tuned ${step.tuned_vs_default}x default, ` +
+      `${step.tuned_vs_tfjs}x tfjs`,
+  );
+  if (training) {
+    console.log(
+      `training step (${training.tokens} tokens): default ${training.default_ms} ms ` +
+        `(${training.default_tokens_per_s} tok/s), tuned ${training.tuned_ms} ms ` +
+        `(${training.tuned_tokens_per_s} tok/s): ${training.speedup}x`,
+    );
+  }
+}
+
+/** Whole training steps with default and tuned matmuls, interleaved; median ms and tokens/s. */
+async function trainSteps(
+  ctx: Awaited<ReturnType<typeof createContext>>,
+  config: Awaited<ReturnType<typeof readConfig>>,
+  cache: Awaited<ReturnType<typeof loadTuneCache>>,
+  o: Parameters<typeof tunedMatmulChooser>[1],
+  rounds: number,
+  log: (s: string) => void,
+) {
+  const r = new Rng(1);
+  const stream = Uint32Array.from({ length: 1 << 16 }, () => r.int(256));
+  const corpus = { train: stream, val: stream };
+  const trainers = {
+    default: new Trainer(ctx, config, corpus),
+    tuned: new Trainer(ctx, config, corpus, { matmul: tunedMatmulChooser(cache, o) }),
+  };
+  const times: Record<string, number[]> = { default: [], tuned: [] };
+  for (let i = 0; i <= Math.max(3, Math.ceil(rounds / 2)); i++) {
+    for (const [k, t] of Object.entries(trainers)) {
+      const t0 = performance.now();
+      t.trainStep();
+      await ctx.gpu.device.queue.onSubmittedWorkDone();
+      if (i > 0) times[k].push(performance.now() - t0);
+    }
+  }
+  for (const t of Object.values(trainers)) t.destroy();
+  const tokens = config.train.batch_size * config.train.seq_len;
+  const d = median(times.default), t = median(times.tuned);
+  const out = {
+    tokens,
+    default_ms: Math.round(d),
+    tuned_ms: Math.round(t),
+    default_tokens_per_s: Math.round(tokens / (d / 1000)),
+    tuned_tokens_per_s: Math.round(tokens / (t / 1000)),
+    speedup: +(d / t).toFixed(2),
+  };
+  log(JSON.stringify({ training: out }));
+  return out;
+}
+
+/** One shape's side-by-side figures. */
+interface Row {
+  shape: string;
+  what: string;
+  uses: number;
+  variant: string;
+  default_ms: number;
+  tuned_ms: number;
+  tfjs_ms: number;
+  default_gflops: number;
+  tuned_gflops: number;
+  tfjs_gflops: number;
+  tuned_vs_default: number;
+  tuned_vs_tfjs: number;
+  max_abs_err: Record<string, number>;
+}
+
+function maxErr(got: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const e = Math.abs(got[i] - ref[i]);
+    m = Number.isNaN(e) ? Infinity : Math.max(m, e);
+  }
+  return m;
+}
+
+function markdownTable(head: string[], body: string[][]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (c: string[]) => `| ${c.map((x, i) => x.padEnd(w[i])).join(" | ")} |`;
+  return [line(head), `| ${w.map((n) => "-".repeat(n)).join(" | ")} |`, ...body.map(line)].join(
+    "\n",
+  );
+}
