@@ -1,16 +1,23 @@
 /**
  * The WGSL bodies of the flash-attention kernels: forward (online softmax, saves the log-sum-exp),
- * backward dQ (also writes delta = rowsum(dO * O)) and backward dK/dV. Each invocation owns one
- * query row (forward, dQ) or one key row (dK/dV) with all its head-dim columns in registers and
- * streams the other side's rows tile by tile, either straight from storage (`direct`, the llvmpipe
- * choice: no barriers) or staged through workgroup memory (`workgroup`, for real GPUs). The tile
- * loop is a compressed list of non-empty tiles (fused: empty tiles never visited, full tiles skip
- * the mask) or every tile with the mask evaluated everywhere (dense: fallback and baseline).
+ * backward dQ (also writes delta = rowsum(dO * O)) and backward dK/dV. Each invocation owns a
+ * register block of `R` query rows (forward, dQ) or key rows (dK/dV), rows `lid + i*WG` of the
+ * tile (i < R, WG invocations per workgroup), with all their head-dim columns in private arrays,
+ * and streams the other side's rows tile by tile, either straight from storage (`direct`, the
+ * llvmpipe choice: no barriers) or staged through workgroup memory (`workgroup`, for real GPUs).
+ * Every streamed row is loaded once for the R rows of the block: on llvmpipe, where a storage load
+ * is a per-lane gather and the arithmetic is cheap, loads per FMA decide the speed. A streamed row
+ * that the mask rules out for the whole block costs only the mask evaluations.
+ *
+ * The tile loop is a compressed list of non-empty tiles (fused: empty tiles never visited, full
+ * tiles skip the mask) or every tile with the mask evaluated everywhere (dense: fallback and
+ * baseline).
  *
  * Head-dim loops have constant bounds: unrolled, the row arrays become registers (dynamically
- * indexed they become branch ladders). Loops over the rows of a tile are bounded by the uniforms
- * `U.tq`/`U.tk` (equal to the baked TQ/TK): unrolling those too made llvmpipe take from seconds to
- * minutes to compile one kernel. Shared declarations: attention_kernels.ts.
+ * indexed they become branch ladders); the R rows of a block are unrolled by the generator. Loops
+ * over the rows of a tile are bounded by the uniforms `U.tq`/`U.tk` (equal to the baked TQ/TK):
+ * unrolling those too made llvmpipe take from seconds to minutes to compile one kernel. Shared
+ * declarations: attention_kernels.ts.
  */
 
 /** What the bodies need to know of the kernel being built. */
@@ -19,6 +26,18 @@ export interface BodyOptions {
   fused: boolean;
   /** Stage the streamed rows in workgroup memory (true) or read them from storage (false). */
   staged: boolean;
+  /** Rows per invocation (the register block); the workgroup has `WG` = tile / R invocations. */
+  R: number;
+}
+
+/** `f(i)` for the R rows of a block, joined by `sep`. */
+function each(R: number, f: (i: number) => string, sep = "\n"): string {
+  return Array.from({ length: R }, (_, i) => f(i)).join(sep);
+}
+
+/** Indents every line after the first by `n` spaces. */
+function indent(s: string, n: number): string {
+  return s.split("\n").join("\n" + " ".repeat(n));
 }
 
 /** Opens the loop over the other side's tiles; defines `t` (tile index) and `full`. */
@@ -41,8 +60,8 @@ function keyStream(o: BodyOptions) {
       decls: "",
       stage: "",
       row: `let kn = min(k0 + j, U.N - 1);
-        let kj = kv_off + kn * D4;
-        let tk = token_at(kn);`,
+      let kj = kv_off + kn * D4;
+      let tk = token_at(kn);`,
       kc: "tk.x",
       kp: "tk.y",
       k: (x: string) => `vec4<f32>(k[kj + ${x}])`,
@@ -56,12 +75,12 @@ var<workgroup> kc_tile: array<i32, TK>;
 var<workgroup> kp_tile: array<i32, TK>;
 `,
     stage: `workgroupBarrier();
-    for (var i = i32(lid); i < U.tk * D4; i += U.tq) {
+    for (var i = i32(lid); i < U.tk * D4; i += WG) {
       let src = kv_off + min(k0 + i / D4, U.N - 1) * D4 + i % D4;
       k_tile[i] = vec4<f32>(k[src]);
       v_tile[i] = vec4<f32>(v[src]);
     }
-    for (var j = i32(lid); j < U.tk; j += U.tq) {
+    for (var j = i32(lid); j < U.tk; j += WG) {
       let tk = token_at(min(k0 + j, U.N - 1));
       kc_tile[j] = tk.x;
       kp_tile[j] = tk.y;
@@ -75,29 +94,59 @@ var<workgroup> kp_tile: array<i32, TK>;
   };
 }
 
-/** Forward: one query row per invocation. */
+/** The query rows of a block (forward, dQ): row index, clamped row, token, storage offset. */
+function queryRows(R: number): string {
+  return each(R, (i) =>
+    `let row${i} = qt * U.tq + i32(lid) + ${i} * WG;
+  let tq${i} = token_at(min(row${i}, U.N - 1));
+  let qo${i} = (head + min(row${i}, U.N - 1)) * D4;`, "\n  ");
+}
+
+/**
+ * The per-row mask verdicts `a<i>` against key (kc, kp), then the branch into the pair's work:
+ * fused kernels skip a streamed row that no row of the block may see; the dense kernel, like a
+ * dense score matrix with the mask applied afterwards, computes every in-range pair's scores and
+ * only zeroes the masked probabilities.
+ */
+function verdicts(
+  o: BodyOptions,
+  inRange: string,
+  kc: string,
+  kp: string,
+  side: "q" | "k",
+): string {
+  const call = (i: number) =>
+    side === "q"
+      ? `mask_allowed(tq${i}.x, tq${i}.y, ${kc}, ${kp})`
+      : `mask_allowed(${kc}, ${kp}, tk${i}.x, tk${i}.y)`;
+  return `${each(o.R, (i) => `let a${i} = ${inRange} && (full || ${call(i)});`, "\n      ")}
+      if (${o.fused ? each(o.R, (i) => `a${i}`, " || ") : inRange}) {`;
+}
+
+/** Forward: R query rows per invocation. */
 export function forwardBody(o: BodyOptions): string {
-  const ks = keyStream(o);
+  const ks = keyStream(o), R = o.R;
   return `${ks.decls}
-// Grid: (query tiles, heads, batch). Workgroup: TQ invocations, one query row each.
-@compute @workgroup_size(TQ)
+// Grid: (query tiles, heads, batch). Workgroup: WG invocations, R query rows each.
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let qt = i32(wg.x);
   let h = i32(wg.y);
   let b = i32(wg.z);
-  let row = qt * U.tq + i32(lid);
-  let qrow = min(row, U.N - 1);
-  let tq = token_at(qrow);
-  let q_off = ((b * U.H + h) * U.N + qrow) * D4;
+  let head = (b * U.H + h) * U.N;
   let kv_off = (b * U.HKV + h / (U.H / U.HKV)) * U.N * D4;
-  var qr: array<vec4<f32>, D4>;
-  var acc: array<vec4<f32>, D4>;
-  for (var x = 0; x < D4; x++) {
-    qr[x] = vec4<f32>(q[q_off + x]) * U.scale;
-    acc[x] = vec4<f32>(0.0);
+  ${queryRows(R)}
+  ${
+    each(R, (i) =>
+      `var q${i}: array<vec4<f32>, D4>;\n  var acc${i}: array<vec4<f32>, D4>;`, "\n  ")
   }
-  var m = NEG_BIG;
-  var l = 0.0;
+  for (var x = 0; x < D4; x++) {
+    ${
+    each(R, (i) =>
+      `q${i}[x] = vec4<f32>(q[qo${i} + x]) * U.scale;\n    acc${i}[x] = vec4<f32>(0.0);`, "\n    ")
+  }
+  }
+  ${each(R, (i) => `var m${i} = NEG_BIG;\n  var l${i} = 0.0;`, "\n  ")}
   ${tileLoop(o, "qt", "U.cols")}
     let k0 = t * U.tk;
     ${ks.stage}
@@ -106,35 +155,52 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // llvmpipe would index through a branch ladder) is needed.
     for (var j = 0; j < U.tk; j++) {
       ${ks.row}
-      if (k0 + j < U.N && (full || mask_allowed(tq.x, tq.y, ${ks.kc}, ${ks.kp}))) {
-        var dt = 0.0;
+      ${verdicts(o, "k0 + j < U.N", ks.kc, ks.kp, "q")}
+        ${each(R, (i) => `var s${i} = 0.0;`, "\n        ")}
         for (var x = 0; x < D4; x++) {
-          dt += dot(qr[x], ${ks.k("x")});
+          let kx = ${ks.k("x")};
+          ${each(R, (i) => `s${i} += dot(q${i}[x], kx);`, "\n          ")}
         }
-        let sc = score_mod(dt, tq.x, tq.y, ${ks.kc}, ${ks.kp}, h);
-        if (sc > m) {
-          let corr = exp(m - sc);
-          l *= corr;
-          for (var x = 0; x < D4; x++) {
-            acc[x] *= corr;
-          }
-          m = sc;
-        }
-        let p = exp(sc - m);
-        l += p;
+        ${
+    each(R, (i) =>
+      indent(
+        `var p${i} = 0.0;
+if (a${i}) {
+  let sc = score_mod(s${i}, tq${i}.x, tq${i}.y, ${ks.kc}, ${ks.kp}, h);
+  if (sc > m${i}) {
+    let corr = exp(m${i} - sc);
+    l${i} *= corr;
+    for (var x = 0; x < D4; x++) {
+      acc${i}[x] *= corr;
+    }
+    m${i} = sc;
+  }
+  p${i} = exp(sc - m${i});
+  l${i} += p${i};
+}`,
+        8,
+      ), "\n        ")
+  }
         for (var x = 0; x < D4; x++) {
-          acc[x] += p * ${ks.v("x")};
+          let vx = ${ks.v("x")};
+          ${each(R, (i) => `acc${i}[x] += p${i} * vx;`, "\n          ")}
         }
       }
     }
   }
-  if (row < U.N) {
-    // A row with no allowed key has l == 0: output 0, LSE = NEG_BIG (never read as a weight).
-    let inv = select(0.0, 1.0 / l, l > 0.0);
-    for (var x = 0; x < D4; x++) {
-      o[q_off + x] = vec4<T>(acc[x] * inv);
-    }
-    lse[(b * U.H + h) * U.N + row] = select(NEG_BIG, m + log(l), l > 0.0);
+  ${
+    each(R, (i) =>
+      indent(
+        `if (row${i} < U.N) {
+  // A row with no allowed key has l == 0: output 0, LSE = NEG_BIG (never read as a weight).
+  let inv = select(0.0, 1.0 / l${i}, l${i} > 0.0);
+  for (var x = 0; x < D4; x++) {
+    o[qo${i} + x] = vec4<T>(acc${i}[x] * inv);
+  }
+  lse[head + row${i}] = select(NEG_BIG, m${i} + log(l${i}), l${i} > 0.0);
+}`,
+        2,
+      ), "\n  ")
   }
 }
 `;
@@ -145,56 +211,79 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * dQ = scale * dS K. Also writes delta = rowsum(dO * O), which the dK/dV pass reads.
  */
 export function backwardDqBody(o: BodyOptions): string {
-  const ks = keyStream(o);
+  const ks = keyStream(o), R = o.R;
   return `${ks.decls}
-// Grid: (query tiles, heads, batch). Workgroup: TQ invocations, one query row each.
-@compute @workgroup_size(TQ)
+// Grid: (query tiles, heads, batch). Workgroup: WG invocations, R query rows each.
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let qt = i32(wg.x);
   let h = i32(wg.y);
   let b = i32(wg.z);
-  let row = qt * U.tq + i32(lid);
-  let qrow = min(row, U.N - 1);
-  let tq = token_at(qrow);
-  let stat = (b * U.H + h) * U.N + qrow;
-  let q_off = stat * D4;
+  let head = (b * U.H + h) * U.N;
   let kv_off = (b * U.HKV + h / (U.H / U.HKV)) * U.N * D4;
-  var qr: array<vec4<f32>, D4>;
-  var gr: array<vec4<f32>, D4>;
-  var dq_acc: array<vec4<f32>, D4>;
-  var delta_r = 0.0;
-  for (var x = 0; x < D4; x++) {
-    qr[x] = vec4<f32>(q[q_off + x]);
-    gr[x] = vec4<f32>(dout[q_off + x]);
-    delta_r += dot(gr[x], vec4<f32>(o[q_off + x]));
-    dq_acc[x] = vec4<f32>(0.0);
+  ${queryRows(R)}
+  ${
+    each(R, (i) =>
+      `var q${i}: array<vec4<f32>, D4>;
+  var g${i}: array<vec4<f32>, D4>;
+  var dq${i}: array<vec4<f32>, D4>;
+  var delta${i} = 0.0;`, "\n  ")
   }
-  let lse_r = lse[stat];
+  for (var x = 0; x < D4; x++) {
+    ${
+    each(R, (i) =>
+      `q${i}[x] = vec4<f32>(q[qo${i} + x]);
+    g${i}[x] = vec4<f32>(dout[qo${i} + x]);
+    delta${i} += dot(g${i}[x], vec4<f32>(o[qo${i} + x]));
+    dq${i}[x] = vec4<f32>(0.0);`, "\n    ")
+  }
+  }
+  ${each(R, (i) => `let lse${i} = lse[head + min(row${i}, U.N - 1)];`, "\n  ")}
+  var kr: array<vec4<f32>, D4>;
   ${tileLoop(o, "qt", "U.cols")}
     let k0 = t * U.tk;
     ${ks.stage}
     for (var j = 0; j < U.tk; j++) {
       ${ks.row}
-      if (k0 + j < U.N && (full || mask_allowed(tq.x, tq.y, ${ks.kc}, ${ks.kp}))) {
-        var dt = 0.0;
-        var dp = 0.0;
+      ${verdicts(o, "k0 + j < U.N", ks.kc, ks.kp, "q")}
+        ${each(R, (i) => `var s${i} = 0.0;\n        var dp${i} = 0.0;`, "\n        ")}
         for (var x = 0; x < D4; x++) {
-          dt += dot(qr[x], ${ks.k("x")});
-          dp += dot(gr[x], ${ks.v("x")});
+          let kx = ${ks.k("x")};
+          let vx = ${ks.v("x")};
+          kr[x] = kx;
+          ${
+    each(R, (i) =>
+      `s${i} += dot(q${i}[x], kx);\n          dp${i} += dot(g${i}[x], vx);`, "\n          ")
+  }
         }
-        let sm = score_mod_grad(dt * U.scale, tq.x, tq.y, ${ks.kc}, ${ks.kp}, h);
-        let ds = exp(sm.x - lse_r) * (dp - delta_r) * sm.y;
+        ${
+    each(R, (i) =>
+      indent(
+        `var ds${i} = 0.0;
+if (a${i}) {
+  let sm = score_mod_grad(s${i} * U.scale, tq${i}.x, tq${i}.y, ${ks.kc}, ${ks.kp}, h);
+  ds${i} = exp(sm.x - lse${i}) * (dp${i} - delta${i}) * sm.y;
+}`,
+        8,
+      ), "\n        ")
+  }
         for (var x = 0; x < D4; x++) {
-          dq_acc[x] += ds * ${ks.k("x")};
+          ${each(R, (i) => `dq${i}[x] += ds${i} * kr[x];`, "\n          ")}
         }
       }
     }
   }
-  if (row < U.N) {
-    for (var x = 0; x < D4; x++) {
-      dq[q_off + x] = vec4<T>(dq_acc[x] * U.scale);
-    }
-    delta[stat] = delta_r;
+  ${
+    each(R, (i) =>
+      indent(
+        `if (row${i} < U.N) {
+  for (var x = 0; x < D4; x++) {
+    dq[qo${i} + x] = vec4<T>(dq${i}[x] * U.scale);
+  }
+  delta[head + row${i}] = delta${i};
+}`,
+        2,
+      ), "\n  ")
   }
 }
 `;
@@ -207,9 +296,9 @@ function queryStream(o: BodyOptions) {
       decls: "",
       stage: "",
       row: `let qn = min(q0 + i, U.N - 1);
-          let qi = (head_row + qn) * D4;
-          let tq = token_at(qn);
-          let lse_i = lse[head_row + qn];
+        let qi = (head_row + qn) * D4;
+        let tq = token_at(qn);`,
+      stats: `let lse_i = lse[head_row + qn];
           let delta_i = delta[head_row + qn];`,
       qc: "tq.x",
       qp: "tq.y",
@@ -226,12 +315,12 @@ var<workgroup> lse_tile: array<f32, TQ>;
 var<workgroup> delta_tile: array<f32, TQ>;
 `,
     stage: `workgroupBarrier();
-      for (var i = i32(lid); i < U.tq * D4; i += U.tk) {
+      for (var i = i32(lid); i < U.tq * D4; i += WG) {
         let src = (head_row + min(q0 + i / D4, U.N - 1)) * D4 + i % D4;
         q_tile[i] = vec4<f32>(q[src]);
         g_tile[i] = vec4<f32>(dout[src]);
       }
-      for (var i = i32(lid); i < U.tq; i += U.tk) {
+      for (var i = i32(lid); i < U.tq; i += WG) {
         let r = min(q0 + i, U.N - 1);
         let tq = token_at(r);
         qc_tile[i] = tq.x;
@@ -240,8 +329,8 @@ var<workgroup> delta_tile: array<f32, TQ>;
         delta_tile[i] = delta[head_row + r];
       }
       workgroupBarrier();`,
-    row: `let qi = i * D4;
-          let lse_i = lse_tile[i];
+    row: "let qi = i * D4;",
+    stats: `let lse_i = lse_tile[i];
           let delta_i = delta_tile[i];`,
     qc: "qc_tile[i]",
     qp: "qp_tile[i]",
@@ -251,33 +340,41 @@ var<workgroup> delta_tile: array<f32, TQ>;
 }
 
 /**
- * Backward dK/dV: one key row per invocation; streams the query tiles that see this key tile (the
- * transposed tile list), for every query head sharing the key/value head (grouped-query attention),
- * so the sums over query rows and over the head group need no atomics.
+ * Backward dK/dV: R key rows per invocation; streams the query tiles that see this key tile (the
+ * transposed tile list), for every query head sharing the key/value head (grouped-query
+ * attention), so the sums over query rows and over the head group need no atomics.
  */
 export function backwardDkvBody(o: BodyOptions): string {
-  const qs = queryStream(o);
+  const qs = queryStream(o), R = o.R;
   return `${qs.decls}
-// Grid: (key tiles, key/value heads, batch). Workgroup: TK invocations, one key row each.
-@compute @workgroup_size(TK)
+// Grid: (key tiles, key/value heads, batch). Workgroup: WG invocations, R key rows each.
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let kt = i32(wg.x);
   let kvh = i32(wg.y);
   let b = i32(wg.z);
-  let col = kt * U.tk + i32(lid);
-  let krow = min(col, U.N - 1);
-  let tk = token_at(krow);
-  let kv_off = ((b * U.HKV + kvh) * U.N + krow) * D4;
-  var kr: array<vec4<f32>, D4>;
-  var vr: array<vec4<f32>, D4>;
-  var dk_acc: array<vec4<f32>, D4>;
-  var dv_acc: array<vec4<f32>, D4>;
-  for (var x = 0; x < D4; x++) {
-    kr[x] = vec4<f32>(k[kv_off + x]);
-    vr[x] = vec4<f32>(v[kv_off + x]);
-    dk_acc[x] = vec4<f32>(0.0);
-    dv_acc[x] = vec4<f32>(0.0);
+  let kv_head = (b * U.HKV + kvh) * U.N;
+  ${
+    each(R, (i) =>
+      `let col${i} = kt * U.tk + i32(lid) + ${i} * WG;
+  let tk${i} = token_at(min(col${i}, U.N - 1));
+  let ko${i} = (kv_head + min(col${i}, U.N - 1)) * D4;
+  var k${i}: array<vec4<f32>, D4>;
+  var v${i}: array<vec4<f32>, D4>;
+  var dk${i}: array<vec4<f32>, D4>;
+  var dv${i}: array<vec4<f32>, D4>;`, "\n  ")
   }
+  for (var x = 0; x < D4; x++) {
+    ${
+    each(R, (i) =>
+      `k${i}[x] = vec4<f32>(k[ko${i} + x]);
+    v${i}[x] = vec4<f32>(v[ko${i} + x]);
+    dk${i}[x] = vec4<f32>(0.0);
+    dv${i}[x] = vec4<f32>(0.0);`, "\n    ")
+  }
+  }
+  var qr: array<vec4<f32>, D4>;
+  var gr: array<vec4<f32>, D4>;
   let group = U.H / U.HKV;
   for (var g = 0; g < group; g++) {
     let h = kvh * group + g;
@@ -287,29 +384,49 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       ${qs.stage}
       for (var i = 0; i < U.tq; i++) {
         ${qs.row}
-        if (q0 + i < U.N && (full || mask_allowed(${qs.qc}, ${qs.qp}, tk.x, tk.y))) {
-          var dt = 0.0;
-          var dp = 0.0;
+        ${verdicts(o, "q0 + i < U.N", qs.qc, qs.qp, "k").replaceAll("\n      ", "\n        ")}
+          ${qs.stats}
+          ${each(R, (r) => `var s${r} = 0.0;\n          var dp${r} = 0.0;`, "\n          ")}
           for (var x = 0; x < D4; x++) {
-            dt += dot(${qs.q("x")}, kr[x]);
-            dp += dot(${qs.g("x")}, vr[x]);
+            let qx = ${qs.q("x")};
+            let gx = ${qs.g("x")};
+            qr[x] = qx;
+            gr[x] = gx;
+            ${
+    each(R, (r) =>
+      `s${r} += dot(qx, k${r}[x]);\n            dp${r} += dot(gx, v${r}[x]);`, "\n            ")
+  }
           }
-          let sm = score_mod_grad(dt * U.scale, ${qs.qc}, ${qs.qp}, tk.x, tk.y, h);
-          let p = exp(sm.x - lse_i);
-          let ds = p * (dp - delta_i) * sm.y;
-          for (var x = 0; x < D4; x++) {
-            dv_acc[x] += p * ${qs.g("x")};
-            dk_acc[x] += ds * ${qs.q("x")};
-          }
+          ${
+    each(R, (r) =>
+      indent(
+        `if (a${r}) {
+  let sm = score_mod_grad(s${r} * U.scale, ${qs.qc}, ${qs.qp}, tk${r}.x, tk${r}.y, h);
+  let p = exp(sm.x - lse_i);
+  let ds = p * (dp${r} - delta_i) * sm.y;
+  for (var x = 0; x < D4; x++) {
+    dv${r}[x] += p * gr[x];
+    dk${r}[x] += ds * qr[x];
+  }
+}`,
+        10,
+      ), "\n          ")
+  }
         }
       }
     }
   }
-  if (col < U.N) {
-    for (var x = 0; x < D4; x++) {
-      dk[kv_off + x] = vec4<T>(dk_acc[x] * U.scale);
-      dv[kv_off + x] = vec4<T>(dv_acc[x]);
-    }
+  ${
+    each(R, (i) =>
+      indent(
+        `if (col${i} < U.N) {
+  for (var x = 0; x < D4; x++) {
+    dk[ko${i} + x] = vec4<T>(dk${i}[x] * U.scale);
+    dv[ko${i} + x] = vec4<T>(dv${i}[x]);
+  }
+}`,
+        2,
+      ), "\n  ")
   }
 }
 `;

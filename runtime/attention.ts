@@ -18,6 +18,7 @@ import {
   type AttentionKernelParams,
   buildAttentionKernel,
   defaultTiles,
+  fitBlock,
   type KernelVariant,
   packTileList,
   packUniforms,
@@ -53,6 +54,13 @@ export interface AttentionConfig {
   tileQ?: number;
   /** Key rows per tile. Default from `defaultTiles(headDim)`. */
   tileK?: number;
+  /**
+   * Query rows per invocation (forward, dQ). Default from `defaultTiles`, reduced to a divisor of
+   * `tileQ`.
+   */
+  blockQ?: number;
+  /** Key rows per invocation (dK/dV). Default from `defaultTiles`, reduced to a divisor of `tileK`. */
+  blockK?: number;
 }
 
 /** Runtime shape and parameters of one call: none of them changes a kernel. */
@@ -135,11 +143,14 @@ export class FlashAttention {
     config: AttentionConfig,
   ) {
     const tiles = defaultTiles(config.headDim, config.staging);
+    const tileQ = config.tileQ ?? tiles.tileQ, tileK = config.tileK ?? tiles.tileK;
     this.params = {
       spec,
       headDim: config.headDim,
-      tileQ: config.tileQ ?? tiles.tileQ,
-      tileK: config.tileK ?? tiles.tileK,
+      tileQ,
+      tileK,
+      blockQ: config.blockQ ?? fitBlock(tileQ, tiles.blockQ),
+      blockK: config.blockK ?? fitBlock(tileK, tiles.blockK),
       layout: config.layout ?? "interleaved",
       dtype: config.dtype ?? "f32",
       variant: config.variant ?? "fused",
