@@ -26,7 +26,7 @@ import type { KernelContext } from "../runtime/kernels/kernel.ts";
 import { ModelParams, toF32 } from "../runtime/model.ts";
 import { lineChart, type Series } from "../runtime/plot.ts";
 import { initParams } from "../runtime/reference_model.ts";
-import { writeFileAtomic } from "../runtime/host/files.ts";
+import { writeResults } from "./results.ts";
 
 const W = 16, C = 32;
 const VARIANTS = ["vanilla", "phd", "phd-swa", "phd-cswa"] as const;
@@ -242,16 +242,8 @@ export async function main(args: string[]) {
   if (!json) console.log(md);
   if (write) {
     const plots = charts(prefills, decodes, fixedK, fixedP, decodeCache, adapter);
-    for (const [name, svg] of Object.entries(plots)) {
-      await writeFileAtomic(`bench/${name}`, new TextEncoder().encode(svg));
-    }
-    const path = "bench/RESULTS.md";
-    const old = await Deno.readTextFile(path);
-    await writeFileAtomic(path, new TextEncoder().encode(replaceSection(old, "Inference", md)));
-    // Keep `deno fmt --check` clean (it formats markdown tables and SVG too).
-    const written = [path, ...Object.keys(plots).map((n) => `bench/${n}`)];
-    await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", ...written] }).output();
-    log(`wrote ${Object.keys(plots).map((n) => `bench/${n}`).join(", ")} and ${path}`);
+    const written = await writeResults("Inference", md, plots);
+    log(`wrote ${written.join(", ")}`);
   }
 }
 
@@ -378,12 +370,4 @@ function report(o: {
       "![prefill vs K](inference_prefill_k.svg) ![decode vs K](inference_decode.svg)",
   );
   return lines.join("\n");
-}
-
-/** Replaces the `## <title>...` section (up to the next `## `) or appends it. */
-export function replaceSection(doc: string, title: string, section: string): string {
-  const re = new RegExp(`^## ${title}[^\\n]*\\n[\\s\\S]*?(?=^## |(?![\\s\\S]))`, "m");
-  const body = section.trimEnd() + "\n";
-  if (re.test(doc)) return doc.replace(re, body + "\n");
-  return doc.trimEnd() + "\n\n" + body;
 }
