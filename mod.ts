@@ -1,7 +1,8 @@
 /**
  * Public API for scripts: define attention patterns (`defineAttention`, presets), analyse them
  * (causality, KV retention, prefill set, tile classes), run their fused attention kernels, and
- * build, train, evaluate, save and load PHD transformers on WebGPU.
+ * build, train, evaluate, save and load PHD transformers on WebGPU, generate through the PHD KV
+ * cache, and use the autotuner's kernel variants.
  *
  * Everything under `runtime/` except `runtime/host/` is browser-safe (no file system or process
  * APIs); the host helpers exported at the end (corpus loading, checkpoint files) use Deno's.
@@ -21,6 +22,22 @@
  * const trainer = new Trainer(ctx, DEFAULT_CONFIG, corpus);
  * for (let i = 0; i < 10; i++) trainer.trainStep();
  * console.log((await trainer.takeLoss()).loss, (await trainer.evaluate()).loss);
+ * ```
+ *
+ * @example Generate through the KV cache (see examples/generate.ts)
+ * ```ts
+ * import { ByteTokenizer, createContext, generate, loadCheckpoint, ModelParams } from "./mod.ts";
+ * const ck = await loadCheckpoint("out/demo/model.safetensors");
+ * const ctx = await createContext();
+ * const params = new ModelParams(ctx, ck.model);
+ * params.upload(ck.params);
+ * const tok = new ByteTokenizer();
+ * const r = await generate(ctx, params, ck.spec, {
+ *   prompts: [tok.encode("The jury said")],
+ *   maxNewTokens: 40,
+ *   onTokens: (c) => console.log(tok.decode(c.tokens[0])),
+ * });
+ * console.log(r.stats.kv, r.stats.decodeTokensPerS);
  * ```
  */
 export * from "./dsl/mod.ts";
@@ -87,6 +104,24 @@ export {
 export { type EvalOptions, evaluateStream } from "./runtime/evaluate.ts";
 export { generateByRecompute, sampleHost, type SamplingOptions } from "./runtime/recompute.ts";
 export {
+  Decoder,
+  type DecoderOptions,
+  generate,
+  generateCached,
+  type GenerateRequest,
+  type GenerationResult,
+  type GenerationStats,
+  type TokenChunk,
+} from "./runtime/inference.ts";
+export { KvCache, type KvCacheOptions, type KvStats } from "./runtime/kv_cache.ts";
+export {
+  type AdapterId,
+  adapterIdOf,
+  Autotuner,
+  type TuneCacheData,
+  tunedMatmulChooser,
+} from "./runtime/autotune.ts";
+export {
   type Checkpoint,
   decodeCheckpoint,
   decodeTrainingState,
@@ -106,3 +141,9 @@ export { lineChart, type Series } from "./runtime/plot.ts";
 export { loadBrown } from "./runtime/host/corpus.ts";
 export { loadCheckpoint, loadTrainingState, saveCheckpoint } from "./runtime/host/checkpoint.ts";
 export { writeFileAtomic } from "./runtime/host/files.ts";
+export {
+  DEFAULT_TUNE_CACHE,
+  loadMatmulChooser,
+  loadTuneCache,
+  saveTuneCache,
+} from "./runtime/host/tune_cache.ts";

@@ -4,12 +4,17 @@
  * vanilla), next to the adapter's measured matmul GFLOP/s (the MFU denominator). Synthetic token
  * data (throughput does not depend on the text). Median step time of several steps after warm-up.
  *
- *   deno task bench train [--json] [--quick] [--steps N]
+ * Each configuration runs with the default matmul variants and, side by side, with the autotuner's
+ * where .cache/autotune.json has them.
+ *
+ *   deno task bench train [--json] [--quick] [--steps N] [--write]
  */
 import { type Config, DEFAULT_CONFIG } from "../runtime/config.ts";
 import { createContext } from "../runtime/context.ts";
 import { Rng } from "../runtime/data.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train.ts";
+import { tunedMatmul } from "../cli/train.ts";
+import { writeResults } from "./results.ts";
 import type { Layout } from "../compiler/layout.ts";
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -29,14 +34,31 @@ function models(): { name: string; config: Config }[] {
   return [{ name: "demo", config: demo }, { name: "larger", config: larger }];
 }
 
+/** Median step time of `steps` training steps after one warm-up step. */
+async function stepMs(trainer: Trainer, steps: number): Promise<number> {
+  const queue = trainer.ctx.gpu.device.queue;
+  trainer.trainStep(); // warm-up: pipelines, first uploads
+  await queue.onSubmittedWorkDone();
+  const times: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    trainer.trainStep();
+    await queue.onSubmittedWorkDone();
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
 export async function main(args: string[]) {
   const json = args.includes("--json"), quick = args.includes("--quick");
+  const write = args.includes("--write");
   const at = args.indexOf("--steps");
   const steps = at >= 0 ? Number(args[at + 1]) : quick ? 2 : 4;
   if (!Number.isInteger(steps) || steps < 1) {
     console.error("error: --steps needs a positive integer");
     Deno.exit(1);
   }
+  const t0 = performance.now();
   const ctx = await createContext();
   const gflops = await measureMatmulGflops(ctx);
   const r = new Rng(1);
@@ -49,50 +71,66 @@ export async function main(args: string[]) {
         if (K === 1 && layout === "interleaved") continue; // one layout at K = 1
         const cfg = structuredClone(config);
         cfg.phd = { ...cfg.phd, K, variant: K === 1 ? "causal" : "phd-cswa" };
-        const trainer = new Trainer(ctx, cfg, corpus, { layout });
-        trainer.trainStep(); // warm-up: pipelines, first uploads
-        await ctx.gpu.device.queue.onSubmittedWorkDone();
-        const times: number[] = [];
-        for (let i = 0; i < steps; i++) {
-          const t0 = performance.now();
-          trainer.trainStep();
-          await ctx.gpu.device.queue.onSubmittedWorkDone();
-          times.push(performance.now() - t0);
+        // Default matmul variants, then (side by side) the autotuner's where
+        // .cache/autotune.json has them for this config's shapes, as `deno task train` uses them.
+        const tuned = await tunedMatmul(ctx, (l) => console.error(l));
+        for (const mode of ["default", "tuned"] as const) {
+          const trainer = new Trainer(ctx, cfg, corpus, {
+            layout,
+            matmul: mode === "tuned" ? tuned.chooser : undefined,
+          });
+          if (mode === "tuned" && tuned.hits() === 0) {
+            trainer.destroy();
+            continue;
+          }
+          const ms = await stepMs(trainer, steps), t = cfg.train;
+          const row = {
+            model: name,
+            params: trainer.params.count,
+            spec: trainer.spec.name,
+            K,
+            layout,
+            matmul: mode,
+            batch: t.batch_size,
+            seq_len: t.seq_len,
+            step_ms: Math.round(ms),
+            tokens_per_s: Math.round(t.batch_size * t.seq_len / (ms / 1000)),
+            model_gflops: +(trainer.flopsPerStep / ms / 1e6).toFixed(3),
+            mfu: +(trainer.flopsPerStep / ms / 1e6 / gflops).toFixed(3),
+          };
+          results.push(row);
+          if (!json) console.error(JSON.stringify(row));
+          trainer.destroy();
         }
-        const ms = median(times), t = cfg.train;
-        const row = {
-          model: name,
-          params: trainer.params.count,
-          spec: trainer.spec.name,
-          K,
-          layout,
-          batch: t.batch_size,
-          seq_len: t.seq_len,
-          step_ms: Math.round(ms),
-          tokens_per_s: Math.round(t.batch_size * t.seq_len / (ms / 1000)),
-          model_gflops: +(trainer.flopsPerStep / ms / 1e6).toFixed(3),
-          mfu: +(trainer.flopsPerStep / ms / 1e6 / gflops).toFixed(3),
-        };
-        results.push(row);
-        if (!json) console.error(JSON.stringify(row));
-        trainer.destroy();
       }
     }
   }
   const adapter = { name: ctx.gpu.adapterName, matmul_gflops: +gflops.toFixed(3) };
   if (json) {
-    console.log(JSON.stringify({ adapter, results }));
+    console.log(JSON.stringify({ adapter, steps, results }));
     return;
   }
-  console.log(
-    `adapter: ${adapter.name}, matmul ${adapter.matmul_gflops} GFLOP/s (best of 3, 1024x512x512)`,
-  );
-  console.log("| model | params | spec | layout | step ms | tokens/s | model GFLOP/s | MFU |");
-  console.log("| ----- | ------ | ---- | ------ | ------- | -------- | ------------- | --- |");
-  for (const x of results) {
-    console.log(
-      `| ${x.model} | ${x.params} | ${x.spec} | ${x.layout} | ${x.step_ms} | ${x.tokens_per_s} | ` +
-        `${x.model_gflops} | ${(100 * x.mfu).toFixed(0)}% |`,
-    );
-  }
+  const flags = args.filter((a) => a !== "--write").join(" ");
+  const lines = [
+    "## Training throughput",
+    "",
+    `\`npx --yes deno@2.9.6 task bench train${flags ? " " + flags : ""}\` on ${adapter.name} (${
+      ((performance.now() - t0) / 1000).toFixed(0)
+    } s): median of ${steps} whole training steps (forward, backward, clipping, AdamW; one ` +
+    "submit each) after a warm-up step; synthetic tokens. K = 1 is vanilla causal, K > 1 " +
+    "PHD-CSWA (W 16, C 32). MFU: model FLOP/s over the adapter's matmul rate " +
+    `(${adapter.matmul_gflops} GFLOP/s, best of 3 runs of a 1024x512x512 matmul). ` +
+    "matmul: the default variant, or the autotuner's (`deno task autotune`, demo shapes) in the " +
+    "same run.",
+    "",
+    "| model | params | spec | layout | matmul | batch x seq | step ms | tokens/s | model GFLOP/s | MFU |",
+    "| ----- | -----: | ---- | ------ | ------ | ----------- | ------: | -------: | ------------: | --: |",
+    ...results.map((x) =>
+      `| ${x.model} | ${x.params} | ${x.spec} | ${x.layout} | ${x.matmul} | ${x.batch}x${x.seq_len} | ` +
+      `${x.step_ms} | ${x.tokens_per_s} | ${x.model_gflops} | ${(100 * x.mfu).toFixed(0)}% |`
+    ),
+  ];
+  const md = lines.join("\n");
+  console.log(md);
+  if (write) console.error(`wrote ${(await writeResults("Training throughput", md)).join(", ")}`);
 }

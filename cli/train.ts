@@ -14,6 +14,8 @@ import { loadBrown } from "../runtime/host/corpus.ts";
 import { loadCheckpoint, loadTrainingState, saveCheckpoint } from "../runtime/host/checkpoint.ts";
 import { writeFileAtomic } from "../runtime/host/files.ts";
 import type { KernelContext } from "../runtime/kernels/kernel.ts";
+import type { MatmulChooser } from "../runtime/kernels/matmul.ts";
+import { DEFAULT_TUNE_CACHE, loadMatmulChooser } from "../runtime/host/tune_cache.ts";
 import { lineChart } from "../runtime/plot.ts";
 import { ByteTokenizer } from "../runtime/tokenizer.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train.ts";
@@ -63,6 +65,26 @@ export async function brownCorpus(): Promise<Corpus> {
   return buildCorpus(await loadBrown({ cacheDir: CACHE_DIR }), new ByteTokenizer());
 }
 
+/**
+ * The autotuner's matmul variants for this adapter (`.cache/autotune.json`, written by
+ * `deno task autotune`), with a one-line summary of how many of the shapes asked for were tuned.
+ */
+export async function tunedMatmul(ctx: KernelContext, warn: (line: string) => void) {
+  const tuned = await loadMatmulChooser(ctx, { warn });
+  const asked = new Map<string, boolean>();
+  const chooser: MatmulChooser = (s) => {
+    const p = tuned(s);
+    asked.set(`${s.trans} ${s.M}x${s.N}x${s.K}`, p !== undefined);
+    return p;
+  };
+  const hits = () => [...asked.values()].filter(Boolean).length;
+  const summary = () =>
+    hits() > 0
+      ? `matmul: tuned variants for ${hits()} of ${asked.size} shapes (${DEFAULT_TUNE_CACHE})`
+      : "matmul: default variants (`deno task autotune --config F` tunes them for this adapter)";
+  return { chooser, hits, summary };
+}
+
 function log(quiet: boolean | undefined, msg: string) {
   if (!quiet) console.error(msg);
 }
@@ -79,7 +101,9 @@ export async function runTraining(
   if (resumed) config = resumed.config;
   ctx ??= await kernelContext();
   corpus ??= await brownCorpus();
-  const trainer = new Trainer(ctx, config, corpus, { layout: run.layout });
+  const matmul = await tunedMatmul(ctx, (l) => log(run.quiet, l));
+  const trainer = new Trainer(ctx, config, corpus, { layout: run.layout, matmul: matmul.chooser });
+  log(run.quiet, matmul.summary());
   if (resumed) {
     trainer.params.upload(resumed.params);
     trainer.restore(resumed.state);

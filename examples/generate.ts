@@ -6,8 +6,14 @@
  *   npx --yes deno@2.9.6 task demo            # writes out/demo/model.safetensors
  *   npx --yes deno@2.9.6 run -A examples/generate.ts [checkpoint]
  */
-import { ByteTokenizer, createContext, loadCheckpoint, ModelParams } from "../mod.ts";
-import { Decoder, generate } from "../runtime/inference.ts";
+import {
+  ByteTokenizer,
+  createContext,
+  Decoder,
+  generate,
+  loadCheckpoint,
+  ModelParams,
+} from "../mod.ts";
 
 const path = Deno.args[0] ?? "out/demo/model.safetensors";
 const ck = await loadCheckpoint(path).catch((e) => {
