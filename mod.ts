@@ -117,8 +117,12 @@ export { KvCache, type KvCacheOptions, type KvStats } from "./runtime/kv_cache.t
 export {
   type AdapterId,
   adapterIdOf,
+  type AttentionChooser,
+  type AttentionShape,
+  type AttentionVariant,
   Autotuner,
   type TuneCacheData,
+  tunedAttentionChooser,
   tunedMatmulChooser,
 } from "./runtime/autotune.ts";
 export {
@@ -143,6 +147,7 @@ export { loadCheckpoint, loadTrainingState, saveCheckpoint } from "./runtime/hos
 export { writeFileAtomic } from "./runtime/host/files.ts";
 export {
   DEFAULT_TUNE_CACHE,
+  loadKernelChoosers,
   loadMatmulChooser,
   loadTuneCache,
   saveTuneCache,

@@ -13,7 +13,7 @@ import { type Config, DEFAULT_CONFIG } from "../runtime/config.ts";
 import { createContext } from "../runtime/context.ts";
 import { Rng } from "../runtime/data.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train.ts";
-import { tunedMatmul } from "../cli/train.ts";
+import { tunedKernels } from "../cli/train.ts";
 import { writeResults } from "./results.ts";
 import type { Layout } from "../compiler/layout.ts";
 
@@ -71,13 +71,14 @@ export async function main(args: string[]) {
         if (K === 1 && layout === "interleaved") continue; // one layout at K = 1
         const cfg = structuredClone(config);
         cfg.phd = { ...cfg.phd, K, variant: K === 1 ? "causal" : "phd-cswa" };
-        // Default matmul variants, then (side by side) the autotuner's where
+        // Default matmul and attention variants, then (side by side) the autotuner's where
         // .cache/autotune.json has them for this config's shapes, as `deno task train` uses them.
-        const tuned = await tunedMatmul(ctx, (l) => console.error(l));
+        const tuned = await tunedKernels(ctx, (l) => console.error(l));
         for (const mode of ["default", "tuned"] as const) {
           const trainer = new Trainer(ctx, cfg, corpus, {
             layout,
-            matmul: mode === "tuned" ? tuned.chooser : undefined,
+            matmul: mode === "tuned" ? tuned.matmul : undefined,
+            attention: mode === "tuned" ? tuned.attention : undefined,
           });
           if (mode === "tuned" && tuned.hits() === 0) {
             trainer.destroy();

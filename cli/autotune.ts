@@ -1,14 +1,22 @@
 /**
- * `deno task autotune [--quick] [--kernels matmul] [--config F.json] [--cache F] [--json]`: tunes
- * the kernels of one training step of a config's model (default: the demo's) on this machine's
- * adapter and stores the winners in the autotune cache (`.cache/autotune.json`), which training
- * then uses. Progress goes to stderr; stdout gets per shape the default and the best time, the
- * speedup and the chosen variant (or one JSON object with `--json`). Shapes already in the cache
- * for this adapter, Deno version and kernel source are not measured again.
+ * `deno task autotune [--quick] [--kernels matmul,attention] [--layout L] [--config F.json]
+ * [--cache F] [--json]`: tunes the kernels of one training step of a config's model (default: the
+ * demo's) on this machine's adapter and stores the winners in the autotune cache
+ * (`.cache/autotune.json`), which training then uses: every matmul shape, and the training
+ * attention (forward + backward) in the layout training uses (`--layout`, default grouped like
+ * `deno task train`). Progress goes to stderr; stdout gets per shape the default and the best time,
+ * the speedup and the chosen variant (or one JSON object with `--json`). Shapes already in the
+ * cache for this adapter, Deno version and kernel source are not measured again.
  */
 import { Option } from "commander";
 import {
   adapterIdOf,
+  attentionBucket,
+  attentionCandidates,
+  attentionKernelName,
+  type AttentionShape,
+  attentionSourceHash,
+  attentionTask,
   Autotuner,
   matmulBucket,
   matmulCandidates,
@@ -19,8 +27,9 @@ import {
   trainingMatmulShapes,
   tunedMatmulParams,
   type TuneEntry,
+  type TuneTask,
 } from "../runtime/autotune.ts";
-import type { Config } from "../runtime/config.ts";
+import { type Config, configSpec } from "../runtime/config.ts";
 import { createContext } from "../runtime/context.ts";
 import {
   DEFAULT_TUNE_CACHE,
@@ -29,16 +38,20 @@ import {
   saveTuneCache,
 } from "../runtime/host/tune_cache.ts";
 import { deviceMatmulLimits, matmulVariantName } from "../runtime/kernels/matmul.ts";
+import { headDim } from "../runtime/reference_model.ts";
+import { type Layout, LAYOUTS } from "../compiler/layout.ts";
 import { newCommand, parseArgv, runCommand, UsageError } from "./args.ts";
 import { readConfig } from "./train.ts";
 
 /** Kernel families `--kernels` accepts. */
-export const TUNABLE = ["matmul"] as const;
+export const TUNABLE = ["matmul", "attention"] as const;
 
 /** Parsed flags. */
 export interface AutotuneFlags {
   quick?: boolean;
   kernels: string;
+  /** Comma-separated layouts whose training attention is tuned. Default grouped. */
+  layout?: string;
   config?: string;
   cache: string;
   json?: boolean;
@@ -46,11 +59,14 @@ export interface AutotuneFlags {
 
 /** One tuned shape in the report. */
 export interface AutotuneRow {
-  kernel: string;
-  trans: string;
-  M: number;
-  N: number;
-  K: number;
+  kernel: "matmul" | "attention";
+  /** The problem in words: `nt 2048x64x64`, `grouped 16x4/2 L64 K2 d16`. */
+  shape: string;
+  /** Matmul rows: the form and the product's dimensions. */
+  trans?: string;
+  M?: number;
+  N?: number;
+  K?: number;
   /** Times one training step runs this shape. */
   count: number;
   what: string;
@@ -61,7 +77,10 @@ export interface AutotuneRow {
   best_ms: number;
   speedup: number;
   variant: string;
-  /** The fastest one-dispatch variant (what `matmul()` callers get without split-K), and its ms. */
+  /**
+   * Matmul: the fastest one-dispatch variant (what `matmul()` callers get without split-K), and
+   * its ms. Attention: the variant and its ms again.
+   */
   one_pass_variant: string;
   one_pass_ms: number;
 }
@@ -76,22 +95,22 @@ export interface AutotuneReport {
   rows: AutotuneRow[];
   /** Matmul time of one training step (sum of count x ms): default, best, best one-pass. */
   step_ms: { default: number; best: number; one_pass: number };
+  /** Attention time of one training step (forward + backward of every layer): default, best. */
+  attention_step_ms: { default: number; best: number };
 }
 
-function kernelsOf(list: string): string[] {
-  const ks = list.split(",").map((k) => k.trim()).filter((k) => k);
-  if (ks.length === 0) {
-    throw new UsageError(`--kernels needs at least one of: ${TUNABLE.join(", ")}`);
-  }
-  for (const k of ks) {
-    if (!(TUNABLE as readonly string[]).includes(k)) {
+function listOf<T extends string>(flag: string, list: string, allowed: readonly T[]): T[] {
+  const xs = list.split(",").map((k) => k.trim()).filter((k) => k);
+  if (xs.length === 0) throw new UsageError(`${flag} needs at least one of: ${allowed.join(", ")}`);
+  for (const x of xs) {
+    if (!(allowed as readonly string[]).includes(x)) {
       throw new UsageError(
-        `--kernels: "${k}" is not tunable (tunable: ${TUNABLE.join(", ")}; attention and ` +
-          `reductions keep their defaults for now)`,
+        `${flag}: "${x}" is not one of ${allowed.join(", ")}` +
+          (flag === "--kernels" ? " (reductions and norms keep their defaults for now)" : ""),
       );
     }
   }
-  return ks;
+  return [...new Set(xs)] as T[];
 }
 
 /** The matmul shapes of one training step of a config. */
@@ -103,48 +122,84 @@ export function configMatmulShapes(config: Config): MatmulUse[] {
   });
 }
 
+/** The training attention problem of a config in a layout (every layer runs it once a step). */
+export function configAttentionShape(
+  config: Config,
+  layout: Layout,
+): AttentionShape & { count: number } {
+  const m = config.model;
+  return {
+    spec: configSpec(config.phd),
+    headDim: headDim(m),
+    layout,
+    L: config.train.seq_len,
+    batch: config.train.batch_size,
+    heads: m.num_attention_heads,
+    kvHeads: m.num_key_value_heads,
+    count: m.num_hidden_layers,
+  };
+}
+
 /** Runs the tuning; progress lines go to `progress`. */
 export async function autotune(
   f: AutotuneFlags,
   progress: (line: string) => void,
 ): Promise<AutotuneReport> {
-  kernelsOf(f.kernels);
+  const kernels = listOf("--kernels", f.kernels, TUNABLE);
+  const layouts = listOf("--layout", f.layout ?? "grouped", LAYOUTS);
   const config = await readConfig(f.config);
   const ctx = await createContext();
   const cache = await loadTuneCache(f.cache, progress);
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
   const tuner = new Autotuner(cache, { adapter, deno, warmup: 1, runs: f.quick ? 3 : 5 });
   const limits = deviceMatmulLimits(ctx.gpu.device);
-  const shapes = configMatmulShapes(config);
+  const shapes = kernels.includes("matmul") ? configMatmulShapes(config) : [];
+  const attention = kernels.includes("attention")
+    ? layouts.map((l) => configAttentionShape(config, l))
+    : [];
+  const total = shapes.length + attention.length;
   const rows: AutotuneRow[] = [];
-  for (const [i, s] of shapes.entries()) {
-    const cached = tuner.lookup({
-      kernel: matmulKernelName(s.trans),
-      bucket: matmulBucket(s),
-      sourceHash: matmulSourceHash(s.trans),
-    });
+  /** The cached entry of a task, else tunes it (progress lines, then saves the cache). */
+  const tuneOne = async <P>(
+    i: number,
+    head: string,
+    lookup: { kernel: string; bucket: string; sourceHash: string },
+    make: () => { task: TuneTask<P>; destroy(): void; n: number },
+  ) => {
+    const cached = tuner.lookup(lookup);
+    if (cached) return { entry: cached, measured: false };
+    const { task, destroy, n } = make();
+    progress(`[${i + 1}/${total}] ${head}: ${n} candidates`);
+    tuner.o.progress = (line) => progress(`  ${line}`);
     let entry: TuneEntry;
-    if (cached) entry = cached;
-    else {
-      const candidates = matmulCandidates({ quick: f.quick });
-      progress(
-        `[${i + 1}/${shapes.length}] matmul ${s.trans} ${s.M}x${s.N}x${s.K} (${s.what}): ` +
-          `${candidates.length} candidates`,
-      );
-      tuner.o.progress = (line) => progress(`  ${line}`);
-      const task = matmulTask(ctx, s, { candidates });
-      try {
-        entry = await tuner.tune(task);
-      } finally {
-        task.destroy();
-      }
-      await saveTuneCache(cache, f.cache);
+    try {
+      entry = await tuner.tune(task);
+    } finally {
+      destroy();
     }
+    await saveTuneCache(cache, f.cache);
+    return { entry, measured: true };
+  };
+  for (const [i, s] of shapes.entries()) {
+    const { entry, measured } = await tuneOne(
+      i,
+      `matmul ${s.trans} ${s.M}x${s.N}x${s.K} (${s.what})`,
+      {
+        kernel: matmulKernelName(s.trans),
+        bucket: matmulBucket(s),
+        sourceHash: matmulSourceHash(s.trans),
+      },
+      () => {
+        const task = matmulTask(ctx, s, { candidates: matmulCandidates({ quick: f.quick }) });
+        return { task, destroy: task.destroy, n: task.candidates.length };
+      },
+    );
     const onePass = tunedMatmulParams(cache, { adapter, deno, limits }, s);
     const onePassName = onePass ? matmulVariantName(onePass) : entry.trials[0].name;
     const onePassMs = entry.trials.find((t) => t.name === onePassName)?.ms ?? entry.default_ms;
     rows.push({
       kernel: "matmul",
+      shape: `${s.trans} ${s.M}x${s.N}x${s.K}`,
       trans: s.trans,
       M: s.M,
       N: s.N,
@@ -152,7 +207,7 @@ export async function autotune(
       count: s.count,
       what: s.what,
       bucket: entry.bucket,
-      measured: !cached,
+      measured,
       default_ms: entry.default_ms,
       best_ms: entry.best_ms,
       speedup: entry.default_ms / entry.best_ms,
@@ -161,7 +216,41 @@ export async function autotune(
       one_pass_ms: onePassMs,
     });
   }
-  const sum = (f: (r: AutotuneRow) => number) => rows.reduce((t, r) => t + r.count * f(r), 0);
+  for (const [j, s] of attention.entries()) {
+    const shape =
+      `${s.layout} ${s.batch}x${s.heads}/${s.kvHeads} L${s.L} K${s.spec.K} d${s.headDim}`;
+    const { entry, measured } = await tuneOne(
+      shapes.length + j,
+      `attention ${shape} (${s.spec.name}, forward + backward)`,
+      {
+        kernel: attentionKernelName(s.layout),
+        bucket: attentionBucket(s),
+        sourceHash: attentionSourceHash(s),
+      },
+      () => {
+        const task = attentionTask(ctx, s, {
+          candidates: attentionCandidates(s.headDim, { quick: f.quick }),
+        });
+        return { task, destroy: task.destroy, n: task.candidates.length };
+      },
+    );
+    rows.push({
+      kernel: "attention",
+      shape,
+      count: s.count,
+      what: `${s.spec.name} forward + backward`,
+      bucket: entry.bucket,
+      measured,
+      default_ms: entry.default_ms,
+      best_ms: entry.best_ms,
+      speedup: entry.default_ms / entry.best_ms,
+      variant: entry.variant,
+      one_pass_variant: entry.variant,
+      one_pass_ms: entry.best_ms,
+    });
+  }
+  const sum = (kernel: string, f: (r: AutotuneRow) => number) =>
+    rows.filter((r) => r.kernel === kernel).reduce((t, r) => t + r.count * f(r), 0);
   return {
     adapter: ctx.gpu.adapterName,
     deno,
@@ -170,18 +259,32 @@ export async function autotune(
     measured_candidates: tuner.measured,
     rows,
     step_ms: {
-      default: sum((r) => r.default_ms),
-      best: sum((r) => r.best_ms),
-      one_pass: sum((r) => r.one_pass_ms),
+      default: sum("matmul", (r) => r.default_ms),
+      best: sum("matmul", (r) => r.best_ms),
+      one_pass: sum("matmul", (r) => r.one_pass_ms),
+    },
+    attention_step_ms: {
+      default: sum("attention", (r) => r.default_ms),
+      best: sum("attention", (r) => r.best_ms),
     },
   };
 }
 
 /** The human-readable report. */
 export function formatReport(r: AutotuneReport): string {
-  const head = ["shape", "uses", "default ms", "best ms", "speedup", "variant", "one-pass"];
+  const head = [
+    "kernel",
+    "shape",
+    "uses",
+    "default ms",
+    "best ms",
+    "speedup",
+    "variant",
+    "one-pass",
+  ];
   const body = r.rows.map((x) => [
-    `${x.trans} ${x.M}x${x.N}x${x.K}`,
+    x.kernel,
+    x.shape,
     `${x.count}`,
     x.default_ms.toFixed(2),
     x.best_ms.toFixed(2),
@@ -191,8 +294,9 @@ export function formatReport(r: AutotuneReport): string {
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (c: string[]) => c.map((x, i) => x.padEnd(w[i])).join("  ").trimEnd();
-  const s = r.step_ms;
+  const s = r.step_ms, a = r.attention_step_ms;
   const measured = r.rows.filter((x) => x.measured).length;
+  const has = (k: string) => r.rows.some((x) => x.kernel === k);
   return [
     `adapter: ${r.adapter} | deno ${r.deno} | cache ${r.cache}`,
     measured === 0
@@ -200,11 +304,22 @@ export function formatReport(r: AutotuneReport): string {
       : `tuned ${measured} of ${r.rows.length} shapes (${r.measured_candidates} candidates timed)`,
     line(head),
     ...body.map(line),
-    `matmuls of one training step: default ${s.default.toFixed(1)} ms, tuned ${
-      s.best.toFixed(1)
-    } ms (${(s.default / s.best).toFixed(2)}x), one-pass only ${s.one_pass.toFixed(1)} ms (${
-      (s.default / s.one_pass).toFixed(2)
-    }x)`,
+    ...(has("matmul")
+      ? [
+        `matmuls of one training step: default ${s.default.toFixed(1)} ms, tuned ${
+          s.best.toFixed(1)
+        } ms (${(s.default / s.best).toFixed(2)}x), one-pass only ${s.one_pass.toFixed(1)} ms (${
+          (s.default / s.one_pass).toFixed(2)
+        }x)`,
+      ]
+      : []),
+    ...(has("attention")
+      ? [
+        `attention of one training step (forward + backward, every layer): default ${
+          a.default.toFixed(1)
+        } ms, tuned ${a.best.toFixed(1)} ms (${(a.default / a.best).toFixed(2)}x)`,
+      ]
+      : []),
   ].join("\n");
 }
 
@@ -219,7 +334,12 @@ if (import.meta.main) {
         .option(
           "--kernels <list>",
           `comma-separated kernels to tune (${TUNABLE.join(", ")})`,
-          "matmul",
+          TUNABLE.join(","),
+        )
+        .option(
+          "--layout <list>",
+          `attention layouts to tune (${LAYOUTS.join(", ")}; train's default is grouped)`,
+          "grouped",
         )
         .option("--config <file>", "JSON config whose shapes are tuned (default: the demo model)")
         .addOption(

@@ -15,7 +15,8 @@ import { loadCheckpoint, loadTrainingState, saveCheckpoint } from "../runtime/ho
 import { writeFileAtomic } from "../runtime/host/files.ts";
 import type { KernelContext } from "../runtime/kernels/kernel.ts";
 import type { MatmulChooser } from "../runtime/kernels/matmul.ts";
-import { DEFAULT_TUNE_CACHE, loadMatmulChooser } from "../runtime/host/tune_cache.ts";
+import type { AttentionChooser } from "../runtime/autotune.ts";
+import { DEFAULT_TUNE_CACHE, loadKernelChoosers } from "../runtime/host/tune_cache.ts";
 import { lineChart } from "../runtime/plot.ts";
 import { ByteTokenizer } from "../runtime/tokenizer.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train.ts";
@@ -66,23 +67,36 @@ export async function brownCorpus(): Promise<Corpus> {
 }
 
 /**
- * The autotuner's matmul variants for this adapter (`.cache/autotune.json`, written by
- * `deno task autotune`), with a one-line summary of how many of the shapes asked for were tuned.
+ * The autotuner's matmul and attention variants for this adapter (`.cache/autotune.json`, written
+ * by `deno task autotune`): `matmul` and `attention` are the choosers to hand `Trainer` (they
+ * record what the model asked for), `hits()` counts the tuned answers and `summary()` is one line
+ * saying how many of the shapes asked for were tuned, per kernel.
  */
-export async function tunedMatmul(ctx: KernelContext, warn: (line: string) => void) {
-  const tuned = await loadMatmulChooser(ctx, { warn });
-  const asked = new Map<string, boolean>();
-  const chooser: MatmulChooser = (s) => {
-    const p = tuned(s);
-    asked.set(`${s.trans} ${s.M}x${s.N}x${s.K}`, p !== undefined);
+export async function tunedKernels(ctx: KernelContext, warn: (line: string) => void) {
+  const tuned = await loadKernelChoosers(ctx, { warn });
+  const asked = { matmul: new Map<string, boolean>(), attention: new Map<string, boolean>() };
+  const matmul: MatmulChooser = (s) => {
+    const p = tuned.matmul(s);
+    asked.matmul.set(`${s.trans} ${s.M}x${s.N}x${s.K}`, p !== undefined);
     return p;
   };
-  const hits = () => [...asked.values()].filter(Boolean).length;
+  const attention: AttentionChooser = (s) => {
+    const p = tuned.attention(s);
+    const key =
+      `${s.spec.name} ${s.layout} ${s.batch}x${s.heads}/${s.kvHeads}x${s.L} d${s.headDim}`;
+    asked.attention.set(key, p !== undefined);
+    return p;
+  };
+  const count = (m: Map<string, boolean>) => [...m.values()].filter(Boolean).length;
+  const hits = () => count(asked.matmul) + count(asked.attention);
   const summary = () =>
     hits() > 0
-      ? `matmul: tuned variants for ${hits()} of ${asked.size} shapes (${DEFAULT_TUNE_CACHE})`
-      : "matmul: default variants (`deno task autotune --config F` tunes them for this adapter)";
-  return { chooser, hits, summary };
+      ? `tuned variants (${DEFAULT_TUNE_CACHE}): matmul ${count(asked.matmul)} of ` +
+        `${asked.matmul.size} shapes, attention ${count(asked.attention)} of ` +
+        `${asked.attention.size}`
+      : "matmul, attention: default variants (`deno task autotune --config F` tunes them for " +
+        "this adapter)";
+  return { matmul, attention, hits, summary };
 }
 
 function log(quiet: boolean | undefined, msg: string) {
@@ -101,9 +115,13 @@ export async function runTraining(
   if (resumed) config = resumed.config;
   ctx ??= await kernelContext();
   corpus ??= await brownCorpus();
-  const matmul = await tunedMatmul(ctx, (l) => log(run.quiet, l));
-  const trainer = new Trainer(ctx, config, corpus, { layout: run.layout, matmul: matmul.chooser });
-  log(run.quiet, matmul.summary());
+  const tuned = await tunedKernels(ctx, (l) => log(run.quiet, l));
+  const trainer = new Trainer(ctx, config, corpus, {
+    layout: run.layout,
+    matmul: tuned.matmul,
+    attention: tuned.attention,
+  });
+  log(run.quiet, tuned.summary());
   if (resumed) {
     trainer.params.upload(resumed.params);
     trainer.restore(resumed.state);

@@ -15,6 +15,7 @@
 import type { AttentionSpec } from "../dsl/spec.ts";
 import { type Layout, storageIndex } from "../compiler/layout.ts";
 import { type AttentionConfig, FlashAttention } from "./attention.ts";
+import type { AttentionChooser } from "./autotune.ts";
 import type { ModelConfig } from "./config.ts";
 import { checkBindingSize } from "./device.ts";
 import { readback, storageBuffer, upload } from "./gpu.ts";
@@ -120,6 +121,12 @@ export interface GraphOptions {
   attention?: Omit<AttentionConfig, "headDim">;
   /** Matmul blocking per product. */
   matmul?: MatmulChooser;
+  /**
+   * Attention variant (tiles, register blocks, staging, fused or dense) for this graph's problem
+   * (the autotuner's hook; the layout stays `attention.layout`). Undefined, or a result of
+   * undefined, keeps the default; ignored when `attention` sets any of those knobs itself.
+   */
+  attentionChooser?: AttentionChooser;
 }
 
 interface LayerActs {
@@ -233,7 +240,21 @@ export class ModelGraph {
     this.#targets = u32(new Uint32Array(M), "targets");
     const ident = u32(Uint32Array.from({ length: M }, (_, i) => i), "ident_rows");
 
+    const knobs = ["tileQ", "tileK", "blockQ", "blockK", "staging", "variant"] as const;
+    const tuned = knobs.some((k) => options.attention?.[k] !== undefined)
+      ? undefined
+      : options.attentionChooser?.({
+        spec,
+        headDim: d,
+        layout,
+        L,
+        batch: B,
+        heads: H,
+        kvHeads: HKV,
+        dtype: options.attention?.dtype,
+      });
     this.attention = new FlashAttention(ctx.gpu, ctx.cache, spec, {
+      ...tuned,
       ...options.attention,
       headDim: d,
       layout,

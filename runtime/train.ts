@@ -14,6 +14,7 @@ import { adamw, AdamWHyper } from "./kernels/adamw.ts";
 import { matmul } from "./kernels/matmul.ts";
 import { destroyDispatches, type KernelContext, submit } from "./kernels/kernel.ts";
 import { gradNorm } from "./kernels/grad_norm.ts";
+import type { AttentionChooser } from "./autotune.ts";
 import { type MatmulChooser, ModelGraph, ModelParams, type Op, recordOps } from "./model.ts";
 import { headDim, initParams } from "./reference_model.ts";
 
@@ -26,10 +27,12 @@ export interface TrainingState {
   v: Record<string, Float32Array>;
 }
 
-/** Choices that do not change the maths (kernel layout, matmul blocking). */
+/** Choices that do not change the maths (kernel layout, matmul blocking, attention variant). */
 export interface TrainerOptions {
   layout?: Layout;
   matmul?: MatmulChooser;
+  /** Attention variant per problem (the autotuner's; undefined keeps the default). */
+  attention?: AttentionChooser;
   /** Sequences per validation batch. Default: the training batch size. */
   evalBatch?: number;
 }
@@ -65,6 +68,7 @@ export class Trainer {
       training: true,
       attention: { layout: options.layout },
       matmul: options.matmul,
+      attentionChooser: options.attention,
     });
     this.batches = new Batches(corpus.train, { batch: t.batch_size, seqLen: t.seq_len }, t.seed);
     const dev = ctx.gpu.device;
@@ -135,6 +139,7 @@ export class Trainer {
       L: t.seq_len,
       attention: { layout: this.options.layout },
       matmul: this.options.matmul,
+      attentionChooser: this.options.attention,
     });
     const g = this.#evalGraph;
     const batches = evalBatches(stream, { batch: B, seqLen: t.seq_len }, t.eval_batches);

@@ -4,26 +4,41 @@
  * matmul tasks: a wrong kernel and a failing build are disqualified, the cache file round-trips
  * atomically and a warm run measures nothing, a corrupt file falls back with one warning, the
  * runtime's chooser falls back to the default for other shapes, adapters and Deno versions, and
- * `deno task autotune` says when it measured nothing.
+ * `deno task autotune` says when it measured nothing. Then a tiny training-attention tuning run:
+ * a wrong candidate and a failed build are disqualified, an oversized one is pruned, a warm cache
+ * measures nothing, the chooser returns the stored variant (and a model graph builds it).
  */
 import { deepStrictEqual as assertEquals, fail, ok } from "node:assert/strict";
 import { join } from "node:path";
 import {
   adapterIdOf,
+  attentionBucket,
+  attentionCandidates,
+  type AttentionShape,
+  attentionTask,
+  type AttentionVariant,
+  attentionVariantName,
   Autotuner,
   type Candidate,
+  defaultAttentionVariant,
+  deviceAttentionLimits,
   emptyCache,
   hashText,
+  isAttentionVariant,
   isTuneCache,
   matmulTask,
   median,
   shapeBucket,
   trainingMatmulShapes,
+  tunedAttentionChooser,
+  tunedAttentionParams,
   tunedMatmulChooser,
   tunedMatmulParams,
   type TuneTask,
 } from "../runtime/autotune.ts";
-import { DEFAULT_CONFIG } from "../runtime/config.ts";
+import { configSpec, DEFAULT_CONFIG } from "../runtime/config.ts";
+import { FlashAttention } from "../runtime/attention.ts";
+import { ModelGraph, ModelParams } from "../runtime/model.ts";
 import { loadTuneCache, saveTuneCache } from "../runtime/host/tune_cache.ts";
 import {
   DEFAULT_MATMUL,
@@ -272,6 +287,10 @@ Deno.test("deno task autotune: warm cache does no measuring (says so); bad input
     await tuner.tune(t);
     t.destroy();
   }
+  // The training attention of the tiny config in train's layout (the default candidate only).
+  const at = attentionTask(ctx, TINY_ATTENTION, { candidates: ATTENTION.slice(0, 1) });
+  await tuner.tune(at);
+  at.destroy();
   await saveTuneCache(cache, cachePath);
   const r = await autotuneCli(["--config", cfgPath, "--cache", cachePath]);
   assertEquals(r.code, 0, r.stderr);
@@ -279,13 +298,146 @@ Deno.test("deno task autotune: warm cache does no measuring (says so); bad input
   const j = await autotuneCli(["--config", cfgPath, "--cache", cachePath, "--json"]);
   const report = JSON.parse(j.stdout);
   assertEquals(report.measured_candidates, 0);
-  assertEquals(report.rows.length, shapes.length);
-  const bad = await autotuneCli(["--kernels", "attention"]);
+  assertEquals(report.rows.length, shapes.length + 1);
+  const att = report.rows.find((x: { kernel: string }) => x.kernel === "attention");
+  assertEquals(att.variant, ATTENTION[0].name);
+  ok(att.default_ms > 0 && att.best_ms === att.default_ms, JSON.stringify(att));
+  const bad = await autotuneCli(["--kernels", "softmax"]);
   assertEquals(bad.code, 1);
   assertEquals(bad.stderr.trim().split("\n").length, 1);
   ok(bad.stderr.startsWith("error: --kernels"), bad.stderr);
   const help = await autotuneCli(["--help"]);
   assertEquals(help.code, 0);
   ok(help.stdout.includes("--quick") && help.stdout.includes("--config"));
+  ok(help.stdout.includes("--layout") && help.stdout.includes("matmul,attention"));
+  await Deno.remove(dir, { recursive: true });
+});
+
+// ---- the training attention ----
+
+/** The training attention of the tiny CLI config: d 8, 2 heads / 1 KV head, batch 2, L 8, K 2. */
+const TINY_ATTENTION: AttentionShape = {
+  spec: configSpec(DEFAULT_CONFIG.phd),
+  headDim: 8,
+  layout: "grouped",
+  L: 8,
+  batch: 2,
+  heads: 2,
+  kvHeads: 1,
+};
+
+const variant = (p: Partial<AttentionVariant>): Candidate<AttentionVariant> => {
+  const params = { ...defaultAttentionVariant(8), ...p };
+  return { name: attentionVariantName(params), params };
+};
+
+/**
+ * Default, dense, one built wrong (dK zeroed after the backward), one whose build throws, and one
+ * needing more workgroup memory than the test's limits allow. Only the first two compile.
+ */
+const ATTENTION = [
+  variant({}),
+  variant({ variant: "dense" }),
+  variant({ blockQ: 2, blockK: 2 }),
+  variant({ blockQ: 1, blockK: 1 }),
+  variant({ tileQ: 64, tileK: 64, blockQ: 1, blockK: 1, staging: "workgroup" }),
+];
+
+Deno.test("attention variant space: default first, unique names, blocks dividing their tiles", () => {
+  for (const quick of [true, false]) {
+    const cs = attentionCandidates(64, { quick });
+    assertEquals(cs[0].params, defaultAttentionVariant(64));
+    assertEquals(new Set(cs.map((c) => c.name)).size, cs.length);
+    ok(cs.every((c) => isAttentionVariant(c.params)), JSON.stringify(cs));
+  }
+  ok(attentionCandidates(64).some((c) => c.params.staging === "workgroup"));
+  ok(attentionCandidates(64).some((c) => c.params.variant === "dense"));
+  for (
+    const bad of [null, { ...defaultAttentionVariant(8), blockQ: 3 }, {
+      ...defaultAttentionVariant(8),
+      staging: "shared",
+    }, { ...defaultAttentionVariant(8), extra: 1 }]
+  ) {
+    ok(!isAttentionVariant(bad), JSON.stringify(bad));
+  }
+});
+
+Deno.test("attention tuning on the device: wrong, broken and oversized candidates; warm cache; chooser", async () => {
+  const ctx = await gpuOnce();
+  const [def, dense, wrong, broken, big] = ATTENTION.map((c) => c.name);
+  const task = attentionTask(ctx, TINY_ATTENTION, {
+    candidates: ATTENTION,
+    limits: { ...deviceAttentionLimits(ctx.gpu.device), maxComputeWorkgroupStorageSize: 4096 },
+    build: (c, spec, config) => {
+      const name = attentionVariantName(config as AttentionVariant);
+      if (name === broken) throw new Error("shader compilation failed: injected\nmore");
+      if (name !== wrong) return new FlashAttention(c.gpu, c.cache, spec, config);
+      // The default's kernels (nothing new to compile), with dK lost after the backward pass.
+      const fa = new FlashAttention(c.gpu, c.cache, spec, { ...config, ...ATTENTION[0].params });
+      return {
+        forward: (enc, io, run) => fa.forward(enc, io, run),
+        backward: (enc, io, run) => {
+          fa.backward(enc, io, run);
+          enc.clearBuffer(io.dk);
+        },
+      };
+    },
+  });
+  assertEquals(task.reference, "float64");
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "autotune.json");
+  const cache = emptyCache();
+  const cold = new Autotuner(cache, { adapter, deno: DENO, warmup: 0, runs: 1 });
+  const entry = await cold.tune(task);
+  await saveTuneCache(cache, path);
+  const by = Object.fromEntries(entry.trials.map((t) => [t.name, t.skipped ?? t.ms]));
+  assertEquals(by[wrong], "disqualified: wrong numbers");
+  assertEquals(by[broken], "disqualified: shader compilation failed: injected");
+  ok(String(by[big]).startsWith("pruned: ") && String(by[big]).includes("workgroup memory"));
+  ok(typeof by[def] === "number" && typeof by[dense] === "number", JSON.stringify(by));
+  ok([def, dense].includes(entry.variant));
+  assertEquals(cold.measured, 2);
+  // A warm cache measures nothing.
+  const loaded = await loadTuneCache(path);
+  const warm = new Autotuner(loaded, { adapter, deno: DENO });
+  assertEquals((await warm.tune(task)).variant, entry.variant);
+  assertEquals(warm.measured, 0);
+  task.destroy();
+  // The chooser returns the stored variant for the problem's bucket, the default elsewhere.
+  const o = { adapter, deno: DENO, limits: deviceAttentionLimits(ctx.gpu.device) };
+  const chosen = tunedAttentionParams(loaded, o, TINY_ATTENTION);
+  assertEquals(chosen, entry.params);
+  const choose = tunedAttentionChooser(loaded, o);
+  assertEquals(choose({ ...TINY_ATTENTION, L: 7 }), entry.params); // same bucket (N 14 -> 16)
+  assertEquals(choose({ ...TINY_ATTENTION, L: 64 }), undefined);
+  assertEquals(choose({ ...TINY_ATTENTION, layout: "interleaved" }), undefined);
+  assertEquals(tunedAttentionChooser(loaded, { ...o, deno: "0.0.0" })(TINY_ATTENTION), undefined);
+  ok(attentionBucket({ ...TINY_ATTENTION, L: 7 }) === entry.bucket);
+  // A model graph of that shape builds the chosen variant; explicit knobs win over the chooser.
+  const model = {
+    ...DEFAULT_CONFIG.model,
+    hidden_size: 16,
+    intermediate_size: 32,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+  };
+  const params = new ModelParams(ctx, model);
+  const graph = (attention: { layout: "grouped"; tileQ?: number }) =>
+    new ModelGraph(ctx, params, TINY_ATTENTION.spec, {
+      batch: 2,
+      L: 8,
+      attention,
+      attentionChooser: choose,
+    });
+  const g = graph({ layout: "grouped" });
+  const { tileQ, tileK, blockQ, blockK, staging, variant: v } = g.attention.params;
+  assertEquals({ tileQ, tileK, blockQ, blockK, staging, variant: v }, entry.params);
+  g.destroy();
+  const explicit = graph({ layout: "grouped", tileQ: 16 });
+  assertEquals(explicit.attention.params.tileQ, 16);
+  assertEquals(explicit.attention.params.variant, "fused");
+  explicit.destroy();
+  params.destroy();
   await Deno.remove(dir, { recursive: true });
 });

@@ -1,14 +1,18 @@
 /**
  * The autotuner's cache file (Deno APIs): `.cache/autotune.json` by default, read leniently (a
  * missing file is an empty cache; a corrupt or stale one is ignored with one warning line, never
- * trusted) and written atomically. `loadMatmulChooser(ctx)` is what a host program hands the model
- * as `GraphOptions.matmul`.
+ * trusted) and written atomically. `loadKernelChoosers(ctx)` reads it once for what a host program
+ * hands the model: `GraphOptions.matmul` and `GraphOptions.attentionChooser` (`TrainerOptions`
+ * `matmul` and `attention`).
  */
 import {
   adapterIdOf,
+  type AttentionChooser,
+  deviceAttentionLimits,
   emptyCache,
   isTuneCache,
   type TuneCacheData,
+  tunedAttentionChooser,
   tunedMatmulChooser,
 } from "../autotune.ts";
 import type { KernelContext } from "../kernels/kernel.ts";
@@ -77,4 +81,28 @@ export async function loadMatmulChooser(
     limits: deviceMatmulLimits(ctx.gpu.device),
     allowSplitK: o.allowSplitK,
   });
+}
+
+/**
+ * The tuned matmul and attention choosers of a context's adapter from one read of a cache file
+ * (see `tunedMatmulChooser`, `tunedAttentionChooser`): untuned shapes, other adapters and stale
+ * entries get the default.
+ */
+export async function loadKernelChoosers(
+  ctx: KernelContext,
+  o: { path?: string; allowSplitK?: boolean; warn?: (line: string) => void } = {},
+): Promise<{ matmul: MatmulChooser; attention: AttentionChooser }> {
+  const cache = await loadTuneCache(o.path, o.warn);
+  const id = { adapter: adapterIdOf(ctx.gpu), deno: denoVersion() };
+  return {
+    matmul: tunedMatmulChooser(cache, {
+      ...id,
+      limits: deviceMatmulLimits(ctx.gpu.device),
+      allowSplitK: o.allowSplitK,
+    }),
+    attention: tunedAttentionChooser(cache, {
+      ...id,
+      limits: deviceAttentionLimits(ctx.gpu.device),
+    }),
+  };
 }
