@@ -177,17 +177,19 @@ export function packTileList(t: TileList): Uint32Array {
   return out;
 }
 
-/** `token_at(s) -> (copy, pos)` of storage index s, from the layout formula (compiler/layout.ts). */
+/**
+ * `token_at(s) -> (copy, pos)` of storage index s, from the layout formula (compiler/layout.ts).
+ * Unsigned division: signed `/` and `%` by a constant made llvmpipe take seconds per kernel.
+ */
 function tokenAtWgsl(layout: Layout, K: number): string {
-  const body = K === 1
-    ? "return vec2<i32>(0, s);"
-    : layout === "interleaved"
-    ? `return vec2<i32>(s % ${K}, s / ${K});`
+  const body = K === 1 ? "return vec2<i32>(0, s);" : layout === "interleaved"
+    ? `let u = u32(s);
+  return vec2<i32>(i32(u % ${K}u), i32(u / ${K}u));`
     : `if (s < U.L) {
     return vec2<i32>(0, s);
   }
-  let hid = s - U.L;
-  return vec2<i32>(1 + hid % ${K - 1}, hid / ${K - 1});`;
+  let hid = u32(s - U.L);
+  return vec2<i32>(1 + i32(hid % ${K - 1}u), i32(hid / ${K - 1}u));`;
   return `// (copy, pos) of the token at storage index s >= 0 (${
     K === 1 ? "K = 1" : layout
   } layout).
