@@ -48,6 +48,7 @@ import {
   matmulVariantName,
 } from "../runtime/kernels/matmul.ts";
 import { gpuOnce } from "./attention_fixtures.ts";
+import { runScript } from "./cli_fixtures.ts";
 
 const adapter = { vendor: "test", architecture: "", description: "scripted" };
 
@@ -129,7 +130,6 @@ Deno.test("malformed caches are recognised; buckets and hashes are stable", () =
 
 // ---- the matmul tasks on the device, the cache file and the runtime's chooser ----
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const DENO = Deno.version.deno;
 
 /** Small, fast-compiling candidates (the kernel space is covered by matmul_variants_test.ts). */
@@ -247,17 +247,7 @@ Deno.test("the training step's matmul shapes of the demo config", () => {
   ok(uses.some((u) => u.trans === "tn" && u.M === 192 && u.N === 64 && u.K === 2048));
 });
 
-async function autotuneCli(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/autotune.ts", ...args],
-    cwd: ROOT,
-    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const autotuneCli = (args: string[]) => runScript("cli/autotune.ts", ...args);
 
 Deno.test("deno task autotune: warm cache does no measuring (says so); bad input is one line", async () => {
   const ctx = await gpuOnce();

@@ -21,20 +21,12 @@ import { FlashAttention } from "../runtime/attention.ts";
 import { compilationErrors, PipelineCache } from "../runtime/gpu.ts";
 import { KERNEL_MARKER, type Manifest, splitKernels, type WrittenSpec } from "../cli/compile.ts";
 import { gpuOnce } from "./attention_fixtures.ts";
+import { assertUsageError, runScript, specFiles } from "./cli_fixtures.ts";
 
-const ROOT = new URL("..", import.meta.url);
-const DSL = new URL("../dsl/mod.ts", import.meta.url).href;
 const KINDS: AttentionKernelKind[] = ["forward", "backward_dq", "backward_dkv"];
 
 /** Runs `cli/compile.ts` as the task does. */
-async function compile(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/compile.ts", ...args],
-    cwd: ROOT,
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
+const compile = (...args: string[]) => runScript("cli/compile.ts", ...args);
 
 async function sha256(text: string): Promise<string> {
   const h = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -255,15 +247,7 @@ Deno.test("defaults, spec flags, one layout, f16, --help", async () => {
 });
 
 Deno.test("bad input: one error line, exit status 1, nothing written", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "compile_cli_" });
-  const files = {
-    peek: `import { defineAttention } from "${DSL}";
-export default defineAttention({ name: "peek", mask: ({ q, k }) => k.pos.le(q.pos.add(1)) });`,
-    nospec: `export const answer = 42;`,
-  };
-  for (const [name, src] of Object.entries(files)) {
-    await Deno.writeTextFile(`${dir}/${name}.ts`, src);
-  }
+  const dir = await specFiles("compile_cli_", ["peek", "nospec"]);
   const out = `${dir}/out`;
   const cases: [string[], RegExp][] = [
     [["nope"], /unknown preset "nope" \(known: causal, phd, phd-swa, phd-cswa/],
@@ -286,15 +270,7 @@ export default defineAttention({ name: "peek", mask: ({ q, k }) => k.pos.le(q.po
   ];
   try {
     const runs = await Promise.all(cases.map(([args]) => compile(...args, "--out", out)));
-    runs.forEach((r, i) => {
-      const what = cases[i][0].join(" ");
-      assertEquals(r.code, 1, `${what}: exit ${r.code}`);
-      assertEquals(r.stdout, "", what);
-      const err = r.stderr.trimEnd().split("\n");
-      assertEquals(err.length, 1, `${what}: ${r.stderr}`);
-      match(err[0], /^error: /);
-      match(err[0], cases[i][1]);
-    });
+    runs.forEach((r, i) => assertUsageError(r, cases[i][1], cases[i][0].join(" ")));
     // Nothing is written on bad input, not even the output folder.
     assertEquals(
       [...Deno.readDirSync(dir)].map((e) => e.name).sort(),

@@ -10,20 +10,10 @@ import { join } from "node:path";
 import { encodeCheckpoint } from "../runtime/checkpoint.ts";
 import { DEFAULT_CONFIG, type PhdConfig } from "../runtime/config.ts";
 import { initParams } from "../runtime/reference_model.ts";
+import { runScript } from "./cli_fixtures.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
-
-async function deno(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...args],
-    cwd: ROOT,
-    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+/** Runs `deno run -A <script> ...args` as the tasks do. */
+const deno = ([script, ...args]: string[]) => runScript(script, ...args);
 
 // ---- the independent implementation ----
 

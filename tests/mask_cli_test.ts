@@ -3,40 +3,13 @@
  * `--help`, spec files, and one `error:` line with exit status 1 for each kind of bad input.
  */
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
-
-const ROOT = new URL("..", import.meta.url);
-const DSL = new URL("../dsl/mod.ts", import.meta.url).href;
+import { assertUsageError, runScript, specFiles } from "./cli_fixtures.ts";
 
 /** Runs `cli/mask.ts` as the task does. */
-async function mask(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/mask.ts", ...args],
-    cwd: ROOT,
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
-
-/** A folder of spec files for the tests (outside the repository). */
-async function specFiles() {
-  const dir = await Deno.makeTempDir({ prefix: "mask_cli_" });
-  const files = {
-    peek: `import { defineAttention } from "${DSL}";
-export default defineAttention({ name: "peek", mask: ({ q, k }) => k.pos.le(q.pos.add(1)) });`,
-    named: `import { defineAttention } from "${DSL}";
-export const mine = defineAttention({ name: "mine", K: 2, mask: ({ q, k }) => k.pos.le(q.pos) });`,
-    nospec: `export const answer = 42;`,
-    broken: `import { defineAttention } from "${DSL}";
-export default defineAttention({ name: "bad name", mask: ({ q, k }) => k.pos.le(q.pos) });`,
-  };
-  for (const [name, src] of Object.entries(files)) {
-    await Deno.writeTextFile(`${dir}/${name}.ts`, src);
-  }
-  return dir;
-}
+const mask = (...args: string[]) => runScript("cli/mask.ts", ...args);
 
 Deno.test("summary, pictures, --help and spec files", async () => {
-  const dir = await specFiles();
+  const dir = await specFiles("mask_cli_");
   try {
     const [summary, pics, help, named] = await Promise.all([
       mask("phd-swa", "--L", "6", "--W", "3", "--layout", "interleaved", "--tile", "3"),
@@ -87,7 +60,7 @@ Deno.test("summary, pictures, --help and spec files", async () => {
 });
 
 Deno.test("bad input: one error line, exit status 1", async () => {
-  const dir = await specFiles();
+  const dir = await specFiles("mask_cli_");
   const cases: [string[], RegExp][] = [
     [["nope", "--L", "4"], /unknown preset "nope" \(known: causal, phd, phd-swa, phd-cswa/],
     [[`${dir}/missing.ts`, "--L", "4"], /spec file ".*missing\.ts" does not exist/],
@@ -116,15 +89,7 @@ Deno.test("bad input: one error line, exit status 1", async () => {
   ];
   try {
     const runs = await Promise.all(cases.map(([args]) => mask(...args)));
-    runs.forEach((r, i) => {
-      const what = cases[i][0].join(" ");
-      assertEquals(r.code, 1, `${what}: exit ${r.code}`);
-      assertEquals(r.stdout, "", what);
-      const err = r.stderr.trimEnd().split("\n");
-      assertEquals(err.length, 1, `${what}: ${r.stderr}`);
-      match(err[0], /^error: /);
-      match(err[0], cases[i][1]);
-    });
+    runs.forEach((r, i) => assertUsageError(r, cases[i][1], cases[i][0].join(" ")));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -8,6 +8,7 @@ import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { resolveSpec, type SpecFlags } from "../cli/args.ts";
 import { type MaskJson, maskJson } from "../cli/mask.ts";
 import { PRESETS } from "../dsl/presets.ts";
+import { runScript } from "./cli_fixtures.ts";
 
 type Variant = "causal" | "phd" | "phd-swa" | "phd-cswa";
 
@@ -106,13 +107,9 @@ Deno.test("consequences: originals see no hidden token, K=1 PHD is causal, no ro
 
 /** Runs `cli/mask.ts` as the task does; returns stdout when it succeeds. */
 async function runMask(args: string[]): Promise<string> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/mask.ts", ...args],
-    cwd: new URL("..", import.meta.url),
-  }).output();
-  const err = new TextDecoder().decode(out.stderr);
-  ok(out.success, `mask ${args.join(" ")} failed: ${err}`);
-  return new TextDecoder().decode(out.stdout);
+  const r = await runScript("cli/mask.ts", ...args);
+  ok(r.code === 0, `mask ${args.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
 }
 
 Deno.test("deno task mask --json prints exactly the contract object (subprocess)", async () => {
