@@ -180,6 +180,15 @@ export async function autotune(
     await saveTuneCache(cache, f.cache);
     return { entry, measured: true };
   };
+  /** The row fields every kernel's entry gives. */
+  const entryFields = (entry: TuneEntry, measured: boolean) => ({
+    bucket: entry.bucket,
+    measured,
+    default_ms: entry.default_ms,
+    best_ms: entry.best_ms,
+    speedup: entry.default_ms / entry.best_ms,
+    variant: entry.variant,
+  });
   for (const [i, s] of shapes.entries()) {
     const { entry, measured } = await tuneOne(
       i,
@@ -206,12 +215,7 @@ export async function autotune(
       K: s.K,
       count: s.count,
       what: s.what,
-      bucket: entry.bucket,
-      measured,
-      default_ms: entry.default_ms,
-      best_ms: entry.best_ms,
-      speedup: entry.default_ms / entry.best_ms,
-      variant: entry.variant,
+      ...entryFields(entry, measured),
       one_pass_variant: onePassName,
       one_pass_ms: onePassMs,
     });
@@ -239,12 +243,7 @@ export async function autotune(
       shape,
       count: s.count,
       what: `${s.spec.name} forward + backward`,
-      bucket: entry.bucket,
-      measured,
-      default_ms: entry.default_ms,
-      best_ms: entry.best_ms,
-      speedup: entry.default_ms / entry.best_ms,
-      variant: entry.variant,
+      ...entryFields(entry, measured),
       one_pass_variant: entry.variant,
       one_pass_ms: entry.best_ms,
     });
