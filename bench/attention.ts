@@ -30,6 +30,8 @@ import { FlashAttention } from "../runtime/attention.ts";
 import { storageMask } from "../runtime/reference_attention.ts";
 import { Rng } from "../runtime/data.ts";
 import { lineChart, type Series } from "../runtime/plot.ts";
+import { median } from "../runtime/autotune.ts";
+import { maxErr } from "./matmul.ts";
 import { writeResults } from "./results.ts";
 
 const W = 16, C = 32, D = 64;
@@ -128,8 +130,6 @@ interface Case {
   run(pass: Pass): Promise<number>;
   destroy(): void;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function randomData(n: number, seed: number): Float32Array {
   const rng = new Rng(seed);
@@ -257,12 +257,6 @@ function tfjsCase(
   };
 }
 
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
 /** Builds the cases of one L, times them round-robin and returns their rows. */
 async function benchLength(
   gpu: GpuContext,
@@ -296,7 +290,7 @@ async function benchLength(
     // The same numbers, or the times mean nothing: grouped fused output vs dense and tfjs.
     const ref = await fused[fused.length - 1].output();
     for (const c of [dense, tfc]) {
-      const diff = maxAbsDiff(await c.output(), ref);
+      const diff = maxErr(await c.output(), ref);
       if (!(diff < 1e-3)) throw new Error(`${c.name} K=${K} L=${L} differs from fused by ${diff}`);
     }
     cases.push(dense, tfc);

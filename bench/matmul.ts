@@ -312,7 +312,8 @@ interface Row {
   max_abs_err: Record<string, number>;
 }
 
-function maxErr(got: ArrayLike<number>, ref: ArrayLike<number>): number {
+/** Largest absolute difference (Infinity where a value is NaN). */
+export function maxErr(got: ArrayLike<number>, ref: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < ref.length; i++) {
     const e = Math.abs(got[i] - ref[i]);
