@@ -13,7 +13,8 @@ import { type Config, DEFAULT_CONFIG } from "../runtime/config.ts";
 import { createContext } from "../runtime/context.ts";
 import { Rng } from "../runtime/data.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train.ts";
-import { tunedKernels } from "../cli/train.ts";
+import { countedKernels } from "../cli/train.ts";
+import { loadKernelChoosers } from "../runtime/host/tune_cache.ts";
 import { writeResults } from "./results.ts";
 import type { Layout } from "../compiler/layout.ts";
 
@@ -61,6 +62,8 @@ export async function main(args: string[]) {
   const t0 = performance.now();
   const ctx = await createContext();
   const gflops = await measureMatmulGflops(ctx);
+  // The autotuner's variants where .cache/autotune.json has them (read once, counted per config).
+  const choosers = await loadKernelChoosers(ctx, { warn: (l) => console.error(l) });
   const r = new Rng(1);
   const stream = Uint32Array.from({ length: 1 << 16 }, () => r.int(256));
   const corpus = { train: stream, val: stream };
@@ -73,7 +76,7 @@ export async function main(args: string[]) {
         cfg.phd = { ...cfg.phd, K, variant: K === 1 ? "causal" : "phd-cswa" };
         // Default matmul and attention variants, then (side by side) the autotuner's where
         // .cache/autotune.json has them for this config's shapes, as `deno task train` uses them.
-        const tuned = await tunedKernels(ctx, (l) => console.error(l));
+        const tuned = countedKernels(choosers);
         for (const mode of ["default", "tuned"] as const) {
           const trainer = new Trainer(ctx, cfg, corpus, {
             layout,

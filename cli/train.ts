@@ -14,8 +14,6 @@ import { loadBrown } from "../runtime/host/corpus.ts";
 import { loadCheckpoint, loadTrainingState, saveCheckpoint } from "../runtime/host/checkpoint.ts";
 import { writeFileAtomic } from "../runtime/host/files.ts";
 import type { KernelContext } from "../runtime/kernels/kernel.ts";
-import type { MatmulChooser } from "../runtime/kernels/matmul.ts";
-import type { AttentionChooser } from "../runtime/autotune.ts";
 import { DEFAULT_TUNE_CACHE, loadKernelChoosers } from "../runtime/host/tune_cache.ts";
 import { lineChart } from "../runtime/plot.ts";
 import { ByteTokenizer } from "../runtime/tokenizer.ts";
@@ -66,37 +64,51 @@ export async function brownCorpus(): Promise<Corpus> {
   return buildCorpus(await loadBrown({ cacheDir: CACHE_DIR }), new ByteTokenizer());
 }
 
+/** The autotuner's choosers of one cache file (`loadKernelChoosers`). */
+export type KernelChoosers = Awaited<ReturnType<typeof loadKernelChoosers>>;
+
 /**
- * The autotuner's matmul and attention variants for this adapter (`.cache/autotune.json`, written
- * by `deno task autotune`): `matmul` and `attention` are the choosers to hand `Trainer` (they
- * record what the model asked for), `hits()` counts the tuned answers and `summary()` is one line
- * saying how many of the shapes asked for were tuned, per kernel.
+ * Wraps a chooser so that it records, per shape asked for (named by `keyOf`), whether it had a
+ * tuned answer.
  */
-export async function tunedKernels(ctx: KernelContext, warn: (line: string) => void) {
-  const tuned = await loadKernelChoosers(ctx, { warn });
-  const asked = { matmul: new Map<string, boolean>(), attention: new Map<string, boolean>() };
-  const matmul: MatmulChooser = (s) => {
-    const p = tuned.matmul(s);
-    asked.matmul.set(`${s.trans} ${s.M}x${s.N}x${s.K}`, p !== undefined);
+function recording<S, P>(choose: (s: S) => P | undefined, keyOf: (s: S) => string) {
+  const asked = new Map<string, boolean>();
+  const chooser = (s: S) => {
+    const p = choose(s);
+    asked.set(keyOf(s), p !== undefined);
     return p;
   };
-  const attention: AttentionChooser = (s) => {
-    const p = tuned.attention(s);
-    const key =
-      `${s.spec.name} ${s.layout} ${s.batch}x${s.heads}/${s.kvHeads}x${s.L} d${s.headDim}`;
-    asked.attention.set(key, p !== undefined);
-    return p;
-  };
-  const count = (m: Map<string, boolean>) => [...m.values()].filter(Boolean).length;
-  const hits = () => count(asked.matmul) + count(asked.attention);
+  const tuned = () => [...asked.values()].filter(Boolean).length;
+  return { chooser, asked, tuned };
+}
+
+/**
+ * Choosers to hand one `Trainer` from the autotuner's variants (they record what the model asked
+ * for): `hits()` counts the tuned answers and `summary()` is one line saying how many of the shapes
+ * asked for were tuned, per kernel.
+ */
+export function countedKernels(tuned: KernelChoosers) {
+  const mm = recording(tuned.matmul, (s) => `${s.trans} ${s.M}x${s.N}x${s.K}`);
+  const att = recording(
+    tuned.attention,
+    (s) => `${s.spec.name} ${s.layout} ${s.batch}x${s.heads}/${s.kvHeads}x${s.L} d${s.headDim}`,
+  );
+  const hits = () => mm.tuned() + att.tuned();
   const summary = () =>
     hits() > 0
-      ? `tuned variants (${DEFAULT_TUNE_CACHE}): matmul ${count(asked.matmul)} of ` +
-        `${asked.matmul.size} shapes, attention ${count(asked.attention)} of ` +
-        `${asked.attention.size}`
+      ? `tuned variants (${DEFAULT_TUNE_CACHE}): matmul ${mm.tuned()} of ${mm.asked.size} ` +
+        `shapes, attention ${att.tuned()} of ${att.asked.size}`
       : "matmul, attention: default variants (`deno task autotune --config F` tunes them for " +
         "this adapter)";
-  return { matmul, attention, hits, summary };
+  return { matmul: mm.chooser, attention: att.chooser, hits, summary };
+}
+
+/**
+ * The autotuner's matmul and attention variants for this adapter (`.cache/autotune.json`, written
+ * by `deno task autotune`), counted (see `countedKernels`).
+ */
+export async function tunedKernels(ctx: KernelContext, warn: (line: string) => void) {
+  return countedKernels(await loadKernelChoosers(ctx, { warn }));
 }
 
 function log(quiet: boolean | undefined, msg: string) {
