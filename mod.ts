@@ -41,11 +41,20 @@
  * ```
  */
 export * from "./dsl/mod.ts";
-export { type Analysis, analyze, type AnalyzeOptions, summarize } from "./compiler/analysis.ts";
-export { type Causality, checkCausality } from "./compiler/causality.ts";
+export {
+  type Analysis,
+  analyze,
+  type AnalyzeOptions,
+  summarize,
+} from "./compiler/analysis/analyze.ts";
+export { type Causality, checkCausality } from "./compiler/analysis/causality.ts";
 export { copyRanges, type Layout, LAYOUTS, storageIndex, tokenAt } from "./compiler/layout.ts";
-export { type PrefillPlan, prefillSet } from "./compiler/prefill.ts";
-export { type CopyRetention, planRetention, type RetentionPlan } from "./compiler/retention.ts";
+export { type PrefillPlan, prefillSet } from "./compiler/analysis/prefill.ts";
+export {
+  type CopyRetention,
+  planRetention,
+  type RetentionPlan,
+} from "./compiler/analysis/retention.ts";
 export {
   classifyTiles,
   EMPTY,
@@ -55,20 +64,20 @@ export {
   tileLists,
   type TileMap,
   type TileOptions,
-} from "./compiler/tiles.ts";
+} from "./compiler/analysis/tiles.ts";
 
 // ---- runtime: device, kernels, model, training, evaluation (browser-safe) ----
-export { type ContextOptions, createContext } from "./runtime/context.ts";
-export { type GpuContext, type GpuOptions, requestGpu } from "./runtime/device.ts";
-export { PipelineCache } from "./runtime/gpu.ts";
-export type { KernelContext } from "./runtime/kernels/kernel.ts";
+export { type ContextOptions, createContext } from "./runtime/gpu/context.ts";
+export { type GpuContext, type GpuOptions, requestGpu } from "./runtime/gpu/device.ts";
+export { PipelineCache } from "./runtime/gpu/resources.ts";
+export type { KernelContext } from "./runtime/gpu/kernel.ts";
 export {
   type AttentionConfig,
   type AttentionRun,
   FlashAttention,
   type HostInputs,
   type HostOutputs,
-} from "./runtime/attention.ts";
+} from "./runtime/kernels/attention.ts";
 export {
   type Config,
   configSpec,
@@ -78,7 +87,7 @@ export {
   parseConfig,
   type PhdConfig,
   type TrainConfig,
-} from "./runtime/config.ts";
+} from "./runtime/model/config.ts";
 export {
   Batches,
   buildCorpus,
@@ -86,23 +95,27 @@ export {
   type Document,
   evalBatches,
   Rng,
-} from "./runtime/data.ts";
-export { ByteTokenizer, type Tokenizer, tokenizerByName } from "./runtime/tokenizer.ts";
+} from "./runtime/data/batches.ts";
+export { ByteTokenizer, type Tokenizer, tokenizerByName } from "./runtime/data/tokenizer.ts";
 export {
   type GraphOptions,
   type MatmulChooser,
   ModelGraph,
   ModelParams,
   recordOps,
-} from "./runtime/model.ts";
+} from "./runtime/model/graph.ts";
 export {
   measureMatmulGflops,
   Trainer,
   type TrainerOptions,
   type TrainingState,
-} from "./runtime/train.ts";
-export { type EvalOptions, evaluateStream } from "./runtime/evaluate.ts";
-export { generateByRecompute, sampleHost, type SamplingOptions } from "./runtime/recompute.ts";
+} from "./runtime/train/trainer.ts";
+export { type EvalOptions, evaluateStream } from "./runtime/train/evaluate.ts";
+export {
+  generateByRecompute,
+  sampleHost,
+  type SamplingOptions,
+} from "./runtime/infer/recompute.ts";
 export {
   Decoder,
   type DecoderOptions,
@@ -112,8 +125,8 @@ export {
   type GenerationResult,
   type GenerationStats,
   type TokenChunk,
-} from "./runtime/inference.ts";
-export { KvCache, type KvCacheOptions, type KvStats } from "./runtime/kv_cache.ts";
+} from "./runtime/infer/decoder.ts";
+export { KvCache, type KvCacheOptions, type KvStats } from "./runtime/infer/kv_cache.ts";
 export {
   type AdapterId,
   adapterIdOf,
@@ -124,7 +137,7 @@ export {
   type TuneCacheData,
   tunedAttentionChooser,
   tunedMatmulChooser,
-} from "./runtime/autotune.ts";
+} from "./runtime/tune/autotune.ts";
 export {
   type Checkpoint,
   decodeCheckpoint,
@@ -132,14 +145,9 @@ export {
   encodeCheckpoint,
   encodeTrainingState,
   statePath,
-} from "./runtime/checkpoint.ts";
-export {
-  forwardBackward,
-  initParams,
-  type Params,
-  paramShapes,
-} from "./runtime/reference_model.ts";
-export { lineChart, type Series } from "./runtime/plot.ts";
+} from "./runtime/io/checkpoint.ts";
+export { headDim, initParams, type Params, paramShapes } from "./runtime/model/params.ts";
+export { lineChart, type Series } from "./viz/chart.ts";
 
 // ---- host helpers (Deno APIs: files) ----
 export { loadBrown } from "./runtime/host/corpus.ts";

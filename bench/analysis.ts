@@ -5,7 +5,7 @@
  * size of what the analysis keeps (tile classes, per-key lifetimes, cache sizes per position).
  */
 import { phd, phdCswa, phdSwa } from "../dsl/mod.ts";
-import { analyze } from "../compiler/analysis.ts";
+import { analyze } from "../compiler/analysis/analyze.ts";
 import type { Layout } from "../compiler/layout.ts";
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

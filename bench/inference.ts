@@ -1,5 +1,5 @@
 /**
- * Inference through the PHD KV cache (runtime/inference.ts) on the current adapter, side by side in
+ * Inference through the PHD KV cache (runtime/infer/decoder.ts) on the current adapter, side by side in
  * one run, with a small random-weight model (1 layer, hidden 32, 2 heads of 16; the costs are
  * those of attention and the per-token layers, not of what the weights say):
  *
@@ -18,14 +18,14 @@
  */
 import { causal, phd, phdCswa, phdSwa } from "../dsl/presets.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
-import { createContext } from "../runtime/context.ts";
-import { DEFAULT_CONFIG, type ModelConfig } from "../runtime/config.ts";
-import { Rng } from "../runtime/data.ts";
-import { Decoder } from "../runtime/inference.ts";
-import type { KernelContext } from "../runtime/kernels/kernel.ts";
-import { ModelParams, toF32 } from "../runtime/model.ts";
-import { lineChart, type Series } from "../runtime/plot.ts";
-import { initParams } from "../runtime/reference_model.ts";
+import { createContext } from "../runtime/gpu/context.ts";
+import { DEFAULT_CONFIG, type ModelConfig } from "../runtime/model/config.ts";
+import { Rng } from "../runtime/data/batches.ts";
+import { Decoder } from "../runtime/infer/decoder.ts";
+import type { KernelContext } from "../runtime/gpu/kernel.ts";
+import { ModelParams, toF32 } from "../runtime/model/graph.ts";
+import { lineChart, type Series } from "../viz/chart.ts";
+import { initParams } from "../runtime/model/params.ts";
 import { writeResults } from "./results.ts";
 
 const W = 16, C = 32;

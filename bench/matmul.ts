@@ -22,17 +22,17 @@ import {
   timingReps,
   tunedMatmulChooser,
   tunedMatmulParams,
-} from "../runtime/autotune.ts";
-import { createContext } from "../runtime/context.ts";
-import { Rng } from "../runtime/data.ts";
-import { readback, storageBuffer } from "../runtime/gpu.ts";
+} from "../runtime/tune/autotune.ts";
+import { createContext } from "../runtime/gpu/context.ts";
+import { Rng } from "../runtime/data/batches.ts";
+import { readback, storageBuffer } from "../runtime/gpu/resources.ts";
 import {
   DEFAULT_TUNE_CACHE,
   denoVersion,
   loadTuneCache,
   saveTuneCache,
 } from "../runtime/host/tune_cache.ts";
-import { destroyDispatches, submit } from "../runtime/kernels/kernel.ts";
+import { destroyDispatches, submit } from "../runtime/gpu/kernel.ts";
 import {
   DEFAULT_MATMUL,
   deviceMatmulLimits,
@@ -40,8 +40,8 @@ import {
   matmulDispatches,
   matmulVariantName,
 } from "../runtime/kernels/matmul.ts";
-import { matmulRef } from "../runtime/kernels/reference.ts";
-import { Trainer } from "../runtime/train.ts";
+import { matmulRef } from "../reference/kernels.ts";
+import { Trainer } from "../runtime/train/trainer.ts";
 import { configMatmulShapes } from "../cli/autotune.ts";
 import { readConfig } from "../cli/train.ts";
 

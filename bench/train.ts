@@ -9,10 +9,10 @@
  *
  *   deno task bench train [--json] [--quick] [--steps N] [--write]
  */
-import { type Config, DEFAULT_CONFIG } from "../runtime/config.ts";
-import { createContext } from "../runtime/context.ts";
-import { Rng } from "../runtime/data.ts";
-import { measureMatmulGflops, Trainer } from "../runtime/train.ts";
+import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
+import { createContext } from "../runtime/gpu/context.ts";
+import { Rng } from "../runtime/data/batches.ts";
+import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
 import { countedKernels } from "../cli/train.ts";
 import { loadKernelChoosers } from "../runtime/host/tune_cache.ts";
 import { writeResults } from "./results.ts";

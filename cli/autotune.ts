@@ -28,9 +28,9 @@ import {
   tunedMatmulParams,
   type TuneEntry,
   type TuneTask,
-} from "../runtime/autotune.ts";
-import { type Config, configSpec } from "../runtime/config.ts";
-import { createContext } from "../runtime/context.ts";
+} from "../runtime/tune/autotune.ts";
+import { type Config, configSpec } from "../runtime/model/config.ts";
+import { createContext } from "../runtime/gpu/context.ts";
 import {
   DEFAULT_TUNE_CACHE,
   denoVersion,
@@ -38,7 +38,7 @@ import {
   saveTuneCache,
 } from "../runtime/host/tune_cache.ts";
 import { deviceMatmulLimits, matmulVariantName } from "../runtime/kernels/matmul.ts";
-import { headDim } from "../runtime/reference_model.ts";
+import { headDim } from "../runtime/model/params.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
 import { newCommand, parseArgv, runCommand, UsageError } from "./args.ts";
 import { readConfig } from "./train.ts";

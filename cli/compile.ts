@@ -5,14 +5,14 @@
  * manifest: parameters, uniform fields, kernels, tile classes and sparsity per layout, causality,
  * KV retention and prefill set for a sequence length `--L`. Both files are written atomically, the
  * manifest last. No GPU is touched: the kernels are the ones the runtime builds for the same
- * configuration (runtime/attention.ts), which the tests compile on the device.
+ * configuration (runtime/kernels/attention.ts), which the tests compile on the device.
  *
  * The .wgsl file is not one module: each kernel starts at a line beginning with `KERNEL_MARKER`
  * and runs to the next one (`splitKernels`); the manifest gives each kernel's first line.
  */
 import { type Command, Option } from "commander";
 import { join } from "node:path";
-import { analyze } from "../compiler/analysis.ts";
+import { analyze } from "../compiler/analysis/analyze.ts";
 import {
   type AttentionKernel,
   type AttentionKernelKind,
@@ -24,11 +24,11 @@ import {
   type KernelVariant,
   type Staging,
   type StorageType,
-} from "../compiler/attention_kernels.ts";
+} from "../compiler/codegen/attention_kernels.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
-import { classifyTiles, type TileMap } from "../compiler/tiles.ts";
-import { packSpecBindings, specUniformFields, tableNames } from "../compiler/wgsl_expr.ts";
-import { specBindings } from "../dsl/reference.ts";
+import { classifyTiles, type TileMap } from "../compiler/analysis/tiles.ts";
+import { packSpecBindings, specUniformFields, tableNames } from "../compiler/codegen/wgsl_expr.ts";
+import { specBindings } from "../dsl/eval.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
 import {
   addSpecOptions,

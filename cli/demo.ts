@@ -1,12 +1,12 @@
 /**
  * `deno task demo`: the main job on the embedded default. Trains the demo PHD-CSWA model (the
- * defaults of runtime/config.ts) on the Brown corpus, shows progress, prints the validation loss
+ * defaults of runtime/model/config.ts) on the Brown corpus, shows progress, prints the validation loss
  * before and after, writes the checkpoint and the loss picture, and prints a generated
  * continuation. Sized to finish within 5 minutes on 2 CPU cores without a GPU (llvmpipe).
  */
-import { DEFAULT_CONFIG } from "../runtime/config.ts";
-import { generateCached } from "../runtime/inference.ts";
-import { ByteTokenizer } from "../runtime/tokenizer.ts";
+import { DEFAULT_CONFIG } from "../runtime/model/config.ts";
+import { generateCached } from "../runtime/infer/decoder.ts";
+import { ByteTokenizer } from "../runtime/data/tokenizer.ts";
 import { newCommand, parseArgv, positiveInt, runCommand } from "./args.ts";
 import { brownCorpus, kernelContext, runTraining } from "./train.ts";
 

@@ -5,9 +5,9 @@
 import { Option } from "commander";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
 import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
-import { evaluateStream } from "../runtime/evaluate.ts";
-import { ModelParams } from "../runtime/model.ts";
-import { tokenizerByName } from "../runtime/tokenizer.ts";
+import { evaluateStream } from "../runtime/train/evaluate.ts";
+import { ModelParams } from "../runtime/model/graph.ts";
+import { tokenizerByName } from "../runtime/data/tokenizer.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 import { brownCorpus, kernelContext } from "./train.ts";
 

@@ -1,15 +1,15 @@
 /**
  * `deno task generate --ckpt F --prompt S --max-new-tokens N [--greedy | --temperature T --top-k K
  * --top-p P --seed S] [--json]`: continues a prompt with a checkpoint using the PHD KV cache
- * (runtime/inference.ts): prefill of the compiler's prefill set, then K query rows per decode step,
+ * (runtime/infer/decoder.ts): prefill of the compiler's prefill set, then K query rows per decode step,
  * sampling on the GPU, several steps per submit. Text streams to stdout as it is produced;
  * `--prompt` may be repeated to generate for several prompts in one batch. `--json` prints one
  * object: tokens, text, kv_cache_bytes, prefill_ms, decode_tokens_per_s, kv_cache {...}.
  */
 import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
-import { Decoder, type SamplingOptions } from "../runtime/inference.ts";
-import { ModelParams } from "../runtime/model.ts";
-import { tokenizerByName } from "../runtime/tokenizer.ts";
+import { Decoder, type SamplingOptions } from "../runtime/infer/decoder.ts";
+import { ModelParams } from "../runtime/model/graph.ts";
+import { tokenizerByName } from "../runtime/data/tokenizer.ts";
 import {
   newCommand,
   nonNegativeInt,

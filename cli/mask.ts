@@ -5,10 +5,10 @@
  * two-panel SVG/PNG pictures. Refuses non-causal specs and, with `--max-cache`, unbounded caches.
  */
 import { type Command, Option } from "commander";
-import { type Analysis, analyze } from "../compiler/analysis.ts";
+import { type Analysis, analyze } from "../compiler/analysis/analyze.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
-import { asciiTiles, maskPng, maskSvg } from "../compiler/picture.ts";
-import { type DenseMask, denseMask } from "../dsl/reference.ts";
+import { asciiTiles, maskPng, maskSvg } from "../viz/mask_picture.ts";
+import { type DenseMask, denseMask } from "../dsl/eval.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
 import {
   addSpecOptions,

@@ -7,17 +7,17 @@
 // @ts-types="npm:@types/cli-progress@3.11.6"
 import cliProgress from "cli-progress";
 import process from "node:process";
-import { type Config, DEFAULT_CONFIG, parseConfig } from "../runtime/config.ts";
-import { buildCorpus, type Corpus } from "../runtime/data.ts";
-import { createContext } from "../runtime/context.ts";
+import { type Config, DEFAULT_CONFIG, parseConfig } from "../runtime/model/config.ts";
+import { buildCorpus, type Corpus } from "../runtime/data/batches.ts";
+import { createContext } from "../runtime/gpu/context.ts";
 import { loadBrown } from "../runtime/host/corpus.ts";
 import { loadCheckpoint, loadTrainingState, saveCheckpoint } from "../runtime/host/checkpoint.ts";
 import { writeFileAtomic } from "../runtime/host/files.ts";
-import type { KernelContext } from "../runtime/kernels/kernel.ts";
+import type { KernelContext } from "../runtime/gpu/kernel.ts";
 import { DEFAULT_TUNE_CACHE, loadKernelChoosers } from "../runtime/host/tune_cache.ts";
-import { lineChart } from "../runtime/plot.ts";
-import { ByteTokenizer } from "../runtime/tokenizer.ts";
-import { measureMatmulGflops, Trainer } from "../runtime/train.ts";
+import { lineChart } from "../viz/chart.ts";
+import { ByteTokenizer } from "../runtime/data/tokenizer.ts";
+import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 

@@ -5,4 +5,4 @@
 export * from "./expr.ts";
 export * from "./spec.ts";
 export * from "./presets.ts";
-export * from "./reference.ts";
+export * from "./eval.ts";

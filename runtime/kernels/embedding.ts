@@ -5,7 +5,7 @@
  * builds a CSR index (`rowIndex`: rows grouped by id, a counting sort) so that one invocation per
  * (table row, column) sums exactly its rows in a fixed order (deterministic). Browser-safe.
  */
-import { checkBindingSize } from "../device.ts";
+import { checkBindingSize } from "../gpu/device.ts";
 import {
   checkDims,
   type Dispatch,
@@ -15,7 +15,7 @@ import {
   LINEAR_INDEX_WGSL,
   prepare,
   uniforms,
-} from "./kernel.ts";
+} from "../gpu/kernel.ts";
 
 const WG = 64;
 

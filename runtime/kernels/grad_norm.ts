@@ -4,7 +4,7 @@
  * one-workgroup pass adds them up and writes `[norm, scale]`, `scale = min(1, max_norm/(norm +
  * 1e-6))` (PyTorch `clip_grad_norm_`), which AdamW multiplies into every gradient. Browser-safe.
  */
-import { storageBuffer } from "../gpu.ts";
+import { storageBuffer } from "../gpu/resources.ts";
 import {
   checkDims,
   type Dispatch,
@@ -12,7 +12,7 @@ import {
   type KernelContext,
   prepare,
   uniforms,
-} from "./kernel.ts";
+} from "../gpu/kernel.ts";
 
 const WG = 256;
 

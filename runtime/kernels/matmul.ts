@@ -7,7 +7,7 @@
  * spill); a workgroup covers `(wgy·tm) x (wgx·tn)`. Loads are clamped to the last row/column so
  * the inner loop has no branch; only the stores are guarded, so any shape works.
  *
- * The variant space (the autotuner's, runtime/autotune.ts `matmulCandidates`), every knob baked
+ * The variant space (the autotuner's, runtime/tune/autotune.ts `matmulCandidates`), every knob baked
  * into the WGSL and named in the kernel key:
  * - `tm x tn` register block and `wgx x wgy` workgroup shape;
  * - `vec: 4`: vec4 loads along each operand's contiguous dimension (nt: both along K; nn: A along
@@ -21,13 +21,13 @@
  * f16 storage is not in the space: the model's tensors are f32 (see README, autotuning).
  *
  * The runtime picks tuned parameters with `tunedMatmulChooser(cache, adapter, deno)` from
- * runtime/autotune.ts, whose result is the model's `MatmulChooser`
+ * runtime/tune/autotune.ts, whose result is the model's `MatmulChooser`
  * (`(shape: {trans, M, N, K}) => Omit<MatmulParams, "trans"> | undefined`): it returns the tuned
  * variant of the shape's bucket when the cache has one that is valid for the exact shape, else
  * undefined (the default). Tuned parameters never have `splitK > 1` unless the chooser is asked
  * for them (`allowSplitK`), so `matmul(ctx, call)` (one dispatch) accepts everything it returns.
  */
-import { checkBindingSize } from "../device.ts";
+import { checkBindingSize } from "../gpu/device.ts";
 import {
   checkDims,
   type Dispatch,
@@ -37,7 +37,7 @@ import {
   LINEAR_INDEX_WGSL,
   prepare,
   uniforms,
-} from "./kernel.ts";
+} from "../gpu/kernel.ts";
 
 /** Which operands are transposed: `nt` C=A·Bᵀ, `nn` C=A·B, `tn` C=Aᵀ·B (row-major storage). */
 export type MatmulTrans = "nt" | "nn" | "tn";
@@ -530,6 +530,6 @@ export function matmulDispatches(ctx: KernelContext, call: MatmulCall): Dispatch
 
 /**
  * Matmul blocking chosen per product (the model's `GraphOptions.matmul`); undefined keeps the
- * default. Same shape as runtime/model.ts `MatmulChooser`.
+ * default. Same shape as runtime/model/graph.ts `MatmulChooser`.
  */
 export type MatmulChooser = (shape: MatmulShape) => MatmulBlocking | undefined;

@@ -13,7 +13,7 @@ import {
   LINEAR_INDEX_WGSL,
   prepare,
   uniforms,
-} from "./kernel.ts";
+} from "../gpu/kernel.ts";
 
 const WG = 64;
 const HEAD = `

@@ -17,7 +17,7 @@ import {
   LINEAR_INDEX_WGSL,
   prepare,
   uniforms,
-} from "./kernel.ts";
+} from "../gpu/kernel.ts";
 
 const WG = 64;
 

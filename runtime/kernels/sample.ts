@@ -18,7 +18,7 @@ import {
   type KernelContext,
   prepare,
   uniforms,
-} from "./kernel.ts";
+} from "../gpu/kernel.ts";
 
 const WG = 64;
 

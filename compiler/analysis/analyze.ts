@@ -1,0 +1,104 @@
+/**
+ * The compiler front end in one call: causality proof, KV retention, prefill set and tile classes
+ * of a spec for a sequence length, plus the JSON summary that manifests and `--json` outputs carry.
+ */
+import type { AttentionSpec } from "../../dsl/spec.ts";
+import { type Bindings, specBindings } from "../../dsl/eval.ts";
+import { type Causality, checkCausality } from "./causality.ts";
+import type { Layout } from "../layout.ts";
+import { type PrefillPlan, prefillSet } from "./prefill.ts";
+import { planRetention, type RetentionPlan } from "./retention.ts";
+import { classifyTiles, type TileMap } from "./tiles.ts";
+
+/** Options of `analyze`. */
+export interface AnalyzeOptions {
+  /** Sequence length in positions. */
+  L: number;
+  /** Tile edge (query rows = key columns), default 64. */
+  tile?: number;
+  /** Storage layout of the tile classes, default `grouped` (paper Fig. 3). */
+  layout?: Layout;
+  /** Prompt length for the prefill set, default L. */
+  P?: number;
+  /** Parameter values, default the spec's. */
+  bindings?: Bindings;
+}
+
+/** Everything the compiler derives from a spec for one sequence length. */
+export interface Analysis {
+  spec: AttentionSpec;
+  L: number;
+  causality: Causality;
+  retention: RetentionPlan;
+  prefill: PrefillPlan;
+  tiles: TileMap;
+  /** Milliseconds each part took. */
+  ms: { causality: number; retention: number; prefill: number; tiles: number };
+}
+
+/** Runs the whole analysis. Throws the causality message if the spec sees the future. */
+export function analyze(spec: AttentionSpec, o: AnalyzeOptions): Analysis {
+  const bindings = o.bindings ?? specBindings(spec), L = o.L, tile = o.tile ?? 64;
+  const timed = <T>(f: () => T): [T, number] => {
+    const t0 = performance.now();
+    const v = f();
+    return [v, performance.now() - t0];
+  };
+  const [causality, tc] = timed(() => checkCausality(spec, { L, bindings }));
+  if (!causality.causal) throw new Error(causality.message);
+  const [retention, tr] = timed(() => planRetention(spec, { L, bindings }));
+  const [prefill, tp] = timed(() =>
+    prefillSet(spec, {
+      P: o.P ?? L,
+      retention,
+      bindings,
+      causal: spec.bidirectional !== true,
+    })
+  );
+  const [tiles, tt] = timed(() =>
+    classifyTiles(spec, { L, tileQ: tile, tileK: tile, layout: o.layout ?? "grouped", bindings })
+  );
+  return {
+    spec,
+    L,
+    causality,
+    retention,
+    prefill,
+    tiles,
+    ms: { causality: tc, retention: tr, prefill: tp, tiles: tt },
+  };
+}
+
+/** The JSON-friendly summary of an analysis (no per-token arrays). */
+export function summarize(a: Analysis) {
+  const t = a.tiles, r = a.retention;
+  return {
+    name: a.spec.name,
+    K: a.spec.K,
+    L: a.L,
+    params: a.spec.params,
+    source: a.spec.source,
+    causality: { causal: a.causality.causal, message: a.causality.message },
+    retention: {
+      formula: r.formula,
+      maxCachedTokens: r.maxCachedTokens,
+      bounded: r.bounded,
+      perCopy: r.perCopy.map((c) => ({ ...c, reach: Number.isFinite(c.reach) ? c.reach : null })),
+    },
+    prefill: {
+      P: a.prefill.P,
+      count: a.prefill.count,
+      ratio: a.prefill.ratio,
+      perCopy: a.prefill.perCopy,
+    },
+    tiles: {
+      layout: t.layout,
+      tileQ: t.tileQ,
+      tileK: t.tileK,
+      rows: t.rows,
+      cols: t.cols,
+      counts: t.counts,
+      keptFraction: t.keptFraction,
+    },
+  };
+}

@@ -1,0 +1,338 @@
+/**
+ * Flash-attention kernel sources built from a parameter object (spec, head dim, tile sizes,
+ * layout, storage dtype, variant): the shared preamble (constants, uniforms, bindings, the layout's
+ * `token_at`, the spec's mask/score functions), the cache key covering everything baked into the
+ * WGSL, the uniform packing, and the tile-list packing. Runtime values (L, heads, W, C, tables,
+ * tile classes) travel in buffers, so they never change the source. Bodies: attention_wgsl.ts.
+ */
+import type { Layout } from "../layout.ts";
+import { exprCode, type SpecCode, specUniformFields, tableNames } from "./wgsl_expr.ts";
+import { backwardDkvBody, backwardDqBody, forwardBody } from "./attention_wgsl.ts";
+
+/** The three passes. */
+export type AttentionKernelKind = "forward" | "backward_dq" | "backward_dkv";
+/** `fused` walks a list of non-empty tiles (full ones skip the mask); `dense` visits every tile. */
+export type KernelVariant = "fused" | "dense";
+/** Element type of q, k, v, o and their gradients in memory (arithmetic is always f32). */
+export type StorageType = "f32" | "f16";
+/**
+ * How streamed rows reach an invocation: `direct` from storage (no barriers: the fast and quickly
+ * compiled choice on llvmpipe) or staged through `workgroup` memory (shared loads, real GPUs).
+ */
+export type Staging = "direct" | "workgroup";
+
+/** Everything baked into a kernel's WGSL. */
+export interface AttentionKernelParams {
+  /** The spec's expressions and K (parameter values are runtime, only their names are baked). */
+  spec: SpecCode;
+  /** Head dimension, a multiple of 4. */
+  headDim: number;
+  /** Query rows per tile (forward/dQ: invocations per workgroup). */
+  tileQ: number;
+  /** Key rows per tile. */
+  tileK: number;
+  /**
+   * Query rows per invocation in the forward and dQ passes (a register block: every streamed key
+   * row is loaded once for all of them); divides `tileQ`, the workgroup has tileQ/blockQ
+   * invocations. Default 1.
+   */
+  blockQ?: number;
+  /** Key rows per invocation in the dK/dV pass; divides `tileK`. Default 1. */
+  blockK?: number;
+  /** Storage order of the K*L tokens. */
+  layout: Layout;
+  dtype: StorageType;
+  variant: KernelVariant;
+  staging: Staging;
+}
+
+/** Device limits a kernel is checked against when built. */
+export interface KernelLimits {
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+}
+
+/** A kernel ready for a pipeline: its source and the storage buffers it binds, in order. */
+export interface AttentionKernel {
+  kind: AttentionKernelKind;
+  key: string;
+  label: string;
+  code: string;
+  /** Names of bindings 1.. (binding 0 is the uniform buffer `U`). */
+  bindings: string[];
+  /** Invocations per workgroup. */
+  workgroupSize: number;
+  /** Bytes of workgroup memory used. */
+  workgroupBytes: number;
+}
+
+/** Head dims a kernel accepts: multiples of 4 (vec4 loads) within a sane range. */
+export function checkHeadDim(d: number): void {
+  if (!Number.isInteger(d) || d < 4 || d > 256 || d % 4 !== 0) {
+    throw new RangeError(`head dim must be a multiple of 4 in [4, 256], got ${d}`);
+  }
+}
+
+/** Tile sizes and register blocks of a kernel configuration. */
+export interface TileShape {
+  tileQ: number;
+  tileK: number;
+  blockQ: number;
+  blockK: number;
+}
+
+/**
+ * Default tiles: 32 x 32. Streaming from storage (`direct`, the llvmpipe choice), an invocation
+ * owns 4 query rows (forward, dQ) or 2 key rows (dK/dV), so a workgroup is 8 or 16 invocations
+ * (one or two AVX2 SIMD rows on llvmpipe) and every streamed row serves several rows. With
+ * workgroup staging (real GPUs: one row per invocation, wide workgroups) tiles shrink so the two
+ * shared d-wide tiles of a pass fit 16 KiB (WebGPU's default workgroup memory), e.g. 16 x 16 at
+ * d = 128.
+ */
+export function defaultTiles(headDim: number, staging: Staging = "direct"): TileShape {
+  checkHeadDim(headDim);
+  let t = 32;
+  while (staging === "workgroup" && t > 4 && 2 * t * headDim * 4 + 4 * t * 4 > 16384) t /= 2;
+  return staging === "direct"
+    ? { tileQ: t, tileK: t, blockQ: 4, blockK: 2 }
+    : { tileQ: t, tileK: t, blockQ: 1, blockK: 1 };
+}
+
+/** The largest divisor of `tile` that is at most `block` (a block must divide its tile). */
+export function fitBlock(tile: number, block: number): number {
+  let b = Math.max(1, Math.min(block, tile));
+  while (tile % b !== 0) b--;
+  return b;
+}
+
+/** The pipeline cache key: every field that changes the WGSL, and nothing else. */
+export function attentionKernelKey(kind: AttentionKernelKind, p: AttentionKernelParams): string {
+  return JSON.stringify({
+    kind,
+    K: p.spec.K,
+    mask: p.spec.mask,
+    score: p.spec.score ?? null,
+    uniforms: specUniformFields(p.spec),
+    d: p.headDim,
+    tileQ: p.tileQ,
+    tileK: p.tileK,
+    block: kind === "backward_dkv" ? p.blockK ?? 1 : p.blockQ ?? 1,
+    layout: p.spec.K === 1 ? "interleaved" : p.layout,
+    dtype: p.dtype,
+    variant: p.variant,
+    staging: p.staging,
+  });
+}
+
+/**
+ * Fixed uniform fields, before the spec's (all 4 bytes; `scale` is f32, the rest i32). `tq` and
+ * `tk` repeat the baked tile sizes: loops bounded by them are not unrolled (see attention_wgsl.ts).
+ */
+const FIXED_FIELDS = ["N", "L", "H", "HKV", "scale", "rows", "cols", "tq", "tk"] as const;
+
+/** Runtime values of the fixed uniform fields. */
+export interface UniformValues {
+  /** Tokens per sequence (K*L). */
+  N: number;
+  L: number;
+  /** Query heads and key/value heads. */
+  H: number;
+  HKV: number;
+  /** Query tiles and key tiles of the tile grid. */
+  rows: number;
+  cols: number;
+  /** Softmax scale, 1/sqrt(d). */
+  scale: number;
+  /** Tile sizes (also baked in; their runtime copies bound loops). */
+  tileQ: number;
+  tileK: number;
+}
+
+/** The uniform buffer contents: fixed fields then the spec's (from `packSpecBindings`). */
+export function packUniforms(u: UniformValues, specFields: number[]): Int32Array {
+  const n = FIXED_FIELDS.length + specFields.length;
+  const out = new Int32Array(Math.ceil(n / 4) * 4);
+  out.set([u.N, u.L, u.H, u.HKV, 0, u.rows, u.cols, u.tileQ, u.tileK]);
+  new Float32Array(out.buffer)[4] = u.scale;
+  out.set(specFields, FIXED_FIELDS.length);
+  return out;
+}
+
+/** A compressed tile list, as `tileLists` of compiler/analysis/tiles.ts returns it. */
+export interface TileList {
+  offsets: Uint32Array;
+  index: Uint32Array;
+  classes: Uint8Array;
+}
+
+/**
+ * Packs a tile list into one u32 array as the fused kernels read it: `outer + 1` absolute
+ * offsets, then one entry per non-empty tile, `tile << 2 | class` (class 2 = full).
+ */
+export function packTileList(t: TileList): Uint32Array {
+  const outer = t.offsets.length - 1, base = outer + 1;
+  const out = new Uint32Array(base + t.index.length);
+  for (let a = 0; a <= outer; a++) out[a] = base + t.offsets[a];
+  for (let e = 0; e < t.index.length; e++) out[base + e] = (t.index[e] << 2) | t.classes[e];
+  return out;
+}
+
+/**
+ * `token_at(s) -> (copy, pos)` of storage index s, from the layout formula (compiler/layout.ts).
+ * Unsigned division: signed `/` and `%` by a constant made llvmpipe take seconds per kernel.
+ */
+function tokenAtWgsl(layout: Layout, K: number): string {
+  const body = K === 1 ? "return vec2<i32>(0, s);" : layout === "interleaved"
+    ? `let u = u32(s);
+  return vec2<i32>(i32(u % ${K}u), i32(u / ${K}u));`
+    : `if (s < U.L) {
+    return vec2<i32>(0, s);
+  }
+  let hid = u32(s - U.L);
+  return vec2<i32>(1 + i32(hid % ${K - 1}u), i32(hid / ${K - 1}u));`;
+  return `// (copy, pos) of the token at storage index s >= 0 (${
+    K === 1 ? "K = 1" : layout
+  } layout).
+fn token_at(s: i32) -> vec2<i32> {
+  ${body}
+}`;
+}
+
+const BINDINGS: Record<AttentionKernelKind, [string, "read" | "read_write", string][]> = {
+  forward: [
+    ["q", "read", "T"],
+    ["k", "read", "T"],
+    ["v", "read", "T"],
+    ["o", "read_write", "T"],
+    ["lse", "read_write", "f32"],
+  ],
+  backward_dq: [
+    ["q", "read", "T"],
+    ["k", "read", "T"],
+    ["v", "read", "T"],
+    ["o", "read", "T"],
+    ["dout", "read", "T"],
+    ["lse", "read", "f32"],
+    ["delta", "read_write", "f32"],
+    ["dq", "read_write", "T"],
+  ],
+  backward_dkv: [
+    ["q", "read", "T"],
+    ["k", "read", "T"],
+    ["v", "read", "T"],
+    ["dout", "read", "T"],
+    ["lse", "read", "f32"],
+    ["delta", "read", "f32"],
+    ["dk", "read_write", "T"],
+    ["dv", "read_write", "T"],
+  ],
+};
+
+/**
+ * Builds one kernel. Asserts the tile arithmetic: d a multiple of 4, tiles within the device's
+ * invocation and workgroup-memory limits.
+ */
+export function buildAttentionKernel(
+  kind: AttentionKernelKind,
+  p: AttentionKernelParams,
+  limits?: KernelLimits,
+): AttentionKernel {
+  checkHeadDim(p.headDim);
+  const { tileQ: TQ, tileK: TK, headDim: d } = p;
+  const BQ = p.blockQ ?? 1, BK = p.blockK ?? 1;
+  for (const [n, v] of [["tileQ", TQ], ["tileK", TK]] as const) {
+    if (!Number.isInteger(v) || v < 1 || v > 256) {
+      throw new RangeError(`${n} must be an integer in [1, 256], got ${v}`);
+    }
+  }
+  for (const [n, v, t] of [["blockQ", BQ, TQ], ["blockK", BK, TK]] as const) {
+    if (!Number.isInteger(v) || v < 1 || v > 16 || t % v !== 0) {
+      throw new RangeError(`${n} must be an integer in [1, 16] dividing its tile ${t}, got ${v}`);
+    }
+  }
+  const dkv = kind === "backward_dkv";
+  const other = dkv ? TQ : TK; // rows held in workgroup memory
+  const R = dkv ? BK : BQ;
+  const workgroupSize = (dkv ? TK : TQ) / R;
+  const workgroupBytes = p.staging === "direct"
+    ? 0
+    : 2 * other * d * 4 + (kind === "backward_dkv" ? 4 : 2) * other * 4;
+  if (limits) {
+    if (workgroupSize > limits.maxComputeInvocationsPerWorkgroup) {
+      throw new RangeError(
+        `${kind} tile of ${workgroupSize} rows exceeds maxComputeInvocationsPerWorkgroup ` +
+          `${limits.maxComputeInvocationsPerWorkgroup}: use smaller tiles`,
+      );
+    }
+    if (workgroupBytes > limits.maxComputeWorkgroupStorageSize) {
+      throw new RangeError(
+        `${kind} with tiles ${TQ}x${TK} at d = ${d} needs ${workgroupBytes} bytes of workgroup ` +
+          `memory, the device allows ${limits.maxComputeWorkgroupStorageSize}: use smaller tiles`,
+      );
+    }
+  }
+  const e = exprCode(p.spec);
+  const fused = p.variant === "fused";
+  const names = BINDINGS[kind].map(([n]) => n);
+  const decls = BINDINGS[kind].map(([n, access, ty], i) =>
+    `@group(0) @binding(${i + 1}) var<storage, ${access}> ${n}: array<${
+      ty === "T" ? "vec4<T>" : ty
+    }>;`
+  );
+  if (fused) {
+    names.push("tiles");
+    decls.push(`@group(0) @binding(${names.length}) var<storage, read> tiles: array<u32>;`);
+  }
+  if (e.usesTables) {
+    names.push("mask_tables");
+    decls.push(`@group(0) @binding(${names.length}) var<storage, read> mask_tables: array<i32>;`);
+  }
+  const specFields = specUniformFields(p.spec).map((f) => `  ${f}: i32,`);
+  const body = { forward: forwardBody, backward_dq: backwardDqBody, backward_dkv: backwardDkvBody }[
+    kind
+  ]({ fused, staged: p.staging === "workgroup", R });
+  const label = `${kind}_${p.variant}_${p.staging}_${p.layout}_d${d}_${TQ}x${TK}_r${R}_${p.dtype}`;
+  const code = `// ${label}: generated by compiler/codegen/attention_kernels.ts; mask tables: ${
+    tableNames(p.spec).join(", ") || "none"
+  }
+${p.dtype === "f16" ? "enable f16;\n" : ""}alias T = ${p.dtype};
+const D4 = ${d / 4};
+const TQ = ${TQ};
+const TK = ${TK};
+// Invocations per workgroup (each owns ${R} ${dkv ? "key" : "query"} rows of the tile).
+const WG = ${workgroupSize};
+// Stands for -infinity (WGSL has no infinite literals); exp(NEG_BIG - x) is exactly 0.
+const NEG_BIG = -3.0e38;
+
+struct Uniforms {
+  N: i32,
+  L: i32,
+  H: i32,
+  HKV: i32,
+  scale: f32,
+  rows: i32,
+  cols: i32,
+  tq: i32,
+  tk: i32,
+${specFields.join("\n")}
+}
+@group(0) @binding(0) var<uniform> U: Uniforms;
+${decls.join("\n")}
+
+${tokenAtWgsl(p.layout, p.spec.K)}
+
+${e.helpers ? e.helpers + "\n\n" : ""}${e.mask}
+
+${kind === "forward" ? e.score : e.scoreGrad}
+
+${body}`;
+  return {
+    kind,
+    key: attentionKernelKey(kind, p),
+    label,
+    code,
+    bindings: names,
+    workgroupSize,
+    workgroupBytes,
+  };
+}

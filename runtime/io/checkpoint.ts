@@ -1,0 +1,125 @@
+/**
+ * Checkpoints (DESIGN.md 4) as bytes: the model file (Hugging Face Llama tensor names, F32,
+ * `__metadata__` with config, phd and tokenizer) and the training-state sibling (AdamW moments
+ * `m.<name>` / `v.<name>`, and in `__metadata__` the step, data position and the whole training
+ * config, so a resumed run continues exactly). Pure: the host layer reads and writes the files.
+ */
+import { type AttentionSpec } from "../../dsl/spec.ts";
+import {
+  type Config,
+  configSpec,
+  type ModelConfig,
+  parseConfig,
+  type PhdConfig,
+} from "../model/config.ts";
+import { fromF16Bits } from "../gpu/resources.ts";
+import { paramShapes } from "../model/params.ts";
+import {
+  checkpointMetadata,
+  decodeSafetensors,
+  encodeSafetensors,
+  parseCheckpointMetadata,
+  type Tensor,
+} from "./safetensors.ts";
+import type { TrainingState } from "../train/trainer.ts";
+
+/** A loaded model checkpoint. */
+export interface Checkpoint {
+  model: ModelConfig;
+  phd: PhdConfig;
+  /** The mask spec the checkpoint was trained with (the preset of `phd.variant`). */
+  spec: AttentionSpec;
+  tokenizer: string;
+  /** Positions per sequence it was trained on (`__metadata__.context`), when recorded. */
+  context?: number;
+  params: Record<string, Float32Array>;
+}
+
+/** The model file's bytes. */
+export function encodeCheckpoint(c: Omit<Checkpoint, "spec">): Uint8Array {
+  const tensors = new Map<string, Tensor>();
+  for (const [name, shape] of paramShapes(c.model)) {
+    const data = c.params[name];
+    if (!data) throw new Error(`cannot save: parameter "${name}" is missing`);
+    tensors.set(name, { dtype: "F32", shape, data });
+  }
+  const spec = configSpec(c.phd);
+  const meta = checkpointMetadata({
+    config: c.model,
+    phd: { ...c.phd, source: spec.source },
+    tokenizer: c.tokenizer,
+  });
+  return encodeSafetensors(tensors, c.context ? { ...meta, context: String(c.context) } : meta);
+}
+
+/**
+ * Parses a model file; throws one line when it is not a checkpoint of this format (bad bytes,
+ * missing metadata or tensors, wrong shapes). F16 tensors are widened to f32.
+ */
+export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
+  const st = decodeSafetensors(bytes);
+  const meta = parseCheckpointMetadata(st.metadata);
+  const defaults = parseConfig({ model: meta.config, phd: stripSource(meta.phd) });
+  const model = defaults.model, phd = defaults.phd;
+  const params: Record<string, Float32Array> = {};
+  for (const [name, shape] of paramShapes(model)) {
+    const t = st.tensors.get(name);
+    if (!t) throw new Error(`checkpoint lacks tensor "${name}"`);
+    if (t.shape.join(",") !== shape.join(",")) {
+      throw new Error(
+        `checkpoint tensor "${name}" has shape [${t.shape}], the config needs [${shape}]`,
+      );
+    }
+    params[name] = t.dtype === "F32" ? t.data : fromF16Bits(t.data);
+  }
+  const context = st.metadata.context ? Number(st.metadata.context) : undefined;
+  return { model, phd, spec: configSpec(phd), tokenizer: meta.tokenizer, context, params };
+}
+
+function stripSource(p: PhdConfig & { source?: string }): PhdConfig {
+  const { source: _, ...rest } = p;
+  return rest;
+}
+
+/** The training-state file's bytes. */
+export function encodeTrainingState(config: Config, s: TrainingState): Uint8Array {
+  const tensors = new Map<string, Tensor>();
+  for (const [name, shape] of paramShapes(config.model)) {
+    tensors.set(`m.${name}`, { dtype: "F32", shape, data: s.m[name] });
+    tensors.set(`v.${name}`, { dtype: "F32", shape, data: s.v[name] });
+  }
+  return encodeSafetensors(tensors, {
+    format: "phd-training-state-1",
+    step: String(s.step),
+    data: JSON.stringify(s.data),
+    config: JSON.stringify(config),
+  });
+}
+
+/** Parses a training-state file: the config it was made with and the state. */
+export function decodeTrainingState(bytes: Uint8Array): { config: Config; state: TrainingState } {
+  const st = decodeSafetensors(bytes);
+  if (st.metadata.format !== "phd-training-state-1") {
+    throw new Error("not a training-state file (no phd-training-state-1 format mark)");
+  }
+  const config = parseConfig(JSON.parse(st.metadata.config));
+  const m: Record<string, Float32Array> = {}, v: Record<string, Float32Array> = {};
+  for (const name of paramShapes(config.model).keys()) {
+    for (const [table, prefix] of [[m, "m."], [v, "v."]] as const) {
+      const t = st.tensors.get(prefix + name);
+      if (!t || t.dtype !== "F32") {
+        throw new Error(`training state lacks F32 tensor "${prefix}${name}"`);
+      }
+      table[name] = t.data;
+    }
+  }
+  return {
+    config,
+    state: { step: Number(st.metadata.step), data: JSON.parse(st.metadata.data), m, v },
+  };
+}
+
+/** The sibling path of a checkpoint's training state: `x.safetensors` -> `x.state.safetensors`. */
+export function statePath(checkpoint: string): string {
+  return checkpoint.replace(/(\.safetensors)?$/, ".state.safetensors");
+}

@@ -1,0 +1,328 @@
+/**
+ * Dispatch of the flash-attention kernels: `FlashAttention` owns one spec's kernels for one head
+ * dim and configuration (layout, dtype, variant, tiles), builds their pipelines through the
+ * pipeline cache, turns the tile classes of compiler/analysis/tiles.ts into tile-list buffers (data, so new
+ * W, C or L never recompile), and records forward and backward passes on a command encoder.
+ * `run` is the host-array convenience used by tests and benchmarks. Browser-safe (no Deno APIs).
+ *
+ * Tensors are in storage order: q, o, dO, dq `[batch, heads, N, d]`; k, v, dk, dv
+ * `[batch, kvHeads, N, d]`; lse and delta `[batch, heads, N]` f32, N = K*L tokens placed by the
+ * layout. A fully masked row gets o = 0, lse = NEG_BIG (-3e38) and zero gradients.
+ */
+import type { Bindings } from "../../dsl/eval.ts";
+import { specBindings } from "../../dsl/eval.ts";
+import type { AttentionSpec } from "../../dsl/spec.ts";
+import {
+  type AttentionKernel,
+  type AttentionKernelKind,
+  type AttentionKernelParams,
+  buildAttentionKernel,
+  defaultTiles,
+  fitBlock,
+  type KernelVariant,
+  packTileList,
+  packUniforms,
+  type Staging,
+  type StorageType,
+} from "../../compiler/codegen/attention_kernels.ts";
+import type { Layout } from "../../compiler/layout.ts";
+import { classifyTiles, tileLists } from "../../compiler/analysis/tiles.ts";
+import { packSpecBindings, tableNames } from "../../compiler/codegen/wgsl_expr.ts";
+import { checkBindingSize, type GpuContext } from "../gpu/device.ts";
+import {
+  fromF16Bits,
+  type PipelineCache,
+  readback,
+  storageBuffer,
+  toF16Bits,
+  uniformBuffer,
+} from "../gpu/resources.ts";
+
+/** Choices baked into the kernels (each combination is its own set of pipelines). */
+export interface AttentionConfig {
+  /** Head dimension (multiple of 4). */
+  headDim: number;
+  /** Token storage order. Default `interleaved`. */
+  layout?: Layout;
+  /** Storage type of q, k, v, o and gradients. Default `f32`; `f16` needs `shader-f16`. */
+  dtype?: StorageType;
+  /** `fused` (tile skipping, default) or `dense` (every tile, mask everywhere: the baseline). */
+  variant?: KernelVariant;
+  /** Streamed rows from storage (`direct`, default) or via workgroup memory. */
+  staging?: Staging;
+  /** Query rows per tile. Default from `defaultTiles(headDim)`. */
+  tileQ?: number;
+  /** Key rows per tile. Default from `defaultTiles(headDim)`. */
+  tileK?: number;
+  /**
+   * Query rows per invocation (forward, dQ). Default from `defaultTiles`, reduced to a divisor of
+   * `tileQ`.
+   */
+  blockQ?: number;
+  /** Key rows per invocation (dK/dV). Default from `defaultTiles`, reduced to a divisor of `tileK`. */
+  blockK?: number;
+}
+
+/** Runtime shape and parameters of one call: none of them changes a kernel. */
+export interface AttentionRun {
+  /** Positions per copy (N = K*L tokens). */
+  L: number;
+  batch?: number;
+  heads?: number;
+  /** Key/value heads; divides `heads`. Default `heads`. */
+  kvHeads?: number;
+  /** Runtime parameter values (W, C, tables ...). Default: the spec's. */
+  bindings?: Bindings;
+}
+
+/** Device buffers of a forward pass. */
+export interface ForwardBuffers {
+  q: GPUBuffer;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  o: GPUBuffer;
+  lse: GPUBuffer;
+}
+
+/** Device buffers of a backward pass (`delta` is scratch, `[batch, heads, N]` f32). */
+export interface BackwardBuffers extends ForwardBuffers {
+  dout: GPUBuffer;
+  delta: GPUBuffer;
+  dq: GPUBuffer;
+  dk: GPUBuffer;
+  dv: GPUBuffer;
+}
+
+/** Host tensors for `run` (f32 values whatever the storage type). */
+export interface HostInputs {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  /** Output gradient; when given, `run` also runs the backward pass. */
+  dO?: Float32Array;
+}
+
+/** Results of `run`. */
+export interface HostOutputs {
+  o: Float32Array;
+  lse: Float32Array;
+  dq?: Float32Array;
+  dk?: Float32Array;
+  dv?: Float32Array;
+}
+
+interface RunState {
+  B: number;
+  H: number;
+  HKV: number;
+  N: number;
+  rows: number;
+  cols: number;
+  uniforms: GPUBuffer;
+  tables?: GPUBuffer;
+  byRows?: GPUBuffer;
+  byCols?: GPUBuffer;
+}
+
+/** Runs kept per `FlashAttention` (uniforms and tile lists of recent shapes/parameters). */
+const RUN_CACHE_SIZE = 16;
+
+/** One spec's flash-attention kernels for one configuration. */
+export class FlashAttention {
+  readonly params: AttentionKernelParams;
+  #runs = new Map<string, RunState>();
+  #kernels = new Map<
+    AttentionKernelKind,
+    { kernel: AttentionKernel; pipeline: GPUComputePipeline }
+  >();
+
+  constructor(
+    readonly gpu: GpuContext,
+    readonly cache: PipelineCache,
+    readonly spec: AttentionSpec,
+    config: AttentionConfig,
+  ) {
+    const tiles = defaultTiles(config.headDim, config.staging);
+    const tileQ = config.tileQ ?? tiles.tileQ, tileK = config.tileK ?? tiles.tileK;
+    this.params = {
+      spec,
+      headDim: config.headDim,
+      tileQ,
+      tileK,
+      blockQ: config.blockQ ?? fitBlock(tileQ, tiles.blockQ),
+      blockK: config.blockK ?? fitBlock(tileK, tiles.blockK),
+      layout: config.layout ?? "interleaved",
+      dtype: config.dtype ?? "f32",
+      variant: config.variant ?? "fused",
+      staging: config.staging ?? "direct",
+    };
+    if (this.params.dtype === "f16" && !gpu.f16) {
+      throw new Error(
+        `f16 storage needs the shader-f16 feature, which adapter "${gpu.adapterName}" lacks: ` +
+          `use dtype "f32", or a Vulkan driver (apt-get install mesa-vulkan-drivers, ` +
+          `DENO_WEBGPU_BACKEND=vulkan)`,
+      );
+    }
+  }
+
+  /** The kernel of one pass (built once per cache key). */
+  kernel(kind: AttentionKernelKind): { kernel: AttentionKernel; pipeline: GPUComputePipeline } {
+    let k = this.#kernels.get(kind);
+    if (!k) {
+      const kernel = buildAttentionKernel(kind, this.params, this.gpu.limits);
+      const hit = this.cache.get(kernel.key, () => kernel);
+      k = { kernel, pipeline: hit.pipeline };
+      this.#kernels.set(kind, k);
+    }
+    return k;
+  }
+
+  /** Records the forward pass. */
+  forward(enc: GPUCommandEncoder, io: ForwardBuffers, run: AttentionRun): void {
+    const st = this.#state(run);
+    this.#dispatch(enc, "forward", st, { ...io }, [st.rows, st.H, st.B]);
+  }
+
+  /** Records the backward pass (dQ and delta, then dK/dV); needs o and lse of the forward. */
+  backward(enc: GPUCommandEncoder, io: BackwardBuffers, run: AttentionRun): void {
+    const st = this.#state(run);
+    this.#dispatch(enc, "backward_dq", st, { ...io }, [st.rows, st.H, st.B]);
+    this.#dispatch(enc, "backward_dkv", st, { ...io }, [st.cols, st.HKV, st.B]);
+  }
+
+  /** Uploads host tensors, runs forward (and backward when `dO` is given), reads results back. */
+  async run(x: HostInputs, run: AttentionRun): Promise<HostOutputs> {
+    const { device } = this.gpu;
+    const st = this.#state(run);
+    const d = this.params.headDim, f16 = this.params.dtype === "f16";
+    const qSize = st.B * st.H * st.N * d, kvSize = st.B * st.HKV * st.N * d;
+    const expect = (name: string, a: Float32Array | undefined, n: number) => {
+      if (a && a.length !== n) {
+        throw new RangeError(`${name} has ${a.length} values, expected ${n} for this shape`);
+      }
+    };
+    expect("q", x.q, qSize);
+    expect("k", x.k, kvSize);
+    expect("v", x.v, kvSize);
+    expect("dO", x.dO, qSize);
+    const elem = f16 ? 2 : 4;
+    const tensor = (a: Float32Array | number, label: string) =>
+      storageBuffer(device, typeof a === "number" ? a * elem : f16 ? toF16Bits(a) : a, label);
+    const io: BackwardBuffers = {
+      q: tensor(x.q, "q"),
+      k: tensor(x.k, "k"),
+      v: tensor(x.v, "v"),
+      o: tensor(qSize, "o"),
+      lse: storageBuffer(device, st.B * st.H * st.N * 4, "lse"),
+      dout: tensor(x.dO ?? 0, "dout"),
+      delta: storageBuffer(device, st.B * st.H * st.N * 4, "delta"),
+      dq: tensor(x.dO ? qSize : 0, "dq"),
+      dk: tensor(x.dO ? kvSize : 0, "dk"),
+      dv: tensor(x.dO ? kvSize : 0, "dv"),
+    };
+    const enc = device.createCommandEncoder();
+    this.forward(enc, io, run);
+    if (x.dO) this.backward(enc, io, run);
+    device.queue.submit([enc.finish()]);
+    const read = async (b: GPUBuffer, n: number) => {
+      const raw = await readback(device, b, n * elem);
+      return f16 ? fromF16Bits(new Uint16Array(raw)) : new Float32Array(raw);
+    };
+    const out: HostOutputs = {
+      o: await read(io.o, qSize),
+      lse: new Float32Array(await readback(device, io.lse, st.B * st.H * st.N * 4)),
+    };
+    if (x.dO) {
+      out.dq = await read(io.dq, qSize);
+      out.dk = await read(io.dk, kvSize);
+      out.dv = await read(io.dv, kvSize);
+    }
+    for (const b of Object.values(io)) b.destroy();
+    return out;
+  }
+
+  #dispatch(
+    enc: GPUCommandEncoder,
+    kind: AttentionKernelKind,
+    st: RunState,
+    io: Record<string, GPUBuffer>,
+    grid: [number, number, number],
+  ) {
+    const { kernel, pipeline } = this.kernel(kind);
+    const buffers: Record<string, GPUBuffer | undefined> = {
+      ...io,
+      tiles: kind === "backward_dkv" ? st.byCols : st.byRows,
+      mask_tables: st.tables,
+    };
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: st.uniforms } }];
+    kernel.bindings.forEach((name, i) => {
+      const buffer = buffers[name];
+      if (!buffer) throw new Error(`kernel ${kernel.label} binds "${name}" but none was given`);
+      entries.push({ binding: i + 1, resource: { buffer } });
+    });
+    const bindGroup = this.gpu.device.createBindGroup({
+      label: kernel.label,
+      layout: pipeline.getBindGroupLayout(0),
+      entries,
+    });
+    const pass = enc.beginComputePass({ label: kernel.label });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(...grid);
+    pass.end();
+  }
+
+  /** Uniforms, tables and tile lists of a run shape (cached: reruns upload nothing). */
+  #state(run: AttentionRun): RunState {
+    const B = run.batch ?? 1, H = run.heads ?? 1, HKV = run.kvHeads ?? H;
+    const bindings = run.bindings ?? specBindings(this.spec);
+    const key = JSON.stringify([B, H, HKV, run.L, bindings]);
+    const hit = this.#runs.get(key);
+    if (hit) return hit;
+    const { headDim: d, tileQ, tileK, layout, dtype } = this.params, spec = this.spec;
+    for (const [n, v] of [["L", run.L], ["batch", B], ["heads", H], ["kvHeads", HKV]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new RangeError(`${n} must be >= 1, got ${v}`);
+    }
+    if (H % HKV !== 0) throw new RangeError(`kvHeads ${HKV} must divide heads ${H}`);
+    const N = spec.K * run.L, rows = Math.ceil(N / tileQ), cols = Math.ceil(N / tileK);
+    const elem = dtype === "f16" ? 2 : 4;
+    checkBindingSize(this.gpu, B * H * N * d * elem, `q [${B}, ${H}, ${N}, ${d}] ${dtype}`);
+    for (const [what, n] of [["query tiles", rows], ["heads", H], ["batch", B]] as const) {
+      if (n > this.gpu.device.limits.maxComputeWorkgroupsPerDimension) {
+        throw new RangeError(`${n} ${what} exceed maxComputeWorkgroupsPerDimension`);
+      }
+    }
+    const { device } = this.gpu;
+    const packed = packSpecBindings(spec, bindings);
+    const st: RunState = {
+      B,
+      H,
+      HKV,
+      N,
+      rows,
+      cols,
+      uniforms: uniformBuffer(
+        device,
+        packUniforms(
+          { N, L: run.L, H, HKV, rows, cols, scale: 1 / Math.sqrt(d), tileQ, tileK },
+          packed.fields,
+        ),
+      ),
+    };
+    if (tableNames(spec).length > 0) {
+      st.tables = storageBuffer(device, packed.tables, "mask_tables");
+    }
+    if (this.params.variant === "fused") {
+      const map = classifyTiles(spec, { L: run.L, tileQ, tileK, layout, bindings });
+      st.byRows = storageBuffer(device, packTileList(tileLists(map, "rows")), "tiles_by_rows");
+      st.byCols = storageBuffer(device, packTileList(tileLists(map, "cols")), "tiles_by_cols");
+    }
+    if (this.#runs.size >= RUN_CACHE_SIZE) {
+      const [oldest, old] = this.#runs.entries().next().value!;
+      for (const b of [old.uniforms, old.tables, old.byRows, old.byCols]) b?.destroy();
+      this.#runs.delete(oldest);
+    }
+    this.#runs.set(key, st);
+    return st;
+  }
+}

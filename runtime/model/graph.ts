@@ -1,0 +1,607 @@
+/**
+ * The PHD transformer of DESIGN.md 1.3 on the GPU, in the spirit of llm.c: parameters and
+ * activations are named tables of buffers, each block is a forward/backward pair of prepared
+ * dispatches with shapes in comments, and a whole step is recorded on one command encoder.
+ *
+ * - `ModelParams`: one GPU buffer per parameter (Hugging Face Llama names, `[out, in]`), uploaded
+ *   from or downloaded to host arrays; shared by every graph of a model.
+ * - `ModelGraph`: the activations and the prepared dispatches for one batch shape (batch, L);
+ *   with `training` it also owns the gradients and the backward pass.
+ *
+ * Rows of every activation are tokens in the attention layout's storage order (interleaved
+ * `p*K + c`, or grouped `[originals | hidden]`): everything but attention is per token, so only
+ * the position ids, the expansion and the loss rows need to know the layout. Browser-safe.
+ */
+import type { AttentionSpec } from "../../dsl/spec.ts";
+import { type Layout, storageIndex } from "../../compiler/layout.ts";
+import { type AttentionConfig, FlashAttention } from "../kernels/attention.ts";
+import type { AttentionChooser } from "../tune/autotune.ts";
+import type { ModelConfig } from "./config.ts";
+import { checkBindingSize } from "../gpu/device.ts";
+import { readback, storageBuffer, upload } from "../gpu/resources.ts";
+import { type Dispatch, type KernelContext, record as recordPass } from "../gpu/kernel.ts";
+import { matmul, type MatmulParams, type MatmulTrans } from "../kernels/matmul.ts";
+import { rmsnormBackward, rmsnormForward } from "../kernels/rmsnorm.ts";
+import { ropeBackward, ropeForward, ropeTable } from "../kernels/rope.ts";
+import { swigluBackward, swigluForward } from "../kernels/swiglu.ts";
+import { gather, rowIndex, scatterAdd } from "../kernels/embedding.ts";
+import { crossEntropy } from "../kernels/cross_entropy.ts";
+import { expandEmbed, foldCopies, lossSum } from "../kernels/phd.ts";
+import { headDim, type Params, paramShapes } from "./params.ts";
+
+/** One recorded step element: a prepared dispatch, or something recorded on the encoder. */
+export type Op = Dispatch | ((enc: GPUCommandEncoder) => void);
+
+/** Records ops in order, packing consecutive dispatches into one compute pass. */
+export function recordOps(enc: GPUCommandEncoder, ops: readonly Op[]): void {
+  let run: Dispatch[] = [];
+  const flush = () => {
+    if (run.length) recordPass(enc, run);
+    run = [];
+  };
+  for (const op of ops) {
+    if (typeof op === "function") {
+      flush();
+      op(enc);
+    } else run.push(op);
+  }
+  flush();
+}
+
+/** Matmul blocking chosen per product (the autotuner's hook); undefined keeps the default. */
+export type MatmulChooser = (
+  shape: { trans: MatmulTrans; M: number; N: number; K: number },
+) => Omit<MatmulParams, "trans"> | undefined;
+
+/** The parameters of a model on the device, one buffer per tensor. */
+export class ModelParams {
+  readonly shapes: Map<string, number[]>;
+  readonly buffers = new Map<string, GPUBuffer>();
+
+  constructor(readonly ctx: KernelContext, readonly config: ModelConfig) {
+    this.shapes = paramShapes(config);
+    for (const [name, shape] of this.shapes) {
+      this.buffers.set(name, storageBuffer(ctx.gpu.device, numel(shape) * 4, name));
+    }
+  }
+
+  /** The buffer of one parameter. */
+  get(name: string): GPUBuffer {
+    const b = this.buffers.get(name);
+    if (!b) throw new Error(`model has no parameter "${name}"`);
+    return b;
+  }
+
+  /** Number of parameter values. */
+  get count(): number {
+    let n = 0;
+    for (const s of this.shapes.values()) n += numel(s);
+    return n;
+  }
+
+  /** Uploads every parameter (f32 or f64 host arrays; names and sizes must match). */
+  upload(params: Record<string, ArrayLike<number>>): void {
+    for (const [name, shape] of this.shapes) {
+      const a = params[name];
+      if (!a) throw new Error(`checkpoint lacks parameter "${name}"`);
+      if (a.length !== numel(shape)) {
+        throw new RangeError(
+          `parameter "${name}" has ${a.length} values, the config needs [${shape.join(", ")}]`,
+        );
+      }
+      upload(this.ctx.gpu.device, this.get(name), Float32Array.from(a));
+    }
+  }
+
+  /** Reads every parameter back. */
+  async download(): Promise<Record<string, Float32Array>> {
+    const out: Record<string, Float32Array> = {};
+    for (const [name, shape] of this.shapes) {
+      out[name] = new Float32Array(
+        await readback(this.ctx.gpu.device, this.get(name), numel(shape) * 4),
+      );
+    }
+    return out;
+  }
+
+  destroy(): void {
+    for (const b of this.buffers.values()) b.destroy();
+  }
+}
+
+/** Shape and choices of a graph. */
+export interface GraphOptions {
+  /** Sequences per batch. */
+  batch: number;
+  /** Positions per sequence (the expanded sequence has K·L tokens). */
+  L: number;
+  /** Build the backward pass and gradient buffers. Default false. */
+  training?: boolean;
+  /** Attention kernel choices (layout, variant, tiles). Default: fused, interleaved. */
+  attention?: Omit<AttentionConfig, "headDim">;
+  /** Matmul blocking per product. */
+  matmul?: MatmulChooser;
+  /**
+   * Attention variant (tiles, register blocks, staging, fused or dense) for this graph's problem
+   * (the autotuner's hook; the layout stays `attention.layout`). Undefined, or a result of
+   * undefined, keeps the default; ignored when `attention` sets any of those knobs itself.
+   */
+  attentionChooser?: AttentionChooser;
+}
+
+interface LayerActs {
+  /** Block input (R, C): the residual stream. */
+  x: GPUBuffer;
+  n1: GPUBuffer;
+  rstd1: GPUBuffer;
+  /** Head-major attention inputs/outputs (B, H|HKV, N, d) and the row log-sum-exp (B, H, N). */
+  qh: GPUBuffer;
+  kh: GPUBuffer;
+  vh: GPUBuffer;
+  oh: GPUBuffer;
+  lse: GPUBuffer;
+  /** Attention output token-major (R, H·d). */
+  att: GPUBuffer;
+  /** Residual after attention (R, C). */
+  x2: GPUBuffer;
+  n2: GPUBuffer;
+  rstd2: GPUBuffer;
+  gate: GPUBuffer;
+  up: GPUBuffer;
+  act: GPUBuffer;
+}
+
+/** A model's activations and prepared passes for one batch shape. */
+export class ModelGraph {
+  readonly K: number;
+  /** Tokens per sequence in storage order (K·L). */
+  readonly N: number;
+  /** Rows of every activation (batch·N). */
+  readonly R: number;
+  /** Loss rows (batch·L): the last copy of each position. */
+  readonly M: number;
+  readonly layout: Layout;
+  readonly attention: FlashAttention;
+  /** Batch ids (batch, L+1) u32: inputs, and the last target. */
+  readonly ids: GPUBuffer;
+  /** Logits of the loss rows (M, V), row b·L + p. */
+  readonly logits: GPUBuffer;
+  /** Per-row losses (M,) of the last forward. */
+  readonly losses: GPUBuffer;
+  /** `[sum of step mean losses, steps]` since the last `takeLoss`. */
+  readonly lossAcc: GPUBuffer;
+  /** Gradients by parameter name (training graphs). */
+  readonly grads = new Map<string, GPUBuffer>();
+  readonly forwardOps: Op[] = [];
+  readonly backwardOps: Op[] = [];
+  #buffers: GPUBuffer[] = [];
+  #targets: GPUBuffer;
+  #embedOffsets?: GPUBuffer;
+  #embedPerm?: GPUBuffer;
+
+  constructor(
+    readonly ctx: KernelContext,
+    readonly params: ModelParams,
+    readonly spec: AttentionSpec,
+    readonly options: GraphOptions,
+  ) {
+    const cfg = params.config, { batch: B, L } = options;
+    for (const [k, v] of [["batch", B], ["L", L]] as const) {
+      if (!Number.isInteger(v) || v < 1) {
+        throw new RangeError(`${k} must be an integer >= 1, got ${v}`);
+      }
+    }
+    const K = this.K = spec.K, N = this.N = K * L, R = this.R = B * N, M = this.M = B * L;
+    const C = cfg.hidden_size, V = cfg.vocab_size, I = cfg.intermediate_size;
+    const H = cfg.num_attention_heads, HKV = cfg.num_key_value_heads, d = headDim(cfg);
+    const layout = this.layout = options.attention?.layout ?? "interleaved";
+    const training = options.training ?? false;
+    const dev = ctx.gpu.device;
+    const f32 = (n: number, label: string) => this.#alloc(n * 4, label);
+    const u32 = (a: Uint32Array, label: string) => {
+      const b = storageBuffer(dev, a, label);
+      this.#buffers.push(b);
+      return b;
+    };
+    const P = (name: string) => params.get(name);
+    const mm = (
+      trans: MatmulTrans,
+      a: GPUBuffer,
+      b: GPUBuffer,
+      c: GPUBuffer,
+      M: number,
+      N: number,
+      K: number,
+      beta = 0,
+    ) =>
+      matmul(ctx, { a, b, c, M, N, K, trans, beta, params: options.matmul?.({ trans, M, N, K }) });
+
+    // Index tables of this shape: position of each storage slot, slot of each (p, c), loss rows.
+    const posOfSlot = new Uint32Array(N), slotOf = new Uint32Array(L * K);
+    const ropePos = new Uint32Array(N), lossRows = new Uint32Array(M);
+    for (let p = 0; p < L; p++) {
+      for (let c = 0; c < K; c++) {
+        const s = storageIndex(layout, K, L, c, p);
+        posOfSlot[s] = p;
+        slotOf[p * K + c] = s;
+        ropePos[s] = spec.positions === "flattened" ? p * K + c : p;
+      }
+    }
+    for (let b = 0; b < B; b++) {
+      for (let p = 0; p < L; p++) lossRows[b * L + p] = b * N + slotOf[p * K + K - 1];
+    }
+    const posBuf = u32(posOfSlot, "pos_of_slot"), slotBuf = u32(slotOf, "slot_of");
+    const ropePosBuf = u32(ropePos, "rope_pos");
+    const rowsBuf = u32(lossRows, "loss_rows");
+    const maxPos = spec.positions === "flattened" ? N : L;
+    const table = storageBuffer(dev, ropeTable(maxPos, d, cfg.rope_theta), "rope_table");
+    this.#buffers.push(table);
+    this.ids = u32(new Uint32Array(B * (L + 1)), "ids");
+    this.#targets = u32(new Uint32Array(M), "targets");
+    const ident = u32(Uint32Array.from({ length: M }, (_, i) => i), "ident_rows");
+
+    const knobs = ["tileQ", "tileK", "blockQ", "blockK", "staging", "variant"] as const;
+    const tuned = knobs.some((k) => options.attention?.[k] !== undefined)
+      ? undefined
+      : options.attentionChooser?.({
+        spec,
+        headDim: d,
+        layout,
+        L,
+        batch: B,
+        heads: H,
+        kvHeads: HKV,
+        dtype: options.attention?.dtype,
+      });
+    this.attention = new FlashAttention(ctx.gpu, ctx.cache, spec, {
+      ...tuned,
+      ...options.attention,
+      headDim: d,
+      layout,
+    });
+    const attRun = { L, batch: B, heads: H, kvHeads: HKV };
+    const tokShape = (heads: number, rotate = true) => ({
+      batch: B,
+      tokens: N,
+      heads,
+      headDim: d,
+      rotate,
+    });
+
+    // ---- forward ----
+    const F = this.forwardOps;
+    const layers: LayerActs[] = [];
+    const embedOut = f32(R * C, "x0");
+    // x0 (R, C) = embed[ids[b, pos(slot)]]
+    F.push(
+      expandEmbed(ctx, {
+        table: P("model.embed_tokens.weight"),
+        ids: this.ids,
+        pos: posBuf,
+        out: embedOut,
+      }, {
+        batch: B,
+        tokens: N,
+        stride: L + 1,
+        cols: C,
+        tableRows: V,
+      }),
+    );
+    // scratch: token-major q/k/v before RoPE
+    const qTok = f32(R * H * d, "q_tok"),
+      kTok = f32(R * HKV * d, "k_tok"),
+      vTok = f32(R * HKV * d, "v_tok");
+    let x = embedOut;
+    for (let i = 0; i < cfg.num_hidden_layers; i++) {
+      const w = (n: string) => P(`model.layers.${i}.${n}.weight`);
+      const a: LayerActs = {
+        x,
+        n1: f32(R * C, `l${i}.n1`),
+        rstd1: f32(R, `l${i}.rstd1`),
+        qh: f32(R * H * d, `l${i}.qh`),
+        kh: f32(R * HKV * d, `l${i}.kh`),
+        vh: f32(R * HKV * d, `l${i}.vh`),
+        oh: f32(R * H * d, `l${i}.oh`),
+        lse: f32(B * H * N, `l${i}.lse`),
+        att: f32(R * H * d, `l${i}.att`),
+        x2: f32(R * C, `l${i}.x2`),
+        n2: f32(R * C, `l${i}.n2`),
+        rstd2: f32(R, `l${i}.rstd2`),
+        gate: f32(R * I, `l${i}.gate`),
+        up: f32(R * I, `l${i}.up`),
+        act: f32(R * I, `l${i}.act`),
+      };
+      layers.push(a);
+      const eps = cfg.rms_norm_eps;
+      // n1 = rmsnorm(x) (R, C)
+      F.push(
+        rmsnormForward(ctx, { x: a.x, w: w("input_layernorm"), y: a.n1, rstd: a.rstd1 }, {
+          rows: R,
+          cols: C,
+          eps,
+        }),
+      );
+      // q (R, H·d), k and v (R, HKV·d) = n1 · Wᵀ; then RoPE into head-major (B, H, N, d)
+      F.push(mm("nt", a.n1, w("self_attn.q_proj"), qTok, R, H * d, C));
+      F.push(mm("nt", a.n1, w("self_attn.k_proj"), kTok, R, HKV * d, C));
+      F.push(mm("nt", a.n1, w("self_attn.v_proj"), vTok, R, HKV * d, C));
+      F.push(ropeForward(ctx, { inp: qTok, pos: ropePosBuf, table, out: a.qh }, tokShape(H)));
+      F.push(ropeForward(ctx, { inp: kTok, pos: ropePosBuf, table, out: a.kh }, tokShape(HKV)));
+      F.push(
+        ropeForward(ctx, { inp: vTok, pos: ropePosBuf, table, out: a.vh }, tokShape(HKV, false)),
+      );
+      // oh (B, H, N, d), lse (B, H, N) = masked attention; att (R, H·d) token-major
+      F.push((enc) =>
+        this.attention.forward(enc, { q: a.qh, k: a.kh, v: a.vh, o: a.oh, lse: a.lse }, attRun)
+      );
+      F.push(
+        ropeBackward(ctx, { inp: a.oh, pos: ropePosBuf, table, out: a.att }, tokShape(H, false)),
+      );
+      // x2 = x + att · Woᵀ (R, C)
+      F.push(copy(a.x, a.x2, R * C));
+      F.push(mm("nt", a.att, w("self_attn.o_proj"), a.x2, R, C, H * d, 1));
+      // n2 = rmsnorm(x2); act = silu(n2·Wgᵀ) * (n2·Wuᵀ) (R, I)
+      F.push(
+        rmsnormForward(ctx, { x: a.x2, w: w("post_attention_layernorm"), y: a.n2, rstd: a.rstd2 }, {
+          rows: R,
+          cols: C,
+          eps,
+        }),
+      );
+      F.push(mm("nt", a.n2, w("mlp.gate_proj"), a.gate, R, I, C));
+      F.push(mm("nt", a.n2, w("mlp.up_proj"), a.up, R, I, C));
+      F.push(swigluForward(ctx, { gate: a.gate, up: a.up, out: a.act }, R * I));
+      // x' = x2 + act · Wdᵀ (R, C)
+      const next = f32(R * C, `x${i + 1}`);
+      F.push(copy(a.x2, next, R * C));
+      F.push(mm("nt", a.act, w("mlp.down_proj"), next, R, C, I, 1));
+      x = next;
+    }
+    const head = cfg.tie_word_embeddings ? P("model.embed_tokens.weight") : P("lm_head.weight");
+    const nf = f32(R * C, "nf"), rstdf = f32(R, "rstdf"), sel = f32(M * C, "sel");
+    this.logits = f32(M * V, "logits");
+    this.losses = f32(M, "losses");
+    this.lossAcc = f32(2, "loss_acc");
+    // nf = rmsnorm(x_L); sel (M, C) = the last copy's rows; logits (M, V) = sel · headᵀ
+    F.push(
+      rmsnormForward(ctx, { x, w: P("model.norm.weight"), y: nf, rstd: rstdf }, {
+        rows: R,
+        cols: C,
+        eps: cfg.rms_norm_eps,
+      }),
+    );
+    F.push(gather(ctx, { table: nf, ids: rowsBuf, out: sel }, { rows: M, cols: C, tableRows: R }));
+    F.push(mm("nt", sel, head, this.logits, M, V, C));
+    // Forward-only graphs never write dlogits, but a buffer cannot be bound read and read_write.
+    const dlogits = f32(training ? M * V : 4, "dlogits");
+    // losses (M,) and, training, dlogits = (softmax - onehot) / M
+    F.push(
+      crossEntropy(ctx, {
+        logits: this.logits,
+        rows: ident,
+        targets: this.#targets,
+        losses: this.losses,
+        dlogits,
+      }, {
+        rows: M,
+        vocab: V,
+        grads: training,
+      }),
+    );
+    F.push(lossSum(ctx, { losses: this.losses, acc: this.lossAcc }, M));
+    if (!training) return;
+
+    // ---- backward ----
+    for (const [name, shape] of params.shapes) {
+      this.grads.set(name, f32(numel(shape), `grad ${name}`));
+    }
+    const G = (name: string) => this.grads.get(name)!;
+    const Bk = this.backwardOps;
+    const dsel = f32(M * C, "dsel"), dnf = f32(R * C, "dnf"), dx = f32(R * C, "dx");
+    const selIdx = rowIndex(lossRows, R);
+    const selOffsets = u32(selIdx.offsets, "sel_offsets"), selPerm = u32(selIdx.perm, "sel_perm");
+    const headGrad = cfg.tie_word_embeddings ? G("model.embed_tokens.weight") : G("lm_head.weight");
+    // dhead (V, C) = dlogitsᵀ · sel; dsel (M, C) = dlogits · head; dnf (R, C) = scatter of dsel
+    Bk.push(mm("tn", dlogits, sel, headGrad, V, C, M));
+    Bk.push(mm("nn", dlogits, head, dsel, M, C, V));
+    Bk.push(
+      scatterAdd(ctx, { dout: dsel, offsets: selOffsets, perm: selPerm, dtable: dnf }, {
+        cols: C,
+        tableRows: R,
+      }),
+    );
+    // dx (R, C) = rmsnorm backward of the final norm
+    Bk.push(
+      ...rmsnormBackward(ctx, {
+        dy: dnf,
+        x,
+        w: P("model.norm.weight"),
+        rstd: rstdf,
+        dx,
+        dw: G("model.norm.weight"),
+      }, {
+        rows: R,
+        cols: C,
+        eps: cfg.rms_norm_eps,
+      }),
+    );
+    const dI = f32(R * I, "d_act"), dGate = f32(R * I, "d_gate"), dUp = f32(R * I, "d_up");
+    const dn = f32(R * C, "d_norm"), dAtt = f32(R * H * d, "d_att"), dOh = f32(R * H * d, "d_oh");
+    const delta = f32(B * H * N, "delta");
+    const dqh = f32(R * H * d, "dqh"), dkh = f32(R * HKV * d, "dkh"), dvh = f32(R * HKV * d, "dvh");
+    const dq = qTok, dk = kTok, dv = vTok; // token-major scratch reused for the gradients
+    for (let i = cfg.num_hidden_layers - 1; i >= 0; i--) {
+      const a = layers[i], eps = cfg.rms_norm_eps;
+      const w = (n: string) => P(`model.layers.${i}.${n}.weight`);
+      const g = (n: string) => G(`model.layers.${i}.${n}.weight`);
+      // x' = x2 + act·Wdᵀ: dact (R, I) = dx · Wd; dWd (C, I) = dxᵀ · act
+      Bk.push(mm("nn", dx, w("mlp.down_proj"), dI, R, I, C));
+      Bk.push(mm("tn", dx, a.act, g("mlp.down_proj"), C, I, R));
+      Bk.push(
+        swigluBackward(ctx, { dout: dI, gate: a.gate, up: a.up, dgate: dGate, dup: dUp }, R * I),
+      );
+      // dn2 (R, C) = dgate · Wg + dup · Wu; dWg, dWu (I, C)
+      Bk.push(mm("nn", dGate, w("mlp.gate_proj"), dn, R, C, I));
+      Bk.push(mm("nn", dUp, w("mlp.up_proj"), dn, R, C, I, 1));
+      Bk.push(mm("tn", dGate, a.n2, g("mlp.gate_proj"), I, C, R));
+      Bk.push(mm("tn", dUp, a.n2, g("mlp.up_proj"), I, C, R));
+      // dx += rmsnorm backward (the residual stream now holds dx2)
+      Bk.push(
+        ...rmsnormBackward(ctx, {
+          dy: dn,
+          x: a.x2,
+          w: w("post_attention_layernorm"),
+          rstd: a.rstd2,
+          dx,
+          dw: g("post_attention_layernorm"),
+        }, {
+          rows: R,
+          cols: C,
+          eps,
+          accumulateDx: true,
+        }),
+      );
+      // x2 = x + att·Woᵀ: datt (R, H·d) = dx2 · Wo; dWo (C, H·d) = dx2ᵀ · att
+      Bk.push(mm("nn", dx, w("self_attn.o_proj"), dAtt, R, H * d, C));
+      Bk.push(mm("tn", dx, a.att, g("self_attn.o_proj"), C, H * d, R));
+      Bk.push(
+        ropeForward(ctx, { inp: dAtt, pos: ropePosBuf, table, out: dOh }, tokShape(H, false)),
+      );
+      Bk.push((enc) =>
+        this.attention.backward(enc, {
+          q: a.qh,
+          k: a.kh,
+          v: a.vh,
+          o: a.oh,
+          lse: a.lse,
+          dout: dOh,
+          delta,
+          dq: dqh,
+          dk: dkh,
+          dv: dvh,
+        }, attRun)
+      );
+      // head-major gradients back to token-major, RoPE inverted for q and k
+      Bk.push(ropeBackward(ctx, { inp: dqh, pos: ropePosBuf, table, out: dq }, tokShape(H)));
+      Bk.push(ropeBackward(ctx, { inp: dkh, pos: ropePosBuf, table, out: dk }, tokShape(HKV)));
+      Bk.push(
+        ropeBackward(ctx, { inp: dvh, pos: ropePosBuf, table, out: dv }, tokShape(HKV, false)),
+      );
+      // dn1 (R, C) = dq·Wq + dk·Wk + dv·Wv; dWq (H·d, C), dWk and dWv (HKV·d, C)
+      Bk.push(mm("nn", dq, w("self_attn.q_proj"), dn, R, C, H * d));
+      Bk.push(mm("nn", dk, w("self_attn.k_proj"), dn, R, C, HKV * d, 1));
+      Bk.push(mm("nn", dv, w("self_attn.v_proj"), dn, R, C, HKV * d, 1));
+      Bk.push(mm("tn", dq, a.n1, g("self_attn.q_proj"), H * d, C, R));
+      Bk.push(mm("tn", dk, a.n1, g("self_attn.k_proj"), HKV * d, C, R));
+      Bk.push(mm("tn", dv, a.n1, g("self_attn.v_proj"), HKV * d, C, R));
+      Bk.push(
+        ...rmsnormBackward(ctx, {
+          dy: dn,
+          x: a.x,
+          w: w("input_layernorm"),
+          rstd: a.rstd1,
+          dx,
+          dw: g("input_layernorm"),
+        }, {
+          rows: R,
+          cols: C,
+          eps,
+          accumulateDx: true,
+        }),
+      );
+    }
+    // embedding: fold the copies (B·L, C), then scatter-add by token id into the table gradient
+    const dpos = f32(M * C, "d_pos");
+    Bk.push(foldCopies(ctx, { dx, slots: slotBuf, out: dpos }, { batch: B, L, K, cols: C }));
+    this.#embedOffsets = f32(V + 1, "embed_offsets");
+    this.#embedPerm = f32(M, "embed_perm");
+    Bk.push(
+      scatterAdd(ctx, {
+        dout: dpos,
+        offsets: this.#embedOffsets,
+        perm: this.#embedPerm,
+        dtable: G("model.embed_tokens.weight"),
+      }, {
+        cols: C,
+        tableRows: V,
+        accumulate: cfg.tie_word_embeddings,
+      }),
+    );
+  }
+
+  /**
+   * Sets the batch: `tokens` is (batch, L+1) row-major ids (inputs, then each position's target
+   * shifted by one). Uploads ids, targets and, for training, the embedding scatter index.
+   */
+  setBatch(tokens: Uint32Array): void {
+    const { batch: B, L } = this.options, V = this.params.config.vocab_size;
+    if (tokens.length !== B * (L + 1)) {
+      throw new RangeError(`batch holds ${tokens.length} ids, expected ${B} x ${L + 1}`);
+    }
+    const targets = new Uint32Array(B * L), inputs = new Uint32Array(B * L);
+    for (let b = 0; b < B; b++) {
+      for (let p = 0; p < L; p++) {
+        inputs[b * L + p] = tokens[b * (L + 1) + p];
+        targets[b * L + p] = tokens[b * (L + 1) + p + 1];
+      }
+    }
+    for (let i = 0; i < tokens.length; i++) {
+      if (tokens[i] >= V) {
+        throw new RangeError(`token id ${tokens[i]} is outside the vocabulary (${V})`);
+      }
+    }
+    const dev = this.ctx.gpu.device;
+    upload(dev, this.ids, tokens);
+    upload(dev, this.#targets, targets);
+    if (this.#embedOffsets && this.#embedPerm) {
+      const idx = rowIndex(inputs, V);
+      upload(dev, this.#embedOffsets, idx.offsets);
+      upload(dev, this.#embedPerm, idx.perm);
+    }
+  }
+
+  /** Records the forward pass (and the backward pass of a training graph with `backward`). */
+  record(enc: GPUCommandEncoder, o: { backward?: boolean } = {}): void {
+    recordOps(enc, this.forwardOps);
+    if (o.backward) {
+      if (!this.backwardOps.length) throw new Error("this graph was built without training");
+      recordOps(enc, this.backwardOps);
+    }
+  }
+
+  /** Mean of the step losses accumulated since the last call (and resets the accumulator). */
+  async takeLoss(): Promise<{ loss: number; steps: number }> {
+    const dev = this.ctx.gpu.device;
+    const [sum, steps] = new Float32Array(await readback(dev, this.lossAcc, 8));
+    upload(dev, this.lossAcc, new Float32Array(2));
+    return { loss: steps > 0 ? sum / steps : NaN, steps };
+  }
+
+  destroy(): void {
+    for (const b of this.#buffers) b.destroy();
+    for (const op of [...this.forwardOps, ...this.backwardOps]) {
+      if (typeof op !== "function") { for (const b of op.owned) b.destroy(); }
+    }
+  }
+
+  #alloc(bytes: number, label: string): GPUBuffer {
+    checkBindingSize(this.ctx.gpu, bytes, `activation ${label} (${bytes / 4} f32)`);
+    const b = storageBuffer(this.ctx.gpu.device, bytes, label);
+    this.#buffers.push(b);
+    return b;
+  }
+}
+
+/** An op copying `n` floats from `src` to `dst`. */
+function copy(src: GPUBuffer, dst: GPUBuffer, n: number): Op {
+  return (enc) => enc.copyBufferToBuffer(src, 0, dst, 0, n * 4);
+}
+
+function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Host parameters as f32 (for upload) from the reference model's f64 tables. */
+export function toF32(p: Params): Record<string, Float32Array> {
+  return Object.fromEntries(Object.entries(p).map(([k, v]) => [k, Float32Array.from(v)]));
+}

@@ -1,0 +1,78 @@
+/**
+ * Mean next-token loss of a token stream under a model (DESIGN.md 3 `eval`): a stream that fits
+ * the context is one sequence; a longer one is cut into consecutive windows of `context`
+ * predictions (each window's inputs start where the previous one's ended, so every token but the
+ * first is predicted exactly once), batched; a shorter last window runs on its own graph. Per-row
+ * losses are read back and summed on the host in float64. Browser-safe.
+ */
+import type { AttentionSpec } from "../../dsl/spec.ts";
+import type { Layout } from "../../compiler/layout.ts";
+import { readback } from "../gpu/resources.ts";
+import type { KernelContext } from "../gpu/kernel.ts";
+import { ModelGraph, type ModelParams } from "../model/graph.ts";
+
+/** Options of `evaluateStream`. */
+export interface EvalOptions {
+  /** Predictions per window (positions L of the graph). */
+  context: number;
+  /** Windows per batch. Default 8. */
+  batch?: number;
+  /** Stop after this many windows (default: the whole stream). */
+  maxWindows?: number;
+  layout?: Layout;
+  /** Called after each batch with windows done and total. */
+  progress?: (done: number, total: number) => void;
+}
+
+/** Mean loss in nats per predicted token, and the number of predicted tokens. */
+export async function evaluateStream(
+  ctx: KernelContext,
+  params: ModelParams,
+  spec: AttentionSpec,
+  stream: Uint32Array,
+  o: EvalOptions,
+): Promise<{ loss: number; tokens: number }> {
+  if (stream.length < 2) {
+    throw new RangeError("the text must hold at least 2 tokens to predict one");
+  }
+  const L = o.context, B = o.batch ?? 8;
+  let windows = Math.ceil((stream.length - 1) / L);
+  if (o.maxWindows !== undefined) windows = Math.min(windows, o.maxWindows);
+  const lengths = Array.from({ length: windows }, (_, w) => Math.min(L, stream.length - 1 - w * L));
+  let sum = 0, tokens = 0;
+  const graphs = new Map<string, ModelGraph>();
+  const graph = (batch: number, len: number) => {
+    const key = `${batch}x${len}`;
+    let g = graphs.get(key);
+    if (!g) {
+      g = new ModelGraph(ctx, params, spec, { batch, L: len, attention: { layout: o.layout } });
+      graphs.set(key, g);
+    }
+    return g;
+  };
+  try {
+    for (let w = 0; w < windows;) {
+      const len = lengths[w];
+      let n = 1;
+      while (n < B && w + n < windows && lengths[w + n] === len) n++;
+      const g = graph(n === B ? B : n, len);
+      const ids = new Uint32Array(n * (len + 1));
+      for (let i = 0; i < n; i++) {
+        const start = (w + i) * L;
+        ids.set(stream.subarray(start, start + len + 1), i * (len + 1));
+      }
+      g.setBatch(ids);
+      const enc = ctx.gpu.device.createCommandEncoder({ label: "eval" });
+      g.record(enc);
+      ctx.gpu.device.queue.submit([enc.finish()]);
+      const losses = new Float32Array(await readback(ctx.gpu.device, g.losses, n * len * 4));
+      for (const x of losses) sum += x;
+      tokens += n * len;
+      w += n;
+      o.progress?.(w, windows);
+    }
+  } finally {
+    for (const g of graphs.values()) g.destroy();
+  }
+  return { loss: sum / tokens, tokens };
+}

@@ -1,0 +1,214 @@
+/**
+ * Training on the GPU: one command encoder per step (forward, backward, global-norm clipping,
+ * AdamW), buffers allocated once, the loss read back only when asked (`takeLoss`, every
+ * `log_every` steps), validation on a forward-only graph that shares the parameters, and the
+ * whole training state (moments, step, data position) as plain arrays so a resumed run continues
+ * bit for bit. Browser-safe: files are the host layer's job.
+ */
+import type { AttentionSpec } from "../../dsl/spec.ts";
+import type { Layout } from "../../compiler/layout.ts";
+import { type Config, configSpec, learningRate } from "../model/config.ts";
+import { Batches, type Corpus, evalBatches } from "../data/batches.ts";
+import { readback, storageBuffer, upload } from "../gpu/resources.ts";
+import { adamw, AdamWHyper } from "../kernels/adamw.ts";
+import { matmul } from "../kernels/matmul.ts";
+import { destroyDispatches, type KernelContext, submit } from "../gpu/kernel.ts";
+import { gradNorm } from "../kernels/grad_norm.ts";
+import type { AttentionChooser } from "../tune/autotune.ts";
+import { type MatmulChooser, ModelGraph, ModelParams, type Op, recordOps } from "../model/graph.ts";
+import { headDim, initParams } from "../model/params.ts";
+
+/** What a checkpoint's sibling state file holds to resume exactly. */
+export interface TrainingState {
+  step: number;
+  data: { rng: number; step: number };
+  /** AdamW moments by parameter name. */
+  m: Record<string, Float32Array>;
+  v: Record<string, Float32Array>;
+}
+
+/** Choices that do not change the maths (kernel layout, matmul blocking, attention variant). */
+export interface TrainerOptions {
+  layout?: Layout;
+  matmul?: MatmulChooser;
+  /** Attention variant per problem (the autotuner's; undefined keeps the default). */
+  attention?: AttentionChooser;
+  /** Sequences per validation batch. Default: the training batch size. */
+  evalBatch?: number;
+}
+
+/** A model, its optimizer and its data, on one device. */
+export class Trainer {
+  readonly spec: AttentionSpec;
+  readonly params: ModelParams;
+  readonly graph: ModelGraph;
+  readonly batches: Batches;
+  /** Steps done. */
+  step = 0;
+  #evalGraph?: ModelGraph;
+  #m = new Map<string, GPUBuffer>();
+  #v = new Map<string, GPUBuffer>();
+  #hyper: AdamWHyper;
+  #clip: GPUBuffer;
+  #updateOps: Op[] = [];
+
+  constructor(
+    readonly ctx: KernelContext,
+    readonly config: Config,
+    readonly corpus: Corpus,
+    readonly options: TrainerOptions = {},
+  ) {
+    const t = config.train;
+    this.spec = configSpec(config.phd);
+    this.params = new ModelParams(ctx, config.model);
+    this.params.upload(initParams(config.model, { seed: t.seed, std: 0.02 }));
+    this.graph = new ModelGraph(ctx, this.params, this.spec, {
+      batch: t.batch_size,
+      L: t.seq_len,
+      training: true,
+      attention: { layout: options.layout },
+      matmul: options.matmul,
+      attentionChooser: options.attention,
+    });
+    this.batches = new Batches(corpus.train, { batch: t.batch_size, seqLen: t.seq_len }, t.seed);
+    const dev = ctx.gpu.device;
+    this.#hyper = new AdamWHyper(ctx, { beta1: t.beta1, beta2: t.beta2 });
+    this.#clip = storageBuffer(dev, new Float32Array([0, 1]), "clip");
+    const ranges = [...this.graph.grads.entries()].map(([name, buffer]) => ({
+      buffer,
+      n: this.params.shapes.get(name)!.reduce((a, b) => a * b, 1),
+    }));
+    this.#updateOps.push(...gradNorm(ctx, { ranges, out: this.#clip }, { maxNorm: t.grad_clip }));
+    for (const [name, shape] of this.params.shapes) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const m = storageBuffer(dev, n * 4, `m ${name}`), v = storageBuffer(dev, n * 4, `v ${name}`);
+      this.#m.set(name, m);
+      this.#v.set(name, v);
+      // Weight decay on matrices only (norm gains stay undecayed), as in GPT-2/llm.c.
+      this.#updateOps.push(adamw(ctx, {
+        param: this.params.get(name),
+        grad: this.graph.grads.get(name)!,
+        m,
+        v,
+        clip: this.#clip,
+        hyper: this.#hyper,
+      }, { n, weightDecay: shape.length > 1 ? t.weight_decay : 0 }));
+    }
+  }
+
+  /** Model FLOPs of one training step (6 per parameter-token for matmuls, plus attention). */
+  get flopsPerStep(): number {
+    const m = this.config.model, t = this.config.train, K = this.spec.K;
+    const tokens = t.batch_size * t.seq_len * K;
+    const d = headDim(m), H = m.num_attention_heads, HKV = m.num_key_value_heads;
+    const perLayer = m.hidden_size * (2 * H * d + 2 * HKV * d) +
+      3 * m.hidden_size * m.intermediate_size;
+    const head = m.vocab_size * m.hidden_size * t.batch_size * t.seq_len; // last copy only
+    // attention: QKᵀ and PV over the kept keys, ~half the K·L keys (causal), 3x for backward
+    const attn = 2 * 2 * H * d * tokens * (K * t.seq_len / 2) * m.num_hidden_layers;
+    return 6 * (perLayer * m.num_hidden_layers * tokens + head) + 3 * attn;
+  }
+
+  /** Records and submits one training step on the next batch (no readback). */
+  trainStep(): void {
+    const lr = learningRate(this.config.train, this.step);
+    this.graph.setBatch(this.batches.next());
+    this.#hyper.set(this.step + 1, lr);
+    const enc = this.ctx.gpu.device.createCommandEncoder({ label: `step ${this.step}` });
+    this.graph.record(enc, { backward: true });
+    recordOps(enc, this.#updateOps);
+    this.ctx.gpu.device.queue.submit([enc.finish()]);
+    this.step++;
+  }
+
+  /** Mean training loss of the steps since the last call (one readback). */
+  takeLoss(): Promise<{ loss: number; steps: number }> {
+    return this.graph.takeLoss();
+  }
+
+  /** Gradient norm of the last step (before clipping; one readback). */
+  async gradNorm(): Promise<number> {
+    return new Float32Array(await readback(this.ctx.gpu.device, this.#clip, 8))[0];
+  }
+
+  /** Mean validation loss over the fixed validation windows (`eval_batches` of them). */
+  async evaluate(stream: Uint32Array = this.corpus.val): Promise<{ loss: number; tokens: number }> {
+    const t = this.config.train, B = this.options.evalBatch ?? t.batch_size;
+    this.#evalGraph ??= new ModelGraph(this.ctx, this.params, this.spec, {
+      batch: B,
+      L: t.seq_len,
+      attention: { layout: this.options.layout },
+      matmul: this.options.matmul,
+      attentionChooser: this.options.attention,
+    });
+    const g = this.#evalGraph;
+    const batches = evalBatches(stream, { batch: B, seqLen: t.seq_len }, t.eval_batches);
+    await g.takeLoss(); // clear
+    for (const b of batches) {
+      g.setBatch(b);
+      const enc = this.ctx.gpu.device.createCommandEncoder({ label: "eval" });
+      g.record(enc);
+      this.ctx.gpu.device.queue.submit([enc.finish()]);
+    }
+    const { loss } = await g.takeLoss();
+    return { loss, tokens: batches.length * B * t.seq_len };
+  }
+
+  /** The optimizer and data state (with `params.download()`, everything a resume needs). */
+  async state(): Promise<TrainingState> {
+    const dev = this.ctx.gpu.device, m: Record<string, Float32Array> = {};
+    const v: Record<string, Float32Array> = {};
+    for (const [name, shape] of this.params.shapes) {
+      const bytes = shape.reduce((a, b) => a * b, 1) * 4;
+      m[name] = new Float32Array(await readback(dev, this.#m.get(name)!, bytes));
+      v[name] = new Float32Array(await readback(dev, this.#v.get(name)!, bytes));
+    }
+    return { step: this.step, data: this.batches.state, m, v };
+  }
+
+  /** Restores a saved state (parameters are uploaded separately, from the checkpoint). */
+  restore(s: TrainingState): void {
+    const dev = this.ctx.gpu.device;
+    for (const name of this.params.shapes.keys()) {
+      if (!s.m[name] || !s.v[name]) throw new Error(`training state lacks moments of "${name}"`);
+      upload(dev, this.#m.get(name)!, s.m[name]);
+      upload(dev, this.#v.get(name)!, s.v[name]);
+    }
+    this.step = s.step;
+    this.batches.restore(s.data);
+  }
+
+  destroy(): void {
+    this.graph.destroy();
+    this.#evalGraph?.destroy();
+    for (const b of [...this.#m.values(), ...this.#v.values(), this.#clip, this.#hyper.buffer]) {
+      b.destroy();
+    }
+    for (const op of this.#updateOps) {
+      if (typeof op !== "function") { for (const b of op.owned) b.destroy(); }
+    }
+    this.params.destroy();
+  }
+}
+
+/**
+ * The adapter's matmul rate in GFLOP/s, the MFU denominator: the best of 3 timed runs of a
+ * 1024 x 512 x 512 product with the default blocking, after a warm-up (llvmpipe has no datasheet
+ * peak; this is what its best kernel reaches on a large, well-shaped product).
+ */
+export async function measureMatmulGflops(ctx: KernelContext): Promise<number> {
+  const M = 1024, N = 512, K = 512, dev = ctx.gpu.device;
+  const a = storageBuffer(dev, M * K * 4, "peak a"), b = storageBuffer(dev, N * K * 4, "peak b");
+  const c = storageBuffer(dev, M * N * 4, "peak c");
+  const d = matmul(ctx, { a, b, c, M, N, K, trans: "nt" });
+  let best = Infinity;
+  for (let i = 0; i < 4; i++) {
+    const t0 = performance.now();
+    submit(ctx, [d]);
+    await dev.queue.onSubmittedWorkDone();
+    if (i > 0) best = Math.min(best, performance.now() - t0);
+  }
+  destroyDispatches([d]);
+  for (const x of [a, b, c]) x.destroy();
+  return 2 * M * N * K / (best * 1e6);
+}

@@ -1,0 +1,59 @@
+/**
+ * Training configs: the defaults and the example files parse; a bad field is refused with one
+ * line naming it; the learning-rate schedule warms up linearly and decays to min_lr_ratio;
+ * configSpec applies K, W, C and the position scheme to the preset.
+ */
+import { deepStrictEqual, ok as assert, strictEqual, throws } from "node:assert";
+import {
+  configSpec,
+  DEFAULT_CONFIG,
+  learningRate,
+  parseConfig,
+} from "../../runtime/model/config.ts";
+
+Deno.test("defaults and example configs parse", async () => {
+  deepStrictEqual(parseConfig({}), DEFAULT_CONFIG);
+  for await (const e of Deno.readDir(new URL("../../examples/configs/", import.meta.url))) {
+    const text = await Deno.readTextFile(
+      new URL(`../../examples/configs/${e.name}`, import.meta.url),
+    );
+    const c = parseConfig(JSON.parse(text));
+    assert(c.train.steps > 0, e.name);
+  }
+});
+
+Deno.test("bad fields are refused with one line naming them", () => {
+  const bad: [unknown, RegExp][] = [
+    [[], /must be a JSON object/],
+    [{ optim: {} }, /unknown section "optim"/],
+    [{ model: { hidden: 3 } }, /unknown field "hidden"/],
+    [{ model: { hidden_size: "64" } }, /hidden_size must be a number/],
+    [{ model: { hidden_size: 66 } }, /multiple of num_attention_heads/],
+    [{ model: { hidden_size: 60 } }, /head dim .* must be a multiple of 4/],
+    [{ model: { num_key_value_heads: 3 } }, /must divide num_attention_heads/],
+    [{ phd: { variant: "diagonal" } }, /not a preset/],
+    [{ phd: { K: 0 } }, /config.phd.K must be an integer >= 1/],
+    [{ train: { lr: -1 } }, /lr must be > 0/],
+    [{ train: { schedule: "linear" } }, /schedule must be "cosine" or "constant"/],
+  ];
+  for (const [raw, msg] of bad) {
+    throws(() => parseConfig(raw), (e: Error) => msg.test(e.message) && !e.message.includes("\n"));
+  }
+});
+
+Deno.test("learning rate: linear warm-up, cosine to min_lr_ratio", () => {
+  const t = { ...DEFAULT_CONFIG.train, steps: 110, warmup: 10, lr: 1, min_lr_ratio: 0.1 };
+  strictEqual(learningRate(t, 0), 0.1);
+  strictEqual(learningRate(t, 9), 1);
+  strictEqual(learningRate(t, 10), 1);
+  assert(Math.abs(learningRate(t, 60) - 0.55) < 1e-12);
+  assert(Math.abs(learningRate(t, 110) - 0.1) < 1e-12);
+  strictEqual(learningRate({ ...t, schedule: "constant" }, 80), 1);
+});
+
+Deno.test("configSpec applies K, W, C and positions to the preset", () => {
+  const s = configSpec({ K: 3, variant: "phd-cswa", W: 8, C: 16, positions: "flattened" });
+  strictEqual(s.name, "phd_cswa_k3_w8_c16");
+  strictEqual(s.positions, "flattened");
+  strictEqual(configSpec({ K: 1, variant: "causal", W: 8, C: 16, positions: "shared" }).K, 1);
+});

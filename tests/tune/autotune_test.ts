@@ -1,0 +1,433 @@
+/**
+ * The autotuner's rules on scripted candidates (default first, pruning, disqualification, median
+ * timing, warm-cache hits that measure nothing, rejection of malformed caches), then on real
+ * matmul tasks: a wrong kernel and a failing build are disqualified, the cache file round-trips
+ * atomically and a warm run measures nothing, a corrupt file falls back with one warning, the
+ * runtime's chooser falls back to the default for other shapes, adapters and Deno versions, and
+ * `deno task autotune` says when it measured nothing. Then a tiny training-attention tuning run:
+ * a wrong candidate and a failed build are disqualified, an oversized one is pruned, a warm cache
+ * measures nothing, the chooser returns the stored variant (and a model graph builds it).
+ */
+import { deepStrictEqual as assertEquals, fail, ok } from "node:assert/strict";
+import { join } from "node:path";
+import {
+  adapterIdOf,
+  attentionBucket,
+  attentionCandidates,
+  type AttentionShape,
+  attentionTask,
+  type AttentionVariant,
+  attentionVariantName,
+  Autotuner,
+  type Candidate,
+  defaultAttentionVariant,
+  deviceAttentionLimits,
+  emptyCache,
+  hashText,
+  isAttentionVariant,
+  isTuneCache,
+  matmulTask,
+  median,
+  shapeBucket,
+  trainingMatmulShapes,
+  tunedAttentionChooser,
+  tunedAttentionParams,
+  tunedMatmulChooser,
+  tunedMatmulParams,
+  type TuneTask,
+} from "../../runtime/tune/autotune.ts";
+import { configSpec, DEFAULT_CONFIG } from "../../runtime/model/config.ts";
+import { FlashAttention } from "../../runtime/kernels/attention.ts";
+import { ModelGraph, ModelParams } from "../../runtime/model/graph.ts";
+import { loadTuneCache, saveTuneCache } from "../../runtime/host/tune_cache.ts";
+import {
+  DEFAULT_MATMUL,
+  deviceMatmulLimits,
+  type MatmulBlocking,
+  matmulDispatches,
+  matmulVariantName,
+} from "../../runtime/kernels/matmul.ts";
+import { gpuOnce } from "../fixtures/attention.ts";
+import { runScript } from "../fixtures/cli.ts";
+
+const adapter = { vendor: "test", architecture: "", description: "scripted" };
+
+function task(times: Record<string, number[]>): TuneTask<{ id: string }> {
+  const calls: Record<string, number> = {};
+  return {
+    kernel: "matmul",
+    bucket: shapeBucket({ m: 100, n: 64, k: 3 }),
+    sourceHash: hashText("fn main() {}"),
+    candidates: ["default", "fast", "too-big", "wrong", "broken"].map((id) => ({
+      name: id,
+      params: { id },
+    })),
+    prune: (
+      p,
+    ) => (p.id === "too-big" ? "needs 64 KiB of workgroup memory, adapter has 32 KiB" : undefined),
+    check: (p) => {
+      if (p.id === "broken") throw new Error("shader compilation failed\nline 2");
+      return Promise.resolve(p.id !== "wrong");
+    },
+    time: (p) => {
+      const i = calls[p.id] = (calls[p.id] ?? 0) + 1;
+      const t = times[p.id] ?? [1];
+      return Promise.resolve(t[(i - 1) % t.length]);
+    },
+  };
+}
+
+Deno.test("tuning picks the fastest correct candidate and records why others were skipped", async () => {
+  const tuner = new Autotuner(emptyCache(), { adapter, deno: "2.9.6", warmup: 1, runs: 3 });
+  const e = await tuner.tune(task({ default: [9, 10, 11, 10], fast: [99, 4, 5, 3], wrong: [0.1] }));
+  assertEquals(e.variant, "fast");
+  assertEquals(e.default_ms, 10); // median of the timed runs after one warm-up
+  assertEquals(e.best_ms, 4);
+  assertEquals(e.trials.map((t) => t.skipped ?? t.ms), [
+    10,
+    4,
+    "pruned: needs 64 KiB of workgroup memory, adapter has 32 KiB",
+    "disqualified: wrong numbers",
+    "disqualified: shader compilation failed",
+  ]);
+  assertEquals(tuner.measured, 2);
+});
+
+Deno.test("a warm cache measures nothing; other adapters and shapes fall back to the default", async () => {
+  const cache = emptyCache();
+  await new Autotuner(cache, { adapter, deno: "2.9.6", warmup: 0, runs: 1 }).tune(
+    task({ fast: [0.5] }),
+  );
+  const warm = new Autotuner(JSON.parse(JSON.stringify(cache)), { adapter, deno: "2.9.6" });
+  const t = task({});
+  assertEquals((await warm.tune(t)).variant, "fast");
+  assertEquals(warm.measured, 0);
+  assertEquals(warm.choose(t).id, "fast");
+  const other = new Autotuner(cache, {
+    adapter: { ...adapter, description: "other" },
+    deno: "2.9.6",
+  });
+  assertEquals(other.choose(t).id, "default");
+  assertEquals(warm.choose({ ...t, bucket: "m1_n1" }).id, "default");
+});
+
+Deno.test("malformed caches are recognised; buckets and hashes are stable", () => {
+  ok(isTuneCache(emptyCache()));
+  for (
+    const bad of [null, 3, { version: 2, entries: {} }, {
+      version: 1,
+      entries: { a: { variant: 1 } },
+    }]
+  ) {
+    ok(!isTuneCache(bad));
+  }
+  assertEquals(shapeBucket({ n: 3, m: 1000 }), "m1024_n4");
+  assertEquals(hashText("abc"), hashText("abc"));
+  ok(hashText("abc") !== hashText("abd"));
+  assertEquals(median([3, 1, 2]), 2);
+  assertEquals(median([4, 1, 2, 3]), 2.5);
+});
+
+// ---- the matmul tasks on the device, the cache file and the runtime's chooser ----
+
+const DENO = Deno.version.deno;
+
+/** Small, fast-compiling candidates (the kernel space is covered by matmul_variants_test.ts). */
+const SMALL: Candidate<MatmulBlocking>[] = ([
+  DEFAULT_MATMUL,
+  { tm: 4, tn: 4, wgx: 8, wgy: 1 },
+  { tm: 4, tn: 8, wgx: 8, wgy: 1, vec: 4 },
+  { tm: 4, tn: 4, wgx: 8, wgy: 1, splitK: 2 },
+] as MatmulBlocking[]).map((params) => ({ name: matmulVariantName(params), params }));
+
+Deno.test("matmul tuning on the device: wrong numbers and failed builds are disqualified", async () => {
+  const ctx = await gpuOnce();
+  const shape = { trans: "tn" as const, M: 40, N: 24, K: 260 };
+  const wrong = matmulVariantName(SMALL[1].params), broken = matmulVariantName(SMALL[2].params);
+  const task = matmulTask(ctx, shape, {
+    candidates: SMALL,
+    // A kernel with the wrong scale, and one whose build throws: both must be caught.
+    build: (c, call) => {
+      const name = matmulVariantName(call.params!);
+      if (name === broken) throw new Error("shader compilation failed: injected\nmore");
+      return matmulDispatches(c, name === wrong ? { ...call, alpha: 1.001 } : call);
+    },
+  });
+  const tuner = new Autotuner(emptyCache(), { adapter, deno: DENO, warmup: 0, runs: 1 });
+  const e = await tuner.tune(task);
+  task.destroy();
+  const by = Object.fromEntries(e.trials.map((t) => [t.name, t.skipped ?? t.ms]));
+  assertEquals(by[wrong], "disqualified: wrong numbers");
+  assertEquals(by[broken], "disqualified: shader compilation failed: injected");
+  ok(typeof by[SMALL[0].name] === "number" && typeof by[SMALL[3].name] === "number");
+  ok([SMALL[0].name, SMALL[3].name].includes(e.variant));
+  assertEquals(tuner.measured, 2);
+});
+
+Deno.test("matmul tasks prune by shape (vec4 with K % 4 != 0, short split-K)", async () => {
+  const ctx = await gpuOnce();
+  const task = matmulTask(ctx, { trans: "nt", M: 9, N: 7, K: 30 }, { candidates: SMALL });
+  const e = await new Autotuner(emptyCache(), { adapter, deno: DENO, warmup: 0, runs: 1 }).tune(
+    task,
+  );
+  task.destroy();
+  const skipped = e.trials.filter((t) => t.skipped).map((t) => t.skipped!.split(" (")[0]);
+  assertEquals(skipped, [
+    "pruned: vec4 nt needs multiples of 4",
+    "pruned: split-K 2 leaves < 64 of K = 30 per slice",
+  ]);
+});
+
+Deno.test("cache file: warm runs measure nothing; the chooser falls back per shape, adapter and split-K", async () => {
+  const ctx = await gpuOnce();
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "sub", "autotune.json");
+  const shape = { trans: "nn" as const, M: 33, N: 20, K: 300 };
+  const cache = await loadTuneCache(path, () => fail("a missing cache is not a warning"));
+  const task = matmulTask(ctx, shape, { candidates: SMALL });
+  const cold = new Autotuner(cache, { adapter, deno: DENO, warmup: 0, runs: 1 });
+  const entry = await cold.tune(task);
+  await saveTuneCache(cache, path);
+  ok(cold.measured > 0);
+  const warm = new Autotuner(await loadTuneCache(path), { adapter, deno: DENO });
+  assertEquals((await warm.tune(task)).variant, entry.variant);
+  assertEquals(warm.measured, 0, "a warm cache does no measuring");
+  task.destroy();
+  // The chooser: the winner (split-K allowed), else the fastest one-dispatch trial.
+  const loaded = await loadTuneCache(path);
+  const o = { adapter, deno: DENO, limits: deviceMatmulLimits(ctx.gpu.device) };
+  const best = tunedMatmulParams(loaded, { ...o, allowSplitK: true }, shape);
+  assertEquals(best && matmulVariantName(best), entry.variant);
+  const onePass = tunedMatmulParams(loaded, o, shape)!;
+  assertEquals(onePass.splitK ?? 1, 1);
+  const fastestOnePass = entry.trials.filter((t) => t.ms !== undefined && !t.name.includes("sk"))
+    .sort((a, b) => a.ms! - b.ms!)[0].name;
+  assertEquals(matmulVariantName(onePass), fastestOnePass);
+  const choose = tunedMatmulChooser(loaded, o);
+  // Same bucket, but K % 4 != 0: a vec4 winner must not be used; another bucket, another
+  // adapter or another Deno: the default.
+  const odd = choose({ ...shape, K: 301 });
+  ok(odd === undefined || (odd.vec ?? 1) === 1);
+  assertEquals(choose({ ...shape, M: 2000 }), undefined);
+  assertEquals(tunedMatmulChooser(loaded, { ...o, deno: "0.0.0" })(shape), undefined);
+  assertEquals(
+    tunedMatmulChooser(loaded, { ...o, adapter: { ...adapter, description: "x" } })(shape),
+    undefined,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a corrupt or stale cache file is ignored with one warning line", async () => {
+  const dir = await Deno.makeTempDir();
+  for (
+    const [text, why] of [
+      ["{ not json", "not valid JSON"],
+      [JSON.stringify({ version: 0, entries: {} }), "stale format"],
+      [JSON.stringify({ version: 1, entries: { k: { variant: 3 } } }), "stale format"],
+    ]
+  ) {
+    const path = join(dir, "autotune.json");
+    await Deno.writeTextFile(path, text);
+    const lines: string[] = [];
+    const cache = await loadTuneCache(path, (l) => lines.push(l));
+    assertEquals(cache, emptyCache());
+    assertEquals(lines.length, 1);
+    ok(lines[0].startsWith("warning: ") && lines[0].includes(path), lines[0]);
+    ok(lines[0].includes(why.split(" ")[0]), lines[0]);
+  }
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("the training step's matmul shapes of the demo config", () => {
+  const uses = trainingMatmulShapes(DEFAULT_CONFIG.model, { batch: 16, seq_len: 64, K: 2 });
+  assertEquals(uses.length, 15);
+  // 2 layers x (7 forward + 14 backward) + LM head forward and its 2 backward products.
+  assertEquals(uses.reduce((t, u) => t + u.count, 0), 2 * 21 + 3);
+  assertEquals(uses.find((u) => u.what === "lm_head")?.M, 1024);
+  ok(uses.some((u) => u.trans === "tn" && u.M === 192 && u.N === 64 && u.K === 2048));
+});
+
+const autotuneCli = (args: string[]) => runScript("cli/autotune.ts", ...args);
+
+Deno.test("deno task autotune: warm cache does no measuring (says so); bad input is one line", async () => {
+  const ctx = await gpuOnce();
+  const dir = await Deno.makeTempDir();
+  const config = {
+    model: {
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+    },
+    train: { batch_size: 2, seq_len: 8 },
+  };
+  const cfgPath = join(dir, "tiny.json"), cachePath = join(dir, "autotune.json");
+  await Deno.writeTextFile(cfgPath, JSON.stringify(config));
+  // Fill the cache for every shape of the tiny config (cheap candidates), then ask the CLI.
+  const cache = emptyCache();
+  const tuner = new Autotuner(cache, { adapter: adapterIdOf(ctx.gpu), deno: DENO, runs: 1 });
+  const shapes = trainingMatmulShapes({ ...DEFAULT_CONFIG.model, ...config.model }, {
+    batch: 2,
+    seq_len: 8,
+    K: DEFAULT_CONFIG.phd.K,
+  });
+  for (const s of shapes) {
+    const t = matmulTask(ctx, s, { candidates: SMALL.slice(0, 2) });
+    await tuner.tune(t);
+    t.destroy();
+  }
+  // The training attention of the tiny config in train's layout (the default candidate only).
+  const at = attentionTask(ctx, TINY_ATTENTION, { candidates: ATTENTION.slice(0, 1) });
+  await tuner.tune(at);
+  at.destroy();
+  await saveTuneCache(cache, cachePath);
+  const r = await autotuneCli(["--config", cfgPath, "--cache", cachePath]);
+  assertEquals(r.code, 0, r.stderr);
+  ok(r.stdout.includes("warm cache: nothing measured"), r.stdout);
+  const j = await autotuneCli(["--config", cfgPath, "--cache", cachePath, "--json"]);
+  const report = JSON.parse(j.stdout);
+  assertEquals(report.measured_candidates, 0);
+  assertEquals(report.rows.length, shapes.length + 1);
+  const att = report.rows.find((x: { kernel: string }) => x.kernel === "attention");
+  assertEquals(att.variant, ATTENTION[0].name);
+  ok(att.default_ms > 0 && att.best_ms === att.default_ms, JSON.stringify(att));
+  const bad = await autotuneCli(["--kernels", "softmax"]);
+  assertEquals(bad.code, 1);
+  assertEquals(bad.stderr.trim().split("\n").length, 1);
+  ok(bad.stderr.startsWith("error: --kernels"), bad.stderr);
+  const help = await autotuneCli(["--help"]);
+  assertEquals(help.code, 0);
+  ok(help.stdout.includes("--quick") && help.stdout.includes("--config"));
+  ok(help.stdout.includes("--layout") && help.stdout.includes("matmul,attention"));
+  await Deno.remove(dir, { recursive: true });
+});
+
+// ---- the training attention ----
+
+/** The training attention of the tiny CLI config: d 8, 2 heads / 1 KV head, batch 2, L 8, K 2. */
+const TINY_ATTENTION: AttentionShape = {
+  spec: configSpec(DEFAULT_CONFIG.phd),
+  headDim: 8,
+  layout: "grouped",
+  L: 8,
+  batch: 2,
+  heads: 2,
+  kvHeads: 1,
+};
+
+const variant = (p: Partial<AttentionVariant>): Candidate<AttentionVariant> => {
+  const params = { ...defaultAttentionVariant(8), ...p };
+  return { name: attentionVariantName(params), params };
+};
+
+/**
+ * Default, dense, one built wrong (dK zeroed after the backward), one whose build throws, and one
+ * needing more workgroup memory than the test's limits allow. Only the first two compile.
+ */
+const ATTENTION = [
+  variant({}),
+  variant({ variant: "dense" }),
+  variant({ blockQ: 2, blockK: 2 }),
+  variant({ blockQ: 1, blockK: 1 }),
+  variant({ tileQ: 64, tileK: 64, blockQ: 1, blockK: 1, staging: "workgroup" }),
+];
+
+Deno.test("attention variant space: default first, unique names, blocks dividing their tiles", () => {
+  for (const quick of [true, false]) {
+    const cs = attentionCandidates(64, { quick });
+    assertEquals(cs[0].params, defaultAttentionVariant(64));
+    assertEquals(new Set(cs.map((c) => c.name)).size, cs.length);
+    ok(cs.every((c) => isAttentionVariant(c.params)), JSON.stringify(cs));
+  }
+  ok(attentionCandidates(64).some((c) => c.params.staging === "workgroup"));
+  ok(attentionCandidates(64).some((c) => c.params.variant === "dense"));
+  for (
+    const bad of [null, { ...defaultAttentionVariant(8), blockQ: 3 }, {
+      ...defaultAttentionVariant(8),
+      staging: "shared",
+    }, { ...defaultAttentionVariant(8), extra: 1 }]
+  ) {
+    ok(!isAttentionVariant(bad), JSON.stringify(bad));
+  }
+});
+
+Deno.test("attention tuning on the device: wrong, broken and oversized candidates; warm cache; chooser", async () => {
+  const ctx = await gpuOnce();
+  const [def, dense, wrong, broken, big] = ATTENTION.map((c) => c.name);
+  const task = attentionTask(ctx, TINY_ATTENTION, {
+    candidates: ATTENTION,
+    limits: { ...deviceAttentionLimits(ctx.gpu.device), maxComputeWorkgroupStorageSize: 4096 },
+    build: (c, spec, config) => {
+      const name = attentionVariantName(config as AttentionVariant);
+      if (name === broken) throw new Error("shader compilation failed: injected\nmore");
+      if (name !== wrong) return new FlashAttention(c.gpu, c.cache, spec, config);
+      // The default's kernels (nothing new to compile), with dK lost after the backward pass.
+      const fa = new FlashAttention(c.gpu, c.cache, spec, { ...config, ...ATTENTION[0].params });
+      return {
+        forward: (enc, io, run) => fa.forward(enc, io, run),
+        backward: (enc, io, run) => {
+          fa.backward(enc, io, run);
+          enc.clearBuffer(io.dk);
+        },
+      };
+    },
+  });
+  assertEquals(task.reference, "float64");
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "autotune.json");
+  const cache = emptyCache();
+  const cold = new Autotuner(cache, { adapter, deno: DENO, warmup: 0, runs: 1 });
+  const entry = await cold.tune(task);
+  await saveTuneCache(cache, path);
+  const by = Object.fromEntries(entry.trials.map((t) => [t.name, t.skipped ?? t.ms]));
+  assertEquals(by[wrong], "disqualified: wrong numbers");
+  assertEquals(by[broken], "disqualified: shader compilation failed: injected");
+  ok(String(by[big]).startsWith("pruned: ") && String(by[big]).includes("workgroup memory"));
+  ok(typeof by[def] === "number" && typeof by[dense] === "number", JSON.stringify(by));
+  ok([def, dense].includes(entry.variant));
+  assertEquals(cold.measured, 2);
+  // A warm cache measures nothing.
+  const loaded = await loadTuneCache(path);
+  const warm = new Autotuner(loaded, { adapter, deno: DENO });
+  assertEquals((await warm.tune(task)).variant, entry.variant);
+  assertEquals(warm.measured, 0);
+  task.destroy();
+  // The chooser returns the stored variant for the problem's bucket, the default elsewhere.
+  const o = { adapter, deno: DENO, limits: deviceAttentionLimits(ctx.gpu.device) };
+  const chosen = tunedAttentionParams(loaded, o, TINY_ATTENTION);
+  assertEquals(chosen, entry.params);
+  const choose = tunedAttentionChooser(loaded, o);
+  assertEquals(choose({ ...TINY_ATTENTION, L: 7 }), entry.params); // same bucket (N 14 -> 16)
+  assertEquals(choose({ ...TINY_ATTENTION, L: 64 }), undefined);
+  assertEquals(choose({ ...TINY_ATTENTION, layout: "interleaved" }), undefined);
+  assertEquals(tunedAttentionChooser(loaded, { ...o, deno: "0.0.0" })(TINY_ATTENTION), undefined);
+  ok(attentionBucket({ ...TINY_ATTENTION, L: 7 }) === entry.bucket);
+  // A model graph of that shape builds the chosen variant; explicit knobs win over the chooser.
+  const model = {
+    ...DEFAULT_CONFIG.model,
+    hidden_size: 16,
+    intermediate_size: 32,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+  };
+  const params = new ModelParams(ctx, model);
+  const graph = (attention: { layout: "grouped"; tileQ?: number }) =>
+    new ModelGraph(ctx, params, TINY_ATTENTION.spec, {
+      batch: 2,
+      L: 8,
+      attention,
+      attentionChooser: choose,
+    });
+  const g = graph({ layout: "grouped" });
+  const { tileQ, tileK, blockQ, blockK, staging, variant: v } = g.attention.params;
+  assertEquals({ tileQ, tileK, blockQ, blockK, staging, variant: v }, entry.params);
+  g.destroy();
+  const explicit = graph({ layout: "grouped", tileQ: 16 });
+  assertEquals(explicit.attention.params.tileQ, 16);
+  assertEquals(explicit.attention.params.variant, "fused");
+  explicit.destroy();
+  params.destroy();
+  await Deno.remove(dir, { recursive: true });
+});
