@@ -42,8 +42,8 @@ import {
 } from "../runtime/kernels/matmul.ts";
 import { matmulRef } from "../reference/kernels.ts";
 import { Trainer } from "../runtime/train/trainer.ts";
-import { configMatmulShapes } from "../cli/autotune.ts";
-import { readConfig } from "../cli/train.ts";
+import { configMatmulShapes } from "../runtime/tune/autotune.ts";
+import { readConfig } from "../runtime/host/config_file.ts";
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);

@@ -13,7 +13,7 @@ import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
 import { createContext } from "../runtime/gpu/context.ts";
 import { Rng } from "../runtime/data/batches.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
-import { countedKernels } from "../cli/train.ts";
+import { countedKernels } from "../runtime/host/tune_cache.ts";
 import { loadKernelChoosers } from "../runtime/host/tune_cache.ts";
 import { writeResults } from "./results.ts";
 import type { Layout } from "../compiler/layout.ts";

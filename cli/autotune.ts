@@ -14,22 +14,20 @@ import {
   attentionBucket,
   attentionCandidates,
   attentionKernelName,
-  type AttentionShape,
   attentionSourceHash,
   attentionTask,
   Autotuner,
+  configAttentionShape,
+  configMatmulShapes,
   matmulBucket,
   matmulCandidates,
   matmulKernelName,
   matmulSourceHash,
   matmulTask,
-  type MatmulUse,
-  trainingMatmulShapes,
   tunedMatmulParams,
   type TuneEntry,
   type TuneTask,
 } from "../runtime/tune/autotune.ts";
-import { type Config, configSpec } from "../runtime/model/config.ts";
 import { createContext } from "../runtime/gpu/context.ts";
 import {
   DEFAULT_TUNE_CACHE,
@@ -38,10 +36,9 @@ import {
   saveTuneCache,
 } from "../runtime/host/tune_cache.ts";
 import { deviceMatmulLimits, matmulVariantName } from "../runtime/kernels/matmul.ts";
-import { headDim } from "../runtime/model/params.ts";
-import { type Layout, LAYOUTS } from "../compiler/layout.ts";
+import { LAYOUTS } from "../compiler/layout.ts";
 import { newCommand, parseArgv, runCommand, UsageError } from "./args.ts";
-import { readConfig } from "./train.ts";
+import { readConfig } from "../runtime/host/config_file.ts";
 
 /** Kernel families `--kernels` accepts. */
 export const TUNABLE = ["matmul", "attention"] as const;
@@ -111,33 +108,6 @@ function listOf<T extends string>(flag: string, list: string, allowed: readonly 
     }
   }
   return [...new Set(xs)] as T[];
-}
-
-/** The matmul shapes of one training step of a config. */
-export function configMatmulShapes(config: Config): MatmulUse[] {
-  return trainingMatmulShapes(config.model, {
-    batch: config.train.batch_size,
-    seq_len: config.train.seq_len,
-    K: config.phd.K,
-  });
-}
-
-/** The training attention problem of a config in a layout (every layer runs it once a step). */
-export function configAttentionShape(
-  config: Config,
-  layout: Layout,
-): AttentionShape & { count: number } {
-  const m = config.model;
-  return {
-    spec: configSpec(config.phd),
-    headDim: headDim(m),
-    layout,
-    L: config.train.seq_len,
-    batch: config.train.batch_size,
-    heads: m.num_attention_heads,
-    kvHeads: m.num_key_value_heads,
-    count: m.num_hidden_layers,
-  };
 }
 
 /** Runs the tuning; progress lines go to `progress`. */

@@ -7,14 +7,15 @@
 // @ts-types="npm:@types/cli-progress@3.11.6"
 import cliProgress from "cli-progress";
 import process from "node:process";
-import { type Config, DEFAULT_CONFIG, parseConfig } from "../runtime/model/config.ts";
+import type { Config } from "../runtime/model/config.ts";
 import { buildCorpus, type Corpus } from "../runtime/data/batches.ts";
 import { createContext } from "../runtime/gpu/context.ts";
 import { loadBrown } from "../runtime/host/corpus.ts";
 import { loadCheckpoint, loadTrainingState, saveCheckpoint } from "../runtime/host/checkpoint.ts";
 import { writeFileAtomic } from "../runtime/host/files.ts";
 import type { KernelContext } from "../runtime/gpu/kernel.ts";
-import { DEFAULT_TUNE_CACHE, loadKernelChoosers } from "../runtime/host/tune_cache.ts";
+import { tunedKernels } from "../runtime/host/tune_cache.ts";
+import { readConfig } from "../runtime/host/config_file.ts";
 import { lineChart } from "../viz/chart.ts";
 import { ByteTokenizer } from "../runtime/data/tokenizer.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
@@ -62,53 +63,6 @@ export const kernelContext = createContext;
 /** The Brown corpus as byte tokens (cleaned text cached under `.cache`). */
 export async function brownCorpus(): Promise<Corpus> {
   return buildCorpus(await loadBrown({ cacheDir: CACHE_DIR }), new ByteTokenizer());
-}
-
-/** The autotuner's choosers of one cache file (`loadKernelChoosers`). */
-export type KernelChoosers = Awaited<ReturnType<typeof loadKernelChoosers>>;
-
-/**
- * Wraps a chooser so that it records, per shape asked for (named by `keyOf`), whether it had a
- * tuned answer.
- */
-function recording<S, P>(choose: (s: S) => P | undefined, keyOf: (s: S) => string) {
-  const asked = new Map<string, boolean>();
-  const chooser = (s: S) => {
-    const p = choose(s);
-    asked.set(keyOf(s), p !== undefined);
-    return p;
-  };
-  const tuned = () => [...asked.values()].filter(Boolean).length;
-  return { chooser, asked, tuned };
-}
-
-/**
- * Choosers to hand one `Trainer` from the autotuner's variants (they record what the model asked
- * for): `hits()` counts the tuned answers and `summary()` is one line saying how many of the shapes
- * asked for were tuned, per kernel.
- */
-export function countedKernels(tuned: KernelChoosers) {
-  const mm = recording(tuned.matmul, (s) => `${s.trans} ${s.M}x${s.N}x${s.K}`);
-  const att = recording(
-    tuned.attention,
-    (s) => `${s.spec.name} ${s.layout} ${s.batch}x${s.heads}/${s.kvHeads}x${s.L} d${s.headDim}`,
-  );
-  const hits = () => mm.tuned() + att.tuned();
-  const summary = () =>
-    hits() > 0
-      ? `tuned variants (${DEFAULT_TUNE_CACHE}): matmul ${mm.tuned()} of ${mm.asked.size} ` +
-        `shapes, attention ${att.tuned()} of ${att.asked.size}`
-      : "matmul, attention: default variants (`deno task autotune --config F` tunes them for " +
-        "this adapter)";
-  return { matmul: mm.chooser, attention: att.chooser, hits, summary };
-}
-
-/**
- * The autotuner's matmul and attention variants for this adapter (`.cache/autotune.json`, written
- * by `deno task autotune`), counted (see `countedKernels`).
- */
-export async function tunedKernels(ctx: KernelContext, warn: (line: string) => void) {
-  return countedKernels(await loadKernelChoosers(ctx, { warn }));
 }
 
 function log(quiet: boolean | undefined, msg: string) {
@@ -250,31 +204,6 @@ async function loadResume(path: string, config: Config) {
     );
   }
   return { config: merged, params: ck.params, state: st.state };
-}
-
-/** Reads and checks a config file (one line naming the problem). */
-export async function readConfig(path: string | undefined): Promise<Config> {
-  if (!path) return structuredClone(DEFAULT_CONFIG);
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new UsageError(`config file "${path}" does not exist`);
-    }
-    throw e;
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new UsageError(`config file "${path}" is not JSON: ${(e as Error).message}`);
-  }
-  try {
-    return parseConfig(raw);
-  } catch (e) {
-    throw new UsageError(`${path}: ${(e as Error).message}`);
-  }
 }
 
 async function main() {

@@ -106,3 +106,50 @@ export async function loadKernelChoosers(
     }),
   };
 }
+
+/** The autotuner's choosers of one cache file (`loadKernelChoosers`). */
+export type KernelChoosers = Awaited<ReturnType<typeof loadKernelChoosers>>;
+
+/**
+ * Wraps a chooser so that it records, per shape asked for (named by `keyOf`), whether it had a
+ * tuned answer.
+ */
+function recording<S, P>(choose: (s: S) => P | undefined, keyOf: (s: S) => string) {
+  const asked = new Map<string, boolean>();
+  const chooser = (s: S) => {
+    const p = choose(s);
+    asked.set(keyOf(s), p !== undefined);
+    return p;
+  };
+  const tuned = () => [...asked.values()].filter(Boolean).length;
+  return { chooser, asked, tuned };
+}
+
+/**
+ * Choosers to hand one `Trainer` from the autotuner's variants (they record what the model asked
+ * for): `hits()` counts the tuned answers and `summary()` is one line saying how many of the shapes
+ * asked for were tuned, per kernel.
+ */
+export function countedKernels(tuned: KernelChoosers) {
+  const mm = recording(tuned.matmul, (s) => `${s.trans} ${s.M}x${s.N}x${s.K}`);
+  const att = recording(
+    tuned.attention,
+    (s) => `${s.spec.name} ${s.layout} ${s.batch}x${s.heads}/${s.kvHeads}x${s.L} d${s.headDim}`,
+  );
+  const hits = () => mm.tuned() + att.tuned();
+  const summary = () =>
+    hits() > 0
+      ? `tuned variants (${DEFAULT_TUNE_CACHE}): matmul ${mm.tuned()} of ${mm.asked.size} ` +
+        `shapes, attention ${att.tuned()} of ${att.asked.size}`
+      : "matmul, attention: default variants (`deno task autotune --config F` tunes them for " +
+        "this adapter)";
+  return { matmul: mm.chooser, attention: att.chooser, hits, summary };
+}
+
+/**
+ * The autotuner's matmul and attention variants for this adapter (`.cache/autotune.json`, written
+ * by `deno task autotune`), counted (see `countedKernels`).
+ */
+export async function tunedKernels(ctx: KernelContext, warn: (line: string) => void) {
+  return countedKernels(await loadKernelChoosers(ctx, { warn }));
+}

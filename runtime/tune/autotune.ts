@@ -38,6 +38,8 @@ import {
   type StorageType,
 } from "../../compiler/codegen/attention_kernels.ts";
 import type { Layout } from "../../compiler/layout.ts";
+import { type Config, configSpec } from "../model/config.ts";
+import { headDim } from "../model/params.ts";
 import { specBindings } from "../../dsl/eval.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import {
@@ -1113,4 +1115,31 @@ export function isAttentionVariant(x: unknown): x is AttentionVariant {
     p.tileQ % p.blockQ === 0 && p.tileK % p.blockK === 0 &&
     (p.staging === "direct" || p.staging === "workgroup") &&
     (p.variant === "fused" || p.variant === "dense");
+}
+
+/** The matmul shapes of one training step of a config. */
+export function configMatmulShapes(config: Config): MatmulUse[] {
+  return trainingMatmulShapes(config.model, {
+    batch: config.train.batch_size,
+    seq_len: config.train.seq_len,
+    K: config.phd.K,
+  });
+}
+
+/** The training attention problem of a config in a layout (every layer runs it once a step). */
+export function configAttentionShape(
+  config: Config,
+  layout: Layout,
+): AttentionShape & { count: number } {
+  const m = config.model;
+  return {
+    spec: configSpec(config.phd),
+    headDim: headDim(m),
+    layout,
+    L: config.train.seq_len,
+    batch: config.train.batch_size,
+    heads: m.num_attention_heads,
+    kvHeads: m.num_key_value_heads,
+    count: m.num_hidden_layers,
+  };
 }
