@@ -97,3 +97,68 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   out.push("</svg>");
   return out.join("\n");
 }
+
+/** One bar of `barChart`: a value and, optionally, its spread (drawn as an error bar of ±err). */
+export interface Bar {
+  name: string;
+  value: number;
+  err?: number;
+  color?: string;
+}
+
+/** Renders bars (one per name, labels under them, the axis fitted to value ± err) as SVG. */
+export function barChart(bars: Bar[], o: Omit<ChartOptions, "logX">): string {
+  const W = o.width ?? 640, H = o.height ?? 400, m = { l: 64, r: 16, t: 36, b: 96 };
+  const ok = bars.filter((b) => Number.isFinite(b.value));
+  if (ok.length === 0) throw new RangeError(`chart "${o.title}" has no finite bars`);
+  const lo = Math.min(...ok.map((b) => b.value - (b.err ?? 0)));
+  const hi = Math.max(...ok.map((b) => b.value + (b.err ?? 0)));
+  const pad = (hi - lo || Math.abs(hi) || 1) * 0.15;
+  const [y0, y1] = [lo - pad, hi + pad];
+  const sy = (y: number) => H - m.b - (y - y0) / (y1 - y0) * (H - m.t - m.b);
+  const slot = (W - m.l - m.r) / ok.length, bw = slot * 0.6;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(o.title)}</text>`,
+  ];
+  for (const v of ticks(y0, y1)) {
+    out.push(
+      `<line x1="${m.l}" x2="${W - m.r}" y1="${sy(v)}" y2="${sy(v)}" stroke="#eee"/>`,
+      `<text x="${m.l - 6}" y="${sy(v) + 4}" text-anchor="end">${v}</text>`,
+    );
+  }
+  ok.forEach((b, i) => {
+    const x = m.l + i * slot + (slot - bw) / 2, color = b.color ?? PALETTE[i % PALETTE.length];
+    const top = sy(b.value), cx = x + bw / 2;
+    out.push(
+      `<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${bw.toFixed(1)}" height="${
+        (H - m.b - top).toFixed(1)
+      }" fill="${color}" opacity="0.8"/>`,
+      `<text transform="translate(${cx.toFixed(1)} ${H - m.b + 10}) rotate(35)" font-size="11">${
+        escapeXml(b.name)
+      }</text>`,
+    );
+    if (b.err) {
+      const [a, z] = [sy(b.value - b.err), sy(b.value + b.err)];
+      out.push(
+        `<line x1="${cx}" x2="${cx}" y1="${a.toFixed(1)}" y2="${z.toFixed(1)}" stroke="black"/>`,
+        `<line x1="${cx - 5}" x2="${cx + 5}" y1="${a.toFixed(1)}" y2="${
+          a.toFixed(1)
+        }" stroke="black"/>`,
+        `<line x1="${cx - 5}" x2="${cx + 5}" y1="${z.toFixed(1)}" y2="${
+          z.toFixed(1)
+        }" stroke="black"/>`,
+      );
+    }
+  });
+  out.push(
+    `<line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${H - m.b}" stroke="black"/>`,
+    `<line x1="${m.l}" x2="${W - m.r}" y1="${H - m.b}" y2="${H - m.b}" stroke="black"/>`,
+    `<text transform="translate(16 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">${
+      escapeXml(o.yLabel)
+    }</text>`,
+    "</svg>",
+  );
+  return out.join("\n");
+}

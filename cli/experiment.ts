@@ -1,0 +1,381 @@
+/**
+ * `deno task experiment <suite> [--budget-tokens N | --budget-flops F | --minutes M] [--seeds S]
+ * [--json] [--resume | --fresh] [--out DIR]`: trains every arm of a suite (experiments/<suite>.json,
+ * or a path) at several seeds on the Brown corpus, one run after another with progress across
+ * runs, and writes under experiments/results/<suite>/ each finished run (runs/, so a killed suite
+ * resumes where it stopped), results.json, results.md (table, paired statistics against the
+ * baseline, the command, adapter and commit) and two pictures (validation curves, final bits per
+ * byte with the seed spread).
+ */
+import { join, resolve } from "node:path";
+import {
+  type Arm,
+  type Budget,
+  parseSuite,
+  runConfig,
+  seedsOf,
+  type Suite,
+} from "../runtime/experiment/suite.ts";
+import { runArm, type RunResult } from "../runtime/experiment/run.ts";
+import { compare, type Comparison, mean, sd } from "../runtime/experiment/stats.ts";
+import {
+  clearRuns,
+  gitCommit,
+  hasRuns,
+  loadRun,
+  saveRun,
+} from "../runtime/host/experiment_store.ts";
+import { writeFileAtomic } from "../runtime/host/files.ts";
+import { barChart, lineChart } from "../viz/chart.ts";
+import { type Layout, LAYOUTS } from "../compiler/layout.ts";
+import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
+import { brownCorpus, kernelContext } from "./train.ts";
+
+const SUITES_DIR = new URL("../experiments/", import.meta.url);
+
+/** Per arm: its runs and the seed statistics. */
+export interface ArmSummary {
+  arm: string;
+  note?: string;
+  spec: string;
+  K: number;
+  params: number;
+  seeds: number;
+  steps: number;
+  tokens: number;
+  flops: number;
+  train_seconds: number;
+  val_bpb_mean: number;
+  val_bpb_sd: number;
+  vs_baseline?: Comparison;
+}
+
+/** What results.json holds. */
+export interface SuiteResults {
+  suite: string;
+  description: string;
+  command: string;
+  adapter: string;
+  commit: string;
+  date: string;
+  budget: Budget;
+  seeds: number[];
+  baseline: string;
+  method: string;
+  arms: ArmSummary[];
+  runs: RunResult[];
+}
+
+const METHOD = "final validation loss in bits per byte; per arm the mean and sample standard " +
+  "deviation over seeds; against the baseline the mean of per-seed differences (arm - baseline, " +
+  "same seed: same initial-weight stream and batch order) with a 95% paired t-interval; a " +
+  "difference is beyond seed noise when the interval excludes 0";
+
+async function readSuite(ref: string): Promise<{ suite: Suite; file: string }> {
+  const file = ref.endsWith(".json") ? resolve(ref) : new URL(`${ref}.json`, SUITES_DIR).pathname;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    const names = [];
+    for await (const e of Deno.readDir(SUITES_DIR)) {
+      if (e.name.endsWith(".json")) names.push(e.name.slice(0, -5));
+    }
+    throw new UsageError(
+      `no suite "${ref}": give a suite file or one of ${names.sort().join(", ")}`,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text.replace(/^\uFEFF/, ""));
+  } catch (e) {
+    throw new UsageError(`${file} is not JSON: ${(e as Error).message}`);
+  }
+  try {
+    return { suite: parseSuite(raw, ref), file };
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** Per-arm statistics, the baseline comparison included. */
+export function summarize(suite: Suite, runs: RunResult[]): ArmSummary[] {
+  const bpb = (arm: string) =>
+    new Map(runs.filter((r) => r.arm === arm).map((r) => [r.seed, r.val_bpb]));
+  const base = bpb(suite.baseline);
+  return suite.arms.flatMap((a) => {
+    const rs = runs.filter((r) => r.arm === a.name);
+    if (rs.length === 0) return [];
+    const v = rs.map((r) => r.val_bpb);
+    return [{
+      arm: a.name,
+      note: a.note,
+      spec: rs[0].spec,
+      K: rs[0].K,
+      params: rs[0].params,
+      seeds: rs.length,
+      steps: rs[0].steps,
+      tokens: rs[0].tokens,
+      flops: rs[0].flops,
+      train_seconds: +mean(rs.map((r) => r.train_seconds)).toFixed(1),
+      val_bpb_mean: mean(v),
+      val_bpb_sd: sd(v),
+      vs_baseline: a.name === suite.baseline ? undefined : compare(bpb(a.name), base),
+    }];
+  });
+}
+
+const f4 = (x: number) => x.toFixed(4);
+
+function verdictLine(s: ArmSummary, baseline: string): string {
+  const c = s.vs_baseline!;
+  if (c.verdict === "too few seeds") {
+    return `- ${s.arm}: ${f4(c.diff)} bits/byte vs ${baseline} (one seed: no noise estimate).`;
+  }
+  const ci = `95% CI [${f4(c.ci![0])}, ${f4(c.ci![1])}]`;
+  const what = c.verdict === "within seed noise"
+    ? "within seed noise"
+    : `${c.verdict} than ${baseline}, beyond seed noise`;
+  return `- ${s.arm}: ${c.diff >= 0 ? "+" : ""}${
+    f4(c.diff)
+  } bits/byte vs ${baseline} (${ci}): ${what}.`;
+}
+
+/** results.md: what ran, the table, and one plain line per comparison. */
+export function markdown(r: SuiteResults): string {
+  const budget = Object.entries(r.budget).map(([k, v]) => `${v} ${k}`).join("");
+  return [
+    `# Experiment ${r.suite}`,
+    "",
+    ...(r.description ? [r.description, ""] : []),
+    `\`${r.command}\` on ${r.adapter}, commit ${r.commit}, ${r.date}. Budget per run: ${budget}; ` +
+    `seeds ${r.seeds.join(", ")}. Statistics: ${r.method}.`,
+    "",
+    "| arm | spec | params | steps | tokens | train GFLOP | train s | val bits/byte (mean ± sd) | vs baseline [95% CI] |",
+    "| --- | ---- | -----: | ----: | -----: | ----------: | ------: | ------------------------: | -------------------- |",
+    ...r.arms.map((a) => {
+      const c = a.vs_baseline;
+      const vs = !c
+        ? "baseline"
+        : c.ci
+        ? `${c.diff >= 0 ? "+" : ""}${f4(c.diff)} [${f4(c.ci[0])}, ${f4(c.ci[1])}] ${c.verdict}`
+        : `${f4(c.diff)} (${c.verdict})`;
+      const name = a.note ? `${a.arm} (${a.note})` : a.arm;
+      return `| ${name} | ${a.spec} | ${a.params} | ${a.steps} | ${a.tokens} | ` +
+        `${(a.flops / 1e9).toPrecision(3)} | ${a.train_seconds} | ${f4(a.val_bpb_mean)} ± ` +
+        `${f4(a.val_bpb_sd)} | ${vs} |`;
+    }),
+    "",
+    ...r.arms.filter((a) => a.vs_baseline).map((a) => verdictLine(a, r.baseline)),
+    "",
+    "![validation curves](loss_curves.svg) ![final validation bits per byte](bars.svg)",
+    "",
+  ].join("\n");
+}
+
+function pictures(r: SuiteResults): Record<string, string> {
+  const curves = r.arms.map((a) => {
+    const rs = r.runs.filter((x) => x.arm === a.arm);
+    const points = rs[0].curve.map(([tok], i): [number, number] => [
+      tok,
+      mean(rs.map((x) => x.curve[i][1] / Math.LN2)),
+    ]);
+    return { name: a.arm, points };
+  });
+  return {
+    "loss_curves.svg": lineChart(curves, {
+      title: `${r.suite}: validation (mean over seeds)`,
+      xLabel: "training tokens (bytes)",
+      yLabel: "bits per byte",
+    }),
+    "bars.svg": barChart(
+      r.arms.map((a) => ({ name: a.arm, value: a.val_bpb_mean, err: a.val_bpb_sd })),
+      {
+        title: `${r.suite}: final validation bits per byte (± sd over seeds)`,
+        xLabel: "arm",
+        yLabel: "bits per byte",
+      },
+    ),
+  };
+}
+
+function budgetOf(o: Record<string, unknown>, suite: Suite): Budget {
+  const given = ["budgetTokens", "budgetFlops", "minutes"].filter((k) => o[k] !== undefined);
+  if (given.length > 1) {
+    throw new UsageError("give one of --budget-tokens, --budget-flops, --minutes");
+  }
+  if (o.budgetTokens !== undefined) return { tokens: o.budgetTokens as number };
+  if (o.budgetFlops !== undefined) return { flops: o.budgetFlops as number };
+  if (o.minutes !== undefined) {
+    // Equal wall time per run: the suite's minutes shared by its runs.
+    const runs = suite.arms.length * suite.seeds;
+    return { seconds: +((o.minutes as number) * 60 / runs).toFixed(1) };
+  }
+  return suite.budget;
+}
+
+function positiveNumber(flag: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) {
+      throw new UsageError(`${flag} needs a positive number, got "${v}"`);
+    }
+    return n;
+  };
+}
+
+async function main() {
+  const cmd = newCommand("experiment", "Train every arm of a suite at several seeds and compare.")
+    .argument("<suite>", "a suite name (experiments/<name>.json) or a suite file")
+    .option(
+      "--budget-tokens <n>",
+      "training tokens (bytes) per run",
+      positiveInt("--budget-tokens"),
+    )
+    .option(
+      "--budget-flops <f>",
+      "model training FLOPs per run (equal for every arm)",
+      positiveNumber("--budget-flops"),
+    )
+    .option(
+      "--minutes <m>",
+      "wall time for the whole suite, shared equally by its runs",
+      positiveNumber("--minutes"),
+    )
+    .option("--seeds <s>", "seeds per arm (default: the suite's)", positiveInt("--seeds"))
+    .option("--resume", "keep the finished runs in the results folder and run the rest")
+    .option("--fresh", "delete the finished runs in the results folder first")
+    .option("--out <dir>", "results folder (default experiments/results/<suite>)")
+    .option("--layout <layout>", `attention storage layout: ${LAYOUTS.join(" | ")}`, "grouped")
+    .option("--json", "print results.json on stdout")
+    .addHelpText(
+      "after",
+      `\nSuites: k-sweep, window, chunk, positions (experiments/*.json). Statistics: ${METHOD}.`,
+    );
+  const p = parseArgv(cmd), o = p.opts();
+  if (!LAYOUTS.includes(o.layout)) {
+    throw new UsageError(`--layout must be one of ${LAYOUTS.join(", ")}, got "${o.layout}"`);
+  }
+  if (o.resume && o.fresh) throw new UsageError("give --resume or --fresh, not both");
+  const { suite } = await readSuite(p.args[0]);
+  if (o.seeds) suite.seeds = o.seeds;
+  const budget = budgetOf(o, suite);
+  const dir = o.out ?? join("experiments", "results", suite.name);
+  if (o.fresh) await clearRuns(dir);
+  else if (!o.resume && await hasRuns(dir)) {
+    throw new UsageError(
+      `${dir} holds finished runs: pass --resume to keep them and run the rest, or --fresh to start over`,
+    );
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  const log = (s: string) => console.error(s);
+  const ctx = await kernelContext(), corpus = await brownCorpus();
+  const seeds = seedsOf(suite.seeds);
+  const jobs = suite.arms.flatMap((arm) => seeds.map((seed) => ({ arm, seed })));
+  const runs: RunResult[] = [];
+  const t0 = performance.now();
+  let fresh = 0;
+  for (const [i, { arm, seed }] of jobs.entries()) {
+    const config = runConfig(suite, arm, seed);
+    const definition = {
+      config,
+      budget,
+      tokens_factor: arm.tokens_factor,
+      eval_points: suite.eval_points,
+      layout: o.layout,
+    };
+    const tag = `[${i + 1}/${jobs.length}] ${arm.name} seed ${seed}`;
+    const done = o.resume ? await loadRun(dir, arm.name, seed, definition, log) : undefined;
+    if (done) {
+      log(`${tag}: finished earlier (${done.val_bpb.toFixed(4)} bits/byte), kept`);
+      runs.push(done);
+      continue;
+    }
+    const result = await runOne(ctx, corpus, {
+      arm,
+      seed,
+      config,
+      budget,
+      suite,
+      layout: o.layout,
+      tag,
+      t0,
+      left: jobs.length - i,
+      fresh,
+    });
+    fresh++;
+    await saveRun(dir, { definition, result });
+    log(
+      `${tag}: ${
+        result.val_bpb.toFixed(4)
+      } bits/byte after ${result.steps} steps (${result.train_seconds} s)`,
+    );
+    runs.push(result);
+  }
+  const results: SuiteResults = {
+    suite: suite.name,
+    description: suite.description,
+    command: `npx --yes deno@2.9.6 task experiment ${
+      Deno.args.filter((a) => !["--resume", "--fresh", "--json"].includes(a)).join(" ")
+    }`,
+    adapter: ctx.gpu.adapterName,
+    commit: await gitCommit(),
+    date: new Date().toISOString().slice(0, 10),
+    budget,
+    seeds,
+    baseline: suite.baseline,
+    method: METHOD,
+    arms: summarize(suite, runs),
+    runs,
+  };
+  const enc = new TextEncoder();
+  await writeFileAtomic(
+    join(dir, "results.json"),
+    enc.encode(JSON.stringify(results, null, 1) + "\n"),
+  );
+  await writeFileAtomic(join(dir, "results.md"), enc.encode(markdown(results)));
+  for (const [name, svg] of Object.entries(pictures(results))) {
+    await writeFileAtomic(join(dir, name), enc.encode(svg));
+  }
+  log(`wrote ${dir}/results.{json,md}, loss_curves.svg, bars.svg`);
+  if (o.json) console.log(JSON.stringify(results));
+  else console.log(markdown(results));
+}
+
+async function runOne(
+  ctx: Awaited<ReturnType<typeof kernelContext>>,
+  corpus: Awaited<ReturnType<typeof brownCorpus>>,
+  j: {
+    arm: Arm;
+    seed: number;
+    config: ReturnType<typeof runConfig>;
+    budget: Budget;
+    suite: Suite;
+    layout: Layout;
+    tag: string;
+    t0: number;
+    left: number;
+    fresh: number;
+  },
+): Promise<RunResult> {
+  let last = 0;
+  return await runArm(ctx, j.config, corpus, {
+    arm: j.arm.name,
+    seed: j.seed,
+    budget: j.budget,
+    tokensFactor: j.arm.tokens_factor,
+    evalPoints: j.suite.eval_points,
+    layout: j.layout,
+    progress: (step, steps, loss) => {
+      const now = performance.now();
+      if (now - last < 2000 && step < steps) return;
+      last = now;
+      const elapsed = (now - j.t0) / 1000;
+      const eta = j.fresh > 0 ? ` · suite ETA ~${Math.round(elapsed / j.fresh * j.left)} s` : "";
+      console.error(`${j.tag}: step ${step}/${steps} loss ${loss.toFixed(3)}${eta}`);
+    },
+  });
+}
+
+if (import.meta.main) await runCommand(main);

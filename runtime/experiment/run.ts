@@ -1,0 +1,124 @@
+/**
+ * One run of an experiment: an arm's config at one seed, trained on the suite's budget with the
+ * in-process `Trainer`, validated at `eval_points` evenly spaced steps and at the end. Loss is in
+ * nats per token and bits per byte (the byte tokenizer: one token is one byte). Platform-neutral.
+ */
+import type { Config } from "../model/config.ts";
+import type { KernelContext } from "../gpu/kernel.ts";
+import type { Corpus } from "../data/batches.ts";
+import { Trainer, type TrainerOptions } from "../train/trainer.ts";
+import { type Budget, stepsForTokens } from "./suite.ts";
+
+/** What a finished run records (the results file of one arm and seed). */
+export interface RunResult {
+  arm: string;
+  seed: number;
+  spec: string;
+  K: number;
+  params: number;
+  steps: number;
+  /** Training input positions (bytes) seen. */
+  tokens: number;
+  /** Model training FLOPs (`Trainer.flopsPerStep` x steps). */
+  flops: number;
+  /** Wall time of the training steps (validation excluded). */
+  train_seconds: number;
+  /** Validation loss (nats per token) after `tokens` training tokens, at each point. */
+  curve: [number, number][];
+  val_loss: number;
+  val_bpb: number;
+}
+
+/** Options of `runArm`. */
+export interface RunOptions extends TrainerOptions {
+  arm: string;
+  seed: number;
+  budget: Budget;
+  tokensFactor: number;
+  evalPoints: number;
+  /** Called every few steps with (steps done, steps in all, last mean training loss). */
+  progress?: (step: number, steps: number, loss: number) => void;
+}
+
+/** Mean seconds of `n` training steps of a scratch trainer (the `seconds` budget's estimate). */
+async function secondsPerStep(ctx: KernelContext, config: Config, corpus: Corpus, o: RunOptions) {
+  const t = new Trainer(ctx, structuredClone(config), corpus, o), q = ctx.gpu.device.queue;
+  try {
+    t.trainStep(); // pipelines
+    await q.onSubmittedWorkDone();
+    const t0 = performance.now();
+    for (let i = 0; i < 3; i++) t.trainStep();
+    await q.onSubmittedWorkDone();
+    return (performance.now() - t0) / 3000;
+  } finally {
+    t.destroy();
+  }
+}
+
+/** Trains one arm at one seed on the budget and returns what it reached. */
+export async function runArm(
+  ctx: KernelContext,
+  config: Config,
+  corpus: Corpus,
+  o: RunOptions,
+): Promise<RunResult> {
+  const c = structuredClone(config), b = o.budget;
+  const perSecond = "seconds" in b ? await secondsPerStep(ctx, c, corpus, o) : 0;
+  const trainer = new Trainer(ctx, c, corpus, o);
+  try {
+    // The schedule reads train.steps at every step, so the budget may set it before the first.
+    c.train.steps = "tokens" in b
+      ? stepsForTokens(c, b.tokens * o.tokensFactor)
+      : "flops" in b
+      ? Math.max(1, Math.round(b.flops / trainer.flopsPerStep))
+      : Math.max(1, Math.floor(b.seconds / perSecond));
+    const steps = c.train.steps, perStep = c.train.batch_size * c.train.seq_len;
+    const points = new Set(
+      Array.from(
+        { length: o.evalPoints },
+        (_, i) => Math.round((i + 1) * steps / (o.evalPoints + 1)),
+      ),
+    );
+    const curve: [number, number][] = [];
+    let trainMs = 0, loss = NaN;
+    const logEvery = Math.max(1, Math.min(c.train.log_every, Math.ceil(steps / 20)));
+    while (trainer.step < steps) {
+      const t0 = performance.now();
+      trainer.trainStep();
+      if (trainer.step % logEvery === 0 || trainer.step === steps) {
+        loss = (await trainer.takeLoss()).loss;
+        if (!Number.isFinite(loss)) {
+          throw new Error(
+            `arm "${o.arm}" seed ${o.seed} diverged at step ${trainer.step} (loss ${loss}): ` +
+              `lower its train.lr (now ${c.train.lr})`,
+          );
+        }
+      } else if (points.has(trainer.step)) {
+        await ctx.gpu.device.queue.onSubmittedWorkDone();
+      }
+      trainMs += performance.now() - t0;
+      if (trainer.step % logEvery === 0) o.progress?.(trainer.step, steps, loss);
+      if (points.has(trainer.step) && trainer.step < steps) {
+        curve.push([trainer.step * perStep, (await trainer.evaluate()).loss]);
+      }
+    }
+    const val = (await trainer.evaluate()).loss;
+    curve.push([steps * perStep, val]);
+    return {
+      arm: o.arm,
+      seed: o.seed,
+      spec: trainer.spec.name,
+      K: trainer.spec.K,
+      params: trainer.params.count,
+      steps,
+      tokens: steps * perStep,
+      flops: steps * trainer.flopsPerStep,
+      train_seconds: +(trainMs / 1000).toFixed(2),
+      curve,
+      val_loss: val,
+      val_bpb: val / Math.LN2,
+    };
+  } finally {
+    trainer.destroy();
+  }
+}

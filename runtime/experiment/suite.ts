@@ -1,0 +1,194 @@
+/**
+ * Experiment suites (`experiments/<name>.json`): arms that differ by a spec and config overrides,
+ * trained on the same budget with several seeds. This file owns the suite format, its validation
+ * (one line naming the bad field) and how an arm, a seed and a budget become one training config.
+ *
+ * A suite:
+ *
+ * ```json
+ * { "name": "k-sweep", "description": "...", "baseline": "vanilla", "seeds": 3,
+ *   "budget": { "tokens": 200000 }, "eval_points": 4,
+ *   "base": { "train": { "batch_size": 16, "seq_len": 64 } },
+ *   "arms": [
+ *     { "name": "vanilla", "config": { "phd": { "K": 1, "variant": "causal" } } },
+ *     { "name": "vanilla 3x tokens", "config": { "phd": { "K": 1, "variant": "causal" } },
+ *       "tokens_factor": 3, "note": "equal-FLOPs control" } ] }
+ * ```
+ *
+ * Budgets (docs/DESIGN.md 3): `tokens` (training input positions per run; an arm's
+ * `tokens_factor` multiplies it), `flops` (model training FLOPs per run: steps are chosen so every
+ * arm spends the same), or `seconds` (wall time per run: steps are estimated from timed steps).
+ */
+import { type Config, parseConfig } from "../model/config.ts";
+
+/** One arm: a name, config overrides (sections of a config file) and budget factors. */
+export interface Arm {
+  name: string;
+  config: Record<string, unknown>;
+  /** Multiplies the suite's token budget (the "vanilla with K x the tokens" control). */
+  tokens_factor: number;
+  /** What the arm is for, shown in the results (e.g. "equal-FLOPs control"). */
+  note?: string;
+}
+
+/** How much each run trains. */
+export type Budget = { tokens: number } | { flops: number } | { seconds: number };
+
+/** A parsed suite. */
+export interface Suite {
+  name: string;
+  description: string;
+  /** The arm every other is compared with. */
+  baseline: string;
+  seeds: number;
+  budget: Budget;
+  /** Validation points along each run (plus the final one). */
+  eval_points: number;
+  base: Record<string, unknown>;
+  arms: Arm[];
+}
+
+function fail(where: string, msg: string): never {
+  throw new Error(`suite ${where}: ${msg}`);
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}
+
+function positive(where: string, x: unknown, integer: boolean): number {
+  if (typeof x !== "number" || !Number.isFinite(x) || x <= 0 || (integer && !Number.isInteger(x))) {
+    fail(where, `must be a positive ${integer ? "integer" : "number"}, got ${JSON.stringify(x)}`);
+  }
+  return x;
+}
+
+/** Parses and checks a budget object (`{"tokens": N}`, `{"flops": F}` or `{"seconds": S}`). */
+export function parseBudget(where: string, raw: unknown): Budget {
+  if (!isObject(raw)) fail(where, `must be an object like {"tokens": 200000}`);
+  const keys = Object.keys(raw);
+  if (keys.length !== 1 || !["tokens", "flops", "seconds"].includes(keys[0])) {
+    fail(where, `needs exactly one of "tokens", "flops", "seconds", got ${JSON.stringify(raw)}`);
+  }
+  const k = keys[0] as "tokens" | "flops" | "seconds";
+  return { [k]: positive(`${where}.${k}`, raw[k], k === "tokens") } as Budget;
+}
+
+const SUITE_FIELDS = [
+  "name",
+  "description",
+  "baseline",
+  "seeds",
+  "budget",
+  "eval_points",
+  "base",
+  "arms",
+];
+const ARM_FIELDS = ["name", "config", "tokens_factor", "note"];
+
+/**
+ * Parses a suite file's JSON and checks it: every arm's config must parse (so a typo fails before
+ * any training), names must be unique and the baseline must be one of them.
+ */
+export function parseSuite(raw: unknown, file = "suite"): Suite {
+  if (!isObject(raw)) fail(file, "must be a JSON object");
+  for (const k of Object.keys(raw)) {
+    if (!SUITE_FIELDS.includes(k)) fail(`${file}.${k}`, `unknown field (fields: ${SUITE_FIELDS})`);
+  }
+  if (typeof raw.name !== "string" || !raw.name) fail(`${file}.name`, "must be a non-empty string");
+  const base = raw.base ?? {};
+  if (!isObject(base)) fail(`${file}.base`, "must be an object of config sections");
+  if (!Array.isArray(raw.arms) || raw.arms.length === 0) {
+    fail(`${file}.arms`, "must be a non-empty list");
+  }
+  const arms = raw.arms.map((a, i): Arm => {
+    const where = `${file}.arms[${i}]`;
+    if (!isObject(a)) fail(where, "must be an object");
+    for (const k of Object.keys(a)) {
+      if (!ARM_FIELDS.includes(k)) fail(`${where}.${k}`, `unknown field (fields: ${ARM_FIELDS})`);
+    }
+    if (typeof a.name !== "string" || !a.name) fail(`${where}.name`, "must be a non-empty string");
+    const config = a.config ?? {};
+    if (!isObject(config)) fail(`${where}.config`, "must be an object of config sections");
+    try {
+      parseConfig(mergeSections(base, config));
+    } catch (e) {
+      fail(`${where} "${a.name}"`, (e as Error).message);
+    }
+    if (a.note !== undefined && typeof a.note !== "string") fail(`${where}.note`, "must be text");
+    return {
+      name: a.name,
+      config,
+      tokens_factor: a.tokens_factor === undefined
+        ? 1
+        : positive(`${where}.tokens_factor`, a.tokens_factor, false),
+      note: a.note as string | undefined,
+    };
+  });
+  const names = new Set<string>(), files = new Set<string>();
+  for (const a of arms) {
+    if (names.has(a.name)) fail(`${file}.arms`, `two arms are named "${a.name}"`);
+    if (files.has(slug(a.name))) {
+      fail(`${file}.arms`, `arm "${a.name}" has the file name of another (${slug(a.name)})`);
+    }
+    names.add(a.name);
+    files.add(slug(a.name));
+  }
+  const baseline = raw.baseline ?? arms[0].name;
+  if (typeof baseline !== "string" || !names.has(baseline)) {
+    fail(`${file}.baseline`, `must name an arm (${[...names].join(", ")})`);
+  }
+  return {
+    name: raw.name,
+    description: typeof raw.description === "string" ? raw.description : "",
+    baseline,
+    seeds: raw.seeds === undefined ? 3 : positive(`${file}.seeds`, raw.seeds, true),
+    budget: parseBudget(`${file}.budget`, raw.budget ?? { tokens: 100_000 }),
+    eval_points: raw.eval_points === undefined
+      ? 4
+      : positive(`${file}.eval_points`, raw.eval_points, true),
+    base,
+    arms,
+  };
+}
+
+/** Config sections of `over` merged into those of `base` (one level deep: field by field). */
+export function mergeSections(
+  base: Record<string, unknown>,
+  over: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    out[k] = isObject(v) && isObject(out[k]) ? { ...out[k] as object, ...v } : v;
+  }
+  return out;
+}
+
+/** The seeds of a suite run: 1, 2, ... (the seed sets both the initial weights and the batches). */
+export function seedsOf(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i + 1);
+}
+
+/**
+ * The training config of one run before its step count is set: defaults, then the suite's base,
+ * then the arm's overrides, then the seed. Validation is every run's fixed windows.
+ */
+export function runConfig(suite: Suite, arm: Arm, seed: number): Config {
+  const c = parseConfig(mergeSections(suite.base, arm.config));
+  c.train.seed = seed;
+  c.train.eval_every = 0;
+  return c;
+}
+
+/** Steps that spend a token budget with a config's batch shape (at least 1). */
+export function stepsForTokens(c: Config, tokens: number): number {
+  return Math.max(1, Math.round(tokens / (c.train.batch_size * c.train.seq_len)));
+}
+
+/** A file-name-safe form of an arm's name (`phd-cswa K=2` -> `phd-cswa_K-2`). */
+export function slug(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]+/g, (m) => (m.includes("=") ? "-" : "_")).replace(
+    /^_+|_+$/g,
+    "",
+  );
+}

@@ -1,0 +1,168 @@
+/**
+ * Experiments: the statistics on known inputs, suite validation, and a tiny suite end to end (two
+ * arms, two seeds, a few steps of a tiny model) through `deno task experiment`: the files it
+ * writes, statistics that agree with its own runs, refusal to overwrite, `--resume` after a
+ * SIGKILL keeping what was finished and `--resume` of a finished suite training nothing.
+ */
+import { deepStrictEqual as assertEquals, ok as assert, strictEqual } from "node:assert/strict";
+import { join } from "node:path";
+import { compare, mean, sd, t975 } from "../../runtime/experiment/stats.ts";
+import { parseSuite, slug } from "../../runtime/experiment/suite.ts";
+import { assertUsageError, runScript } from "../fixtures/cli.ts";
+
+const close = (a: number, b: number, tol = 1e-9) =>
+  Math.abs(a - b) <= tol * Math.max(1, Math.abs(b));
+
+Deno.test("statistics: mean, sample sd, paired t-interval and its verdict on known inputs", () => {
+  strictEqual(mean([1, 2, 3, 6]), 3);
+  assert(close(sd([1, 2, 3, 6]), Math.sqrt(14 / 3)));
+  strictEqual(sd([5]), 0);
+  strictEqual(t975(1), 12.706);
+  strictEqual(t975(2), 4.303);
+  strictEqual(t975(100), 1.96);
+  // d = arm - base = [-0.2, -0.25, -0.3]: mean -0.25, sd 0.05, half width 4.303 * 0.05 / sqrt(3)
+  const base = new Map([[1, 2.5], [2, 2.6], [3, 2.7]]);
+  const better = compare(new Map([[1, 2.3], [2, 2.35], [3, 2.4]]), base);
+  assert(close(better.diff, -0.25));
+  const half = 4.303 * 0.05 / Math.sqrt(3);
+  assert(close(better.ci![0], -0.25 - half) && close(better.ci![1], -0.25 + half), `${better.ci}`);
+  strictEqual(better.verdict, "better");
+  // d = [-0.1, -0.2, -0.3]: mean -0.2 but half width 0.248: the interval holds 0.
+  const noisy = compare(new Map([[1, 2.4], [2, 2.4], [3, 2.4]]), base);
+  strictEqual(noisy.verdict, "within seed noise");
+  strictEqual(compare(new Map([[1, 3.0], [2, 3.1], [3, 3.2]]), base).verdict, "worse");
+  strictEqual(compare(new Map([[1, 2.4]]), base).verdict, "too few seeds");
+  // Only seeds both sides have are paired.
+  strictEqual(compare(new Map([[1, 2.4], [9, 1.0]]), base).n, 1);
+});
+
+Deno.test("suite files: defaults, every shipped suite parses, bad ones fail with one line", async () => {
+  const s = parseSuite({ name: "x", arms: [{ name: "a" }, { name: "b", tokens_factor: 2 }] });
+  strictEqual(s.baseline, "a");
+  strictEqual(s.seeds, 3);
+  assertEquals(s.budget, { tokens: 100000 });
+  strictEqual(s.arms[1].tokens_factor, 2);
+  strictEqual(slug("phd-cswa K=2"), "phd-cswa_K-2");
+  for await (const e of Deno.readDir(new URL("../../experiments/", import.meta.url))) {
+    if (!e.name.endsWith(".json")) continue;
+    const raw = JSON.parse(
+      await Deno.readTextFile(new URL(`../../experiments/${e.name}`, import.meta.url)),
+    );
+    const suite = parseSuite(raw, e.name);
+    strictEqual(`${suite.name}.json`, e.name);
+    assert(suite.seeds >= 3, `${e.name}: fewer than 3 seeds`);
+  }
+  const bad: [unknown, RegExp][] = [
+    [{ name: "x", arms: [] }, /arms: must be a non-empty list/],
+    [{ name: "x", armz: [] }, /armz: unknown field/],
+    [{ name: "x", arms: [{ name: "a", config: { phd: { K: 0 } } }] }, /arms\[0\] "a".*phd\.K/],
+    [{ name: "x", arms: [{ name: "a" }], baseline: "b" }, /baseline: must name an arm/],
+    [{ name: "x", arms: [{ name: "a" }, { name: "a" }] }, /two arms are named "a"/],
+    [{ name: "x", arms: [{ name: "a" }], budget: { tokens: 1, flops: 2 } }, /exactly one of/],
+    [{ name: "x", arms: [{ name: "a" }], seeds: 0 }, /seeds: must be a positive integer/],
+  ];
+  for (const [raw, re] of bad) {
+    let msg = "";
+    try {
+      parseSuite(raw);
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    assert(re.test(msg) && !msg.includes("\n"), `${JSON.stringify(raw)}: "${msg}"`);
+  }
+});
+
+const TINY_SUITE = {
+  name: "tiny",
+  description: "two arms, two seeds, a few steps",
+  baseline: "vanilla",
+  seeds: 2,
+  budget: { tokens: 96 },
+  eval_points: 1,
+  base: {
+    model: {
+      hidden_size: 16,
+      intermediate_size: 24,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+    },
+    train: { batch_size: 2, seq_len: 16, eval_batches: 1, log_every: 1 },
+  },
+  arms: [
+    { name: "vanilla", config: { phd: { K: 1, variant: "causal" } } },
+    { name: "phd-cswa K=2", config: { phd: { K: 2, variant: "phd-cswa", W: 3, C: 8 } } },
+  ],
+};
+
+Deno.test("a tiny suite end to end: files, statistics, refusal, resume after SIGKILL", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "experiment_" });
+  try {
+    const suite = join(dir, "tiny.json"), out = join(dir, "results");
+    await Deno.writeTextFile(suite, JSON.stringify(TINY_SUITE));
+
+    // A run killed once its first run is stored keeps that run; --resume does the rest.
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "cli/experiment.ts", suite, "--out", out],
+      cwd: new URL("../..", import.meta.url),
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const first = join(out, "runs", "vanilla__s1.json");
+    const deadline = Date.now() + 120_000;
+    let firstText: string | undefined;
+    while (!firstText && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      firstText = await Deno.readTextFile(first).catch(() => undefined);
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    assert(firstText, "the first run was never stored");
+
+    const refused = await runScript("cli/experiment.ts", suite, "--out", out);
+    assertUsageError(refused, /holds finished runs: pass --resume .* or --fresh/, "no --resume");
+
+    const r = await runScript("cli/experiment.ts", suite, "--out", out, "--resume", "--json");
+    strictEqual(r.code, 0, r.stderr);
+    assert(r.stderr.includes("[1/4] vanilla seed 1: finished earlier"), r.stderr);
+    strictEqual(await Deno.readTextFile(first), firstText, "a finished run was redone");
+    for (const f of ["results.json", "results.md", "loss_curves.svg", "bars.svg"]) {
+      assert((await Deno.stat(join(out, f))).size > 0, f);
+    }
+    const res = JSON.parse(r.stdout);
+    assertEquals(JSON.parse(await Deno.readTextFile(join(out, "results.json"))), res);
+    strictEqual(res.runs.length, 4);
+    for (const run of res.runs) {
+      strictEqual(run.steps, 3); // 96 tokens / (2 x 16)
+      strictEqual(run.tokens, 96);
+      assert(Number.isFinite(run.val_loss) && close(run.val_bpb, run.val_loss / Math.LN2));
+      strictEqual(run.curve.length, 2);
+    }
+    // The summary agrees with its runs.
+    for (const arm of res.arms) {
+      const v = res.runs.filter((x: { arm: string }) => x.arm === arm.arm).map((
+        x: { val_bpb: number },
+      ) => x.val_bpb);
+      assert(close(arm.val_bpb_mean, mean(v)) && close(arm.val_bpb_sd, sd(v)), arm.arm);
+    }
+    const vs = res.arms[1].vs_baseline;
+    strictEqual(vs.n, 2);
+    assert(["better", "worse", "within seed noise"].includes(vs.verdict));
+    const md = await Deno.readTextFile(join(out, "results.md"));
+    assert(md.includes("phd-cswa K=2") && md.includes("95% CI"), md);
+
+    // A finished suite resumed trains nothing.
+    const again = await runScript("cli/experiment.ts", suite, "--out", out, "--resume");
+    strictEqual(again.code, 0, again.stderr);
+    strictEqual(again.stderr.match(/finished earlier/g)?.length, 4, again.stderr);
+
+    const missing = await runScript("cli/experiment.ts", "no-such-suite");
+    assertUsageError(
+      missing,
+      /no suite "no-such-suite": give a suite file or one of .*k-sweep/,
+      "missing",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
