@@ -18,6 +18,7 @@ import {
 } from "../runtime/experiment/suite.ts";
 import { runArm, type RunResult } from "../runtime/experiment/run.ts";
 import { compare, type Comparison, mean, sd } from "../runtime/experiment/stats.ts";
+import { type Example, examples, taskCorpus } from "../runtime/experiment/tasks.ts";
 import {
   clearRuns,
   gitCommit,
@@ -48,6 +49,10 @@ export interface ArmSummary {
   val_bpb_mean: number;
   val_bpb_sd: number;
   vs_baseline?: Comparison;
+  /** Task suites: greedy exact-match accuracy over seeds, and against the baseline. */
+  accuracy_mean?: number;
+  accuracy_sd?: number;
+  accuracy_vs_baseline?: Comparison;
 }
 
 /** What results.json holds. */
@@ -101,16 +106,25 @@ async function readSuite(ref: string): Promise<{ suite: Suite; file: string }> {
 
 /** Per-arm statistics, the baseline comparison included. */
 export function summarize(suite: Suite, runs: RunResult[]): ArmSummary[] {
-  const bpb = (arm: string) =>
-    new Map(runs.filter((r) => r.arm === arm).map((r) => [r.seed, r.val_bpb]));
-  const base = bpb(suite.baseline);
-  return suite.arms.flatMap((a) => {
-    const rs = runs.filter((r) => r.arm === a.name);
+  const by = (arm: string, f: (r: RunResult) => number | undefined) =>
+    new Map(runs.filter((r) => r.arm === arm && f(r) !== undefined).map((r) => [r.seed, f(r)!]));
+  const bpb = (arm: string) => by(arm, (r) => r.val_bpb);
+  const acc = (arm: string) => by(arm, (r) => r.accuracy);
+  const base = bpb(suite.baseline), baseAcc = acc(suite.baseline);
+  return suite.arms.flatMap((arm) => {
+    const rs = runs.filter((r) => r.arm === arm.name);
     if (rs.length === 0) return [];
-    const v = rs.map((r) => r.val_bpb);
+    const v = rs.map((r) => r.val_bpb), a = [...acc(arm.name).values()];
+    const accuracy = a.length === 0 ? {} : {
+      accuracy_mean: mean(a),
+      accuracy_sd: sd(a),
+      accuracy_vs_baseline: arm.name === suite.baseline
+        ? undefined
+        : compare(acc(arm.name), baseAcc, true),
+    };
     return [{
-      arm: a.name,
-      note: a.note,
+      arm: arm.name,
+      note: arm.note,
       spec: rs[0].spec,
       K: rs[0].K,
       params: rs[0].params,
@@ -121,30 +135,34 @@ export function summarize(suite: Suite, runs: RunResult[]): ArmSummary[] {
       train_seconds: +mean(rs.map((r) => r.train_seconds)).toFixed(1),
       val_bpb_mean: mean(v),
       val_bpb_sd: sd(v),
-      vs_baseline: a.name === suite.baseline ? undefined : compare(bpb(a.name), base),
+      vs_baseline: arm.name === suite.baseline ? undefined : compare(bpb(arm.name), base),
+      ...accuracy,
     }];
   });
 }
 
 const f4 = (x: number) => x.toFixed(4);
 
-function verdictLine(s: ArmSummary, baseline: string): string {
-  const c = s.vs_baseline!;
-  if (c.verdict === "too few seeds") {
-    return `- ${s.arm}: ${f4(c.diff)} bits/byte vs ${baseline} (one seed: no noise estimate).`;
-  }
+function verdictLine(arm: string, c: Comparison, baseline: string, unit: string): string {
+  const d = `${c.diff >= 0 ? "+" : ""}${f4(c.diff)} ${unit} vs ${baseline}`;
+  if (c.verdict === "too few seeds") return `- ${arm}: ${d} (one seed: no noise estimate).`;
   const ci = `95% CI [${f4(c.ci![0])}, ${f4(c.ci![1])}]`;
   const what = c.verdict === "within seed noise"
     ? "within seed noise"
     : `${c.verdict} than ${baseline}, beyond seed noise`;
-  return `- ${s.arm}: ${c.diff >= 0 ? "+" : ""}${
-    f4(c.diff)
-  } bits/byte vs ${baseline} (${ci}): ${what}.`;
+  return `- ${arm}: ${d} (${ci}): ${what}.`;
+}
+
+function vsCell(c: Comparison | undefined): string {
+  if (!c) return "baseline";
+  if (!c.ci) return `${f4(c.diff)} (${c.verdict})`;
+  return `${c.diff >= 0 ? "+" : ""}${f4(c.diff)} [${f4(c.ci[0])}, ${f4(c.ci[1])}] ${c.verdict}`;
 }
 
 /** results.md: what ran, the table, and one plain line per comparison. */
 export function markdown(r: SuiteResults): string {
   const budget = Object.entries(r.budget).map(([k, v]) => `${v} ${k}`).join("");
+  const task = r.arms.some((a) => a.accuracy_mean !== undefined);
   return [
     `# Experiment ${r.suite}`,
     "",
@@ -152,22 +170,28 @@ export function markdown(r: SuiteResults): string {
     `\`${r.command}\` on ${r.adapter}, commit ${r.commit}, ${r.date}. Budget per run: ${budget}; ` +
     `seeds ${r.seeds.join(", ")}. Statistics: ${r.method}.`,
     "",
-    "| arm | spec | params | steps | tokens | train GFLOP | train s | val bits/byte (mean ± sd) | vs baseline [95% CI] |",
-    "| --- | ---- | -----: | ----: | -----: | ----------: | ------: | ------------------------: | -------------------- |",
+    `| arm | spec | params | steps | tokens | train GFLOP | train s | val bits/byte (mean ± sd) | vs baseline [95% CI] |${
+      task ? " accuracy (mean ± sd) | vs baseline [95% CI] |" : ""
+    }`,
+    `| --- | ---- | -----: | ----: | -----: | ----------: | ------: | ------------------------: | -------------------- |${
+      task ? " ---: | --- |" : ""
+    }`,
     ...r.arms.map((a) => {
-      const c = a.vs_baseline;
-      const vs = !c
-        ? "baseline"
-        : c.ci
-        ? `${c.diff >= 0 ? "+" : ""}${f4(c.diff)} [${f4(c.ci[0])}, ${f4(c.ci[1])}] ${c.verdict}`
-        : `${f4(c.diff)} (${c.verdict})`;
       const name = a.note ? `${a.arm} (${a.note})` : a.arm;
+      const acc = task
+        ? ` ${f4(a.accuracy_mean!)} ± ${f4(a.accuracy_sd!)} | ${vsCell(a.accuracy_vs_baseline)} |`
+        : "";
       return `| ${name} | ${a.spec} | ${a.params} | ${a.steps} | ${a.tokens} | ` +
         `${(a.flops / 1e9).toPrecision(3)} | ${a.train_seconds} | ${f4(a.val_bpb_mean)} ± ` +
-        `${f4(a.val_bpb_sd)} | ${vs} |`;
+        `${f4(a.val_bpb_sd)} | ${vsCell(a.vs_baseline)} |${acc}`;
     }),
     "",
-    ...r.arms.filter((a) => a.vs_baseline).map((a) => verdictLine(a, r.baseline)),
+    ...r.arms.filter((a) => a.vs_baseline).flatMap((a) => [
+      verdictLine(a.arm, a.vs_baseline!, r.baseline, "bits/byte"),
+      ...(a.accuracy_vs_baseline
+        ? [verdictLine(a.arm, a.accuracy_vs_baseline, r.baseline, "accuracy")]
+        : []),
+    ]),
     "",
     "![validation curves](loss_curves.svg) ![final validation bits per byte](bars.svg)",
     "",
@@ -270,7 +294,12 @@ async function main() {
   }
   await Deno.mkdir(dir, { recursive: true });
   const log = (s: string) => console.error(s);
-  const ctx = await kernelContext(), corpus = await brownCorpus();
+  const ctx = await kernelContext();
+  // A task suite trains on its generated lines; its accuracy is measured on validation lines.
+  const corpus = suite.task
+    ? taskCorpus(suite.task, { trainBytes: 1 << 20, valExamples: 512 })
+    : await brownCorpus();
+  const taskExamples = suite.task ? examples(suite.task, 256, 2) : undefined;
   const seeds = seedsOf(suite.seeds);
   const jobs = suite.arms.flatMap((arm) => seeds.map((seed) => ({ arm, seed })));
   const runs: RunResult[] = [];
@@ -303,6 +332,7 @@ async function main() {
       t0,
       left: jobs.length - i,
       fresh,
+      taskExamples,
     });
     fresh++;
     await saveRun(dir, { definition, result });
@@ -357,6 +387,7 @@ async function runOne(
     t0: number;
     left: number;
     fresh: number;
+    taskExamples?: Example[];
   },
 ): Promise<RunResult> {
   let last = 0;
@@ -366,6 +397,7 @@ async function runOne(
     budget: j.budget,
     tokensFactor: j.arm.tokens_factor,
     evalPoints: j.suite.eval_points,
+    taskExamples: j.taskExamples,
     layout: j.layout,
     progress: (step, steps, loss) => {
       const now = performance.now();

@@ -8,6 +8,7 @@ import type { KernelContext } from "../gpu/kernel.ts";
 import type { Corpus } from "../data/batches.ts";
 import { Trainer, type TrainerOptions } from "../train/trainer.ts";
 import { type Budget, stepsForTokens } from "./suite.ts";
+import { type Example, taskAccuracy } from "./tasks.ts";
 
 /** What a finished run records (the results file of one arm and seed). */
 export interface RunResult {
@@ -27,6 +28,8 @@ export interface RunResult {
   curve: [number, number][];
   val_loss: number;
   val_bpb: number;
+  /** Greedy exact-match accuracy on the task's validation lines (task suites). */
+  accuracy?: number;
 }
 
 /** Options of `runArm`. */
@@ -36,6 +39,8 @@ export interface RunOptions extends TrainerOptions {
   budget: Budget;
   tokensFactor: number;
   evalPoints: number;
+  /** Validation lines of a synthetic task: the run also reports its accuracy on them. */
+  taskExamples?: readonly Example[];
   /** Called every few steps with (steps done, steps in all, last mean training loss). */
   progress?: (step: number, steps: number, loss: number) => void;
 }
@@ -104,6 +109,13 @@ export async function runArm(
     }
     const val = (await trainer.evaluate()).loss;
     curve.push([steps * perStep, val]);
+    const accuracy = o.taskExamples
+      ? await taskAccuracy(
+        ctx,
+        { params: trainer.params, spec: trainer.spec, layout: o.layout },
+        o.taskExamples,
+      )
+      : undefined;
     return {
       arm: o.arm,
       seed: o.seed,
@@ -117,6 +129,7 @@ export async function runArm(
       curve,
       val_loss: val,
       val_bpb: val / Math.LN2,
+      ...(accuracy === undefined ? {} : { accuracy }),
     };
   } finally {
     trainer.destroy();

@@ -60,7 +60,7 @@ export function sd(xs: readonly number[]): number {
   return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1));
 }
 
-/** Paired comparison of an arm with the baseline (lower is better: losses). */
+/** Paired comparison of an arm with the baseline. */
 export interface Comparison {
   /** Seeds both have. */
   n: number;
@@ -71,14 +71,24 @@ export interface Comparison {
   verdict: "better" | "worse" | "within seed noise" | "too few seeds";
 }
 
-/** Compares `arm` with `base`, paired by key (the seed). */
-export function compare(arm: Map<number, number>, base: Map<number, number>): Comparison {
+/**
+ * Compares `arm` with `base`, paired by key (the seed). Lower is better (losses) unless
+ * `higherIsBetter` (accuracies).
+ */
+export function compare(
+  arm: Map<number, number>,
+  base: Map<number, number>,
+  higherIsBetter = false,
+): Comparison {
   const d = [...arm].filter(([s]) => base.has(s)).map(([s, v]) => v - base.get(s)!);
   if (d.length === 0) return { n: 0, diff: NaN, verdict: "too few seeds" };
   const diff = mean(d);
   if (d.length < 2) return { n: 1, diff, verdict: "too few seeds" };
   const half = t975(d.length - 1) * sd(d) / Math.sqrt(d.length);
   const ci: [number, number] = [diff - half, diff + half];
-  const verdict = ci[1] < 0 ? "better" : ci[0] > 0 ? "worse" : "within seed noise";
+  const [below, above] = higherIsBetter
+    ? ["worse", "better"] as const
+    : ["better", "worse"] as const;
+  const verdict = ci[1] < 0 ? below : ci[0] > 0 ? above : "within seed noise";
   return { n: d.length, diff, ci, verdict };
 }

@@ -20,6 +20,7 @@
  * arm spends the same), or `seconds` (wall time per run: steps are estimated from timed steps).
  */
 import { type Config, parseConfig } from "../model/config.ts";
+import { parseTask, type Task } from "./tasks.ts";
 
 /** One arm: a name, config overrides (sections of a config file) and budget factors. */
 export interface Arm {
@@ -45,6 +46,8 @@ export interface Suite {
   /** Validation points along each run (plus the final one). */
   eval_points: number;
   base: Record<string, unknown>;
+  /** A synthetic task instead of the Brown corpus; runs then also report its accuracy. */
+  task?: Task;
   arms: Arm[];
 }
 
@@ -82,6 +85,7 @@ const SUITE_FIELDS = [
   "budget",
   "eval_points",
   "base",
+  "task",
   "arms",
 ];
 const ARM_FIELDS = ["name", "config", "tokens_factor", "note"];
@@ -148,8 +152,17 @@ export function parseSuite(raw: unknown, file = "suite"): Suite {
       ? 4
       : positive(`${file}.eval_points`, raw.eval_points, true),
     base,
+    task: raw.task === undefined ? undefined : parseTaskAt(`${file}.task`, raw.task),
     arms,
   };
+}
+
+function parseTaskAt(where: string, raw: unknown): Task {
+  try {
+    return parseTask(raw);
+  } catch (e) {
+    fail(where, (e as Error).message);
+  }
 }
 
 /** Config sections of `over` merged into those of `base` (one level deep: field by field). */
