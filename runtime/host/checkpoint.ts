@@ -3,6 +3,7 @@
  * written atomically (temp file + rename), read back with one clear line when a file is missing
  * or is not a checkpoint.
  */
+import { dirname, join } from "node:path";
 import {
   type Checkpoint,
   decodeCheckpoint,
@@ -13,6 +14,7 @@ import {
 } from "../io/checkpoint.ts";
 import type { Config } from "../model/config.ts";
 import type { TrainingState } from "../train/trainer.ts";
+import { hfConfig } from "../io/hf_config.ts";
 import { writeFileAtomic } from "./files.ts";
 
 async function readFile(path: string, what: string): Promise<Uint8Array> {
@@ -24,13 +26,18 @@ async function readFile(path: string, what: string): Promise<Uint8Array> {
   }
 }
 
-/** Writes the model file and, with `state`, its `.state.safetensors` sibling. */
+/**
+ * Writes the model file, the Hugging Face `config.json` in its folder (docs/DESIGN.md 4) and, with
+ * `state`, its `.state.safetensors` sibling.
+ */
 export async function saveCheckpoint(
   path: string,
   c: Omit<Checkpoint, "spec">,
   state?: { config: Config; state: TrainingState },
 ): Promise<void> {
   await writeFileAtomic(path, encodeCheckpoint(c));
+  const config = join(dirname(path), "config.json");
+  await writeFileAtomic(config, JSON.stringify(hfConfig(c), null, 2) + "\n");
   if (state) await writeFileAtomic(statePath(path), encodeTrainingState(state.config, state.state));
 }
 

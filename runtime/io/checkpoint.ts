@@ -49,7 +49,9 @@ export function encodeCheckpoint(c: Omit<Checkpoint, "spec">): Uint8Array {
     phd: { ...c.phd, source: spec.source },
     tokenizer: c.tokenizer,
   });
-  return encodeSafetensors(tensors, c.context ? { ...meta, context: String(c.context) } : meta);
+  // "format": "pt" is what Hugging Face's loader asks of a safetensors file's metadata.
+  const all = { ...meta, format: "pt", ...(c.context ? { context: String(c.context) } : {}) };
+  return encodeSafetensors(tensors, all);
 }
 
 /**

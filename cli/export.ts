@@ -1,0 +1,159 @@
+/**
+ * `deno task export <spec.ts | preset | ckpt.safetensors> [--K --W --C --param --table] --to flex
+ * [--layout interleaved|grouped] [--L N] [--out F.py] [--json]` (docs/DESIGN.md 3): the spec as a
+ * Python module for PyTorch's FlexAttention (compiler/codegen/flex.ts), with the compiler's
+ * analysis in its docstring. A checkpoint exports the mask it was trained with. Refuses, in one
+ * line, a spec that is not causal or that the target cannot express.
+ */
+import { type Command, Option } from "commander";
+import { analyze, summarize } from "../compiler/analysis/analyze.ts";
+import { FlexExportError, flexModule } from "../compiler/codegen/flex.ts";
+import { type Layout, LAYOUTS } from "../compiler/layout.ts";
+import type { AttentionSpec } from "../dsl/spec.ts";
+import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
+import { checkpointMetadata } from "../runtime/io/safetensors.ts";
+import { configSpec, DEFAULT_CONFIG, type PhdConfig } from "../runtime/model/config.ts";
+import { PRESETS } from "../dsl/presets.ts";
+import {
+  addSpecOptions,
+  applySpecFlags,
+  newCommand,
+  parseArgv,
+  positiveInt,
+  resolveSpec,
+  runCommand,
+  type SpecFlags,
+  UsageError,
+  writeFileAtomic,
+} from "./args.ts";
+import { maskSummary } from "./mask.ts";
+
+/** Export targets. */
+export const TARGETS = ["flex"] as const;
+
+/** FlexAttention's default block edge: the docstring's tile classes preview its BlockMask. */
+const FLEX_BLOCK = 128;
+
+/** Parsed flags of `deno task export`. */
+export interface ExportFlags extends SpecFlags {
+  to: (typeof TARGETS)[number];
+  layout: Layout;
+  /** Positions of the docstring's analysis and of the module-level mask_mod. */
+  L: number;
+  out?: string;
+  json?: boolean;
+}
+
+/**
+ * The `phd` metadata of checkpoints trained with a spec, when a checkpoint can name it: the
+ * spec must be what the config's preset gives for these K, W, C (runtime/model/config.ts).
+ */
+function presetPhd(preset: string, spec: AttentionSpec): PhdConfig | undefined {
+  const d = DEFAULT_CONFIG.phd;
+  const phd: PhdConfig = {
+    K: spec.K,
+    variant: preset,
+    W: spec.params.W ?? d.W,
+    C: spec.params.C ?? d.C,
+    positions: spec.positions,
+  };
+  const s = configSpec(phd);
+  return s.name === spec.name && s.source === spec.source ? phd : undefined;
+}
+
+function isCheckpoint(ref: string): boolean {
+  return ref.endsWith(".safetensors");
+}
+
+/** The spec to export and, when checkpoints can name it, their `phd` config. */
+async function exportedSpec(
+  ref: string,
+  f: SpecFlags,
+): Promise<{ spec: AttentionSpec; phd?: PhdConfig }> {
+  if (isCheckpoint(ref)) {
+    const ck = await loadCheckpoint(ref);
+    const spec = applySpecFlags(ck.spec, f);
+    return { spec, phd: presetPhd(ck.phd.variant, spec) };
+  }
+  const spec = await resolveSpec(ref, f);
+  return { spec, phd: ref in PRESETS ? presetPhd(ref, spec) : undefined };
+}
+
+/** Runs the command on parsed flags; returns the module text and the `--json` report. */
+export async function exportCommand(
+  ref: string,
+  f: ExportFlags,
+  argv: readonly string[],
+): Promise<{ module: string; report: Record<string, unknown> }> {
+  const { spec, phd } = await exportedSpec(ref, f);
+  // Expressibility first: a refusal should not wait for the analysis.
+  const draft = { layout: f.layout, L: f.L, analysis: "", command: "" };
+  try {
+    flexModule(spec, draft);
+  } catch (e) {
+    if (!(e instanceof FlexExportError)) throw e;
+    throw new UsageError(`spec "${spec.name}" cannot be exported to flex: ${e.message}`);
+  }
+  const a = analyze(spec, { L: f.L, tile: FLEX_BLOCK, layout: f.layout });
+  const checkpointPhd = phd &&
+    checkpointMetadata({
+      config: DEFAULT_CONFIG.model,
+      phd: { ...phd, source: spec.source },
+      tokenizer: "bytes",
+    }).phd;
+  const module = flexModule(spec, {
+    ...draft,
+    analysis: maskSummary(a),
+    command: ["deno task export", ...argv].join(" "),
+    checkpointPhd,
+  });
+  const report = {
+    target: f.to,
+    layout: f.layout,
+    out: f.out ?? null,
+    bytes: new TextEncoder().encode(module).length,
+    checkpoint_phd: checkpointPhd ?? null,
+    analysis: summarize(a),
+  };
+  return { module, report };
+}
+
+/** The command line of `deno task export`. */
+export function exportProgram(): Command {
+  return addSpecOptions(
+    newCommand(
+      "deno task export",
+      "write a spec as a Python module for PyTorch FlexAttention (mask_mod, score_mod, block_mask)",
+    ).argument(
+      "<spec>",
+      "a preset name, the path of a .ts file exporting an AttentionSpec, or a .safetensors " +
+        "checkpoint (its mask)",
+    ),
+  )
+    .addOption(new Option("--to <target>", "export target").choices(TARGETS).makeOptionMandatory())
+    .addOption(
+      new Option("--layout <layout>", "storage layout of the flat token index")
+        .choices(LAYOUTS).default("interleaved"),
+    )
+    .option(
+      "--L <n>",
+      "positions of the docstring's analysis and of the module-level mask_mod",
+      positiveInt("--L"),
+      1024,
+    )
+    .option("--out <file>", "write the module here (default: stdout)")
+    .option("--json", "print a JSON report (target, layout, out, bytes, analysis) on stdout");
+}
+
+if (import.meta.main) {
+  await runCommand(async () => {
+    const cmd = parseArgv(exportProgram());
+    const f = cmd.opts<ExportFlags>();
+    if (f.json && !f.out) throw new UsageError("--json needs --out FILE for the module");
+    const { module, report } = await exportCommand(cmd.args[0], f, Deno.args);
+    if (f.out) await writeFileAtomic(f.out, module);
+    if (f.json) console.log(JSON.stringify(report));
+    else if (f.out) console.log(`wrote ${f.out} (${report.bytes} bytes, ${f.layout} layout)`);
+    else Deno.stdout.writeSync(new TextEncoder().encode(module));
+  });
+}
