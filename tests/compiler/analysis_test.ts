@@ -5,17 +5,11 @@
 import fc from "fast-check";
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import {
-  and,
   type AttentionSpec,
-  type BoolExpr,
   causal,
   defineAttention,
   denseMask,
   documentMask,
-  type IntExpr,
-  type MaskContext,
-  not,
-  or,
   phd,
   phdCswa,
   phdSwa,
@@ -30,6 +24,7 @@ import { planRetention } from "../../compiler/analysis/retention.ts";
 import { classifyTiles } from "../../compiler/analysis/tiles.ts";
 import { analyze } from "../../compiler/analysis/analyze.ts";
 import { maskOracle, MAYBE, region, tighten, TRUE } from "../../compiler/analysis/abstract.ts";
+import { specArbOf } from "../fixtures/random_specs.ts";
 
 /** Tile classes by enumerating every pair. */
 function bruteTiles(spec: AttentionSpec, L: number, tq: number, tk: number, layout: Layout) {
@@ -107,44 +102,9 @@ function bruteCausal(spec: AttentionSpec, L: number): boolean {
   return true;
 }
 
-// ---- random DSL expressions ------------------------------------------------------------------
+// ---- random DSL expressions (tests/fixtures/random_specs.ts) --------------------------------
 
-type Term = (c: MaskContext) => IntExpr;
-const termArb: fc.Arbitrary<Term> = fc.oneof(
-  fc.constantFrom<Term>(
-    (c) => c.q.pos,
-    (c) => c.k.pos,
-    (c) => c.q.copy,
-    (c) => c.k.copy,
-    (c) => c.q.hiddenIndex,
-    (c) => c.k.hiddenIndex,
-    (c) => c.q.chunk(c.p.C),
-    (c) => c.k.chunk(c.p.C),
-    (c) => c.q.pos.sub(c.p.W),
-    (c) => c.k.pos.mod(3),
-    (c) => c.q.pos.min(c.k.pos.add(2)),
-  ),
-  fc.integer({ min: -3, max: 6 }).map((v): Term => (c) => c.q.pos.sub(c.k.pos).add(v)),
-);
-const cmpArb = fc.tuple(termArb, fc.constantFrom("eq", "ne", "lt", "le", "gt", "ge"), termArb)
-  .map(([a, op, b]) => (c: MaskContext): BoolExpr => a(c)[op as "lt"](b(c)));
-const boolArb: fc.Arbitrary<(c: MaskContext) => BoolExpr> = fc.letrec<
-  { node: (c: MaskContext) => BoolExpr }
->((tie) => ({
-  node: fc.oneof(
-    { depthSize: "small", withCrossShrink: true },
-    cmpArb,
-    fc.tuple(tie("node"), tie("node")).map(([a, b]) => (c: MaskContext) => and(a(c), b(c))),
-    fc.tuple(tie("node"), tie("node")).map(([a, b]) => (c: MaskContext) => or(a(c), b(c))),
-    tie("node").map((a) => (c: MaskContext) => not(a(c))),
-  ),
-})).node;
-const specArb = fc.record({
-  mask: boolArb,
-  K: fc.integer({ min: 1, max: 4 }),
-  W: fc.integer({ min: 1, max: 6 }),
-  C: fc.integer({ min: 1, max: 5 }),
-}).map(({ mask, K, W, C }) => defineAttention({ name: "random", K, params: { W, C }, mask }));
+const specArb = specArbOf();
 
 const RUNS = 300;
 
