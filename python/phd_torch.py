@@ -347,8 +347,8 @@ def build_model(config, mask, positions, attention):
     flex = attention == "flex" or (attention == "auto" and mask.flex_available())
     if flex and not mask.flex_available():
         raise UsageError(f"--attention flex: {flex_note(mask)}")
-    if not flex:
-        print(f"attention: {flex_note(mask) or 'dense additive mask (--attention dense)'}", file=sys.stderr)
+    note = f"flex_attention (torch {torch.__version__})" if flex else flex_note(mask) or "dense additive mask"
+    print(f"attention: {note}", file=sys.stderr)
     return PhdLlama(config, mask, positions, flex)
 
 

@@ -9,7 +9,7 @@
  * command (a spec the target cannot express, a non-causal one, an unknown target) gets one line.
  */
 import fc from "fast-check";
-import { deepStrictEqual as assertEquals, ok as assert, match } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
 import { flexModule } from "../../compiler/codegen/flex.ts";
 import { type Layout, LAYOUTS, tokenAt } from "../../compiler/layout.ts";

@@ -1,0 +1,191 @@
+/**
+ * Checkpoints both ways between this project and python/phd_torch.py (Debian's PyTorch, the dense
+ * path of torch < 2.5), as a user runs the commands:
+ * - a model trained here (`deno task train`, tiny config) has the same loss in PyTorch as
+ *   `deno task eval` reports, to 1e-5 relative (float64 and float32, both layouts of the mask);
+ * - a model trained in PyTorch from the `config.json` written beside that checkpoint loads here,
+ *   and `deno task generate --greedy` gives the tokens of PyTorch's greedy loop;
+ * - both sides write the same Hugging Face config.json;
+ * - bad input (no metadata, the mask module of another spec) gets one `error:` line.
+ */
+import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
+import { join } from "node:path";
+import { decodeCheckpoint } from "../../runtime/io/checkpoint.ts";
+import { encodeSafetensors } from "../../runtime/io/safetensors.ts";
+import { hfConfig } from "../../runtime/io/hf_config.ts";
+import { assertUsageError, runScript } from "../fixtures/cli.ts";
+import { runPython } from "../fixtures/python.ts";
+
+const TEXT = "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent " +
+  "primary election produced no evidence that any irregularities took place. The jury further " +
+  "said in term-end presentments that the City Executive Committee deserves praise.";
+
+const torch = (...a: string[]) => runPython("python/phd_torch.py", ...a);
+
+async function ok(r: Promise<{ code: number; stdout: string; stderr: string }>) {
+  const x = await r;
+  assertEquals(x.code, 0, x.stderr);
+  return x;
+}
+
+async function configJson(dir: string) {
+  return JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+}
+
+Deno.test("checkpoints cross between deno tasks and PyTorch: eval loss, greedy tokens", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "torch_" });
+  const text = join(dir, "t.txt"), cfg = join(dir, "c.json");
+  await Deno.writeTextFile(text, TEXT);
+  await Deno.writeTextFile(
+    cfg,
+    JSON.stringify({
+      model: {
+        hidden_size: 16,
+        intermediate_size: 32,
+        num_attention_heads: 2,
+        num_key_value_heads: 1,
+      },
+      phd: { K: 3, variant: "phd-cswa", W: 3, C: 4 },
+      train: {
+        steps: 8,
+        lr: 3e-2,
+        warmup: 1,
+        batch_size: 4,
+        seq_len: 16,
+        eval_batches: 1,
+        log_every: 8,
+        eval_every: 0,
+      },
+    }),
+  );
+
+  // (b) trained here, evaluated by both
+  const here = join(dir, "here", "m.safetensors");
+  await ok(runScript("cli/train.ts", "--config", cfg, "--out", here, "--json", "--quiet"));
+  const hereBytes = await Deno.readFile(here);
+  assertEquals(await configJson(join(dir, "here")), hfConfig(decodeCheckpoint(hereBytes)));
+  const want = JSON.parse(
+    (await ok(runScript("cli/eval.ts", "--ckpt", here, "--text-file", text, "--json"))).stdout,
+  );
+  // a few steps move the model well off the uniform ln 256 = 5.55, so the masks matter
+  assert(want.loss < 5, `deno eval ${want.loss}`);
+  for (const layout of ["interleaved", "grouped"]) {
+    const mask = join(dir, `here_${layout}.py`);
+    await ok(runScript("cli/export.ts", here, "--to", "flex", "--layout", layout, "--out", mask));
+    for (const dtype of layout === "grouped" ? ["float64"] : ["float64", "float32"]) {
+      const r = await ok(
+        torch(
+          "eval",
+          "--ckpt",
+          here,
+          "--mask",
+          mask,
+          "--text-file",
+          text,
+          "--dtype",
+          dtype,
+          "--json",
+        ),
+      );
+      match(r.stderr, /^attention: flex_attention/m); // flex, or why not (torch < 2.5)
+      const got = JSON.parse(r.stdout);
+      assertEquals(got.tokens, want.tokens);
+      const rel = Math.abs(got.loss - want.loss) / want.loss;
+      assert(
+        rel <= 1e-5,
+        `${layout} ${dtype}: torch ${got.loss} vs deno eval ${want.loss} (${rel})`,
+      );
+    }
+  }
+
+  // (c) trained in PyTorch from the config.json beside the checkpoint, decoded by both
+  const mask = join(dir, "swa.py"), there = join(dir, "there", "t.safetensors");
+  await ok(
+    runScript("cli/export.ts", "phd-swa", "--K", "2", "--W", "3", "--to", "flex", "--out", mask),
+  );
+  const repeated = join(dir, "rep.txt");
+  await Deno.writeTextFile(repeated, "the cat sat on the mat. ".repeat(40));
+  const trained = JSON.parse(
+    (await ok(torch(
+      "train",
+      "--mask",
+      mask,
+      "--config",
+      join(dir, "here", "config.json"),
+      "--text-file",
+      repeated,
+      "--steps",
+      "30",
+      "--seq-len",
+      "16",
+      "--lr",
+      "1e-2",
+      "--out",
+      there,
+      "--json",
+    ))).stdout,
+  );
+  assert(
+    trained.loss_last < trained.loss_first / 2,
+    `PyTorch training: ${JSON.stringify(trained)}`,
+  );
+  const thereCk = decodeCheckpoint(await Deno.readFile(there));
+  assertEquals(thereCk.spec.name, "phd_swa_k2_w3");
+  assertEquals(await configJson(join(dir, "there")), hfConfig(thereCk));
+  const prompt = "the c", n = "24";
+  const py = JSON.parse(
+    (await ok(torch(
+      "generate",
+      "--ckpt",
+      there,
+      "--mask",
+      mask,
+      "--prompt",
+      prompt,
+      "--max-new-tokens",
+      n,
+      "--json",
+    ))).stdout,
+  );
+  const dn = JSON.parse(
+    (await ok(runScript(
+      "cli/generate.ts",
+      "--ckpt",
+      there,
+      "--prompt",
+      prompt,
+      "--max-new-tokens",
+      n,
+      "--greedy",
+      "--json",
+    ))).stdout,
+  );
+  assertEquals(dn.tokens, py.tokens);
+  assertEquals(dn.text, py.text);
+
+  // bad input: a checkpoint without metadata, the mask of another spec
+  const bare = join(dir, "bare.safetensors");
+  const t = new Map([["model.norm.weight", {
+    dtype: "F32" as const,
+    shape: [16],
+    data: new Float32Array(16),
+  }]]);
+  await Deno.writeFile(bare, encodeSafetensors(t));
+  const args = ["--mask", mask, "--text-file", text];
+  assertUsageError(
+    await torch("eval", "--ckpt", bare, ...args),
+    /no __metadata__ "config"/,
+    "bare",
+  );
+  assertUsageError(
+    await runScript("cli/generate.ts", "--ckpt", bare, "--prompt", "a", "--max-new-tokens", "1"),
+    /no "config"/,
+    "bare, deno",
+  );
+  assertUsageError(
+    await torch("eval", "--ckpt", here, ...args),
+    /was trained with K=3 .* export the checkpoint's own, deno task export/,
+    "mask of another spec",
+  );
+  await Deno.remove(dir, { recursive: true });
+});
