@@ -2,8 +2,8 @@
  * `deno task export --to flex` against the DSL's interpreter: the module-level `mask_mod` of every
  * preset, every examples/masks/ file and random DSL specs (fast-check, with negative floor
  * division and modulo, parameter divisors and segment tables), evaluated by Debian's PyTorch on
- * broadcast int32 index grids, equals dsl/eval.ts `denseMask` mapped to the layout's storage order,
- * in both layouts; `score_mod` equals `evalFloat` to 1e-12 for soft-capping and an ALiBi-style
+ * broadcast int32 index grids and under nested vmap (as create_block_mask calls it), equals
+ * dsl/eval.ts `denseMask` mapped to the layout's storage order, in both layouts; `score_mod` equals `evalFloat` to 1e-12 for soft-capping and an ALiBi-style
  * modifier of the head. One Python process checks every module. The version check: on a torch
  * older than 2.5, `block_mask` says that flex_attention needs torch >= 2.5. Bad input to the
  * command (a spec the target cannot express, a non-causal one, an unknown target) gets one line.
@@ -109,7 +109,13 @@ interface Checked {
   torch: string;
   flex: boolean;
   block_mask_error: string | null;
-  results: { mask: string; dense_agrees: boolean; scores?: number[] }[];
+  results: {
+    mask: string;
+    dense_agrees: boolean;
+    vmap_agrees: boolean;
+    scores?: number[];
+    vmap_scores_agree?: boolean;
+  }[];
 }
 
 /** Writes each job's module and has one Python process evaluate them all. */
@@ -164,6 +170,7 @@ Deno.test("exported mask_mod and score_mod equal the DSL interpreter (presets, e
     const res = got.results[i];
     assertEquals(res.mask, storageMask(j.spec, j.L, j.layout), what);
     assert(res.dense_agrees, `${what}: dense_mask(L) differs from mask_mod`);
+    assert(res.vmap_agrees, `${what}: mask_mod under vmap differs from broadcasting`);
     if (!j.scores) return;
     const K = j.spec.K, N = K * j.L, b = specBindings(j.spec);
     let worst = 0;
@@ -178,6 +185,7 @@ Deno.test("exported mask_mod and score_mod equal the DSL interpreter (presets, e
       }
     }
     assert(worst <= 1e-12, `${what}: score_mod off by ${worst} (relative)`);
+    assert(res.vmap_scores_agree, `${what}: score_mod under vmap differs from broadcasting`);
   });
 });
 
