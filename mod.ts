@@ -65,6 +65,7 @@ export {
   type TileMap,
   type TileOptions,
 } from "./compiler/analysis/tiles.ts";
+export { FlexExportError, flexModule, type FlexOptions } from "./compiler/codegen/flex.ts";
 
 // ---- runtime: device, kernels, model, training, evaluation (browser-safe) ----
 export { type ContextOptions, createContext } from "./runtime/gpu/context.ts";
@@ -146,6 +147,7 @@ export {
   encodeTrainingState,
   statePath,
 } from "./runtime/io/checkpoint.ts";
+export { hfConfig } from "./runtime/io/hf_config.ts";
 export { headDim, initParams, type Params, paramShapes } from "./runtime/model/params.ts";
 export { lineChart, type Series } from "./viz/chart.ts";
 
