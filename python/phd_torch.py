@@ -77,7 +77,9 @@ def read_safetensors(path):
     tensors = {}
     for name, e in header.items():
         if e.get("dtype") not in DTYPES:
-            raise UsageError(f'"{path}": tensor {name} has dtype {e.get("dtype")} (F32, F16, BF16 read)')
+            raise UsageError(
+                f'"{path}": tensor {name} has dtype {e.get("dtype")} (F32, F16, BF16 read)'
+            )
         a, b = e["data_offsets"]
         raw = torch.frombuffer(bytearray(body[a:b]), dtype=DTYPES[e["dtype"]])
         tensors[name] = raw.reshape(e["shape"]).to(torch.float32)
@@ -98,7 +100,11 @@ def write_safetensors(path, tensors, metadata):
     header, blobs, offset = {"__metadata__": metadata}, [], 0
     for name, t in tensors.items():
         blob = t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
         blobs.append(blob)
         offset += len(blob)
     js = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -123,7 +129,9 @@ def checkpoint_meta(path, meta):
     if missing:
         raise UsageError(f'"{path}": __metadata__ config lacks {", ".join(missing)}')
     if out["tokenizer"] != "bytes":
-        raise UsageError(f'"{path}" uses tokenizer "{out["tokenizer"]}"; phd_torch.py knows "bytes"')
+        raise UsageError(
+            f'"{path}" uses tokenizer "{out["tokenizer"]}"; phd_torch.py knows "bytes"'
+        )
     return out
 
 
@@ -154,13 +162,17 @@ def hf_config(config, phd, tokenizer, context):
 def load_mask(path):
     """Imports a module written by `deno task export ... --to flex`."""
     if not os.path.isfile(path):
-        raise UsageError(f'mask module "{path}" does not exist (deno task export SPEC --to flex --out {path})')
+        raise UsageError(
+            f'mask module "{path}" does not exist (deno task export SPEC --to flex --out {path})'
+        )
     spec = importlib.util.spec_from_file_location(f"phd_mask_{abs(hash(path))}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     for name in ("K", "SOURCE", "token_coords", "mask_mod_for", "dense_mask", "block_mask"):
         if not hasattr(mod, name):
-            raise UsageError(f'"{path}" is not a mask module of deno task export (it has no {name})')
+            raise UsageError(
+                f'"{path}" is not a mask module of deno task export (it has no {name})'
+            )
     return mod
 
 
@@ -254,7 +266,9 @@ def flex_note(mask):
     """Why the dense path runs, or None when flex_attention is there."""
     if mask.flex_available():
         return None
-    return f"flex_attention needs torch >= 2.5, this torch is {torch.__version__}: dense additive mask"
+    return (
+        f"flex_attention needs torch >= 2.5, this torch is {torch.__version__}: dense additive mask"
+    )
 
 
 class Attender:
@@ -273,9 +287,15 @@ class Attender:
         self.flex = None
         mask.move_to(device)
         allowed = mask.dense_mask(L, device)
-        self.additive = torch.zeros(N, N, dtype=dtype, device=device).masked_fill(~allowed, -math.inf)
+        self.additive = torch.zeros(N, N, dtype=dtype, device=device).masked_fill(
+            ~allowed, -math.inf
+        )
         t = torch.arange(N, device=device)
-        self.grid = (torch.arange(heads, device=device)[None, :, None, None], t[:, None], t[None, :])
+        self.grid = (
+            torch.arange(heads, device=device)[None, :, None, None],
+            t[:, None],
+            t[None, :],
+        )
 
     def __call__(self, q, k, v):
         if self.flex is not None:
@@ -317,7 +337,9 @@ class PhdLlama(nn.Module):
         x = self.model.embed_tokens(ids[:, p])  # (B, N, C): every copy of p reads x_p
         pos = p if self.positions == "shared" else p * K + c
         d = self.config["hidden_size"] // self.config["num_attention_heads"]
-        inv = self.config["rope_theta"] ** (-torch.arange(0, d, 2, dtype=torch.float64, device=dev) / d)
+        inv = self.config["rope_theta"] ** (
+            -torch.arange(0, d, 2, dtype=torch.float64, device=dev) / d
+        )
         ang = pos.to(torch.float64)[:, None] * inv[None, :]
         ang = torch.cat((ang, ang), dim=-1)
         cos, sin = ang.cos().to(dtype), ang.sin().to(dtype)
@@ -336,7 +358,9 @@ class PhdLlama(nn.Module):
         """Next-token cross-entropy of (B, L+1) ids: copy K-1 at p predicts x_{p+1}."""
         logits = self(windows[:, :-1])
         V = logits.shape[-1]
-        return F.cross_entropy(logits.reshape(-1, V), windows[:, 1:].reshape(-1), reduction=reduction)
+        return F.cross_entropy(
+            logits.reshape(-1, V), windows[:, 1:].reshape(-1), reduction=reduction
+        )
 
     def tensors(self):
         """The parameters by checkpoint name (Hugging Face Llama's; no lm_head when tied)."""
@@ -347,7 +371,11 @@ def build_model(config, mask, positions, attention):
     flex = attention == "flex" or (attention == "auto" and mask.flex_available())
     if flex and not mask.flex_available():
         raise UsageError(f"--attention flex: {flex_note(mask)}")
-    note = f"flex_attention (torch {torch.__version__})" if flex else flex_note(mask) or "dense additive mask"
+    note = (
+        f"flex_attention (torch {torch.__version__})"
+        if flex
+        else flex_note(mask) or "dense additive mask"
+    )
     print(f"attention: {note}", file=sys.stderr)
     return PhdLlama(config, mask, positions, flex)
 
@@ -365,7 +393,9 @@ def load_model(args, ckpt, dtype):
         raise UsageError(f'"{ckpt}" lacks tensor "{missing[0]}"')
     for k, v in want.items():
         if tuple(tensors[k].shape) != tuple(v.shape):
-            raise UsageError(f'"{ckpt}": tensor {k} is {list(tensors[k].shape)}, the config needs {list(v.shape)}')
+            raise UsageError(
+                f'"{ckpt}": tensor {k} is {list(tensors[k].shape)}, the config needs {list(v.shape)}'
+            )
     model.load_state_dict({k: tensors[k] for k in want})
     context = int(meta["context"]) if "context" in meta else None
     return model.to(dtype), meta, m, context
@@ -420,7 +450,9 @@ def cmd_eval(args):
                 total += model.loss(ids, reduction="sum").item()
                 count += length * len(group)
     out = {"loss": total / count, "tokens": count, "context": context}
-    print(json.dumps(out) if args.json else f"loss {out['loss']:.6f} nats/token over {count} tokens")
+    print(
+        json.dumps(out) if args.json else f"loss {out['loss']:.6f} nats/token over {count} tokens"
+    )
 
 
 def cmd_generate(args):
@@ -448,14 +480,18 @@ def fresh_config(path):
         raise UsageError(f'config "{path}" is not JSON') from None
     missing = [k for k in CONFIG_KEYS if k not in c]
     if missing:
-        raise UsageError(f'config "{path}" lacks {", ".join(missing)} (a Hugging Face Llama config.json)')
+        raise UsageError(
+            f'config "{path}" lacks {", ".join(missing)} (a Hugging Face Llama config.json)'
+        )
     return {k: c[k] for k in CONFIG_KEYS}
 
 
 def cmd_train(args):
     """AdamW on random windows of a text; saves a checkpoint this project loads."""
     if (args.init is None) == (args.config is None):
-        raise UsageError("give exactly one of --init CKPT (continue it) or --config config.json (fresh)")
+        raise UsageError(
+            "give exactly one of --init CKPT (continue it) or --config config.json (fresh)"
+        )
     torch.manual_seed(args.seed)
     dtype = getattr(torch, args.dtype)
     if args.init:
@@ -469,7 +505,9 @@ def cmd_train(args):
                 "(config.phd.variant): export a preset, or continue a checkpoint with --init"
             )
         phd, tokenizer, ctx = mask.CHECKPOINT_PHD, "bytes", None
-        model = build_model(fresh_config(args.config), mask, json.loads(phd)["positions"], args.attention)
+        model = build_model(
+            fresh_config(args.config), mask, json.loads(phd)["positions"], args.attention
+        )
         for name, p in model.named_parameters():
             if p.dim() > 1:
                 nn.init.normal_(p, std=0.02)
@@ -494,9 +532,18 @@ def cmd_train(args):
         if not args.json:
             print(f"step {step + 1}/{args.steps} loss {losses[-1]:.4f}", file=sys.stderr)
     save_checkpoint(args.out, model, phd, tokenizer, seq)
-    out = {"steps": args.steps, "loss_first": losses[0], "loss_last": losses[-1], "out": args.out,
-           "seconds": round(time.time() - t0, 3)}
-    print(json.dumps(out) if args.json else f"wrote {args.out} (loss {losses[0]:.4f} -> {losses[-1]:.4f})")
+    out = {
+        "steps": args.steps,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "out": args.out,
+        "seconds": round(time.time() - t0, 3),
+    }
+    print(
+        json.dumps(out)
+        if args.json
+        else f"wrote {args.out} (loss {losses[0]:.4f} -> {losses[-1]:.4f})"
+    )
 
 
 class Parser(argparse.ArgumentParser):
@@ -518,15 +565,21 @@ def main(argv):
         s = sub.add_parser(name, help=help, description=fn.__doc__)
         s.set_defaults(fn=fn)
         s.add_argument("--mask", required=True, help="module of deno task export SPEC --to flex")
-        s.add_argument("--attention", choices=("auto", "flex", "dense"), default="auto",
-                       help="flex_attention (torch >= 2.5) or the dense mask; auto picks flex when there")
+        s.add_argument(
+            "--attention",
+            choices=("auto", "flex", "dense"),
+            default="auto",
+            help="flex_attention (torch >= 2.5) or the dense mask; auto picks flex when there",
+        )
         s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         return s
 
     e = command("eval", cmd_eval, "mean next-token loss of a checkpoint on a text")
     e.add_argument("--ckpt", required=True)
     e.add_argument("--text-file", required=True)
-    e.add_argument("--context", type=positive, help="predictions per window (default: the checkpoint's)")
+    e.add_argument(
+        "--context", type=positive, help="predictions per window (default: the checkpoint's)"
+    )
     e.add_argument("--batch", type=positive, default=8)
     e.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     g = command("generate", cmd_generate, "greedy continuation of a prompt")
@@ -538,7 +591,9 @@ def main(argv):
     t.add_argument("--config", help="Hugging Face Llama config.json of a fresh model")
     t.add_argument("--text-file", required=True)
     t.add_argument("--steps", type=positive, required=True)
-    t.add_argument("--seq-len", type=positive, help="positions per window (default: --init's context)")
+    t.add_argument(
+        "--seq-len", type=positive, help="positions per window (default: --init's context)"
+    )
     t.add_argument("--batch", type=positive, default=8)
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--seed", type=int, default=0)
@@ -555,6 +610,8 @@ if __name__ == "__main__":
         if os.environ.get("PHD_DEBUG"):
             raise
         what = str(err).splitlines()[0] if str(err) else ""
-        print(f"error: {what if isinstance(err, UsageError) else f'{type(err).__name__}: {what}'}",
-              file=sys.stderr)
+        print(
+            f"error: {what if isinstance(err, UsageError) else f'{type(err).__name__}: {what}'}",
+            file=sys.stderr,
+        )
         sys.exit(1)

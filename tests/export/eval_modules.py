@@ -22,7 +22,12 @@ except AttributeError:  # torch < 2.0 ships vmap in functorch
 
 def vmap_bhqkv(fn, prefix=()):
     """fn vmapped over kv, q, h, b in turn, as torch.nn.attention.flex_attention does."""
-    for dims in ((None, None, None, 0), (None, None, 0, None), (None, 0, None, None), (0, None, None, None)):
+    for dims in (
+        (None, None, None, 0),
+        (None, None, 0, None),
+        (None, 0, None, None),
+        (0, None, None, None),
+    ):
         fn = vmap(fn, in_dims=prefix + dims, out_dims=0)
     return fn
 
@@ -53,7 +58,9 @@ def main():
             H = job["heads"]
             s = torch.tensor(job["scores"], dtype=torch.float64).reshape(H, N, N)
             h = torch.arange(H, dtype=torch.int32)[:, None, None]
-            v = mod.score_mod(s, torch.zeros((), dtype=torch.int32), h, t[None, :, None], t[None, None, :])
+            v = mod.score_mod(
+                s, torch.zeros((), dtype=torch.int32), h, t[None, :, None], t[None, None, :]
+            )
             res["scores"] = v.flatten().tolist()
             b = torch.zeros(1, dtype=torch.int32)
             w = vmap_bhqkv(mod.score_mod, prefix=(0,))(s[None], b, h.flatten(), t, t)[0]
@@ -64,8 +71,16 @@ def main():
         first.block_mask(first.L, "cpu")
     except RuntimeError as e:
         error = str(e)
-    print(json.dumps({"torch": torch.__version__, "flex": first.flex_available(), "block_mask_error": error,
-                      "results": results}))
+    print(
+        json.dumps(
+            {
+                "torch": torch.__version__,
+                "flex": first.flex_available(),
+                "block_mask_error": error,
+                "results": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
