@@ -208,11 +208,21 @@ Deno.test("export: a spec the target cannot express, a non-causal one, bad flags
     `import { defineAttention } from "${DSL}";
 export default defineAttention({ name: "zero", mask: ({ q, k }) => k.pos.le(q.pos.div(0)) });`,
   );
+  await Deno.writeTextFile(
+    join(dir, "huge.ts"),
+    `import { defineAttention } from "${DSL}";
+export default defineAttention({ name: "huge", mask: ({ q, k }) => k.pos.le(q.pos.add(2 ** 60)) });`,
+  );
   const run = (...a: string[]) => runScript("cli/export.ts", ...a);
   assertUsageError(
     await run(join(dir, "zero.ts"), "--to", "flex"),
     /spec "zero_k1" cannot be exported to flex: the mask divides by the constant 0/,
     "division by zero",
+  );
+  assertUsageError(
+    await run(join(dir, "huge.ts"), "--to", "flex"),
+    /cannot be exported to flex: integer constant 1152921504606847000 is beyond 2\^53/,
+    "huge constant",
   );
   assertUsageError(await run(join(dir, "peek.ts"), "--to", "flex"), /not causal/, "non-causal");
   assertUsageError(await run("phd", "--to", "wgsl"), /--to/, "unknown target");

@@ -189,5 +189,14 @@ Deno.test("checkpoints cross between deno tasks and PyTorch: eval loss, greedy t
     /was trained with K=3 .* export the checkpoint's own, deno task export/,
     "mask of another spec",
   );
+  assertUsageError(
+    await torch("eval", "--ckpt", there, "--mask", join(dir, "none.py"), "--text-file", text),
+    /mask module ".*none\.py" does not exist/,
+    "no mask module",
+  );
+  const flex = await torch("eval", "--ckpt", there, ...args, "--attention", "flex");
+  if (flex.code !== 0) {
+    assertUsageError(flex, /--attention flex: flex_attention needs torch >= 2\.5/, "old torch");
+  }
   await Deno.remove(dir, { recursive: true });
 });
