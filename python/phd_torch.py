@@ -59,10 +59,12 @@ CONFIG_KEYS = (
 
 
 def read_safetensors(path):
-    """(metadata strings, {name: float32 tensor}) of a safetensors file."""
+    """(metadata strings, {name: float32 tensor}) of a safetensors file, read once into memory
+    that the F32 tensors share (no copy per tensor)."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = bytearray(os.fstat(f.fileno()).st_size)
+            f.readinto(data)
     except FileNotFoundError:
         raise UsageError(f'checkpoint "{path}" does not exist') from None
     if len(data) < 8:
@@ -73,15 +75,24 @@ def read_safetensors(path):
     except (UnicodeDecodeError, ValueError):
         raise UsageError(f'"{path}" is not a safetensors file (its header is not JSON)') from None
     meta = header.pop("__metadata__", None) or {}
-    body = data[8 + n :]
     tensors = {}
     for name, e in header.items():
-        if e.get("dtype") not in DTYPES:
+        dtype = DTYPES.get(e.get("dtype"))
+        if dtype is None:
             raise UsageError(
                 f'"{path}": tensor {name} has dtype {e.get("dtype")} (F32, F16, BF16 read)'
             )
-        a, b = e["data_offsets"]
-        raw = torch.frombuffer(bytearray(body[a:b]), dtype=DTYPES[e["dtype"]])
+        a, b = (8 + n + x for x in e["data_offsets"])
+        if b > len(data) or a > b:
+            raise UsageError(f'"{path}": tensor {name} runs past the end of the file')
+        size = torch.tensor([], dtype=dtype).element_size()
+        # an unaligned tensor (after F16 ones) is copied; aligned ones are views of `data`
+        buf = data if a % size == 0 else bytearray(data[a:b])
+        at = a if buf is data else 0
+        if b == a:  # frombuffer refuses empty ranges
+            raw = torch.empty(0, dtype=dtype)
+        else:
+            raw = torch.frombuffer(buf, dtype=dtype, offset=at, count=(b - a) // size)
         tensors[name] = raw.reshape(e["shape"]).to(torch.float32)
     return meta, tensors
 
