@@ -1,8 +1,9 @@
 /**
  * Tile classes: for a tile size and a storage layout, each (query tile, key tile) block of the
  * attention matrix is empty (never visited), full (no mask evaluation) or partial. Decided from the
- * mask expression by recursive halving of the tile grid with abstract verdicts per copy pair, so
- * the cost follows the mask's boundary, not the K*L x K*L matrix.
+ * mask expression by recursive halving of the tile grid (halving.ts) with abstract verdicts per copy
+ * pair, so the cost follows the mask's boundary, not the K*L x K*L matrix. Also the tile lists the
+ * fused kernels walk (`tileLists`).
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { type Bindings, specBindings } from "../../dsl/eval.ts";
@@ -16,6 +17,7 @@ import {
   type Verdict,
 } from "./abstract.ts";
 import { copyRanges, type Layout, type Range } from "../layout.ts";
+import { halve } from "./halving.ts";
 
 /** No pair of the tile is allowed: the kernel never visits it. */
 export const EMPTY = 0;
@@ -86,26 +88,15 @@ export function classifyTiles(spec: AttentionSpec, o: TileOptions): TileMap {
   }
   const classes = new Uint8Array(rows * cols);
 
-  const block = (r0: number, r1: number, c0: number, c1: number) => {
+  halve(rows, cols, (r0, r1, c0, c1) => {
     const qr = qRanges(r0, r1), kr = kRanges(c0, c1);
     const v = verdicts(oracle, qr, kr);
     const single = r1 - r0 === 1 && c1 - c0 === 1;
-    if (v.some((x) => x === MAYBE) && !single) {
-      if (r1 - r0 >= c1 - c0) {
-        const m = (r0 + r1) >> 1;
-        block(r0, m, c0, c1);
-        block(m, r1, c0, c1);
-      } else {
-        const m = (c0 + c1) >> 1;
-        block(r0, r1, c0, m);
-        block(r0, r1, m, c1);
-      }
-      return;
-    }
     if (single) {
       classes[r0 * cols + c0] = resolve(oracle, qr, kr, v);
-      return;
+      return true;
     }
+    if (v.some((x) => x === MAYBE)) return false;
     const memo = new Map<number, TileClass>();
     for (let r = r0; r < r1; r++) {
       for (let c = c0; c < c1; c = Math.min(c1, kRunEnd[c])) {
@@ -118,8 +109,8 @@ export function classifyTiles(spec: AttentionSpec, o: TileOptions): TileMap {
         classes.fill(cls, r * cols + c, r * cols + Math.min(c1, kRunEnd[c]));
       }
     }
-  };
-  block(0, rows, 0, cols);
+    return true;
+  });
 
   const counts = { empty: 0, partial: 0, full: 0 };
   let kept = 0;

@@ -1,13 +1,22 @@
 /**
  * Flash-attention kernel sources built from a parameter object (spec, head dim, tile sizes,
- * layout, storage dtype, variant): the shared preamble (constants, uniforms, bindings, the layout's
+ * layout, storage dtype, variant): the one place the configuration's defaults live
+ * (`attentionDefaults`, read by `FlashAttention`, `deno task compile` and the autotuner), the
+ * shared preamble (constants, the uniform table `ATTENTION_UNIFORMS`, bindings, the layout's
  * `token_at`, the spec's mask/score functions), the cache key covering everything baked into the
- * WGSL, the uniform packing, and the tile-list packing. Runtime values (L, heads, W, C, tables,
- * tile classes) travel in buffers, so they never change the source. Bodies: attention_wgsl.ts.
+ * WGSL, and the tile-list packing. Runtime values (L, heads, W, C, tables, tile classes) travel in
+ * buffers, so they never change the source. Bodies: attention_wgsl.ts.
  */
 import type { Layout } from "../layout.ts";
 import { exprCode, type SpecCode, specUniformFields, tableNames } from "./wgsl_expr.ts";
 import { backwardDkvBody, backwardDqBody, forwardBody } from "./attention_wgsl.ts";
+import {
+  type KernelSource,
+  type UniformField,
+  type UniformLayout,
+  uniformLayout,
+  uniformStruct,
+} from "./kernel_source.ts";
 
 /** The three passes. */
 export type AttentionKernelKind = "forward" | "backward_dq" | "backward_dkv";
@@ -52,18 +61,12 @@ export interface KernelLimits {
   maxComputeInvocationsPerWorkgroup: number;
 }
 
-/** A kernel ready for a pipeline: its source and the storage buffers it binds, in order. */
-export interface AttentionKernel {
+/** One pass's kernel, ready for a pipeline. */
+export interface AttentionKernel extends KernelSource {
   kind: AttentionKernelKind;
-  key: string;
-  label: string;
-  code: string;
-  /** Names of bindings 1.. (binding 0 is the uniform buffer `U`). */
-  bindings: string[];
-  /** Invocations per workgroup. */
-  workgroupSize: number;
   /** Bytes of workgroup memory used. */
   workgroupBytes: number;
+  uniforms: UniformLayout<AttentionUniform>;
 }
 
 /** Head dims a kernel accepts: multiples of 4 (vec4 loads) within a sane range. */
@@ -105,6 +108,69 @@ export function fitBlock(tile: number, block: number): number {
   return b;
 }
 
+/** The choices of a kernel configuration besides spec and head dim; each one may be left out. */
+export interface AttentionChoices {
+  /** Token storage order. Default `interleaved`. */
+  layout?: Layout;
+  /** Storage type of q, k, v, o and gradients. Default `f32`; `f16` needs `shader-f16`. */
+  dtype?: StorageType;
+  /** `fused` (tile skipping, default) or `dense` (every tile, mask everywhere: the baseline). */
+  variant?: KernelVariant;
+  /** Streamed rows from storage (`direct`, default) or via workgroup memory. */
+  staging?: Staging;
+  /** Query rows per tile. Default from `defaultTiles(headDim, staging)`. */
+  tileQ?: number;
+  /** Key rows per tile. Default from `defaultTiles(headDim, staging)`. */
+  tileK?: number;
+  /**
+   * Query rows per invocation (forward, dQ). Default from `defaultTiles`, reduced to a divisor of
+   * `tileQ`.
+   */
+  blockQ?: number;
+  /** Key rows per invocation (dK/dV). Default from `defaultTiles`, reduced to a divisor of `tileK`. */
+  blockK?: number;
+}
+
+/** The defaults of the choices that are not tile shapes. */
+export const ATTENTION_DEFAULTS = {
+  layout: "interleaved",
+  dtype: "f32",
+  variant: "fused",
+  staging: "direct",
+} as const satisfies AttentionChoices;
+
+/**
+ * Every choice of a configuration, the missing ones filled in: the one definition of the default
+ * kernel, shared by `FlashAttention`, `deno task compile` and the autotuner's default candidate.
+ */
+export function attentionDefaults(
+  headDim: number,
+  c: AttentionChoices = {},
+): Required<AttentionChoices> {
+  const staging = c.staging ?? ATTENTION_DEFAULTS.staging;
+  const t = defaultTiles(headDim, staging);
+  const tileQ = c.tileQ ?? t.tileQ, tileK = c.tileK ?? t.tileK;
+  return {
+    tileQ,
+    tileK,
+    blockQ: c.blockQ ?? fitBlock(tileQ, t.blockQ),
+    blockK: c.blockK ?? fitBlock(tileK, t.blockK),
+    layout: c.layout ?? ATTENTION_DEFAULTS.layout,
+    dtype: c.dtype ?? ATTENTION_DEFAULTS.dtype,
+    variant: c.variant ?? ATTENTION_DEFAULTS.variant,
+    staging,
+  };
+}
+
+/** The kernel parameters of a spec, head dim and choices (`attentionDefaults` for the rest). */
+export function attentionParams(
+  spec: SpecCode,
+  headDim: number,
+  c: AttentionChoices = {},
+): AttentionKernelParams {
+  return { spec, headDim, ...attentionDefaults(headDim, c) };
+}
+
 /** The pipeline cache key: every field that changes the WGSL, and nothing else. */
 export function attentionKernelKey(kind: AttentionKernelKind, p: AttentionKernelParams): string {
   return JSON.stringify({
@@ -125,37 +191,29 @@ export function attentionKernelKey(kind: AttentionKernelKind, p: AttentionKernel
 }
 
 /**
- * Fixed uniform fields, before the spec's (all 4 bytes; `scale` is f32, the rest i32). `tq` and
- * `tk` repeat the baked tile sizes: loops bounded by them are not unrolled (see attention_wgsl.ts).
+ * The fixed uniform fields of the flash-attention kernels, before the spec's: tokens per sequence
+ * (N = K*L), positions, query and key/value heads, the softmax scale 1/sqrt(d), the query and key
+ * tiles of the grid, and the tile sizes. `tq` and `tk` repeat the baked tile sizes: loops bounded by
+ * them are not unrolled (see attention_wgsl.ts).
  */
-const FIXED_FIELDS = ["N", "L", "H", "HKV", "scale", "rows", "cols", "tq", "tk"] as const;
+export const ATTENTION_UNIFORMS = [
+  { name: "N", type: "i32" },
+  { name: "L", type: "i32" },
+  { name: "H", type: "i32" },
+  { name: "HKV", type: "i32" },
+  { name: "scale", type: "f32" },
+  { name: "rows", type: "i32" },
+  { name: "cols", type: "i32" },
+  { name: "tq", type: "i32" },
+  { name: "tk", type: "i32" },
+] as const satisfies readonly UniformField[];
 
-/** Runtime values of the fixed uniform fields. */
-export interface UniformValues {
-  /** Tokens per sequence (K*L). */
-  N: number;
-  L: number;
-  /** Query heads and key/value heads. */
-  H: number;
-  HKV: number;
-  /** Query tiles and key tiles of the tile grid. */
-  rows: number;
-  cols: number;
-  /** Softmax scale, 1/sqrt(d). */
-  scale: number;
-  /** Tile sizes (also baked in; their runtime copies bound loops). */
-  tileQ: number;
-  tileK: number;
-}
+/** A fixed uniform field of the flash-attention kernels. */
+export type AttentionUniform = (typeof ATTENTION_UNIFORMS)[number]["name"];
 
-/** The uniform buffer contents: fixed fields then the spec's (from `packSpecBindings`). */
-export function packUniforms(u: UniformValues, specFields: number[]): Int32Array {
-  const n = FIXED_FIELDS.length + specFields.length;
-  const out = new Int32Array(Math.ceil(n / 4) * 4);
-  out.set([u.N, u.L, u.H, u.HKV, 0, u.rows, u.cols, u.tileQ, u.tileK]);
-  new Float32Array(out.buffer)[4] = u.scale;
-  out.set(specFields, FIXED_FIELDS.length);
-  return out;
+/** The uniform layout of a spec's flash-attention kernels (every pass shares it). */
+export function attentionUniforms(spec: SpecCode): UniformLayout<AttentionUniform> {
+  return uniformLayout(ATTENTION_UNIFORMS, spec);
 }
 
 /** A compressed tile list, as `tileLists` of compiler/analysis/tiles.ts returns it. */
@@ -287,7 +345,7 @@ export function buildAttentionKernel(
     names.push("mask_tables");
     decls.push(`@group(0) @binding(${names.length}) var<storage, read> mask_tables: array<i32>;`);
   }
-  const specFields = specUniformFields(p.spec).map((f) => `  ${f}: i32,`);
+  const uniforms = attentionUniforms(p.spec);
   const body = { forward: forwardBody, backward_dq: backwardDqBody, backward_dkv: backwardDkvBody }[
     kind
   ]({ fused, staged: p.staging === "workgroup", R });
@@ -304,18 +362,7 @@ const WG = ${workgroupSize};
 // Stands for -infinity (WGSL has no infinite literals); exp(NEG_BIG - x) is exactly 0.
 const NEG_BIG = -3.0e38;
 
-struct Uniforms {
-  N: i32,
-  L: i32,
-  H: i32,
-  HKV: i32,
-  scale: f32,
-  rows: i32,
-  cols: i32,
-  tq: i32,
-  tk: i32,
-${specFields.join("\n")}
-}
+${uniformStruct(uniforms)}
 @group(0) @binding(0) var<uniform> U: Uniforms;
 ${decls.join("\n")}
 
@@ -331,8 +378,10 @@ ${body}`;
     key: attentionKernelKey(kind, p),
     label,
     code,
-    bindings: names,
+    entryPoint: "main",
     workgroupSize,
+    bindings: names,
+    uniforms,
     workgroupBytes,
   };
 }

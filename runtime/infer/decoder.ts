@@ -33,12 +33,9 @@ import { ropeTable } from "../kernels/rope.ts";
 import { swigluForward } from "../kernels/swiglu.ts";
 import { gather } from "../kernels/embedding.ts";
 import { expandEmbed } from "../kernels/phd.ts";
-import {
-  coordAttention,
-  openRanges,
-  packRanges,
-  prefillRanges,
-} from "../kernels/coord_attention.ts";
+import { coordAttention } from "../kernels/coord_attention.ts";
+import { packRanges } from "../../compiler/codegen/coord_attention.ts";
+import { openRanges, prefillRanges } from "../../compiler/analysis/key_ranges.ts";
 import { ropeStore, scatterRows } from "../kernels/kv_write.ts";
 import { sample, type SampleParams } from "../kernels/sample.ts";
 import { KvCache, type KvStats } from "./kv_cache.ts";

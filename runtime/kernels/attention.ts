@@ -1,9 +1,10 @@
 /**
- * Dispatch of the flash-attention kernels: `FlashAttention` owns one spec's kernels for one head
- * dim and configuration (layout, dtype, variant, tiles), builds their pipelines through the
- * pipeline cache, turns the tile classes of compiler/analysis/tiles.ts into tile-list buffers (data, so new
- * W, C or L never recompile), and records forward and backward passes on a command encoder.
- * `run` is the host-array convenience used by tests and benchmarks. Browser-safe (no Deno APIs).
+ * Dispatch of the flash-attention kernels (built by compiler/codegen/attention_kernels.ts):
+ * `FlashAttention` owns one spec's kernels for one head dim and configuration (layout, dtype,
+ * variant, tiles), builds their pipelines through the pipeline cache, turns the tile classes of
+ * compiler/analysis/tiles.ts into tile-list buffers (data, so new W, C or L never recompile), and
+ * records forward and backward passes on a command encoder. `run` is the host-array convenience
+ * used by tests and benchmarks. Browser-safe (no Deno APIs).
  *
  * Tensors are in storage order: q, o, dO, dq `[batch, heads, N, d]`; k, v, dk, dv
  * `[batch, kvHeads, N, d]`; lse and delta `[batch, heads, N]` f32, N = K*L tokens placed by the
@@ -13,19 +14,16 @@ import type { Bindings } from "../../dsl/eval.ts";
 import { specBindings } from "../../dsl/eval.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import {
+  type AttentionChoices,
   type AttentionKernel,
   type AttentionKernelKind,
   type AttentionKernelParams,
+  attentionParams,
+  attentionUniforms,
   buildAttentionKernel,
-  defaultTiles,
-  fitBlock,
-  type KernelVariant,
   packTileList,
-  packUniforms,
-  type Staging,
-  type StorageType,
 } from "../../compiler/codegen/attention_kernels.ts";
-import type { Layout } from "../../compiler/layout.ts";
+import { packUniforms } from "../../compiler/codegen/kernel_source.ts";
 import { classifyTiles, tileLists } from "../../compiler/analysis/tiles.ts";
 import { packSpecBindings, tableNames } from "../../compiler/codegen/wgsl_expr.ts";
 import { checkBindingSize, type GpuContext } from "../gpu/device.ts";
@@ -38,29 +36,13 @@ import {
   uniformBuffer,
 } from "../gpu/resources.ts";
 
-/** Choices baked into the kernels (each combination is its own set of pipelines). */
-export interface AttentionConfig {
+/**
+ * Choices baked into the kernels (each combination is its own set of pipelines); the ones left out
+ * take `attentionDefaults`.
+ */
+export interface AttentionConfig extends AttentionChoices {
   /** Head dimension (multiple of 4). */
   headDim: number;
-  /** Token storage order. Default `interleaved`. */
-  layout?: Layout;
-  /** Storage type of q, k, v, o and gradients. Default `f32`; `f16` needs `shader-f16`. */
-  dtype?: StorageType;
-  /** `fused` (tile skipping, default) or `dense` (every tile, mask everywhere: the baseline). */
-  variant?: KernelVariant;
-  /** Streamed rows from storage (`direct`, default) or via workgroup memory. */
-  staging?: Staging;
-  /** Query rows per tile. Default from `defaultTiles(headDim)`. */
-  tileQ?: number;
-  /** Key rows per tile. Default from `defaultTiles(headDim)`. */
-  tileK?: number;
-  /**
-   * Query rows per invocation (forward, dQ). Default from `defaultTiles`, reduced to a divisor of
-   * `tileQ`.
-   */
-  blockQ?: number;
-  /** Key rows per invocation (dK/dV). Default from `defaultTiles`, reduced to a divisor of `tileK`. */
-  blockK?: number;
 }
 
 /** Runtime shape and parameters of one call: none of them changes a kernel. */
@@ -142,20 +124,7 @@ export class FlashAttention {
     readonly spec: AttentionSpec,
     config: AttentionConfig,
   ) {
-    const tiles = defaultTiles(config.headDim, config.staging);
-    const tileQ = config.tileQ ?? tiles.tileQ, tileK = config.tileK ?? tiles.tileK;
-    this.params = {
-      spec,
-      headDim: config.headDim,
-      tileQ,
-      tileK,
-      blockQ: config.blockQ ?? fitBlock(tileQ, tiles.blockQ),
-      blockK: config.blockK ?? fitBlock(tileK, tiles.blockK),
-      layout: config.layout ?? "interleaved",
-      dtype: config.dtype ?? "f32",
-      variant: config.variant ?? "fused",
-      staging: config.staging ?? "direct",
-    };
+    this.params = attentionParams(spec, config.headDim, config);
     if (this.params.dtype === "f16" && !gpu.f16) {
       throw new Error(
         `f16 storage needs the shader-f16 feature, which adapter "${gpu.adapterName}" lacks: ` +
@@ -304,7 +273,8 @@ export class FlashAttention {
       uniforms: uniformBuffer(
         device,
         packUniforms(
-          { N, L: run.L, H, HKV, rows, cols, scale: 1 / Math.sqrt(d), tileQ, tileK },
+          attentionUniforms(spec),
+          { N, L: run.L, H, HKV, scale: 1 / Math.sqrt(d), rows, cols, tq: tileQ, tk: tileK },
           packed.fields,
         ),
       ),

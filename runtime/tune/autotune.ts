@@ -28,6 +28,7 @@ import {
 } from "../kernels/matmul.ts";
 import { matmulRef } from "../../reference/kernels.ts";
 import {
+  attentionDefaults,
   type AttentionKernelKind,
   buildAttentionKernel,
   defaultTiles,
@@ -731,10 +732,10 @@ export function attentionVariantName(p: AttentionVariant): string {
     (p.staging === "workgroup" ? "_wg" : "") + (p.variant === "dense" ? "_dense" : "");
 }
 
-/** The variant `FlashAttention` builds when given no choices (fused, direct, `defaultTiles`). */
+/** The variant `FlashAttention` builds when given no choices (`attentionDefaults`). */
 export function defaultAttentionVariant(headDim: number): AttentionVariant {
-  const t = defaultTiles(headDim, "direct");
-  return { ...t, staging: "direct", variant: "fused" };
+  const { tileQ, tileK, blockQ, blockK, staging, variant } = attentionDefaults(headDim);
+  return { tileQ, tileK, blockQ, blockK, staging, variant };
 }
 
 /**
