@@ -123,19 +123,53 @@ function verdicts(
       if (${o.fused ? each(o.R, (i) => `a${i}`, " || ") : inRange}) {`;
 }
 
+/**
+ * The entry point's opening: the grid comment, `fn main` and the workgroup's ids (tile `tile`,
+ * head `head`, batch `b`).
+ */
+function entry(grid: string, tile: string, head: string): string {
+  return `// Grid: ${grid}.
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let ${tile} = i32(wg.x);
+  let ${head} = i32(wg.y);
+  let b = i32(wg.z);`;
+}
+
+/**
+ * The opening shared by the forward and dQ passes: the key stream's declarations, the entry point,
+ * the offsets of the query head and its key/value head, and the block's query rows.
+ */
+function queryPassStart(o: BodyOptions, ks: ReturnType<typeof keyStream>): string {
+  return `${ks.decls}
+${entry("(query tiles, heads, batch). Workgroup: WG invocations, R query rows each", "qt", "h")}
+  let head = (b * U.H + h) * U.N;
+  let kv_off = (b * U.HKV + h / (U.H / U.HKV)) * U.N * D4;
+  ${queryRows(o.R)}`;
+}
+
+/**
+ * The walk of the forward and dQ passes over the key tiles and their keys, up to the branch into
+ * one streamed key's work (`note`: comment lines before the key loop).
+ */
+function keyWalk(o: BodyOptions, ks: ReturnType<typeof keyStream>, note = ""): string {
+  return `${tileLoop(o, "qt", "U.cols")}
+    let k0 = t * U.tk;
+    ${ks.stage}
+${note}    for (var j = 0; j < U.tk; j++) {
+      ${ks.row}
+      ${verdicts(o, "k0 + j < U.N", ks.kc, ks.kp, "q")}`;
+}
+
+/** The block's stores: per row i, `body(i)` when `inRange(i)` (rows past the sequence store nothing). */
+function stores(R: number, inRange: (i: number) => string, body: (i: number) => string): string {
+  return each(R, (i) => indent(`if (${inRange(i)}) {\n${body(i)}\n}`, 2), "\n  ");
+}
+
 /** Forward: R query rows per invocation. */
 export function forwardBody(o: BodyOptions): string {
   const ks = keyStream(o), R = o.R;
-  return `${ks.decls}
-// Grid: (query tiles, heads, batch). Workgroup: WG invocations, R query rows each.
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let qt = i32(wg.x);
-  let h = i32(wg.y);
-  let b = i32(wg.z);
-  let head = (b * U.H + h) * U.N;
-  let kv_off = (b * U.HKV + h / (U.H / U.HKV)) * U.N * D4;
-  ${queryRows(R)}
+  return `${queryPassStart(o, ks)}
   ${
     each(R, (i) =>
       `var q${i}: array<vec4<f32>, D4>;\n  var acc${i}: array<vec4<f32>, D4>;`, "\n  ")
@@ -147,15 +181,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   }
   ${each(R, (i) => `var m${i} = NEG_BIG;\n  var l${i} = 0.0;`, "\n  ")}
-  ${tileLoop(o, "qt", "U.cols")}
-    let k0 = t * U.tk;
-    ${ks.stage}
-    // One pass per key: the running max only moves when a score exceeds it (rarely after the
+  ${
+    keyWalk(
+      o,
+      ks,
+      `    // One pass per key: the running max only moves when a score exceeds it (rarely after the
     // first keys), so the rescale of the accumulator is a rare branch, and no score array (which
     // llvmpipe would index through a branch ladder) is needed.
-    for (var j = 0; j < U.tk; j++) {
-      ${ks.row}
-      ${verdicts(o, "k0 + j < U.N", ks.kc, ks.kp, "q")}
+`,
+    )
+  }
         ${each(R, (i) => `var s${i} = 0.0;`, "\n        ")}
         for (var x = 0; x < D4; x++) {
           let kx = ${ks.k("x")};
@@ -189,18 +224,14 @@ if (a${i}) {
     }
   }
   ${
-    each(R, (i) =>
-      indent(
-        `if (row${i} < U.N) {
-  // A row with no allowed key has l == 0: output 0, LSE = NEG_BIG (never read as a weight).
+    stores(R, (i) =>
+      `row${i} < U.N`, (i) =>
+      `  // A row with no allowed key has l == 0: output 0, LSE = NEG_BIG (never read as a weight).
   let inv = select(0.0, 1.0 / l${i}, l${i} > 0.0);
   for (var x = 0; x < D4; x++) {
     o[qo${i} + x] = vec4<T>(acc${i}[x] * inv);
   }
-  lse[head + row${i}] = select(NEG_BIG, m${i} + log(l${i}), l${i} > 0.0);
-}`,
-        2,
-      ), "\n  ")
+  lse[head + row${i}] = select(NEG_BIG, m${i} + log(l${i}), l${i} > 0.0);`)
   }
 }
 `;
@@ -212,16 +243,7 @@ if (a${i}) {
  */
 export function backwardDqBody(o: BodyOptions): string {
   const ks = keyStream(o), R = o.R;
-  return `${ks.decls}
-// Grid: (query tiles, heads, batch). Workgroup: WG invocations, R query rows each.
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let qt = i32(wg.x);
-  let h = i32(wg.y);
-  let b = i32(wg.z);
-  let head = (b * U.H + h) * U.N;
-  let kv_off = (b * U.HKV + h / (U.H / U.HKV)) * U.N * D4;
-  ${queryRows(R)}
+  return `${queryPassStart(o, ks)}
   ${
     each(R, (i) =>
       `var q${i}: array<vec4<f32>, D4>;
@@ -240,12 +262,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   ${each(R, (i) => `let lse${i} = lse[head + min(row${i}, U.N - 1)];`, "\n  ")}
   var kr: array<vec4<f32>, D4>;
-  ${tileLoop(o, "qt", "U.cols")}
-    let k0 = t * U.tk;
-    ${ks.stage}
-    for (var j = 0; j < U.tk; j++) {
-      ${ks.row}
-      ${verdicts(o, "k0 + j < U.N", ks.kc, ks.kp, "q")}
+  ${keyWalk(o, ks)}
         ${each(R, (i) => `var s${i} = 0.0;\n        var dp${i} = 0.0;`, "\n        ")}
         for (var x = 0; x < D4; x++) {
           let kx = ${ks.k("x")};
@@ -274,16 +291,11 @@ if (a${i}) {
     }
   }
   ${
-    each(R, (i) =>
-      indent(
-        `if (row${i} < U.N) {
-  for (var x = 0; x < D4; x++) {
+    stores(R, (i) => `row${i} < U.N`, (i) =>
+      `  for (var x = 0; x < D4; x++) {
     dq[qo${i} + x] = vec4<T>(dq${i}[x] * U.scale);
   }
-  delta[head + row${i}] = delta${i};
-}`,
-        2,
-      ), "\n  ")
+  delta[head + row${i}] = delta${i};`)
   }
 }
 `;
@@ -347,12 +359,13 @@ var<workgroup> delta_tile: array<f32, TQ>;
 export function backwardDkvBody(o: BodyOptions): string {
   const qs = queryStream(o), R = o.R;
   return `${qs.decls}
-// Grid: (key tiles, key/value heads, batch). Workgroup: WG invocations, R key rows each.
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let kt = i32(wg.x);
-  let kvh = i32(wg.y);
-  let b = i32(wg.z);
+${
+    entry(
+      "(key tiles, key/value heads, batch). Workgroup: WG invocations, R key rows each",
+      "kt",
+      "kvh",
+    )
+  }
   let kv_head = (b * U.HKV + kvh) * U.N;
   ${
     each(R, (i) =>
@@ -417,16 +430,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
   }
   ${
-    each(R, (i) =>
-      indent(
-        `if (col${i} < U.N) {
-  for (var x = 0; x < D4; x++) {
+    stores(R, (i) => `col${i} < U.N`, (i) =>
+      `  for (var x = 0; x < D4; x++) {
     dk[ko${i} + x] = vec4<T>(dk${i}[x] * U.scale);
     dv[ko${i} + x] = vec4<T>(dv${i}[x]);
-  }
-}`,
-        2,
-      ), "\n  ")
+  }`)
   }
 }
 `;
