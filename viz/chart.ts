@@ -2,6 +2,7 @@
  * Line charts as standalone SVG text (loss curves, benchmark sweeps): axes with ticks, one polyline
  * per series, a legend. Pure string building, so a browser can reuse it.
  */
+import { escapeXml } from "./xml.ts";
 
 /** One line of a chart. */
 export interface Series {
@@ -22,14 +23,6 @@ export interface ChartOptions {
 }
 
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
-
-/** Escapes text for SVG. */
-export function escapeXml(s: string): string {
-  return s.replace(
-    /[<>&"]/g,
-    (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;" })[c]!,
-  );
-}
 
 /** "Nice" tick values covering [lo, hi]. */
 function ticks(lo: number, hi: number, n = 5): number[] {

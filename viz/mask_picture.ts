@@ -6,6 +6,7 @@
 import { encode } from "fast-png";
 import type { DenseMask } from "../dsl/eval.ts";
 import { EMPTY, FULL, PARTIAL, type TileMap } from "../compiler/analysis/tiles.ts";
+import { escapeXml } from "./xml.ts";
 
 /** A tile map shown at a coarser grain: each cell merges `block x block` tiles. */
 export interface TileGrid {
@@ -144,14 +145,6 @@ const PANEL = 480;
 /** Beyond this many rectangles the SVG embeds the dense panel as a PNG image instead. */
 const MAX_RECTS = 40000;
 
-/** Escapes text for XML. */
-function xml(s: string): string {
-  return s.replace(
-    /[<>&"]/g,
-    (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;" })[c]!,
-  );
-}
-
 /**
  * A standalone SVG: title lines with the sparsity, the dense mask (query rows, key columns, tick
  * strips coloured by original/hidden) and the tile-class map, each with a legend.
@@ -161,7 +154,7 @@ export function maskSvg(p: MaskPicture): string {
   const panels: string[] = [];
   let x = m + 10;
   const label = (x: number, s: string) =>
-    `<text x="${x}" y="${top - 14}" font-size="12" fill="${COLOURS.text}">${xml(s)}</text>`;
+    `<text x="${x}" y="${top - 14}" font-size="12" fill="${COLOURS.text}">${escapeXml(s)}</text>`;
   if (p.mask) {
     panels.push(label(x, "dense mask: query rows, key columns, canonical order p*K+c"));
     panels.push(denseSvg(p.mask, x, top));
@@ -177,17 +170,17 @@ export function maskSvg(p: MaskPicture): string {
   const items = legend(p).map(([c, s], i) =>
     `<rect x="${m + 10 + i * 130}" y="${ly - 10}" width="12" height="12" fill="${c}" ` +
     `stroke="#999" stroke-width="0.5"/><text x="${m + 28 + i * 130}" y="${ly}" font-size="12" ` +
-    `fill="${COLOURS.text}">${xml(s)}</text>`
+    `fill="${COLOURS.text}">${escapeXml(s)}</text>`
   );
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${ly + 16}" ` +
     `viewBox="0 0 ${width} ${ly + 16}" font-family="sans-serif">`,
-    `<title>${xml(`${t1}; ${t2}`)}</title>`,
+    `<title>${escapeXml(`${t1}; ${t2}`)}</title>`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="${m}" y="22" font-size="15" font-weight="bold" fill="${COLOURS.text}">${
-      xml(t1)
+      escapeXml(t1)
     }</text>`,
-    `<text x="${m}" y="42" font-size="12" fill="${COLOURS.text}">${xml(t2)}</text>`,
+    `<text x="${m}" y="42" font-size="12" fill="${COLOURS.text}">${escapeXml(t2)}</text>`,
     ...panels,
     ...items,
     `</svg>`,

@@ -57,7 +57,7 @@ export function prefillRanges(
   const mark = (q0: number, q1: number, k0: number, k1: number, c: number) => {
     for (let t = q0; t < q1; t++) for (let kb = k0; kb < k1; kb++) cls[t].set(kb, c);
   };
-  halve(qTiles, kTiles, (q0, q1, k0, k1) => {
+  halve([0, qTiles], [0, kTiles], (q0, q1, k0, k1) => {
     const qb = box(q0 * tileQ, Math.min(n, q1 * tileQ));
     const kb = box(k0 * tileK, Math.min(n, k1 * tileK));
     const r = region([qb[0], qb[1]], [qb[2], qb[3]], [kb[0], kb[1]], [kb[2], kb[3]]);

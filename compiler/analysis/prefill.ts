@@ -1,5 +1,5 @@
 /**
- * The prefill set (DESIGN.md 1.4): the tokens a prompt of P positions must compute. They are the
+ * The prefill set (docs/DESIGN.md 1.4): the tokens a prompt of P positions must compute. They are the
  * keys that must end in the cache (per the retention plan), the last position's last copy (whose
  * logits give the first new token), and, transitively, every key those tokens attend (a token's
  * KV at layer l depends on what it attended at layer l-1). Sets are kept as ranges per copy and
@@ -10,6 +10,7 @@ import { type Bindings, specBindings } from "../../dsl/eval.ts";
 import { FALSE, type MaskOracle, maskOracle, region, tighten, TRUE } from "./abstract.ts";
 import type { Range } from "../layout.ts";
 import { planRetention, type RetentionPlan } from "./retention.ts";
+import { halve } from "./halving.ts";
 
 /** The tokens a prefill of P positions computes. */
 export interface PrefillPlan {
@@ -135,26 +136,19 @@ function project(
   have: RangeSet,
   add: (c: number, lo: number, hi: number) => void,
 ) {
-  const visit = (qlo: number, qhi: number, klo: number, khi: number) => {
-    if (have.covers(klo, khi)) return;
-    const r = region([qc, qc], [qlo, qhi], [kc, kc], [klo, khi]);
-    if (!tighten(r)) return;
+  // Later queries first: in a causal mask they attend the most keys, so `have` then prunes more of
+  // the earlier ones.
+  halve([q.lo, q.hi + 1], [keys.lo, keys.hi + 1], (q0, q1, k0, k1) => {
+    const khi = k1 - 1;
+    if (have.covers(k0, khi)) return true;
+    const r = region([qc, qc], [q0, q1 - 1], [kc, kc], [k0, khi]);
+    if (!tighten(r)) return true;
     const v = o.verdict(r);
-    if (v === FALSE) return;
-    if (v === TRUE) return add(kc, klo, khi);
-    if (qlo === qhi && klo === khi) {
-      if (o.allowed(qc, qlo, kc, klo)) add(kc, klo, khi);
-      return;
-    }
-    if (qhi - qlo >= khi - klo) {
-      const m = (qlo + qhi) >> 1;
-      visit(m + 1, qhi, klo, khi);
-      visit(qlo, m, klo, khi);
-    } else {
-      const m = (klo + khi) >> 1;
-      visit(qlo, qhi, klo, m);
-      visit(qlo, qhi, m + 1, khi);
-    }
-  };
-  visit(q.lo, q.hi, keys.lo, keys.hi);
+    if (v === FALSE) return true;
+    if (v === TRUE) add(kc, k0, khi);
+    else if (q1 - q0 === 1 && k1 - k0 === 1) {
+      if (o.allowed(qc, q0, kc, k0)) add(kc, k0, khi);
+    } else return false;
+    return true;
+  }, { lastRowsFirst: true });
 }

@@ -88,7 +88,7 @@ export function classifyTiles(spec: AttentionSpec, o: TileOptions): TileMap {
   }
   const classes = new Uint8Array(rows * cols);
 
-  halve(rows, cols, (r0, r1, c0, c1) => {
+  halve([0, rows], [0, cols], (r0, r1, c0, c1) => {
     const qr = qRanges(r0, r1), kr = kRanges(c0, c1);
     const v = verdicts(oracle, qr, kr);
     const single = r1 - r0 === 1 && c1 - c0 === 1;
