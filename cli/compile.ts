@@ -27,7 +27,7 @@ import {
 } from "./args.ts";
 
 /** Parsed flags of `deno task compile`. */
-export interface CompileFlags extends SpecFlags, CompileOptions {
+interface CompileFlags extends SpecFlags, CompileOptions {
   /** Output folder. */
   out: string;
   json?: boolean;
@@ -47,7 +47,7 @@ export interface WrittenSpec {
 }
 
 /** Runs the command on parsed flags; returns what goes to stdout. */
-export async function compileCommand(refs: string[], f: CompileFlags): Promise<string> {
+async function compileCommand(refs: string[], f: CompileFlags): Promise<string> {
   const specs: AttentionSpec[] = [];
   for (const ref of refs) specs.push(await resolveSpec(ref, f));
   const seen = new Map<string, string>();
@@ -89,7 +89,7 @@ export async function compileCommand(refs: string[], f: CompileFlags): Promise<s
 }
 
 /** The command line of `deno task compile`. */
-export function compileProgram(): Command {
+function compileProgram(): Command {
   const d = COMPILE_DEFAULTS;
   return addSpecOptions(
     newCommand(

@@ -1,7 +1,7 @@
 /**
  * `deno task mask <spec.ts | preset> --L N`: a spec's mask and what the compiler derives from it.
  * Prints a summary (source, causality, KV retention, prefill set, an ASCII tile-class picture), or
- * with `--json` the dense mask in canonical order (DESIGN.md 3, a tested contract), and writes
+ * with `--json` the dense mask in canonical order (docs/DESIGN.md 3, a tested contract), and writes
  * two-panel SVG/PNG pictures. Refuses non-causal specs and, with `--max-cache`, unbounded caches.
  */
 import { type Command, Option } from "commander";
@@ -23,7 +23,7 @@ import {
 } from "./args.ts";
 
 /** Most tokens (K*L) for outputs that build the dense K*L x K*L mask (`--json`, dense panel). */
-export const DENSE_LIMIT = 4096;
+const DENSE_LIMIT = 4096;
 
 /** The `--json` output: rows are queries, columns keys, both in canonical order `t = p*K + c`. */
 export interface MaskJson {
@@ -43,7 +43,7 @@ export function maskJson(spec: AttentionSpec, L: number): MaskJson {
 }
 
 /** The `--json` object of a dense mask. */
-export function denseJson(d: DenseMask): MaskJson {
+function denseJson(d: DenseMask): MaskJson {
   const N = d.tokens.length;
   const allowed = Array.from(
     { length: N },
@@ -53,14 +53,14 @@ export function denseJson(d: DenseMask): MaskJson {
 }
 
 /** The default tile edge: the smallest power of two giving at most 32 tiles a side, at most 64. */
-export function defaultTile(N: number): number {
+function defaultTile(N: number): number {
   let t = 1;
   while (t < 64 && Math.ceil(N / t) > 32) t *= 2;
   return t;
 }
 
 /** Parsed flags of `deno task mask`. */
-export interface MaskFlags extends SpecFlags {
+interface MaskFlags extends SpecFlags {
   /** Sequence length in positions. */
   L: number;
   /** Tile edge of the tile classes; default `defaultTile(K*L)`. */
@@ -80,7 +80,7 @@ export interface MaskFlags extends SpecFlags {
 }
 
 /** The summary printed without `--json`. */
-export function maskSummary(a: Analysis): string {
+function maskSummary(a: Analysis): string {
   const s = a.spec, r = a.retention, pf = a.prefill;
   const params = Object.entries(s.params).map(([k, v]) => ` ${k}=${v}`).join("");
   const tables = Object.entries(s.tables).map(([k, v]) => ` ${k}=[${v.join(",")}]`).join("");
@@ -106,7 +106,7 @@ export function maskSummary(a: Analysis): string {
 }
 
 /** The refusal for `--max-cache N`, or undefined when the retention fits. */
-export function cacheRefusal(a: Analysis, max: number): string | undefined {
+function cacheRefusal(a: Analysis, max: number): string | undefined {
   const r = a.retention;
   if (!r.bounded) {
     return `spec "${a.spec.name}" has an unbounded KV cache (${r.formula} tokens), ` +
@@ -120,7 +120,7 @@ export function cacheRefusal(a: Analysis, max: number): string | undefined {
 }
 
 /** Runs the command on parsed flags; returns what goes to stdout. */
-export async function maskCommand(ref: string, f: MaskFlags): Promise<string> {
+async function maskCommand(ref: string, f: MaskFlags): Promise<string> {
   const spec = await resolveSpec(ref, f), N = spec.K * f.L;
   const drawsDense = Boolean(f.svg || f.png) && !f.tilesOnly;
   if ((f.json || drawsDense) && N > DENSE_LIMIT) {
@@ -152,7 +152,7 @@ export async function maskCommand(ref: string, f: MaskFlags): Promise<string> {
 }
 
 /** The command line of `deno task mask`. */
-export function maskProgram(): Command {
+function maskProgram(): Command {
   return addSpecOptions(
     newCommand("deno task mask", "print a mask, its tile classes and its analysis; draw or dump it")
       .argument("<spec>", `a preset name or the path of a .ts file exporting an AttentionSpec`)

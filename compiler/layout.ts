@@ -1,5 +1,5 @@
 /**
- * Storage layouts of the expanded sequence (DESIGN.md 1.1, 1.4). `interleaved` stores token
+ * Storage layouts of the expanded sequence (docs/DESIGN.md 1.1, 1.4). `interleaved` stores token
  * (c, p) at `p*K + c` (the canonical order); `grouped` stores all originals first, then the hidden
  * tokens in hidden-index order: `[originals | hidden]` (paper Fig. 3). A contiguous range of storage
  * indices holds, for each copy, a contiguous range of positions: the analysis works on those.

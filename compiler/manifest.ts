@@ -20,17 +20,16 @@ import {
   type AttentionKernelParams,
   attentionParams,
   buildAttentionKernel,
-  checkHeadDim,
   type KernelVariant,
   type Staging,
   type StorageType,
 } from "./codegen/attention_kernels.ts";
-import { uniformFields, type UniformType } from "./codegen/kernel_source.ts";
+import { checkHeadDim, uniformFields, type UniformType } from "./codegen/kernel_source.ts";
 import { packSpecBindings, tableNames } from "./codegen/wgsl_expr.ts";
 import { type Layout, LAYOUTS } from "./layout.ts";
 
 /** The passes, in the order they are emitted. */
-export const KERNEL_KINDS: readonly AttentionKernelKind[] = [
+const KERNEL_KINDS: readonly AttentionKernelKind[] = [
   "forward",
   "backward_dq",
   "backward_dkv",
@@ -40,7 +39,7 @@ export const KERNEL_KINDS: readonly AttentionKernelKind[] = [
 export const KERNEL_MARKER = "// ==== kernel ";
 
 /** Manifest format version (bump on incompatible changes). */
-export const MANIFEST_VERSION = 1;
+const MANIFEST_VERSION = 1;
 
 /** What to compile a spec for (the flags of `deno task compile`). */
 export interface CompileOptions {
@@ -179,7 +178,7 @@ function kernelComment(k: AttentionKernel, p: AttentionKernelParams, i: number, 
     `${KERNEL_MARKER}${i + 1}/${n}: ${k.kind} ${p.variant} ${p.layout} ====`,
     `// label: ${k.label}`,
     `// key: ${k.key}`,
-    `// entry point: main, @workgroup_size(${k.workgroupSize}) (each invocation owns ${
+    `// entry point: ${k.entryPoint}, @workgroup_size(${k.workgroupSize}) (each invocation owns ${
       dkv ? p.blockK ?? 1 : p.blockQ ?? 1
     } ${rows} rows of a ${
       dkv ? p.tileK : p.tileQ

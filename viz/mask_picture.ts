@@ -41,7 +41,7 @@ export function coarsenTiles(map: TileMap, maxSide: number): TileGrid {
 }
 
 /** Two characters per tile class, as FlexAttention prints a BlockMask. */
-export const TILE_GLYPHS: Readonly<Record<number, string>> = {
+const TILE_GLYPHS: Readonly<Record<number, string>> = {
   [EMPTY]: "  ",
   [PARTIAL]: "░░",
   [FULL]: "██",

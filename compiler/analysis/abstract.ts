@@ -289,7 +289,7 @@ export function maskOracle(mask: BoolNode, b: Bindings): MaskOracle {
 }
 
 /** Compiles a mask to a JS predicate (parameters inlined) for fast single-pair evaluation. */
-export function compilePredicate(
+function compilePredicate(
   mask: BoolNode,
   b: Bindings,
 ): (qc: number, qp: number, kc: number, kp: number) => boolean {
@@ -354,7 +354,7 @@ export interface Found {
 }
 
 /** Some pair of a tightened region (its lowest query, then its lowest key). */
-export function firstPair(r: Region): Witness {
+function firstPair(r: Region): Witness {
   const qp = r.lo[1];
   return [r.lo[0], qp, r.lo[2], Math.max(r.lo[3], qp + r.dlo)];
 }
@@ -399,6 +399,6 @@ export function explore(
 }
 
 /** A copy of a region (regions are tightened in place). */
-export function copyRegion(r: Region): Region {
+function copyRegion(r: Region): Region {
   return { lo: [...r.lo], hi: [...r.hi], dlo: r.dlo, dhi: r.dhi };
 }

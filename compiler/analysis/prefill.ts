@@ -1,9 +1,10 @@
 /**
- * The prefill set (docs/DESIGN.md 1.4): the tokens a prompt of P positions must compute. They are the
- * keys that must end in the cache (per the retention plan), the last position's last copy (whose
- * logits give the first new token), and, transitively, every key those tokens attend (a token's
- * KV at layer l depends on what it attended at layer l-1). Sets are kept as ranges per copy and
- * the closure projects whole query ranges onto key ranges with abstract verdicts.
+ * The prefill set (docs/DESIGN.md 1.4): the tokens a prompt of P positions must compute. They are
+ * the keys that must end in the cache (per the retention plan), the last position's last copy
+ * (whose logits give the first new token), and, transitively, every key those tokens attend (a
+ * token's KV at layer l depends on what it attended at layer l-1). Sets are kept as ranges per copy
+ * and the closure projects whole query ranges onto key ranges with abstract verdicts, refined by
+ * recursive halving (halving.ts).
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { type Bindings, specBindings } from "../../dsl/eval.ts";
@@ -25,7 +26,7 @@ export interface PrefillPlan {
 }
 
 /** A set of integers kept as sorted, disjoint, non-adjacent inclusive ranges. */
-export class RangeSet {
+class RangeSet {
   readonly ranges: Range[] = [];
 
   /** True when every integer of [lo, hi] is in the set. */

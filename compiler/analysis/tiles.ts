@@ -1,9 +1,9 @@
 /**
  * Tile classes: for a tile size and a storage layout, each (query tile, key tile) block of the
  * attention matrix is empty (never visited), full (no mask evaluation) or partial. Decided from the
- * mask expression by recursive halving of the tile grid (halving.ts) with abstract verdicts per copy
- * pair, so the cost follows the mask's boundary, not the K*L x K*L matrix. Also the tile lists the
- * fused kernels walk (`tileLists`).
+ * mask expression by recursive halving of the tile grid (halving.ts) with abstract verdicts per
+ * copy pair, so the cost follows the mask's boundary, not the K*L x K*L matrix. Also the tile lists
+ * the fused kernels walk (`tileLists`).
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { type Bindings, specBindings } from "../../dsl/eval.ts";

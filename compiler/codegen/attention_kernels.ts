@@ -11,6 +11,7 @@ import type { Layout } from "../layout.ts";
 import { exprCode, type SpecCode, specUniformFields, tableNames } from "./wgsl_expr.ts";
 import { backwardDkvBody, backwardDqBody, forwardBody } from "./attention_wgsl.ts";
 import {
+  checkHeadDim,
   type KernelSource,
   type UniformField,
   type UniformLayout,
@@ -69,13 +70,6 @@ export interface AttentionKernel extends KernelSource {
   uniforms: UniformLayout<AttentionUniform>;
 }
 
-/** Head dims a kernel accepts: multiples of 4 (vec4 loads) within a sane range. */
-export function checkHeadDim(d: number): void {
-  if (!Number.isInteger(d) || d < 4 || d > 256 || d % 4 !== 0) {
-    throw new RangeError(`head dim must be a multiple of 4 in [4, 256], got ${d}`);
-  }
-}
-
 /** Tile sizes and register blocks of a kernel configuration. */
 export interface TileShape {
   tileQ: number;
@@ -127,7 +121,9 @@ export interface AttentionChoices {
    * `tileQ`.
    */
   blockQ?: number;
-  /** Key rows per invocation (dK/dV). Default from `defaultTiles`, reduced to a divisor of `tileK`. */
+  /**
+   * Key rows per invocation (dK/dV). Default from `defaultTiles`, reduced to a divisor of `tileK`.
+   */
   blockK?: number;
 }
 
@@ -193,10 +189,10 @@ export function attentionKernelKey(kind: AttentionKernelKind, p: AttentionKernel
 /**
  * The fixed uniform fields of the flash-attention kernels, before the spec's: tokens per sequence
  * (N = K*L), positions, query and key/value heads, the softmax scale 1/sqrt(d), the query and key
- * tiles of the grid, and the tile sizes. `tq` and `tk` repeat the baked tile sizes: loops bounded by
- * them are not unrolled (see attention_wgsl.ts).
+ * tiles of the grid, and the tile sizes. `tq` and `tk` repeat the baked tile sizes: loops bounded
+ * by them are not unrolled (see attention_wgsl.ts).
  */
-export const ATTENTION_UNIFORMS = [
+const ATTENTION_UNIFORMS = [
   { name: "N", type: "i32" },
   { name: "L", type: "i32" },
   { name: "H", type: "i32" },

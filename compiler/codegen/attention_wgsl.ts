@@ -161,7 +161,7 @@ ${note}    for (var j = 0; j < U.tk; j++) {
       ${verdicts(o, "k0 + j < U.N", ks.kc, ks.kp, "q")}`;
 }
 
-/** The block's stores: per row i, `body(i)` when `inRange(i)` (rows past the sequence store nothing). */
+/** The block's stores: per row i, `body(i)` if `inRange(i)` (rows past the end store nothing). */
 function stores(R: number, inRange: (i: number) => string, body: (i: number) => string): string {
   return each(R, (i) => indent(`if (${inRange(i)}) {\n${body(i)}\n}`, 2), "\n  ");
 }

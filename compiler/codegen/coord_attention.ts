@@ -3,8 +3,8 @@
  * set of key slots, where both sides carry their token coordinates in buffers and the spec's own
  * mask (wgsl_expr.ts) decides each pair. Nothing about the storage order is baked in, so the same
  * kernel serves a KV cache whose slots are reused in any order and a prefill set in any order. Also
- * owns the key-range list format the kernel reads (`packRanges`); which ranges a query tile reads is
- * analysis (compiler/analysis/key_ranges.ts), the dispatch is runtime/kernels/coord_attention.ts.
+ * owns the key-range list format the kernel reads (`packRanges`); which ranges a query tile reads
+ * is analysis (compiler/analysis/key_ranges.ts), the dispatch runtime/kernels/coord_attention.ts.
  *
  * Work skipping: each query tile walks a list of key ranges `(start, end, full)`; ranges the mask
  * rules out are absent, `full` ranges skip the mask, empty slots (copy -1) are skipped. Online
@@ -16,6 +16,7 @@
 import type { KeyRanges } from "../analysis/key_ranges.ts";
 import { exprCode, type SpecCode, specUniformFields, tableNames } from "./wgsl_expr.ts";
 import {
+  checkHeadDim,
   type KernelSource,
   type UniformField,
   type UniformLayout,
@@ -44,7 +45,7 @@ export interface CoordAttentionParams {
  * key slots per sequence, query and key/value heads, the softmax scale, query rows per tile, and
  * two spare fields.
  */
-export const COORD_UNIFORMS = [
+const COORD_UNIFORMS = [
   { name: "rows", type: "i32" },
   { name: "S", type: "i32" },
   { name: "H", type: "i32" },
@@ -90,9 +91,7 @@ export function packRanges(r: KeyRanges): Uint32Array {
 /** Builds the kernel source. */
 export function coordAttentionKernel(p: CoordAttentionParams): CoordAttentionKernel {
   const d = p.headDim, TQ = p.tileQ, SP = p.split ?? 1;
-  if (!Number.isInteger(d) || d < 4 || d % 4 !== 0 || d > 256) {
-    throw new RangeError(`head dim must be a multiple of 4 in [4, 256], got ${d}`);
-  }
+  checkHeadDim(d);
   if (!Number.isInteger(TQ) || TQ < 1 || TQ > 256) {
     throw new RangeError(`tileQ must be an integer in [1, 256], got ${TQ}`);
   }

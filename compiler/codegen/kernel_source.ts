@@ -3,7 +3,8 @@
  * compile`'s manifest), with no GPU API: its source, entry point, workgroup size and bindings, and
  * the layout of its uniform buffer. A kernel family declares its uniform fields once, as a table of
  * (name, WGSL type); the WGSL struct, the host-side packing and the manifest's field list are all
- * generated from that table, so the three can never disagree.
+ * generated from that table, so the three can never disagree. Also the head-dim check both
+ * families share.
  */
 import { type SpecCode, specUniformFields } from "./wgsl_expr.ts";
 
@@ -21,6 +22,13 @@ export interface KernelSource {
   bindings: string[];
   /** Layout of the uniform buffer `U`. */
   uniforms: UniformLayout;
+}
+
+/** Head dims the attention kernels accept: multiples of 4 (vec4 loads) within a sane range. */
+export function checkHeadDim(d: number): void {
+  if (!Number.isInteger(d) || d < 4 || d > 256 || d % 4 !== 0) {
+    throw new RangeError(`head dim must be a multiple of 4 in [4, 256], got ${d}`);
+  }
 }
 
 /** WGSL type of a uniform field; every field is 4 bytes, so the struct has no padding. */

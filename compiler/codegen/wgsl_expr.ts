@@ -24,7 +24,7 @@ export function specUniformFields(spec: SpecCode): string[] {
 }
 
 /** Parameter names in uniform order. */
-export function paramNames(spec: SpecCode): string[] {
+function paramNames(spec: SpecCode): string[] {
   return Object.keys(spec.params).sort();
 }
 

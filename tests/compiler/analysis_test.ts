@@ -190,7 +190,7 @@ Deno.test("presets: every analysis equals brute force over many K, L, W, C", () 
   }
 });
 
-Deno.test("retention and prefill follow DESIGN.md 1.4 for the PHD presets", () => {
+Deno.test("retention and prefill follow docs/DESIGN.md 1.4 for the PHD presets", () => {
   const L = 40, K = 3, W = 5, C = 8;
   const hiddenOf = (spec: AttentionSpec) => prefillSet(spec, { P: L }).perCopy.slice(1);
   // PHD: the vanilla cache; prefill = originals + the last token's copies.
