@@ -1,6 +1,6 @@
 /**
- * The WGSL of mask and score expressions (compiler/codegen/wgsl_expr.ts) evaluated on the GPU over a grid
- * of (qc, qp, kc, kp) must equal dsl/eval.ts exactly (masks) or to f32 rounding (score
+ * The WGSL of mask and score expressions (compiler/codegen/wgsl_expr.ts) evaluated on the GPU over
+ * a grid of (qc, qp, kc, kp) must equal dsl/eval.ts exactly (masks) or to f32 rounding (score
  * modifiers and their derivatives): random masks with floor division/modulo of negative values,
  * segment tables, and every preset.
  */
@@ -9,7 +9,12 @@ import { exp2, select, softcap, toFloat } from "../../dsl/expr.ts";
 import { PRESETS } from "../../dsl/presets.ts";
 import { evalBool, type Pair, specBindings } from "../../dsl/eval.ts";
 import { type AttentionSpec, defineAttention } from "../../dsl/spec.ts";
-import { exprCode, packSpecBindings, specUniformFields } from "../../compiler/codegen/wgsl_expr.ts";
+import { exprCode, packSpecBindings } from "../../compiler/codegen/wgsl_expr.ts";
+import {
+  packUniforms,
+  uniformLayout,
+  uniformStruct,
+} from "../../compiler/codegen/kernel_source.ts";
 import { readback, storageBuffer, uniformBuffer } from "../../runtime/gpu/resources.ts";
 import { evalScoreDual } from "../../reference/attention.ts";
 import { gpuOnce, randomMaskSpec } from "../fixtures/attention.ts";
@@ -20,11 +25,8 @@ const L = 9;
 async function evalOnGpu(spec: AttentionSpec, scores: Float32Array) {
   const { gpu } = await gpuOnce();
   const K = spec.K, n = (K * L) ** 2, e = exprCode(spec);
-  const fields = specUniformFields(spec);
-  const code = `struct Uniforms {
-  n: i32,
-${fields.map((f) => `  ${f}: i32,`).join("\n")}
-}
+  const uniforms = uniformLayout([{ name: "n", type: "i32" }], spec);
+  const code = `${uniformStruct(uniforms)}
 @group(0) @binding(0) var<uniform> U: Uniforms;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> score_in: array<f32>;
@@ -59,7 +61,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   const entries: GPUBindGroupEntry[] = [
     {
       binding: 0,
-      resource: { buffer: uniformBuffer(device, Int32Array.from([n, ...packed.fields])) },
+      resource: { buffer: uniformBuffer(device, packUniforms(uniforms, { n }, packed.fields)) },
     },
     { binding: 1, resource: { buffer: out } },
     { binding: 2, resource: { buffer: storageBuffer(device, scores) } },
