@@ -27,6 +27,7 @@ import { packUniforms } from "../../compiler/codegen/kernel_source.ts";
 import { classifyTiles, tileLists } from "../../compiler/analysis/tiles.ts";
 import { packSpecBindings, tableNames } from "../../compiler/codegen/wgsl_expr.ts";
 import { checkBindingSize, type GpuContext } from "../gpu/device.ts";
+import { prepare } from "../gpu/kernel.ts";
 import {
   fromF16Bits,
   type PipelineCache,
@@ -217,26 +218,15 @@ export class FlashAttention {
     io: Record<string, GPUBuffer>,
     grid: [number, number, number],
   ) {
-    const { kernel, pipeline } = this.kernel(kind);
-    const buffers: Record<string, GPUBuffer | undefined> = {
-      ...io,
-      tiles: kind === "backward_dkv" ? st.byCols : st.byRows,
-      mask_tables: st.tables,
-    };
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: st.uniforms } }];
-    kernel.bindings.forEach((name, i) => {
-      const buffer = buffers[name];
-      if (!buffer) throw new Error(`kernel ${kernel.label} binds "${name}" but none was given`);
-      entries.push({ binding: i + 1, resource: { buffer } });
-    });
-    const bindGroup = this.gpu.device.createBindGroup({
-      label: kernel.label,
-      layout: pipeline.getBindGroupLayout(0),
-      entries,
-    });
+    const { kernel } = this.kernel(kind);
+    const buffers: Record<string, GPUBuffer> = { ...io, U: st.uniforms };
+    const tiles = kind === "backward_dkv" ? st.byCols : st.byRows;
+    if (tiles) buffers.tiles = tiles;
+    if (st.tables) buffers.mask_tables = st.tables;
+    const d = prepare(this, { ...kernel, bindings: ["U", ...kernel.bindings] }, { buffers, grid });
     const pass = enc.beginComputePass({ label: kernel.label });
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
+    pass.setPipeline(d.pipeline);
+    pass.setBindGroup(0, d.bindGroup);
     pass.dispatchWorkgroups(...grid);
     pass.end();
   }
