@@ -1,6 +1,7 @@
 /**
- * Line charts as standalone SVG text (loss curves, benchmark sweeps): axes with ticks, one polyline
- * per series, a legend. Pure string building, so a browser can reuse it.
+ * Charts as standalone SVG text: line charts (loss curves, benchmark sweeps: one polyline per
+ * series, a legend) and bar charts (one bar per arm, optional error bars), on one frame of axes
+ * with ticks. Pure string building, so a browser can reuse it.
  */
 import { escapeXml } from "./xml.ts";
 
@@ -36,6 +37,48 @@ function ticks(lo: number, hi: number, n = 5): number[] {
   return out;
 }
 
+/** A chart's canvas: size, margins and the y scale (value to pixel). */
+interface Frame {
+  W: number;
+  H: number;
+  m: { l: number; r: number; t: number; b: number };
+  sy: (y: number) => number;
+}
+
+/** The opening of a chart: the svg element, a white background, the title, the y grid and labels. */
+function frameStart(f: Frame, title: string, y0: number, y1: number): string[] {
+  const { W, H, m, sy } = f;
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(title)}</text>`,
+  ];
+  for (const v of ticks(y0, y1)) {
+    out.push(
+      `<line x1="${m.l}" x2="${W - m.r}" y1="${sy(v)}" y2="${sy(v)}" stroke="#eee"/>`,
+      `<text x="${m.l - 6}" y="${sy(v) + 4}" text-anchor="end">${v}</text>`,
+    );
+  }
+  return out;
+}
+
+/** The two axes, the x label when there is one, and the y label. */
+function frameAxes({ W, H, m }: Frame, yLabel: string, xLabel?: string): string[] {
+  const x = xLabel === undefined ? [] : [
+    `<text x="${(m.l + W - m.r) / 2}" y="${H - 10}" text-anchor="middle">${
+      escapeXml(xLabel)
+    }</text>`,
+  ];
+  return [
+    `<line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${H - m.b}" stroke="black"/>`,
+    `<line x1="${m.l}" x2="${W - m.r}" y1="${H - m.b}" y2="${H - m.b}" stroke="black"/>`,
+    ...x,
+    `<text transform="translate(16 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">${
+      escapeXml(yLabel)
+    }</text>`,
+  ];
+}
+
 /** Renders series as an SVG line chart. */
 export function lineChart(series: Series[], o: ChartOptions): string {
   const W = o.width ?? 640, H = o.height ?? 400, m = { l: 64, r: 16, t: 36, b: 48 };
@@ -52,31 +95,13 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   [y0, y1] = [y0 - pad, y1 + pad];
   const sx = (x: number) => m.l + (fx(x) - x0) / (x1 - x0) * (W - m.l - m.r);
   const sy = (y: number) => H - m.b - (y - y0) / (y1 - y0) * (H - m.t - m.b);
-  const out: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(o.title)}</text>`,
-  ];
-  for (const v of ticks(y0, y1)) {
-    out.push(
-      `<line x1="${m.l}" x2="${W - m.r}" y1="${sy(v)}" y2="${sy(v)}" stroke="#eee"/>`,
-      `<text x="${m.l - 6}" y="${sy(v) + 4}" text-anchor="end">${v}</text>`,
-    );
-  }
+  const f: Frame = { W, H, m, sy };
+  const out = frameStart(f, o.title, y0, y1);
   const xt = o.logX ? ticks(x0, x1).filter(Number.isInteger).map((e) => 10 ** e) : ticks(x0, x1);
   for (const v of xt) {
     out.push(`<text x="${sx(v)}" y="${H - m.b + 16}" text-anchor="middle">${v}</text>`);
   }
-  out.push(
-    `<line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${H - m.b}" stroke="black"/>`,
-    `<line x1="${m.l}" x2="${W - m.r}" y1="${H - m.b}" y2="${H - m.b}" stroke="black"/>`,
-    `<text x="${(m.l + W - m.r) / 2}" y="${H - 10}" text-anchor="middle">${
-      escapeXml(o.xLabel)
-    }</text>`,
-    `<text transform="translate(16 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">${
-      escapeXml(o.yLabel)
-    }</text>`,
-  );
+  out.push(...frameAxes(f, o.yLabel, o.xLabel));
   series.forEach((s, i) => {
     const color = s.color ?? PALETTE[i % PALETTE.length];
     const d = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))
@@ -110,17 +135,8 @@ export function barChart(bars: Bar[], o: Omit<ChartOptions, "logX">): string {
   const [y0, y1] = [lo - pad, hi + pad];
   const sy = (y: number) => H - m.b - (y - y0) / (y1 - y0) * (H - m.t - m.b);
   const slot = (W - m.l - m.r) / ok.length, bw = slot * 0.6;
-  const out: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(o.title)}</text>`,
-  ];
-  for (const v of ticks(y0, y1)) {
-    out.push(
-      `<line x1="${m.l}" x2="${W - m.r}" y1="${sy(v)}" y2="${sy(v)}" stroke="#eee"/>`,
-      `<text x="${m.l - 6}" y="${sy(v) + 4}" text-anchor="end">${v}</text>`,
-    );
-  }
+  const f: Frame = { W, H, m, sy };
+  const out = frameStart(f, o.title, y0, y1);
   ok.forEach((b, i) => {
     const x = m.l + i * slot + (slot - bw) / 2, color = b.color ?? PALETTE[i % PALETTE.length];
     const top = sy(b.value), cx = x + bw / 2;
@@ -145,13 +161,6 @@ export function barChart(bars: Bar[], o: Omit<ChartOptions, "logX">): string {
       );
     }
   });
-  out.push(
-    `<line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${H - m.b}" stroke="black"/>`,
-    `<line x1="${m.l}" x2="${W - m.r}" y1="${H - m.b}" y2="${H - m.b}" stroke="black"/>`,
-    `<text transform="translate(16 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">${
-      escapeXml(o.yLabel)
-    }</text>`,
-    "</svg>",
-  );
+  out.push(...frameAxes(f, o.yLabel), "</svg>");
   return out.join("\n");
 }
