@@ -252,34 +252,14 @@ fn token_at(s: i32) -> vec2<i32> {
 }`;
 }
 
-const BINDINGS: Record<AttentionKernelKind, [string, "read" | "read_write", string][]> = {
-  forward: [
-    ["q", "read", "T"],
-    ["k", "read", "T"],
-    ["v", "read", "T"],
-    ["o", "read_write", "T"],
-    ["lse", "read_write", "f32"],
-  ],
-  backward_dq: [
-    ["q", "read", "T"],
-    ["k", "read", "T"],
-    ["v", "read", "T"],
-    ["o", "read", "T"],
-    ["dout", "read", "T"],
-    ["lse", "read", "f32"],
-    ["delta", "read_write", "f32"],
-    ["dq", "read_write", "T"],
-  ],
-  backward_dkv: [
-    ["q", "read", "T"],
-    ["k", "read", "T"],
-    ["v", "read", "T"],
-    ["dout", "read", "T"],
-    ["lse", "read", "f32"],
-    ["delta", "read", "f32"],
-    ["dk", "read_write", "T"],
-    ["dv", "read_write", "T"],
-  ],
+/**
+ * The storage buffers of each pass, in binding order from 1: those it reads, then those it writes.
+ * `lse` and `delta` are f32 per row; the others are rows of d values of the storage type.
+ */
+const BINDINGS: Record<AttentionKernelKind, { read: string[]; write: string[] }> = {
+  forward: { read: ["q", "k", "v"], write: ["o", "lse"] },
+  backward_dq: { read: ["q", "k", "v", "o", "dout", "lse"], write: ["delta", "dq"] },
+  backward_dkv: { read: ["q", "k", "v", "dout", "lse", "delta"], write: ["dk", "dv"] },
 };
 
 /**
@@ -327,11 +307,11 @@ export function buildAttentionKernel(
   }
   const e = exprCode(p.spec);
   const fused = p.variant === "fused";
-  const names = BINDINGS[kind].map(([n]) => n);
-  const decls = BINDINGS[kind].map(([n, access, ty], i) =>
-    `@group(0) @binding(${i + 1}) var<storage, ${access}> ${n}: array<${
-      ty === "T" ? "vec4<T>" : ty
-    }>;`
+  const { read, write } = BINDINGS[kind];
+  const names = [...read, ...write];
+  const decls = names.map((n, i) =>
+    `@group(0) @binding(${i + 1}) var<storage, ${i < read.length ? "read" : "read_write"}> ${n}: ` +
+    `array<${n === "lse" || n === "delta" ? "f32" : "vec4<T>"}>;`
   );
   if (fused) {
     names.push("tiles");
