@@ -114,10 +114,7 @@ const RUN_CACHE_SIZE = 16;
 export class FlashAttention {
   readonly params: AttentionKernelParams;
   #runs = new Map<string, RunState>();
-  #kernels = new Map<
-    AttentionKernelKind,
-    { kernel: AttentionKernel; pipeline: GPUComputePipeline }
-  >();
+  #kernels = new Map<AttentionKernelKind, AttentionKernel>();
 
   constructor(
     readonly gpu: GpuContext,
@@ -135,13 +132,11 @@ export class FlashAttention {
     }
   }
 
-  /** The kernel of one pass (built once per cache key). */
-  kernel(kind: AttentionKernelKind): { kernel: AttentionKernel; pipeline: GPUComputePipeline } {
+  /** The kernel of one pass, checked against the device's limits (its pipeline: `prepare`). */
+  #kernel(kind: AttentionKernelKind): AttentionKernel {
     let k = this.#kernels.get(kind);
     if (!k) {
-      const kernel = buildAttentionKernel(kind, this.params, this.gpu.limits);
-      const hit = this.cache.get(kernel.key, () => kernel);
-      k = { kernel, pipeline: hit.pipeline };
+      k = buildAttentionKernel(kind, this.params, this.gpu.limits);
       this.#kernels.set(kind, k);
     }
     return k;
@@ -218,7 +213,7 @@ export class FlashAttention {
     io: Record<string, GPUBuffer>,
     grid: [number, number, number],
   ) {
-    const { kernel } = this.kernel(kind);
+    const kernel = this.#kernel(kind);
     const buffers: Record<string, GPUBuffer> = { ...io, U: st.uniforms };
     const tiles = kind === "backward_dkv" ? st.byCols : st.byRows;
     if (tiles) buffers.tiles = tiles;
