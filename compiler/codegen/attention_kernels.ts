@@ -13,10 +13,10 @@ import { backwardDkvBody, backwardDqBody, forwardBody } from "./attention_wgsl.t
 import {
   checkHeadDim,
   type KernelSource,
-  type UniformField,
   type UniformLayout,
   uniformLayout,
   uniformStruct,
+  uniformTable,
 } from "./kernel_source.ts";
 
 /** The three passes. */
@@ -192,17 +192,10 @@ export function attentionKernelKey(kind: AttentionKernelKind, p: AttentionKernel
  * tiles of the grid, and the tile sizes. `tq` and `tk` repeat the baked tile sizes: loops bounded
  * by them are not unrolled (see attention_wgsl.ts).
  */
-const ATTENTION_UNIFORMS = [
-  { name: "N", type: "i32" },
-  { name: "L", type: "i32" },
-  { name: "H", type: "i32" },
-  { name: "HKV", type: "i32" },
-  { name: "scale", type: "f32" },
-  { name: "rows", type: "i32" },
-  { name: "cols", type: "i32" },
-  { name: "tq", type: "i32" },
-  { name: "tk", type: "i32" },
-] as const satisfies readonly UniformField[];
+const ATTENTION_UNIFORMS = uniformTable(
+  ["N", "L", "H", "HKV", "scale", "rows", "cols", "tq", "tk"],
+  { scale: "f32" },
+);
 
 /** A fixed uniform field of the flash-attention kernels. */
 export type AttentionUniform = (typeof ATTENTION_UNIFORMS)[number]["name"];

@@ -18,10 +18,10 @@ import { exprCode, type SpecCode, specUniformFields, tableNames } from "./wgsl_e
 import {
   checkHeadDim,
   type KernelSource,
-  type UniformField,
   type UniformLayout,
   uniformLayout,
   uniformStruct,
+  uniformTable,
 } from "./kernel_source.ts";
 
 /** Everything baked into a coordinate-attention kernel. */
@@ -45,16 +45,9 @@ export interface CoordAttentionParams {
  * key slots per sequence, query and key/value heads, the softmax scale, query rows per tile, and
  * two spare fields.
  */
-const COORD_UNIFORMS = [
-  { name: "rows", type: "i32" },
-  { name: "S", type: "i32" },
-  { name: "H", type: "i32" },
-  { name: "HKV", type: "i32" },
-  { name: "scale", type: "f32" },
-  { name: "tq", type: "i32" },
-  { name: "pad0", type: "i32" },
-  { name: "pad1", type: "i32" },
-] as const satisfies readonly UniformField[];
+const COORD_UNIFORMS = uniformTable(["rows", "S", "H", "HKV", "scale", "tq", "pad0", "pad1"], {
+  scale: "f32",
+});
 
 /** A fixed uniform field of the coordinate-attention kernel. */
 export type CoordUniform = (typeof COORD_UNIFORMS)[number]["name"];

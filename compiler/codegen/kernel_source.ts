@@ -40,6 +40,14 @@ export interface UniformField<N extends string = string> {
   type: UniformType;
 }
 
+/** A family's fixed fields in buffer order: `i32` unless `types` says otherwise. */
+export function uniformTable<const F extends string>(
+  names: readonly F[],
+  types: { readonly [K in F]?: UniformType } = {},
+): readonly UniformField<F>[] {
+  return names.map((name) => ({ name, type: types[name] ?? "i32" }));
+}
+
 /** A kernel's uniform buffer: the family's fixed fields, then the spec's (all `i32`). */
 export interface UniformLayout<F extends string = string> {
   /** The family's own fields, in buffer order. */
