@@ -12,10 +12,11 @@ import { exprCode, type SpecCode, specUniformFields, tableNames } from "./wgsl_e
 import { backwardDkvBody, backwardDqBody, forwardBody } from "./attention_wgsl.ts";
 import {
   checkHeadDim,
+  interfaceWgsl,
   type KernelSource,
+  type StorageBinding,
   type UniformLayout,
   uniformLayout,
-  uniformStruct,
   uniformTable,
 } from "./kernel_source.ts";
 
@@ -300,20 +301,14 @@ export function buildAttentionKernel(
   }
   const e = exprCode(p.spec);
   const fused = p.variant === "fused";
+  const element = (name: string) => name === "lse" || name === "delta" ? "f32" : "vec4<T>";
   const { read, write } = BINDINGS[kind];
-  const names = [...read, ...write];
-  const decls = names.map((n, i) =>
-    `@group(0) @binding(${i + 1}) var<storage, ${i < read.length ? "read" : "read_write"}> ${n}: ` +
-    `array<${n === "lse" || n === "delta" ? "f32" : "vec4<T>"}>;`
-  );
-  if (fused) {
-    names.push("tiles");
-    decls.push(`@group(0) @binding(${names.length}) var<storage, read> tiles: array<u32>;`);
-  }
-  if (e.usesTables) {
-    names.push("mask_tables");
-    decls.push(`@group(0) @binding(${names.length}) var<storage, read> mask_tables: array<i32>;`);
-  }
+  const storage: StorageBinding[] = [
+    ...read.map((name) => ({ name, access: "read" as const, element: element(name) })),
+    ...write.map((name) => ({ name, access: "read_write" as const, element: element(name) })),
+  ];
+  if (fused) storage.push({ name: "tiles", access: "read", element: "u32" });
+  if (e.usesTables) storage.push({ name: "mask_tables", access: "read", element: "i32" });
   const uniforms = attentionUniforms(p.spec);
   const body = { forward: forwardBody, backward_dq: backwardDqBody, backward_dkv: backwardDkvBody }[
     kind
@@ -331,9 +326,7 @@ const WG = ${workgroupSize};
 // Stands for -infinity (WGSL has no infinite literals); exp(NEG_BIG - x) is exactly 0.
 const NEG_BIG = -3.0e38;
 
-${uniformStruct(uniforms)}
-@group(0) @binding(0) var<uniform> U: Uniforms;
-${decls.join("\n")}
+${interfaceWgsl(uniforms, storage)}
 
 ${tokenAtWgsl(p.layout, p.spec.K)}
 
@@ -349,7 +342,7 @@ ${body}`;
     code,
     entryPoint: "main",
     workgroupSize,
-    bindings: names,
+    bindings: storage.map((b) => b.name),
     uniforms,
     workgroupBytes,
   };

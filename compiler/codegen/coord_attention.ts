@@ -17,10 +17,11 @@ import type { KeyRanges } from "../analysis/key_ranges.ts";
 import { exprCode, type SpecCode, specUniformFields, tableNames } from "./wgsl_expr.ts";
 import {
   checkHeadDim,
+  interfaceWgsl,
   type KernelSource,
+  type StorageBinding,
   type UniformLayout,
   uniformLayout,
-  uniformStruct,
   uniformTable,
 } from "./kernel_source.ts";
 
@@ -92,8 +93,16 @@ export function coordAttentionKernel(p: CoordAttentionParams): CoordAttentionKer
     throw new RangeError(`split must be an integer >= 1 with tileQ·split <= 256, got ${SP}`);
   }
   const e = exprCode(p.spec);
-  const bindings = ["q", "k", "v", "qinfo", "kcoords", "ranges", "o"];
-  if (e.usesTables) bindings.push("mask_tables");
+  const storage: StorageBinding[] = [
+    { name: "q", access: "read", element: "vec4<f32>" },
+    { name: "k", access: "read", element: "vec4<f32>" },
+    { name: "v", access: "read", element: "vec4<f32>" },
+    { name: "qinfo", access: "read", element: "i32" },
+    { name: "kcoords", access: "read", element: "i32" },
+    { name: "ranges", access: "read", element: "u32" },
+    { name: "o", access: "read_write", element: "vec4<f32>" },
+  ];
+  if (e.usesTables) storage.push({ name: "mask_tables", access: "read", element: "i32" });
   const uniforms = uniformLayout(COORD_UNIFORMS, p.spec);
   const merge = SP === 1 ? "" : `
 var<workgroup> part_m: array<f32, ${TQ * SP}>;
@@ -106,16 +115,8 @@ const D4 = ${d / 4};
 const SPLIT = ${SP}u;
 const NEG_BIG = -3.0e38;
 
-${uniformStruct(uniforms)}
-@group(0) @binding(0) var<uniform> U: Uniforms;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> qinfo: array<i32>;
-@group(0) @binding(5) var<storage, read> kcoords: array<i32>;
-@group(0) @binding(6) var<storage, read> ranges: array<u32>;
-@group(0) @binding(7) var<storage, read_write> o: array<vec4<f32>>;
-${e.usesTables ? "@group(0) @binding(8) var<storage, read> mask_tables: array<i32>;\n" : ""}
+${interfaceWgsl(uniforms, storage)}
+
 ${e.helpers ? e.helpers + "\n\n" : ""}${e.mask}
 
 ${e.score}
@@ -230,7 +231,7 @@ ${
     code,
     entryPoint: "main",
     workgroupSize: TQ * SP,
-    bindings,
+    bindings: storage.map((b) => b.name),
     uniforms,
   };
 }

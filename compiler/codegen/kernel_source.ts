@@ -1,7 +1,7 @@
 /**
  * What a generated attention kernel hands whoever dispatches it (the runtime, or `deno task
  * compile`'s manifest), with no GPU API: its source, entry point, workgroup size and bindings, and
- * the layout of its uniform buffer. A kernel family declares its uniform fields once, as a table of
+ * the layout of its uniform buffer; and the WGSL of that interface (`interfaceWgsl`). A kernel family declares its uniform fields once, as a table of
  * (name, WGSL type); the WGSL struct, the host-side packing and the manifest's field list are all
  * generated from that table, so the three can never disagree. Also the head-dim check both
  * families share.
@@ -89,6 +89,25 @@ export function uniformStruct(l: UniformLayout): string {
     ...l.fixed.map((f) => `  ${f.name}: ${f.type},`),
     l.spec.map((f) => `  ${f}: i32,`).join("\n"),
     "}",
+  ].join("\n");
+}
+
+/** A storage buffer of a kernel (group 0, bindings 1.. in order). */
+export interface StorageBinding {
+  name: string;
+  access: "read" | "read_write";
+  /** WGSL element type of the array. */
+  element: string;
+}
+
+/** A kernel's interface in WGSL: the uniform struct, `U` at binding 0, the storage buffers at 1... */
+export function interfaceWgsl(uniforms: UniformLayout, storage: readonly StorageBinding[]): string {
+  return [
+    uniformStruct(uniforms),
+    "@group(0) @binding(0) var<uniform> U: Uniforms;",
+    ...storage.map((b, i) =>
+      `@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${b.name}: array<${b.element}>;`
+    ),
   ].join("\n");
 }
 
