@@ -80,7 +80,7 @@ interface MaskFlags extends SpecFlags {
 }
 
 /** The summary printed without `--json`. */
-function maskSummary(a: Analysis): string {
+export function maskSummary(a: Analysis): string {
   const s = a.spec, r = a.retention, pf = a.prefill;
   const params = Object.entries(s.params).map(([k, v]) => ` ${k}=${v}`).join("");
   const tables = Object.entries(s.tables).map(([k, v]) => ` ${k}=[${v.join(",")}]`).join("");
