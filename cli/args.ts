@@ -7,7 +7,7 @@ import { Command, CommanderError } from "commander";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { PRESETS } from "../dsl/presets.ts";
-import { type AttentionSpec, isAttentionSpec, respec } from "../dsl/spec.ts";
+import { type AttentionSpec, respec, specOfModule } from "../dsl/spec.ts";
 
 /** Bad input: the command prints the message as one `error:` line and exits with status 1. */
 export class UsageError extends Error {}
@@ -158,18 +158,11 @@ export async function loadSpec(ref: string): Promise<AttentionSpec> {
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
     throw new UsageError(`cannot load spec file "${ref}": ${msg}`);
   }
-  if (isAttentionSpec(mod.default)) return mod.default;
-  const specs = Object.entries(mod).filter(([, v]) => isAttentionSpec(v));
-  if (specs.length === 1) return specs[0][1] as AttentionSpec;
-  if (specs.length === 0) {
-    throw new UsageError(
-      `spec file "${ref}" exports no AttentionSpec: add \`export default defineAttention({...})\``,
-    );
+  try {
+    return specOfModule(mod, `spec file "${ref}"`);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
   }
-  throw new UsageError(
-    `spec file "${ref}" exports several specs (${specs.map(([k]) => k).join(", ")}) ` +
-      `and none as default: export the one to use as default`,
-  );
 }
 
 /** Applies the spec flags with `respec`; a flag for a parameter the spec lacks is a UsageError. */

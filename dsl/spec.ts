@@ -239,3 +239,22 @@ export function isAttentionSpec(x: unknown): x is AttentionSpec {
   return typeof x === "object" && x !== null &&
     (x as { kind?: unknown }).kind === "attention-spec";
 }
+
+/**
+ * The spec a loaded module provides: its default export, else its only exported spec. `where`
+ * names the module in the one-line error thrown when it exports none, or several and no default.
+ */
+export function specOfModule(mod: Record<string, unknown>, where: string): AttentionSpec {
+  if (isAttentionSpec(mod.default)) return mod.default;
+  const specs = Object.entries(mod).filter(([, v]) => isAttentionSpec(v));
+  if (specs.length === 1) return specs[0][1] as AttentionSpec;
+  if (specs.length === 0) {
+    throw new TypeError(
+      `${where} exports no AttentionSpec: add \`export default defineAttention({...})\``,
+    );
+  }
+  throw new TypeError(
+    `${where} exports several specs (${specs.map(([k]) => k).join(", ")}) ` +
+      `and none as default: export the one to use as default`,
+  );
+}

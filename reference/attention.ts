@@ -189,3 +189,44 @@ export function referenceAttention(
   }
   return grads ? { o, lse, dq, dk, dv } : { o, lse };
 }
+
+/** Max |a - b| over indices where `b` is finite; a -Infinity LSE must come back as NEG_BIG. */
+export function maxAbsErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (Number.isFinite(b[i])) m = Math.max(m, Math.abs(a[i] - b[i]));
+    else if (!(a[i] <= -1e38)) return Infinity;
+  }
+  return m;
+}
+
+/** Absolute error floor: keeps exact (0-error) baselines from demanding bit equality. */
+export const ERROR_FLOOR = 1e-6;
+
+/** One output's error against the float64 reference, beside the naive float32 error. */
+export interface OutputError {
+  /** Max absolute error of the checked output. */
+  err: number;
+  /** Max absolute error of the naive float32 CPU computation (the yardstick). */
+  naive: number;
+  /** FlashAttention's rule: at most twice the naive error, plus `ERROR_FLOOR`. */
+  ok: boolean;
+}
+
+/**
+ * Errors of o, dq, dk, dv (those the reference has) and lse against the float64 reference, each
+ * judged against the naive float32 error (lse with a 1e-5 floor: it is a log-sum of N terms).
+ */
+export function attentionErrors(
+  got: Partial<Record<"o" | "lse" | "dq" | "dk" | "dv", ArrayLike<number>>>,
+  ref: AttentionOutputs,
+  naive: AttentionOutputs,
+): Record<string, OutputError> {
+  const out: Record<string, OutputError> = {};
+  for (const k of ["o", "dq", "dk", "dv", "lse"] as const) {
+    if (!ref[k] || !got[k]) continue;
+    const err = maxAbsErr(got[k]!, ref[k]!), base = maxAbsErr(naive[k]!, ref[k]!);
+    out[k] = { err, naive: base, ok: err <= 2 * base + (k === "lse" ? 1e-5 : ERROR_FLOOR) };
+  }
+  return out;
+}

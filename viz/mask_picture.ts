@@ -7,6 +7,7 @@ import { encode } from "fast-png";
 import type { DenseMask } from "../dsl/eval.ts";
 import { EMPTY, FULL, PARTIAL, type TileMap } from "../compiler/analysis/tiles.ts";
 import { escapeXml } from "./xml.ts";
+import { type Layout, storageIndex, tokenAt } from "../compiler/layout.ts";
 
 /** A tile map shown at a coarser grain: each cell merges `block x block` tiles. */
 export interface TileGrid {
@@ -38,6 +39,23 @@ export function coarsenTiles(map: TileMap, maxSide: number): TileGrid {
     }
   }
   return { rows, cols, classes, block };
+}
+
+/**
+ * A canonical-order dense mask reordered into a layout's storage order (rows and columns both), so
+ * the dense panel shows what a kernel in that layout sees: for `grouped`, the originals->hidden
+ * block is one empty region (paper Fig. 3).
+ */
+export function storageOrderMask(d: DenseMask, layout: Layout): DenseMask {
+  const { K, L } = d, N = K * L;
+  const tokens = Array.from({ length: N }, (_, s) => tokenAt(layout, K, L, s));
+  const canon = tokens.map(([c, p]) => storageIndex("interleaved", K, L, c, p));
+  const allowed = new Uint8Array(N * N);
+  for (let i = 0; i < N; i++) {
+    const row = canon[i] * N;
+    for (let j = 0; j < N; j++) allowed[i * N + j] = d.allowed[row + canon[j]];
+  }
+  return { K, L, tokens, allowed };
 }
 
 /** Two characters per tile class, as FlexAttention prints a BlockMask. */
@@ -73,6 +91,11 @@ export interface MaskPicture {
   name: string;
   /** The dense mask (canonical order); omit it for a tile-class panel only (long sequences). */
   mask?: DenseMask;
+  /**
+   * The token order of `mask`: `interleaved` (default) is the canonical order, `grouped` a mask
+   * reordered by `storageOrderMask` (only the panel's label depends on it).
+   */
+  maskLayout?: Layout;
   /** The tile classes (storage order of their layout). */
   tiles: TileMap;
 }
@@ -156,7 +179,10 @@ export function maskSvg(p: MaskPicture): string {
   const label = (x: number, s: string) =>
     `<text x="${x}" y="${top - 14}" font-size="12" fill="${COLOURS.text}">${escapeXml(s)}</text>`;
   if (p.mask) {
-    panels.push(label(x, "dense mask: query rows, key columns, canonical order p*K+c"));
+    const order = p.maskLayout === "grouped"
+      ? "grouped order [originals | hidden]"
+      : "canonical order p*K+c";
+    panels.push(label(x, `dense mask: query rows, key columns, ${order}`));
     panels.push(denseSvg(p.mask, x, top));
     x += PANEL + 40;
   }

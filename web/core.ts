@@ -1,0 +1,132 @@
+/**
+ * The platform-neutral core: the DSL, the compiler (analysis, layouts, tile classes), the WebGPU
+ * runtime without its host layer (device, kernels, model, training, inference, checkpoint bytes,
+ * autotuner) and the pictures. Nothing below it touches a Deno or Node API, so `deno task bundle`
+ * turns it into one ES module for browsers (web/dist/core.js; tests/web/bundle_test.ts checks
+ * it); `mod.ts` re-exports it and adds the Deno host helpers.
+ */
+export * from "../dsl/mod.ts";
+export {
+  type Analysis,
+  analyze,
+  type AnalyzeOptions,
+  summarize,
+} from "../compiler/analysis/analyze.ts";
+export { type Causality, checkCausality } from "../compiler/analysis/causality.ts";
+export { copyRanges, type Layout, LAYOUTS, storageIndex, tokenAt } from "../compiler/layout.ts";
+export { type PrefillPlan, prefillSet } from "../compiler/analysis/prefill.ts";
+export {
+  type CopyRetention,
+  planRetention,
+  type RetentionPlan,
+} from "../compiler/analysis/retention.ts";
+export {
+  classifyTiles,
+  EMPTY,
+  FULL,
+  PARTIAL,
+  type TileClass,
+  tileLists,
+  type TileMap,
+  type TileOptions,
+} from "../compiler/analysis/tiles.ts";
+export { FlexExportError, flexModule, type FlexOptions } from "../compiler/codegen/flex.ts";
+
+// ---- runtime: device, kernels, model, training, evaluation (browser-safe) ----
+export { type ContextOptions, createContext } from "../runtime/gpu/context.ts";
+export { type GpuContext, type GpuOptions, requestGpu } from "../runtime/gpu/device.ts";
+export { PipelineCache } from "../runtime/gpu/resources.ts";
+export type { KernelContext } from "../runtime/gpu/kernel.ts";
+export {
+  type AttentionConfig,
+  type AttentionRun,
+  FlashAttention,
+  type HostInputs,
+  type HostOutputs,
+} from "../runtime/kernels/attention.ts";
+export {
+  type Config,
+  configSpec,
+  DEFAULT_CONFIG,
+  learningRate,
+  type ModelConfig,
+  parseConfig,
+  type PhdConfig,
+  type TrainConfig,
+} from "../runtime/model/config.ts";
+export {
+  Batches,
+  buildCorpus,
+  type Corpus,
+  type Document,
+  evalBatches,
+  Rng,
+} from "../runtime/data/batches.ts";
+export { ByteTokenizer, type Tokenizer, tokenizerByName } from "../runtime/data/tokenizer.ts";
+export {
+  type GraphOptions,
+  type MatmulChooser,
+  ModelGraph,
+  ModelParams,
+  recordOps,
+} from "../runtime/model/graph.ts";
+export {
+  measureMatmulGflops,
+  Trainer,
+  type TrainerOptions,
+  type TrainingState,
+} from "../runtime/train/trainer.ts";
+export { type EvalOptions, evaluateStream } from "../runtime/train/evaluate.ts";
+export {
+  generateByRecompute,
+  sampleHost,
+  type SamplingOptions,
+} from "../runtime/infer/recompute.ts";
+export {
+  Decoder,
+  type DecoderOptions,
+  generate,
+  generateCached,
+  type GenerateRequest,
+  type GenerationResult,
+  type GenerationStats,
+  type TokenChunk,
+} from "../runtime/infer/decoder.ts";
+export { KvCache, type KvCacheOptions, type KvStats } from "../runtime/infer/kv_cache.ts";
+export {
+  type AdapterId,
+  adapterIdOf,
+  type AttentionChooser,
+  type AttentionShape,
+  type AttentionVariant,
+  Autotuner,
+  type TuneCacheData,
+  tunedAttentionChooser,
+  tunedMatmulChooser,
+} from "../runtime/tune/autotune.ts";
+export {
+  type Checkpoint,
+  decodeCheckpoint,
+  decodeTrainingState,
+  encodeCheckpoint,
+  encodeTrainingState,
+  statePath,
+} from "../runtime/io/checkpoint.ts";
+export { hfConfig } from "../runtime/io/hf_config.ts";
+export { headDim, initParams, type Params, paramShapes } from "../runtime/model/params.ts";
+export { lineChart, type Series } from "../viz/chart.ts";
+export {
+  asciiTiles,
+  maskPng,
+  type MaskPicture,
+  maskSvg,
+  storageOrderMask,
+} from "../viz/mask_picture.ts";
+export {
+  type AttentionKernel,
+  type AttentionKernelKind,
+  type AttentionKernelParams,
+  buildAttentionKernel,
+  defaultTiles,
+  fitBlock,
+} from "../compiler/codegen/attention_kernels.ts";
