@@ -120,7 +120,12 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 let context: Promise<KernelContext> | undefined;
 
 function gpu(): Promise<KernelContext> {
-  context ??= createContext({ onError: (m) => showError(`WebGPU: ${m}`) }).then((ctx) => {
+  context ??= createContext({
+    onError: (m) => {
+      console.error(`WebGPU error: ${m}`);
+      if (!$("error").textContent?.startsWith("error: WebGPU")) showError(`WebGPU: ${m}`);
+    },
+  }).then((ctx) => {
     $("adapter").textContent = `WebGPU adapter: ${ctx.gpu.adapterName}` +
       `${ctx.gpu.f16 ? ", shader-f16" : ""}${ctx.gpu.timestamps ? ", timestamps" : ""}`;
     return ctx;
@@ -243,13 +248,12 @@ function showWgsl(): void {
 let zoom = 1;
 
 function applyZoom(): void {
+  // Percent of the frame's width (the SVG keeps its aspect from its viewBox): no layout reads.
   for (const layout of LAYOUTS) {
     const svg = $(`pic-${layout}`).querySelector("svg");
     if (!svg) continue;
-    const w = Number(svg.getAttribute("width")), h = Number(svg.getAttribute("height"));
-    const fit = $(`pic-${layout}`).clientWidth / w;
-    svg.style.width = `${w * fit * zoom}px`;
-    svg.style.height = `${h * fit * zoom}px`;
+    svg.style.width = `${100 * zoom}%`;
+    svg.style.height = "auto";
   }
   $("zoom-level").textContent = `${zoom}×`;
 }
@@ -551,7 +555,6 @@ function main(): void {
       setZoom(zoom * (e.deltaY < 0 ? 2 : 0.5));
     }, { passive: false });
   }
-  globalThis.addEventListener("resize", applyZoom);
   action("run", run);
   input("ckpt").addEventListener("change", guarded(loadFile));
   action("generate", generate);

@@ -166,7 +166,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   if (lid == 0u) {
     var kept = 0.0;
     for (var t = 0u; t < u.lanes; t++) { kept += red_f[t]; }
-    let h = pcg(u.seed ^ pcg(seq * 0x9e3779b9u ^ pcg(i + 0x632be5abu)));
+    let h = pcg(u.seed ^ pcg((seq * 0x9e3779b9u) ^ pcg(i + 0x632be5abu)));
     var goal = (f32(h >> 8u) / 16777216.0) * kept;
     var pick = amax;
     var found = false;
