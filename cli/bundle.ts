@@ -83,8 +83,10 @@ export async function bundle(o: BundleOptions = {}): Promise<BundleReport> {
     inputs[name] = Object.keys(meta.inputs).sort();
     const host = inputs[name].find((p) => p.startsWith("runtime/host/"));
     if (host) {
-      throw new Error(`bundle failed: ${name} includes the Deno host layer (${host}): ` +
-        `import the platform-neutral module instead`);
+      throw new Error(
+        `bundle failed: ${name} includes the Deno host layer (${host}): ` +
+          `import the platform-neutral module instead`,
+      );
     }
   }
   const files: BundleFile[] = [];

@@ -80,7 +80,7 @@ export async function handle(req: Request): Promise<Response> {
   if (hit.dir === MOUNTS[0][1] && hit.file === join(hit.dir, "index.json")) {
     return Response.json(await listing(hit.dir), { headers });
   }
-  let data: Uint8Array;
+  let data: Uint8Array<ArrayBuffer>;
   try {
     data = await Deno.readFile(hit.file);
   } catch (e) {
@@ -115,7 +115,9 @@ async function main() {
     try {
       await Deno.stat(join(ROOT, DEFAULT_OUT, "app.js"));
     } catch {
-      throw new UsageError(`${DEFAULT_OUT}/app.js is missing: run deno task bundle, or drop --no-build`);
+      throw new UsageError(
+        `${DEFAULT_OUT}/app.js is missing: run deno task bundle, or drop --no-build`,
+      );
     }
   }
   let server: Deno.HttpServer;
@@ -130,7 +132,9 @@ async function main() {
     }, handle);
   } catch (e) {
     if (e instanceof Deno.errors.AddrInUse) {
-      throw new UsageError(`port ${o.port} is in use: pick another with --port N (0: any free port)`);
+      throw new UsageError(
+        `port ${o.port} is in use: pick another with --port N (0: any free port)`,
+      );
     }
     throw e;
   }

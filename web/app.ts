@@ -17,8 +17,8 @@ import {
   type AttentionSpec,
   buildAttentionKernel,
   ByteTokenizer,
-  type Checkpoint,
   checkCausality,
+  type Checkpoint,
   classifyTiles,
   type Config,
   createContext,
@@ -44,8 +44,8 @@ import {
   Trainer,
 } from "./core.ts";
 import {
-  type AttentionProblem,
   attentionErrors,
+  type AttentionProblem,
   referenceAttention,
 } from "../reference/attention.ts";
 import { specFromSource } from "./spec_source.ts";
@@ -177,7 +177,9 @@ function compile(): void {
       `(${t.counts.full} full, ${t.counts.partial} partial, ${t.counts.empty} empty)`;
   });
   const ranges = pf.perCopy.map((rs, c) =>
-    `copy ${c}: ${rs.map((x) => (x.lo === x.hi ? `${x.lo}` : `${x.lo}..${x.hi}`)).join(", ") || "-"}`
+    `copy ${c}: ${
+      rs.map((x) => (x.lo === x.hi ? `${x.lo}` : `${x.lo}..${x.hi}`)).join(", ") || "-"
+    }`
   );
   const params = Object.entries(spec.params).map(([k, v]) => `${k}=${v}`).join(" ");
   showAnalysis([
@@ -188,15 +190,21 @@ function compile(): void {
       "KV retention",
       `${r.formula} cached tokens per layer and KV head (at most ${r.maxCachedTokens} for ` +
       `L=${L}, ${r.bounded ? "bounded" : "unbounded"}); ` +
-      r.perCopy.map((c) => `copy ${c.copy} ${c.kind === "window" ? `window (${c.positions})` : c.kind}`)
+      r.perCopy.map((c) =>
+        `copy ${c.copy} ${c.kind === "window" ? `window (${c.positions})` : c.kind}`
+      )
         .join(", "),
     ],
-    ["prefill set", `${pf.count} tokens for a prompt of ${pf.P} (×${pf.ratio.toFixed(2)} of vanilla)`],
+    [
+      "prefill set",
+      `${pf.count} tokens for a prompt of ${pf.P} (×${pf.ratio.toFixed(2)} of vanilla)`,
+    ],
     ["prefill by copy", ranges.join("; ")],
     ["sparsity", sparsity.join("; ")],
     [
       "analysis time",
-      Object.entries(a.ms).map(([k, v]) => `${k} ${ms(v)}`).join(", ") + (mask ? "" : `; dense panel skipped above ${DENSE_LIMIT} tokens`),
+      Object.entries(a.ms).map(([k, v]) => `${k} ${ms(v)}`).join(", ") +
+      (mask ? "" : `; dense panel skipped above ${DENSE_LIMIT} tokens`),
     ],
   ]);
   current = { spec, L, tile };
@@ -237,9 +245,13 @@ function showWgsl(): void {
   if (!current) return;
   const kind = $<HTMLSelectElement>("wgsl-kind").value as AttentionKernelKind;
   const layout = $<HTMLSelectElement>("layout").value as Layout;
-  const k = buildAttentionKernel(kind, kernelParams(current.spec, intField("head-dim", 4, 128), layout));
+  const k = buildAttentionKernel(
+    kind,
+    kernelParams(current.spec, intField("head-dim", 4, 128), layout),
+  );
   $("wgsl").textContent = k.code;
-  $("wgsl-info").textContent = `${k.label}: workgroup ${k.workgroupSize}, binds ${k.bindings.join(", ")}; ` +
+  $("wgsl-info").textContent =
+    `${k.label}: workgroup ${k.workgroupSize}, binds ${k.bindings.join(", ")}; ` +
     `${k.code.split("\n").length} lines`;
 }
 
@@ -310,7 +322,8 @@ async function run(): Promise<void> {
   const ok = Object.values(errs).every((e) => e.ok);
   table.dataset.ok = String(ok);
   table.dataset.warmMs = String(warm[1]);
-  $("run-timing").textContent = `${spec.name}, ${layout}, ${heads} heads × ${N} tokens × d=${headDim}: ` +
+  $("run-timing").textContent =
+    `${spec.name}, ${layout}, ${heads} heads × ${N} tokens × d=${headDim}: ` +
     `forward + backward ${ms(warm[1])} (median of 3 warm runs, with upload and readback); ` +
     `first run ${ms(first)} (builds the pipelines); float64 reference ${ms(refMs)} on the CPU`;
   if (!ok) throw new Error(`the fused kernels disagree with the reference (see the table)`);
@@ -383,7 +396,9 @@ async function generate(): Promise<void> {
   const text = new TextDecoder();
   try {
     const t0 = performance.now();
-    for await (const chunk of dec.generate({ prompts: [ids], maxNewTokens: maxNew, sampling: how })) {
+    for await (
+      const chunk of dec.generate({ prompts: [ids], maxNewTokens: maxNew, sampling: how })
+    ) {
       tokens.push(...chunk.tokens[0]);
       out.textContent += ck.tokenizer === "bytes"
         ? text.decode(new Uint8Array(chunk.tokens[0]), { stream: true })
@@ -397,7 +412,8 @@ async function generate(): Promise<void> {
     out.dataset.kvBytes = String(kv.bytes);
     out.dataset.prefillMs = String(s.prefillMs);
     out.dataset.decodeTokensPerS = String(s.decodeTokensPerS);
-    stats.textContent = `${ck.spec.name}: prefill ${ms(s.prefillMs)} (${s.prefillRows.join("+")} rows), ` +
+    stats.textContent =
+      `${ck.spec.name}: prefill ${ms(s.prefillMs)} (${s.prefillRows.join("+")} rows), ` +
       `decode ${s.decodeTokensPerS.toFixed(1)} tokens/s; KV cache ${kv.bytes} bytes ` +
       `(${kv.originals} originals + hidden window ${kv.hiddenWindow}; ${kv.formula}, ` +
       `${kv.bytesPerToken} bytes per key)`;
@@ -439,7 +455,10 @@ function trainConfig(): Config {
 async function train(): Promise<void> {
   const ctx = await gpu(), config = trainConfig(), t = config.train;
   const tok = new ByteTokenizer(), cut = Math.floor(TRAINING_TEXT.length * 0.85);
-  const corpus = { train: tok.encode(TRAINING_TEXT.slice(0, cut)), val: tok.encode(TRAINING_TEXT.slice(cut)) };
+  const corpus = {
+    train: tok.encode(TRAINING_TEXT.slice(0, cut)),
+    val: tok.encode(TRAINING_TEXT.slice(cut)),
+  };
   const trainer = new Trainer(ctx, config, corpus);
   const stats = $("train-stats"), chart = $("loss-chart");
   delete chart.dataset.done;
@@ -456,7 +475,8 @@ async function train(): Promise<void> {
       points.push([trainer.step, loss]);
       const s = (performance.now() - t0) / 1000;
       chart.innerHTML = lineChart([{ name: "training loss", points }], {
-        title: `${trainer.spec.name}: ${trainer.params.count} parameters, batch ${t.batch_size} × ${t.seq_len}`,
+        title:
+          `${trainer.spec.name}: ${trainer.params.count} parameters, batch ${t.batch_size} × ${t.seq_len}`,
         xLabel: "step",
         yLabel: "loss (nats per byte)",
         width: 560,
@@ -490,7 +510,9 @@ async function train(): Promise<void> {
 function saveTrained(): void {
   if (!trained) throw new Error("train a model first");
   const bytes = encodeCheckpoint(trained);
-  const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+  const url = URL.createObjectURL(
+    new Blob([bytes as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" }),
+  );
   const a = document.createElement("a");
   a.href = url;
   a.download = `${trained.spec.name}.safetensors`;
@@ -536,14 +558,16 @@ function guarded(f: () => unknown): () => Promise<void> {
 function main(): void {
   const editor = $<HTMLTextAreaElement>("spec");
   editor.value = DEFAULT_SPEC;
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   editor.addEventListener("input", () => {
     clearTimeout(timer);
     timer = setTimeout(guarded(compile), 400);
   });
   action("compile", compile);
   for (const id of ["L", "tile"]) input(id).addEventListener("change", guarded(compile));
-  for (const id of ["wgsl-kind", "layout", "head-dim"]) $(id).addEventListener("change", guarded(showWgsl));
+  for (const id of ["wgsl-kind", "layout", "head-dim"]) {
+    $(id).addEventListener("change", guarded(showWgsl));
+  }
   $("example").addEventListener("change", guarded(pickExample));
   $("zoom-in").addEventListener("click", () => setZoom(zoom * 2));
   $("zoom-out").addEventListener("click", () => setZoom(zoom / 2));

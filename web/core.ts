@@ -117,8 +117,8 @@ export { headDim, initParams, type Params, paramShapes } from "../runtime/model/
 export { lineChart, type Series } from "../viz/chart.ts";
 export {
   asciiTiles,
-  maskPng,
   type MaskPicture,
+  maskPng,
   maskSvg,
   storageOrderMask,
 } from "../viz/mask_picture.ts";

@@ -26,7 +26,14 @@ Deno.test("the bundle holds no Deno or node: API and its core module runs", asyn
     }
     for (const name of ["core.js", "app.js"]) {
       const text = await Deno.readTextFile(join(dir, name));
-      for (const bad of [/\bDeno\s*\.\s*\w/, /globalThis\.Deno\b/, /from\s*["']node:/, /Dynamic require of/]) {
+      for (
+        const bad of [
+          /\bDeno\s*\.\s*\w/,
+          /globalThis\.Deno\b/,
+          /from\s*["']node:/,
+          /Dynamic require of/,
+        ]
+      ) {
         assert(!bad.test(text), `${name} contains ${bad}: ${text.match(bad)?.[0]}`);
       }
     }

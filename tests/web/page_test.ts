@@ -110,7 +110,10 @@ Deno.test("the playground in headless Chromium", async (t) => {
       const cases: [string, RegExp][] = [
         [`export default defineAttention({ name: `, /^error: the spec does not parse: /],
         [
-          TYPED_SPEC.replace("ctx.k.pos.add(lag).eq(ctx.q.pos)", "ctx.k.pos.eq(ctx.q.pos.add(lag))"),
+          TYPED_SPEC.replace(
+            "ctx.k.pos.add(lag).eq(ctx.q.pos)",
+            "ctx.k.pos.eq(ctx.q.pos.add(lag))",
+          ),
           /^error: spec "phd_lag_k2_w2" is not causal: query \(copy \d, pos \d+\) attends key/,
         ],
         [TYPED_SPEC.replaceAll("phdBase", "phdBas"), /the DSL has no export "phdBas"/],
