@@ -2,7 +2,7 @@
  * `deno task bench <name> [flags]`: runs the benchmark module bench/<name>.ts, whose `main(args)`
  * measures on the current machine and prints a table (or JSON with --json).
  */
-const BENCHES = ["analysis", "attention", "matmul", "train", "inference", "scaling"];
+const BENCHES = ["analysis", "attention", "matmul", "train", "inference", "scaling", "web"];
 
 const [name, ...args] = Deno.args;
 if (!name || name === "--help" || name === "-h") {

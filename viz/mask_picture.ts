@@ -42,18 +42,21 @@ export function coarsenTiles(map: TileMap, maxSide: number): TileGrid {
 }
 
 /**
- * A canonical-order dense mask reordered into a layout's storage order (rows and columns both), so
- * the dense panel shows what a kernel in that layout sees: for `grouped`, the originals->hidden
- * block is one empty region (paper Fig. 3).
+ * A dense mask (in any token order: its `tokens` say which) reordered into a layout's storage
+ * order, rows and columns both: `interleaved` is the canonical order; for `grouped` the dense
+ * panel shows what a kernel in that layout sees, the originals->hidden block one empty region
+ * (paper Fig. 3).
  */
-export function storageOrderMask(d: DenseMask, layout: Layout): DenseMask {
+export function reorderMask(d: DenseMask, layout: Layout): DenseMask {
   const { K, L } = d, N = K * L;
+  const at = new Int32Array(N); // canonical index -> index in d
+  d.tokens.forEach(([c, p], i) => at[storageIndex("interleaved", K, L, c, p)] = i);
   const tokens = Array.from({ length: N }, (_, s) => tokenAt(layout, K, L, s));
-  const canon = tokens.map(([c, p]) => storageIndex("interleaved", K, L, c, p));
+  const from = tokens.map(([c, p]) => at[storageIndex("interleaved", K, L, c, p)]);
   const allowed = new Uint8Array(N * N);
   for (let i = 0; i < N; i++) {
-    const row = canon[i] * N;
-    for (let j = 0; j < N; j++) allowed[i * N + j] = d.allowed[row + canon[j]];
+    const row = from[i] * N;
+    for (let j = 0; j < N; j++) allowed[i * N + j] = d.allowed[row + from[j]];
   }
   return { K, L, tokens, allowed };
 }
@@ -93,9 +96,14 @@ export interface MaskPicture {
   mask?: DenseMask;
   /**
    * The token order of `mask`: `interleaved` (default) is the canonical order, `grouped` a mask
-   * reordered by `storageOrderMask` (only the panel's label depends on it).
+   * reordered by `reorderMask` (only the panel's label depends on it).
    */
   maskLayout?: Layout;
+  /**
+   * Most pixels per side of the dense panel's raster when the SVG embeds one (above 40000 runs):
+   * default 480; a page that zooms passes K*L so every pair keeps its own pixel.
+   */
+  rasterSide?: number;
   /** The tile classes (storage order of their layout). */
   tiles: TileMap;
 }
@@ -183,7 +191,7 @@ export function maskSvg(p: MaskPicture): string {
       ? "grouped order [originals | hidden]"
       : "canonical order p*K+c";
     panels.push(label(x, `dense mask: query rows, key columns, ${order}`));
-    panels.push(denseSvg(p.mask, x, top));
+    panels.push(denseSvg(p.mask, x, top, p.rasterSide));
     x += PANEL + 40;
   }
   const g = coarsenTiles(p.tiles, 256), tile = p.tiles;
@@ -214,7 +222,7 @@ export function maskSvg(p: MaskPicture): string {
 }
 
 /** The dense panel: horizontal runs of one colour as rectangles, or an embedded PNG if too many. */
-function denseSvg(d: DenseMask, x: number, y: number): string {
+function denseSvg(d: DenseMask, x: number, y: number, rasterSide = PANEL): string {
   const N = d.tokens.length, s = PANEL / N;
   const rects: string[] = [];
   for (let qi = 0; qi < N && rects.length <= MAX_RECTS; qi++) {
@@ -231,15 +239,23 @@ function denseSvg(d: DenseMask, x: number, y: number): string {
   const body = rects.length <= MAX_RECTS ? rects.join("") : `<image width="${N}" height="${N}" ` +
     `style="image-rendering:pixelated" preserveAspectRatio="none" ` +
     `href="data:image/png;base64,${
-      base64(encode({ ...denseRaster(d, densePanelSize(N)), channels: 3, depth: 8 }))
+      base64(encode({ ...denseRaster(d, densePanelSize(N, rasterSide)), channels: 3, depth: 8 }))
     }"/>`;
-  // Tick strips (one mark per token, coloured by kind) keep a fixed width outside the grid.
-  const ticks: string[] = [];
-  for (let t = 0; t < N; t++) {
-    const c = d.tokens[t][0] > 0 ? COLOURS.hidden : COLOURS.original, at = (t * s).toFixed(3);
-    ticks.push(`<rect x="${at}" y="-7" width="${s.toFixed(3)}" height="5" fill="${c}"/>`);
-    ticks.push(`<rect x="-7" y="${at}" width="5" height="${s.toFixed(3)}" fill="${c}"/>`);
+  // Tick strips (one mark per run of tokens of one kind) keep a fixed width outside the grid;
+  // drawn in token units, so their edges round like the panel's (no hairline gaps when zoomed).
+  const top: string[] = [], left: string[] = [];
+  for (let t = 0; t < N;) {
+    const hidden = d.tokens[t][0] > 0, c = hidden ? COLOURS.hidden : COLOURS.original;
+    let e = t + 1;
+    while (e < N && d.tokens[e][0] > 0 === hidden) e++;
+    top.push(`<rect x="${t}" y="-7" width="${e - t}" height="5" fill="${c}"/>`);
+    left.push(`<rect x="-7" y="${t}" width="5" height="${e - t}" fill="${c}"/>`);
+    t = e;
   }
+  const ticks = [
+    `<g transform="scale(${s},1)">${top.join("")}</g>`,
+    `<g transform="scale(1,${s})">${left.join("")}</g>`,
+  ];
   return `<g transform="translate(${x},${y})" shape-rendering="crispEdges">${ticks.join("")}` +
     `<rect width="${PANEL}" height="${PANEL}" fill="#ffffff" stroke="#999" stroke-width="0.5"/>` +
     `<g transform="scale(${s})">${body}</g></g>`;
@@ -297,11 +313,12 @@ function fill(img: Raster, x: number, y: number, w: number, h: number, hex: stri
 }
 
 /**
- * Pixels per side of the dense panel of N tokens: whole pixels per pair up to 480 (so periodic
- * patterns never alias), else square boxes of pairs, each pixel the average colour of its box.
+ * Pixels per side of the dense panel of N tokens: whole pixels per pair up to `max` (default 480,
+ * so periodic patterns never alias), else square boxes of pairs, each pixel the average colour of
+ * its box.
  */
-export function densePanelSize(N: number): number {
-  return N <= PANEL ? N * Math.floor(PANEL / N) : Math.ceil(N / Math.ceil(N / PANEL));
+export function densePanelSize(N: number, max = PANEL): number {
+  return N <= max ? N * Math.floor(max / N) : Math.ceil(N / Math.ceil(N / max));
 }
 
 /** Box-averages per-cell colours onto `size` pixels per side (or repeats them when enlarging). */

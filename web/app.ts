@@ -25,7 +25,6 @@ import {
   decodeCheckpoint,
   Decoder,
   defaultTiles,
-  denseMask,
   encodeCheckpoint,
   fitBlock,
   FlashAttention,
@@ -36,10 +35,11 @@ import {
   maskSvg,
   ModelParams,
   parseConfig,
+  reorderMask,
   Rng,
   type SamplingOptions,
   specBindings,
-  storageOrderMask,
+  tileDenseMask,
   tokenizerByName,
   Trainer,
 } from "./core.ts";
@@ -158,14 +158,23 @@ function compile(): void {
   const a = analyze(spec, { L, tile, layout: "grouped", bindings });
   const tiles = {
     grouped: a.tiles,
-    interleaved: classifyTiles(spec, { L, tileQ: tile, tileK: tile, layout: "interleaved" }),
+    interleaved: classifyTiles(spec, {
+      L,
+      tileQ: tile,
+      tileK: tile,
+      layout: "interleaved",
+      bindings,
+    }),
   };
-  const N = spec.K * L, mask = N <= DENSE_LIMIT ? denseMask(spec, L, bindings) : undefined;
+  // The grouped tiles make the dense mask cheap (only partial tiles evaluate the mask).
+  const N = spec.K * L;
+  const grouped = N <= DENSE_LIMIT ? tileDenseMask(spec, tiles.grouped, bindings) : undefined;
   for (const layout of LAYOUTS) {
     $(`pic-${layout}`).innerHTML = maskSvg({
       name: spec.name,
-      mask: mask && (layout === "grouped" ? storageOrderMask(mask, layout) : mask),
+      mask: grouped && (layout === "grouped" ? grouped : reorderMask(grouped, layout)),
       maskLayout: layout,
+      rasterSide: N, // one pixel per pair, so zooming in shows single pairs
       tiles: tiles[layout],
     });
   }
@@ -204,7 +213,7 @@ function compile(): void {
     [
       "analysis time",
       Object.entries(a.ms).map(([k, v]) => `${k} ${ms(v)}`).join(", ") +
-      (mask ? "" : `; dense panel skipped above ${DENSE_LIMIT} tokens`),
+      (grouped ? "" : `; dense panel skipped above ${DENSE_LIMIT} tokens`),
     ],
   ]);
   current = { spec, L, tile };

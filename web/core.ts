@@ -26,6 +26,7 @@ export {
   FULL,
   PARTIAL,
   type TileClass,
+  tileDenseMask,
   tileLists,
   type TileMap,
   type TileOptions,
@@ -120,7 +121,7 @@ export {
   type MaskPicture,
   maskPng,
   maskSvg,
-  storageOrderMask,
+  reorderMask,
 } from "../viz/mask_picture.ts";
 export {
   type AttentionKernel,

@@ -1,0 +1,181 @@
+/**
+ * The playground in headless Chromium (tests/fixtures/browser.ts; SwiftShader without a GPU):
+ * the bundle's size, the page's compile time (analysis and pictures) and its fused attention
+ * forward + backward against the float64 reference at several L, and generation from a checkpoint
+ * trained by `deno task train` (the same tiny model as tests/web/page_test.ts), in the page and
+ * with `deno task generate` on this machine's Deno adapter, greedy tokens compared.
+ *
+ *   deno task bench web [--json] [--write] [--screenshot FILE.png]
+ *
+ * `--write` replaces the "Browser playground" section of bench/RESULTS.md; `--screenshot` saves
+ * the page (after the runs) as a PNG, the README's picture.
+ */
+import { join } from "node:path";
+import { bundle } from "../cli/bundle.ts";
+import { runScript } from "../tests/fixtures/cli.ts";
+import {
+  compileSpec,
+  generateInPage,
+  openPlayground,
+  runAttention,
+} from "../tests/fixtures/browser.ts";
+import { writeResults } from "./results.ts";
+
+/** Sequence lengths of the attention runs (phd_cswa K = 3, so 3L tokens). */
+const LENGTHS = [64, 256, 1024];
+const PROMPT = "The jury said", NEW_TOKENS = 40;
+
+const TINY = {
+  model: { hidden_size: 32, intermediate_size: 64, num_attention_heads: 2, num_key_value_heads: 1 },
+  train: {
+    steps: 100,
+    batch_size: 8,
+    seq_len: 32,
+    lr: 0.03,
+    warmup: 5,
+    eval_batches: 1,
+    log_every: 50,
+    eval_every: 0,
+  },
+};
+
+export async function main(args: string[]): Promise<void> {
+  const json = args.includes("--json"), write = args.includes("--write");
+  const shotAt = args.indexOf("--screenshot");
+  const shot = shotAt >= 0 ? args[shotAt + 1] : undefined;
+  if (shotAt >= 0 && !shot?.endsWith(".png")) {
+    console.error("error: --screenshot needs a FILE.png");
+    Deno.exit(1);
+  }
+  const dir = await Deno.makeTempDir({ prefix: "bench_web_" });
+  const built = await bundle();
+  const ckpt = join(dir, "tiny.safetensors");
+  await Deno.writeTextFile(join(dir, "tiny.json"), JSON.stringify(TINY));
+  const trained = await runScript(
+    "cli/train.ts",
+    "--config",
+    join(dir, "tiny.json"),
+    "--out",
+    ckpt,
+    "--quiet",
+  );
+  if (trained.code !== 0) throw new Error(`training failed: ${trained.stderr}`);
+  const cli = await runScript(
+    "cli/generate.ts",
+    "--ckpt",
+    ckpt,
+    "--prompt",
+    PROMPT,
+    "--max-new-tokens",
+    String(NEW_TOKENS),
+    "--greedy",
+    "--json",
+  );
+  if (cli.code !== 0) throw new Error(`generate failed: ${cli.stderr}`);
+  const want = JSON.parse(cli.stdout);
+  const pg = await openPlayground({ viewport: { width: 1280, height: 900 } });
+  const rows: Record<string, number | string>[] = [];
+  let gen;
+  let adapter = "";
+  try {
+    const { page } = pg;
+    await page.waitForSelector("#spec-section[data-compiled]", { timeout: 60_000 });
+    const source = await page.inputValue("#spec");
+    for (const L of LENGTHS) {
+      const t0 = performance.now();
+      const c = await compileSpec(page, source, { L });
+      if (!c.compiled) throw new Error(`compile failed at L=${L}: ${c.error}`);
+      const compileMs = performance.now() - t0;
+      const r = await runAttention(page);
+      adapter = (await page.textContent("#adapter")) ?? "";
+      const timing = (await page.textContent("#run-timing")) ?? "";
+      rows.push({
+        L,
+        tokens: 3 * L,
+        compile_ms: Math.round(compileMs),
+        fwd_bwd_ms: +r.warmMs.toFixed(1),
+        first_run_ms: Number(timing.match(/first run ([\d.]+) ms/)?.[1]),
+        reference_ms: Number(timing.match(/float64 reference ([\d.]+) ms/)?.[1]),
+        matches: r.ok,
+      });
+    }
+    await compileSpec(page, source, { L: 64 });
+    gen = await generateInPage(page, {
+      checkpoint: ckpt,
+      prompt: PROMPT,
+      maxNewTokens: NEW_TOKENS,
+    });
+    if (shot) {
+      await page.screenshot({ path: shot, fullPage: true });
+    }
+  } finally {
+    await pg.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+  const same = JSON.stringify(gen.tokens) === JSON.stringify(want.tokens);
+  const size = (name: string) => built.files.find((f) => f.path.endsWith(`/${name}`))!;
+  const report = {
+    adapter: adapter.replace(/^WebGPU adapter: /, ""),
+    bundle: built.files.filter((f) => f.path.endsWith(".js")),
+    attention: rows,
+    generation: {
+      page: { ...gen, tokens: undefined },
+      cli: {
+        adapter: want.adapter,
+        prefill_ms: want.prefill_ms,
+        decode_tokens_per_s: want.decode_tokens_per_s,
+        kv_cache_bytes: want.kv_cache_bytes,
+      },
+      greedy_tokens_equal: same,
+    },
+  };
+  if (json) {
+    console.log(JSON.stringify(report));
+    return;
+  }
+  const kib = (n: number) => (n / 1024).toFixed(1);
+  const md = [
+    `## Browser playground (headless Chromium)`,
+    ``,
+    `Command: \`npx --yes deno@2.9.6 task bench web\`. Browser: Debian's Chromium, headless, WebGPU`,
+    `on ${report.adapter} (CPU, no GPU), driven by playwright-core; the same 2-core machine as`,
+    `above. Bundle: \`deno task bundle\` (esbuild, not minified).`,
+    ``,
+    `| file | KiB | gzip KiB |`,
+    `| ---- | --- | -------- |`,
+    ...["core.js", "app.js"].map((n) =>
+      `| ${n} | ${kib(size(n).bytes)} | ${kib(size(n).gzipBytes)} |`
+    ),
+    ``,
+    `Attention: the page's default spec (phd_cswa, K = 3, W = 16, C = 32), grouped layout, 2 heads,`,
+    `d = 32; "compile" is the page's analysis, pictures and WGSL; forward + backward is the median of`,
+    `3 warm runs including upload and readback; the first run builds the pipelines; the float64`,
+    `reference runs in the page's JavaScript.`,
+    ``,
+    `| L | tokens | compile ms | fwd+bwd ms | first run ms | reference ms | matches reference |`,
+    `| - | ------ | ---------- | ---------- | ------------ | ------------ | ----------------- |`,
+    ...rows.map((r) =>
+      `| ${r.L} | ${r.tokens} | ${r.compile_ms} | ${r.fwd_bwd_ms} | ${r.first_run_ms} | ` +
+      `${r.reference_ms} | ${r.matches} |`
+    ),
+    ``,
+    `Generation: a checkpoint from \`deno task train\` (hidden 32, 2 layers, PHD-CSWA K = 2, 100`,
+    `steps), prompt "${PROMPT}", ${NEW_TOKENS} greedy tokens. The page reads back every token (1 step`,
+    `per submit, to stream); the CLI 16 steps per submit.`,
+    ``,
+    `| where | adapter | prefill ms | decode tokens/s | KV cache bytes |`,
+    `| ----- | ------- | ---------- | --------------- | -------------- |`,
+    `| page | ${report.adapter} | ${gen.prefillMs.toFixed(0)} | ${
+      gen.decodeTokensPerS.toFixed(1)
+    } | ${gen.kvBytes} |`,
+    `| \`deno task generate\` | ${want.adapter} | ${want.prefill_ms.toFixed(0)} | ${
+      want.decode_tokens_per_s.toFixed(1)
+    } | ${want.kv_cache_bytes} |`,
+    ``,
+    `Greedy tokens equal: ${same}.`,
+  ].join("\n");
+  console.log(md);
+  if (write) {
+    for (const f of await writeResults("Browser playground", md)) console.error(`wrote ${f}`);
+  }
+}
