@@ -5,7 +5,9 @@
  * cache, and use the autotuner's kernel variants.
  *
  * Everything under `runtime/` except `runtime/host/` is browser-safe (no file system or process
- * APIs); the host helpers exported at the end (corpus loading, checkpoint files) use Deno's.
+ * APIs): `web/core.ts` gathers those exports (the bundle's entry, `deno task bundle`) and this
+ * module re-exports it; the host helpers exported at the end (corpus loading, checkpoint files)
+ * use Deno's.
  *
  * @example Analyse a mask
  * ```ts

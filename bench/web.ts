@@ -10,10 +10,9 @@
  * `--write` replaces the "Browser playground" section of bench/RESULTS.md; `--screenshot` saves
  * the page (after the runs) as a PNG, the README's picture.
  */
-import { join } from "node:path";
 import { bundle } from "../cli/bundle.ts";
-import { runScript } from "../tests/fixtures/cli.ts";
 import {
+  cliGreedy,
   compileSpec,
   generateInPage,
   openPlayground,
@@ -25,20 +24,6 @@ import { writeResults } from "./results.ts";
 const LENGTHS = [64, 256, 1024];
 const PROMPT = "The jury said", NEW_TOKENS = 40;
 
-const TINY = {
-  model: { hidden_size: 32, intermediate_size: 64, num_attention_heads: 2, num_key_value_heads: 1 },
-  train: {
-    steps: 100,
-    batch_size: 8,
-    seq_len: 32,
-    lr: 0.03,
-    warmup: 5,
-    eval_batches: 1,
-    log_every: 50,
-    eval_every: 0,
-  },
-};
-
 export async function main(args: string[]): Promise<void> {
   const json = args.includes("--json"), write = args.includes("--write");
   const shotAt = args.indexOf("--screenshot");
@@ -49,30 +34,7 @@ export async function main(args: string[]): Promise<void> {
   }
   const dir = await Deno.makeTempDir({ prefix: "bench_web_" });
   const built = await bundle();
-  const ckpt = join(dir, "tiny.safetensors");
-  await Deno.writeTextFile(join(dir, "tiny.json"), JSON.stringify(TINY));
-  const trained = await runScript(
-    "cli/train.ts",
-    "--config",
-    join(dir, "tiny.json"),
-    "--out",
-    ckpt,
-    "--quiet",
-  );
-  if (trained.code !== 0) throw new Error(`training failed: ${trained.stderr}`);
-  const cli = await runScript(
-    "cli/generate.ts",
-    "--ckpt",
-    ckpt,
-    "--prompt",
-    PROMPT,
-    "--max-new-tokens",
-    String(NEW_TOKENS),
-    "--greedy",
-    "--json",
-  );
-  if (cli.code !== 0) throw new Error(`generate failed: ${cli.stderr}`);
-  const want = JSON.parse(cli.stdout);
+  const { checkpoint: ckpt, report: want } = await cliGreedy(dir, PROMPT, NEW_TOKENS);
   const pg = await openPlayground({ viewport: { width: 1280, height: 900 } });
   const rows: Record<string, number | string>[] = [];
   let gen;
@@ -168,8 +130,8 @@ export async function main(args: string[]): Promise<void> {
     `| page | ${report.adapter} | ${gen.prefillMs.toFixed(0)} | ${
       gen.decodeTokensPerS.toFixed(1)
     } | ${gen.kvBytes} |`,
-    `| \`deno task generate\` | ${want.adapter} | ${want.prefill_ms.toFixed(0)} | ${
-      want.decode_tokens_per_s.toFixed(1)
+    `| \`deno task generate\` | ${want.adapter} | ${(want.prefill_ms as number).toFixed(0)} | ${
+      (want.decode_tokens_per_s as number).toFixed(1)
     } | ${want.kv_cache_bytes} |`,
     ``,
     `Greedy tokens equal: ${same}.`,

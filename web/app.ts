@@ -359,12 +359,14 @@ async function useModel(name: string, ck: Checkpoint): Promise<void> {
     `${m.hidden_size}, ${m.num_attention_heads}/${m.num_key_value_heads} heads, tokenizer ` +
     `${ck.tokenizer}${ck.context ? `, trained on ${ck.context} positions` : ""}`;
   $<HTMLButtonElement>("generate").disabled = false;
+  $("ckpt-info").dataset.loaded = name;
 }
 
 async function loadFile(): Promise<void> {
   const file = input("ckpt").files?.[0];
   if (!file) return;
   clearError();
+  delete $("ckpt-info").dataset.loaded;
   $("ckpt-info").textContent = `reading ${file.name}…`;
   let ck: Checkpoint;
   try {

@@ -7,10 +7,14 @@
  * DSL name) show one error line. The training and CLI generation run while the browser starts.
  */
 import { deepStrictEqual, match, ok as assert, strictEqual } from "node:assert/strict";
-import { join } from "node:path";
 import { bundle } from "../../cli/bundle.ts";
-import { runScript } from "../fixtures/cli.ts";
-import { compileSpec, generateInPage, openPlayground, runAttention } from "../fixtures/browser.ts";
+import {
+  cliGreedy,
+  compileSpec,
+  generateInPage,
+  openPlayground,
+  runAttention,
+} from "../fixtures/browser.ts";
 
 /** A spec the page has never seen: PHD whose hidden copies also see the previous position's. */
 const TYPED_SPEC = `import { and, defineAttention, or, phdBase } from "phd-attention";
@@ -27,51 +31,9 @@ export default defineAttention({
 const PROMPT = "The jury";
 const NEW_TOKENS = 16;
 
-/** Trains the tiny checkpoint and asks the CLI for its greedy continuation of PROMPT. */
-async function cliGreedy(dir: string): Promise<{ checkpoint: string; tokens: number[] }> {
-  const config = join(dir, "tiny.json"), checkpoint = join(dir, "tiny.safetensors");
-  await Deno.writeTextFile(
-    config,
-    JSON.stringify({
-      model: {
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_attention_heads: 2,
-        num_key_value_heads: 1,
-      },
-      // Enough steps that greedy decoding leaves the all-spaces plateau (" the the ...").
-      train: {
-        steps: 100,
-        batch_size: 8,
-        seq_len: 32,
-        lr: 0.03,
-        warmup: 5,
-        eval_batches: 1,
-        log_every: 50,
-        eval_every: 0,
-      },
-    }),
-  );
-  const t = await runScript("cli/train.ts", "--config", config, "--out", checkpoint, "--quiet");
-  strictEqual(t.code, 0, t.stderr);
-  const g = await runScript(
-    "cli/generate.ts",
-    "--ckpt",
-    checkpoint,
-    "--prompt",
-    PROMPT,
-    "--max-new-tokens",
-    String(NEW_TOKENS),
-    "--greedy",
-    "--json",
-  );
-  strictEqual(g.code, 0, g.stderr);
-  return { checkpoint, tokens: JSON.parse(g.stdout).tokens };
-}
-
 Deno.test("the playground in headless Chromium", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "page_test_" });
-  const cli = cliGreedy(dir);
+  const cli = cliGreedy(dir, PROMPT, NEW_TOKENS);
   cli.catch(() => {}); // awaited below; keeps an early failure from going unhandled
   await bundle();
   const pg = await openPlayground();
@@ -136,7 +98,7 @@ Deno.test("the playground in headless Chromium", async (t) => {
         prompt: PROMPT,
         maxNewTokens: NEW_TOKENS,
       });
-      deepStrictEqual(got.tokens, want.tokens);
+      deepStrictEqual(got.tokens, want.report.tokens);
       assert(got.kvBytes > 0, `KV cache ${got.kvBytes} bytes`);
       strictEqual(await page.textContent("#error"), "");
     });
