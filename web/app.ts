@@ -132,6 +132,15 @@ function gpu(): Promise<KernelContext> {
   }, (e) => {
     context = undefined; // a later click may try again
     $("adapter").textContent = "WebGPU adapter: none";
+    // The runtime's advice names Deno's backends; a page needs the browser's.
+    const m = firstLine(e);
+    if (/no navigator\.gpu|no WebGPU adapter/.test(m)) {
+      throw new Error(
+        `${m.split(":")[0]}: use a browser with WebGPU (Chrome or Edge 113+, Safari 26, ` +
+          `Firefox Nightly) with hardware acceleration on, or start Chromium with ` +
+          `--enable-unsafe-webgpu --use-webgpu-adapter=swiftshader`,
+      );
+    }
     throw e;
   });
   return context;
@@ -218,7 +227,9 @@ function compile(): void {
   ]);
   current = { spec, L, tile };
   showWgsl();
-  status.textContent = `${spec.name} compiled in ${ms(performance.now() - t0)}`;
+  const took = performance.now() - t0;
+  status.textContent = `${spec.name} compiled in ${ms(took)}`;
+  $("spec-section").dataset.compileMs = String(took);
   $("spec-section").dataset.compiled = spec.name;
 }
 

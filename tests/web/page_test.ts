@@ -42,6 +42,10 @@ Deno.test("the playground in headless Chromium", async (t) => {
     await t.step("the default spec compiles on load", async () => {
       await page.waitForSelector("#spec-section[data-compiled]", { timeout: 60_000 });
       match(await page.getAttribute("#spec-section", "data-compiled") ?? "", /^phd_cswa_k3/);
+      // The example menu lists examples/masks/ (served with an index) and loads one as it is.
+      await page.waitForSelector("#example option[value='phd_swa_pos.ts']", { state: "attached" });
+      await page.selectOption("#example", "phd_swa_pos.ts");
+      await page.waitForSelector("#spec-section[data-compiled^='phd_swa_pos']");
     });
 
     await t.step("a spec typed into the editor compiles and its pictures appear", async () => {
