@@ -345,7 +345,8 @@ async function run(): Promise<void> {
   $("run-timing").textContent =
     `${spec.name}, ${layout}, ${heads} heads × ${N} tokens × d=${headDim}: ` +
     `forward + backward ${ms(warm[1])} (median of 3 warm runs, with upload and readback); ` +
-    `first run ${ms(first)} (builds the pipelines); float64 reference ${ms(refMs)} on the CPU`;
+    `first run ${ms(first)} (with any pipeline not built yet); float64 reference ` +
+    `${ms(refMs)} on the CPU`;
   if (!ok) throw new Error(`the fused kernels disagree with the reference (see the table)`);
 }
 
