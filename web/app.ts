@@ -401,6 +401,8 @@ function sampling(): SamplingOptions {
 }
 
 async function generate(): Promise<void> {
+  const out = $("gen-output"), stats = $("gen-stats");
+  delete out.dataset.tokens; // before any await: a reader must never see the previous result
   if (!model) throw new Error("load a checkpoint first (file input above), or train one below");
   const ctx = await gpu(), { ck, params } = model;
   const tokenizer = tokenizerByName(ck.tokenizer);
@@ -408,8 +410,6 @@ async function generate(): Promise<void> {
   if (prompt.length === 0) throw new RangeError("the prompt is empty: give at least one character");
   const maxNew = intField("max-new", 1, 2048), how = sampling();
   const ids = tokenizer.encode(prompt);
-  const out = $("gen-output"), stats = $("gen-stats");
-  delete out.dataset.tokens;
   out.textContent = prompt;
   const dec = new Decoder(ctx, params, ck.spec, {
     maxPositions: ids.length + maxNew - 1,
