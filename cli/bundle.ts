@@ -27,7 +27,7 @@ export const ENTRIES: Readonly<Record<string, string>> = {
 
 /** One written file. */
 export interface BundleFile {
-  /** Path relative to the repository root. */
+  /** Path relative to the repository root (absolute when outside it). */
   path: string;
   bytes: number;
   gzipBytes: number;
@@ -93,11 +93,16 @@ export async function bundle(o: BundleOptions = {}): Promise<BundleReport> {
   for (const f of result.outputFiles) {
     await writeFileAtomic(f.path, f.contents);
     files.push({
-      path: relative(ROOT, f.path),
+      path: f.path.startsWith(ROOT + "/") ? relative(ROOT, f.path) : f.path,
       bytes: f.contents.length,
       gzipBytes: gzipSync(f.contents).length,
     });
   }
+  // Entry order, each module before its map (esbuild writes them in no promised order).
+  const rank = (p: string) =>
+    Object.keys(ENTRIES).indexOf(p.replace(/^.*\//, "").replace(/\.js(\.map)?$/, "")) * 2 +
+    (p.endsWith(".map") ? 1 : 0);
+  files.sort((a, b) => rank(a.path) - rank(b.path));
   return { files, inputs, ms: performance.now() - t0 };
 }
 

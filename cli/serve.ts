@@ -107,7 +107,7 @@ async function main() {
     .option("--no-build", `serve ${DEFAULT_OUT}/ as it is (default: bundle first)`)
     .addHelpText(
       "after",
-      "\nOpen the printed URL in a browser with WebGPU (Chrome/Edge; Firefox Nightly; Safari 26).",
+      "\nOpen the printed URL in a browser with WebGPU enabled (e.g. a recent Chrome or Edge).",
     );
   const o = parseArgv(cmd).opts();
   if (o.build) console.error(bundleSummary(await bundle()));

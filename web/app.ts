@@ -136,8 +136,8 @@ function gpu(): Promise<KernelContext> {
     const m = firstLine(e);
     if (/no navigator\.gpu|no WebGPU adapter/.test(m)) {
       throw new Error(
-        `${m.split(":")[0]}: use a browser with WebGPU (Chrome or Edge 113+, Safari 26, ` +
-          `Firefox Nightly) with hardware acceleration on, or start Chromium with ` +
+        `${m.split(":")[0]}: use a browser with WebGPU enabled (e.g. a recent Chrome or Edge) ` +
+          `with hardware acceleration on, or start Chromium with ` +
           `--enable-unsafe-webgpu --use-webgpu-adapter=swiftshader`,
       );
     }
@@ -150,17 +150,27 @@ function gpu(): Promise<KernelContext> {
 
 let current: { spec: AttentionSpec; L: number; tile: number } | undefined;
 
+/** Compiles the editor's spec; on failure the status says so and the error line says why. */
 function compile(): void {
-  const t0 = performance.now();
   const status = $("compile-status");
   status.textContent = "compiling…";
   delete $("spec-section").dataset.compiled;
+  current = undefined; // "run" must never use a spec the editor no longer shows
+  try {
+    compileEditor();
+  } catch (e) {
+    status.textContent = "not compiled (see the error line)";
+    throw e;
+  }
+}
+
+function compileEditor(): void {
+  const t0 = performance.now(), status = $("compile-status");
   const spec = specFromSource($<HTMLTextAreaElement>("spec").value);
   const L = intField("L", 1, 8192), tile = intField("tile", 1, 256);
   const bindings = specBindings(spec);
   const causality = checkCausality(spec, { L, bindings });
   if (!causality.causal) {
-    current = undefined;
     showAnalysis([["causality", causality.message]]);
     throw new Error(causality.message);
   }
