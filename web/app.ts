@@ -14,6 +14,7 @@
 import {
   analyze,
   type AttentionKernelKind,
+  attentionParams,
   type AttentionSpec,
   buildAttentionKernel,
   ByteTokenizer,
@@ -24,9 +25,7 @@ import {
   createContext,
   decodeCheckpoint,
   Decoder,
-  defaultTiles,
   encodeCheckpoint,
-  fitBlock,
   FlashAttention,
   type KernelContext,
   type Layout,
@@ -254,30 +253,14 @@ function showAnalysis(rows: [string, string][]): void {
   }));
 }
 
-/** The kernel parameters "run" uses: the runtime's defaults for this head dim and layout. */
-function kernelParams(spec: AttentionSpec, headDim: number, layout: Layout) {
-  const t = defaultTiles(headDim);
-  return {
-    spec,
-    headDim,
-    tileQ: t.tileQ,
-    tileK: t.tileK,
-    blockQ: fitBlock(t.tileQ, t.blockQ),
-    blockK: fitBlock(t.tileK, t.blockK),
-    layout,
-    dtype: "f32" as const,
-    variant: "fused" as const,
-    staging: "direct" as const,
-  };
-}
-
 function showWgsl(): void {
   if (!current) return;
   const kind = $<HTMLSelectElement>("wgsl-kind").value as AttentionKernelKind;
   const layout = $<HTMLSelectElement>("layout").value as Layout;
   const k = buildAttentionKernel(
     kind,
-    kernelParams(current.spec, intField("head-dim", 4, 128), layout),
+    // The same parameters FlashAttention builds for "run" (one definition of the defaults).
+    attentionParams(current.spec, intField("head-dim", 4, 128), { layout }),
   );
   $("wgsl").textContent = k.code;
   $("wgsl-info").textContent =

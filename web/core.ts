@@ -127,7 +127,6 @@ export {
   type AttentionKernel,
   type AttentionKernelKind,
   type AttentionKernelParams,
+  attentionParams,
   buildAttentionKernel,
-  defaultTiles,
-  fitBlock,
 } from "../compiler/codegen/attention_kernels.ts";
