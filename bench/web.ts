@@ -3,7 +3,8 @@
  * the bundle's size, the page's compile time (analysis and pictures) and its fused attention
  * forward + backward against the float64 reference at several L, and generation from a checkpoint
  * trained by `deno task train` (the same tiny model as tests/web/page_test.ts), in the page and
- * with `deno task generate` on this machine's Deno adapter, greedy tokens compared.
+ * with `deno task generate` on this machine's Deno adapter, greedy tokens compared; and a short
+ * training run of the page's own tiny model.
  *
  *   deno task bench web [--json] [--write] [--screenshot FILE.png]
  *
@@ -17,12 +18,13 @@ import {
   generateInPage,
   openPlayground,
   runAttention,
+  trainInPage,
 } from "../tests/fixtures/browser.ts";
 import { writeResults } from "./results.ts";
 
 /** Sequence lengths of the attention runs (phd_cswa K = 3, so 3L tokens). */
 const LENGTHS = [64, 256, 1024];
-const PROMPT = "The jury said", NEW_TOKENS = 40;
+const PROMPT = "The jury said", NEW_TOKENS = 40, TRAIN_STEPS = 30;
 
 export async function main(args: string[]): Promise<void> {
   const json = args.includes("--json"), write = args.includes("--write");
@@ -37,7 +39,7 @@ export async function main(args: string[]): Promise<void> {
   const { checkpoint: ckpt, report: want } = await cliGreedy(dir, PROMPT, NEW_TOKENS);
   const pg = await openPlayground({ viewport: { width: 1280, height: 900 } });
   const rows: Record<string, number | string>[] = [];
-  let gen, first;
+  let gen, first, training;
   let adapter = "";
   try {
     const { page } = pg;
@@ -67,6 +69,7 @@ export async function main(args: string[]): Promise<void> {
       maxNewTokens: NEW_TOKENS,
     });
     gen = await generateInPage(page, { prompt: PROMPT, maxNewTokens: NEW_TOKENS }); // warm
+    training = await trainInPage(page, TRAIN_STEPS);
     if (shot) {
       await page.screenshot({ path: shot, fullPage: true });
     }
@@ -90,6 +93,7 @@ export async function main(args: string[]): Promise<void> {
       },
       greedy_tokens_equal: same,
     },
+    training: training!,
   };
   if (json) {
     console.log(JSON.stringify(report));
@@ -139,6 +143,11 @@ export async function main(args: string[]): Promise<void> {
     } | ${want.kv_cache_bytes} |`,
     ``,
     `Greedy tokens equal: ${same}.`,
+    ``,
+    `Training in the page (its tiny model: 2 layers, hidden 32, PHD-CSWA K = 2, batch 8 × 32 bytes of`,
+    `the embedded text, the loss read back every step for the live chart), ${TRAIN_STEPS} steps: ${
+      training!.summary
+    }.`,
   ].join("\n");
   console.log(md);
   if (write) {

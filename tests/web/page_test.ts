@@ -4,7 +4,8 @@
  * attention (forward and backward) matches the float64 reference on the page's adapter; a
  * checkpoint made by `deno task train` generates in the page exactly the greedy tokens `deno
  * task generate --greedy --json` prints; bad specs (a syntax error, a non-causal mask, an unknown
- * DSL name) show one error line. The training and CLI generation run while the browser starts.
+ * DSL name) show one error line; a 3-step training run in the page draws its loss. The CLI's
+ * training and generation run while the browser starts.
  */
 import { deepStrictEqual, match, ok as assert, strictEqual } from "node:assert/strict";
 import { bundle } from "../../cli/bundle.ts";
@@ -14,6 +15,7 @@ import {
   generateInPage,
   openPlayground,
   runAttention,
+  trainInPage,
 } from "../fixtures/browser.ts";
 
 /** A spec the page has never seen: PHD whose hidden copies also see the previous position's. */
@@ -105,6 +107,13 @@ Deno.test("the playground in headless Chromium", async (t) => {
       deepStrictEqual(got.tokens, want.report.tokens);
       assert(got.kvBytes > 0, `KV cache ${got.kvBytes} bytes`);
       strictEqual(await page.textContent("#error"), "");
+    });
+    await t.step("a tiny training run in the page draws its loss", async () => {
+      const r = await trainInPage(page, 3);
+      strictEqual(await page.textContent("#error"), "");
+      assert(r.valLoss > 0 && r.valLoss < 6, `validation loss ${r.valLoss}`);
+      strictEqual(await page.locator("#loss-chart svg polyline").count(), 1);
+      match(r.summary, /^3 steps in /);
     });
     deepStrictEqual(pg.pageErrors, []);
   } finally {
