@@ -6,3 +6,4 @@ export * from "./expr.ts";
 export * from "./spec.ts";
 export * from "./presets.ts";
 export * from "./eval.ts";
+export * from "./serial.ts";
