@@ -4,10 +4,8 @@
  * --param --table`), loading a spec from a preset name or a `.ts` file, and atomic file writes.
  */
 import { Command, CommanderError } from "commander";
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
-import { PRESETS } from "../dsl/presets.ts";
-import { type AttentionSpec, respec, specOfModule } from "../dsl/spec.ts";
+import { type AttentionSpec, respec } from "../dsl/spec.ts";
+import { loadSpecRef } from "../runtime/host/spec_file.ts";
 
 /** Bad input: the command prints the message as one `error:` line and exits with status 1. */
 export class UsageError extends Error {}
@@ -122,46 +120,16 @@ export function addSpecOptions(cmd: Command): Command {
     );
 }
 
-/** Where a spec reference points: a file when it looks like a path, else a preset name. */
-function isPath(ref: string): boolean {
-  return /[\\/]/.test(ref) || /\.[cm]?[jt]s$/.test(ref);
-}
-
 /**
  * Loads a spec: a preset name (a key of `PRESETS`) or a `.ts` file whose default export, or else
- * its only exported spec, is an `AttentionSpec`. Every failure is a one-line `UsageError`.
+ * its only exported spec, is an `AttentionSpec` (runtime/host/spec_file.ts). Every failure is a
+ * one-line `UsageError`.
  */
 export async function loadSpec(ref: string): Promise<AttentionSpec> {
-  if (!isPath(ref)) {
-    const preset = PRESETS[ref];
-    if (!preset) {
-      throw new UsageError(
-        `unknown preset "${ref}" (known: ${Object.keys(PRESETS).join(", ")}); ` +
-          `or give the path of a .ts file exporting a spec`,
-      );
-    }
-    return preset();
-  }
-  const path = resolve(ref);
   try {
-    if (!Deno.statSync(path).isFile) throw new UsageError(`spec file "${ref}" is not a file`);
+    return await loadSpecRef(ref);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new UsageError(`spec file "${ref}" does not exist`);
-    }
-    throw e;
-  }
-  let mod: Record<string, unknown>;
-  try {
-    mod = await import(pathToFileURL(path).href);
-  } catch (e) {
-    const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
-    throw new UsageError(`cannot load spec file "${ref}": ${msg}`);
-  }
-  try {
-    return specOfModule(mod, `spec file "${ref}"`);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError(e instanceof Error ? e.message : String(e));
   }
 }
 

@@ -1,18 +1,44 @@
 /**
- * `deno task eval --ckpt F (--text-file T | --split val|train) [--context N] [--json]`: mean
- * next-token loss (nats per token) of a checkpoint on a text or a corpus split (DESIGN.md 3).
+ * `deno task eval --ckpt F (--text-file T | --split val|train) [--context N] [--tokenizer F]
+ * [--json]`: mean next-token loss of a checkpoint on a text or a Brown split (DESIGN.md 3), in
+ * nats per token and bits per UTF-8 byte (so runs with different tokenizers compare); the spec and
+ * the tokenizer are rebuilt from the checkpoint.
  */
 import { Option } from "commander";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
 import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
+import type { Checkpoint } from "../runtime/io/checkpoint.ts";
+import { loadTokenizerFile } from "../runtime/host/tokenizer_file.ts";
 import { evaluateStream } from "../runtime/train/evaluate.ts";
 import { ModelParams } from "../runtime/model/graph.ts";
-import { tokenizerByName } from "../runtime/data/tokenizer.ts";
+import { type Tokenizer, tokenizerFromMetadata } from "../runtime/data/tokenizer.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 import { brownCorpus, kernelContext } from "./train.ts";
 
 /** Context when a checkpoint does not record the one it was trained with. */
 const DEFAULT_CONTEXT = 128;
+
+/**
+ * The tokenizer of a checkpoint: the one its metadata embeds, or `file` instead. Either must have
+ * the model's vocabulary size.
+ */
+export async function checkpointTokenizer(ck: Checkpoint, file?: string): Promise<Tokenizer> {
+  let tok: Tokenizer;
+  try {
+    tok = file ? await loadTokenizerFile(file) : tokenizerFromMetadata(ck.tokenizer);
+  } catch (e) {
+    throw new UsageError(
+      file ? (e as Error).message : `the checkpoint's tokenizer: ${(e as Error).message}`,
+    );
+  }
+  if (tok.vocabSize !== ck.model.vocab_size) {
+    throw new UsageError(
+      `tokenizer ${tok.name} has ${tok.vocabSize} ids but the checkpoint's vocabulary is ` +
+        `${ck.model.vocab_size}: use the tokenizer it was trained with`,
+    );
+  }
+  return tok;
+}
 
 async function main() {
   const cmd = newCommand(
@@ -30,7 +56,11 @@ async function main() {
     .option("--batch <n>", "windows per batch", positiveInt("--batch"), 8)
     .option("--max-windows <n>", "stop after this many windows", positiveInt("--max-windows"))
     .option("--layout <layout>", `attention storage layout: ${LAYOUTS.join(" | ")}`, "grouped")
-    .option("--json", 'print {"loss","tokens",...} on stdout')
+    .option(
+      "--tokenizer <file>",
+      "a tokenizer.json to use instead of the checkpoint's (its vocabulary must match)",
+    )
+    .option("--json", 'print {"loss","bits_per_byte","tokens",...} on stdout')
     .addHelpText(
       "after",
       "\nA text that fits the context is one sequence; longer ones are consecutive windows.",
@@ -43,7 +73,7 @@ async function main() {
     throw new UsageError(`--layout must be one of ${LAYOUTS.join(", ")}, got "${o.layout}"`);
   }
   const ck = await loadCheckpoint(o.ckpt);
-  const tokenizer = tokenizerByName(ck.tokenizer);
+  const tokenizer = await checkpointTokenizer(ck, o.tokenizer);
   let stream: Uint32Array;
   if (o.textFile) {
     let text: string;
@@ -57,8 +87,8 @@ async function main() {
     }
     stream = tokenizer.encode(text);
   } else {
-    if (ck.tokenizer !== "bytes") {
-      throw new UsageError(`--split needs the bytes tokenizer, checkpoint has ${ck.tokenizer}`);
+    if (tokenizer.name !== "bytes") {
+      throw new UsageError(`--split needs the bytes tokenizer, checkpoint has ${tokenizer.name}`);
     }
     stream = (await brownCorpus())[o.split as "val" | "train"];
   }
@@ -80,12 +110,28 @@ async function main() {
   });
   if (!quiet) console.error("");
   const seconds = (performance.now() - t0) / 1000;
-  const out = { loss: r.loss, tokens: r.tokens, context, spec: ck.spec.name, seconds };
+  // Bits per byte: the predicted tokens' nats over the UTF-8 bytes of the text they decode to.
+  const predicted = stream.subarray(1, 1 + r.tokens);
+  const bytes = tokenizer.name === "bytes"
+    ? predicted.length
+    : new TextEncoder().encode(tokenizer.decode(predicted)).length;
+  const bpb = r.loss * r.tokens / (bytes * Math.LN2);
+  const out = {
+    loss: r.loss,
+    bits_per_byte: bpb,
+    tokens: r.tokens,
+    bytes,
+    context,
+    spec: ck.spec.name,
+    tokenizer: tokenizer.name,
+    seconds,
+  };
   if (o.json) console.log(JSON.stringify(out));
   else {
     console.log(
-      `loss ${r.loss.toFixed(4)} nats/token (${(r.loss / Math.LN2).toFixed(3)} bits) over ` +
-        `${r.tokens} tokens, context ${context}, ${ck.spec.name}, ${seconds.toFixed(1)} s`,
+      `loss ${r.loss.toFixed(4)} nats/token, ${bpb.toFixed(4)} bits/byte over ${r.tokens} ` +
+        `${tokenizer.name} tokens (${bytes} bytes), context ${context}, ${ck.spec.name}, ` +
+        `${seconds.toFixed(1)} s`,
     );
   }
 }

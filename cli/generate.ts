@@ -1,6 +1,8 @@
 /**
- * `deno task generate --ckpt F --prompt S --max-new-tokens N [--greedy | --temperature T --top-k K
- * --top-p P --seed S] [--json]`: continues a prompt with a checkpoint using the PHD KV cache
+ * `deno task generate --ckpt F [--prompt S] [--max-new-tokens N] [--greedy | --temperature T
+ * --top-k K --top-p P --seed S] [--tokenizer F] [--json]`: continues a prompt with a checkpoint
+ * (its spec and tokenizer rebuilt from the file's metadata; a spec that is not causal is refused
+ * with a witness pair) using the PHD KV cache
  * (runtime/infer/decoder.ts): prefill of the compiler's prefill set, then K query rows per decode step,
  * sampling on the GPU, several steps per submit. Text streams to stdout as it is produced;
  * `--prompt` may be repeated to generate for several prompts in one batch. `--json` prints one
@@ -9,7 +11,7 @@
 import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
 import { Decoder, type SamplingOptions } from "../runtime/infer/decoder.ts";
 import { ModelParams } from "../runtime/model/graph.ts";
-import { tokenizerByName } from "../runtime/data/tokenizer.ts";
+import { checkpointTokenizer } from "./eval.ts";
 import {
   newCommand,
   nonNegativeInt,
@@ -19,6 +21,10 @@ import {
   UsageError,
 } from "./args.ts";
 import { kernelContext } from "./train.ts";
+
+/** The prompt and length when none is given. */
+export const DEFAULT_PROMPT = "The";
+export const DEFAULT_NEW_TOKENS = 64;
 
 /** Sampling when no flag is given. */
 export const DEFAULT_SAMPLING = { temperature: 0.8, topK: 40, topP: 0.95, seed: 0 } as const;
@@ -41,13 +47,18 @@ async function main() {
     .requiredOption("--ckpt <file>", "checkpoint (.safetensors) written by deno task train or demo")
     .option(
       "--prompt <text>",
-      "text to continue (repeat for several prompts in one batch)",
+      `text to continue (repeat for several prompts in one batch; default "${DEFAULT_PROMPT}")`,
       (v: string, prev: string[] = []) => [...prev, v],
     )
-    .requiredOption(
+    .option(
       "--max-new-tokens <n>",
       "tokens to generate per prompt",
       positiveInt("--max-new-tokens"),
+      DEFAULT_NEW_TOKENS,
+    )
+    .option(
+      "--tokenizer <file>",
+      "a tokenizer.json to use instead of the checkpoint's (its vocabulary must match)",
     )
     .option("--greedy", "always take the most likely token")
     .option(
@@ -79,8 +90,7 @@ async function main() {
         `top-p ${DEFAULT_SAMPLING.topP}, seed ${DEFAULT_SAMPLING.seed}. Text streams to stdout as it is produced.`,
     );
   const o = parseArgv(cmd).opts();
-  const prompts: string[] = o.prompt ?? [];
-  if (prompts.length === 0) throw new UsageError("give a prompt: --prompt TEXT");
+  const prompts: string[] = o.prompt ?? [DEFAULT_PROMPT];
   if (prompts.some((p) => p.length === 0)) {
     throw new UsageError("the prompt is empty: give at least one character");
   }
@@ -99,8 +109,11 @@ async function main() {
     seed: o.seed ?? DEFAULT_SAMPLING.seed,
   };
   const ck = await loadCheckpoint(o.ckpt);
-  const tokenizer = tokenizerByName(ck.tokenizer);
+  const tokenizer = await checkpointTokenizer(ck, o.tokenizer);
   const ids = prompts.map((p) => tokenizer.encode(p));
+  if (ids.some((p) => p.length === 0)) {
+    throw new UsageError(`the prompt encodes to no ${tokenizer.name} token: give more text`);
+  }
   const maxNew: number = o.maxNewTokens;
   const ctx = await kernelContext();
   const params = new ModelParams(ctx, ck.model);
@@ -118,13 +131,13 @@ async function main() {
   const tokens: number[][] = ids.map(() => []);
   for await (const chunk of dec.generate({ prompts: ids, maxNewTokens: maxNew, sampling })) {
     chunk.tokens.forEach((t, b) => tokens[b].push(...t));
-    if (stream && ck.tokenizer === "bytes") {
+    if (stream && tokenizer.name === "bytes") {
       write(textDec.decode(new Uint8Array(chunk.tokens[0]), { stream: true }));
     }
   }
   const s = dec.stats, kv = s.kv;
   const texts = tokens.map((t) => tokenizer.decode(t));
-  if (stream && ck.tokenizer !== "bytes") write(texts[0]);
+  if (stream && tokenizer.name !== "bytes") write(texts[0]);
   const report = {
     tokens: tokens[0],
     text: texts[0],
@@ -147,6 +160,7 @@ async function main() {
     decode_steps: s.decodeSteps,
     submits: s.submits,
     spec: ck.spec.name,
+    tokenizer: tokenizer.name,
     sampling,
     adapter: ctx.gpu.adapterName,
     ...(ids.length > 1

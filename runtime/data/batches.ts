@@ -98,14 +98,50 @@ export interface Document {
   text: string;
 }
 
-/** Token streams of the two splits. */
+/**
+ * What batches read from: a token stream's length and a copy of a range. A `Uint32Array` is one;
+ * runtime/host/token_cache.ts serves one from a file on disk, so a corpus need not fit in memory.
+ */
+export interface TokenSource {
+  readonly length: number;
+  /** Ids `[start, end)`, as a fresh or shared array (callers only read it). */
+  subarray(start: number, end: number): Uint32Array;
+}
+
+/** Token streams of the two splits, and the id that separates packed documents (if any). */
 export interface Corpus {
+  train: TokenSource;
+  val: TokenSource;
+  /** Separator between documents; a spec's `docs` table is filled from it per batch. */
+  separator?: number;
+}
+
+/** A corpus held in memory (the Brown corpus). */
+export interface MemoryCorpus extends Corpus {
   train: Uint32Array;
   val: Uint32Array;
 }
 
+/** The table a spec names `docs` is the document table: filled per batch from separators. */
+export const DOCUMENT_TABLE = "docs";
+
+/**
+ * Document starts of a batch `(batch, seqLen + 1)` for a document table: 0 and every input
+ * position holding the separator (a separator opens the next document), over all rows. The
+ * attention kernel binds one table per batch, so each row is cut at the union of the rows'
+ * starts: attention never crosses a document, at the price of a few extra cuts.
+ */
+export function documentStarts(batch: Uint32Array, shape: BatchShape, separator: number): number[] {
+  const { seqLen } = shape, w = seqLen + 1, rows = batch.length / w;
+  const starts = new Set<number>([0]);
+  for (let b = 0; b < rows; b++) {
+    for (let p = 1; p < seqLen; p++) if (batch[b * w + p] === separator) starts.add(p);
+  }
+  return [...starts].sort((a, b) => a - b);
+}
+
 /** Splits documents (sorted by name first) and tokenizes each split as one stream. */
-export function buildCorpus(docs: readonly Document[], tokenizer: Tokenizer): Corpus {
+export function buildCorpus(docs: readonly Document[], tokenizer: Tokenizer): MemoryCorpus {
   const sorted = [...docs].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   const parts: Record<"train" | "val", string[]> = { train: [], val: [] };
   sorted.forEach((d, i) => parts[splitOf(i)].push(d.text));
@@ -121,7 +157,7 @@ export interface BatchShape {
   seqLen: number;
 }
 
-function checkShape(stream: Uint32Array, s: BatchShape): void {
+function checkShape(stream: TokenSource, s: BatchShape): void {
   for (const [k, v] of Object.entries(s)) {
     if (!Number.isInteger(v) || v < 1) {
       throw new RangeError(`${k} must be an integer >= 1, got ${v}`);
@@ -142,7 +178,7 @@ export class Batches {
   readonly rng: Rng;
   /** Batches drawn so far. */
   step = 0;
-  constructor(readonly stream: Uint32Array, readonly shape: BatchShape, seed: number) {
+  constructor(readonly stream: TokenSource, readonly shape: BatchShape, seed: number) {
     checkShape(stream, shape);
     this.rng = new Rng(seed);
   }
@@ -174,7 +210,7 @@ export class Batches {
  * Deterministic evaluation batches: consecutive non-overlapping windows from the start of the
  * stream, at most `count` batches (fewer if the stream runs out). Same stream, same batches.
  */
-export function evalBatches(stream: Uint32Array, shape: BatchShape, count: number): Uint32Array[] {
+export function evalBatches(stream: TokenSource, shape: BatchShape, count: number): Uint32Array[] {
   checkShape(stream, shape);
   const { batch, seqLen } = shape, w = seqLen + 1, out: Uint32Array[] = [];
   for (let i = 0; i < count && (i + 1) * batch * seqLen + 1 <= stream.length; i++) {

@@ -6,6 +6,7 @@
 import { dirname, join } from "node:path";
 import {
   type Checkpoint,
+  type CheckpointInput,
   decodeCheckpoint,
   decodeTrainingState,
   encodeCheckpoint,
@@ -32,7 +33,7 @@ async function readFile(path: string, what: string): Promise<Uint8Array> {
  */
 export async function saveCheckpoint(
   path: string,
-  c: Omit<Checkpoint, "spec">,
+  c: CheckpointInput,
   state?: { config: Config; state: TrainingState },
 ): Promise<void> {
   await writeFileAtomic(path, encodeCheckpoint(c));

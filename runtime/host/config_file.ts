@@ -1,30 +1,139 @@
 /**
- * Reading a config file (Deno APIs): JSON parsed and checked by `parseConfig`, every problem one
- * line naming the file.
+ * Reading a config file (Deno APIs) and resolving what it names: JSON parsed and checked by
+ * `parseConfig`, command-line overrides applied on top, paths (spec file, data, tokenizer)
+ * resolved against the config file's folder (flags' paths against the working directory), and
+ * the spec loaded (a preset, or a `.ts` file) with `phd.K`, `phd.positions` and `phd.params`
+ * applied. Every problem is one line, naming the file where there is one.
  */
-import { type Config, DEFAULT_CONFIG, parseConfig } from "../model/config.ts";
+import { dirname, isAbsolute, resolve } from "node:path";
+import type { AttentionSpec } from "../../dsl/spec.ts";
+import {
+  type Config,
+  configSpec,
+  DEFAULT_CONFIG,
+  parseConfig,
+  phdOf,
+  specWithOverrides,
+} from "../model/config.ts";
+import { isSpecPath, loadSpecRef } from "./spec_file.ts";
 
-/** Reads and checks a config file (one line naming the problem). */
-export async function readConfig(path: string | undefined): Promise<Config> {
-  if (!path) return structuredClone(DEFAULT_CONFIG);
+/** What flags may override (paths relative to the working directory). */
+export interface RunOverrides {
+  /** A preset name or a spec file. */
+  spec?: string;
+  K?: number;
+  /** Spec parameters (numbers) and tables (arrays). */
+  params?: Record<string, number | number[]>;
+  steps?: number;
+  lr?: number;
+  batch_size?: number;
+  seq_len?: number;
+  /** Training text: files, folders or globs (replaces `data.train`). */
+  data?: string[];
+  /** `"bytes"`, a tokenizer.json path or `{ bpe: N }` (replaces `data.tokenizer`). */
+  tokenizer?: Config["data"]["tokenizer"];
+}
+
+/** A resolved run: the checked config (its `phd` section resolved) and the spec it trains. */
+export interface RunConfig {
+  config: Config;
+  spec: AttentionSpec;
+}
+
+type Raw = Record<string, Record<string, unknown>>;
+
+async function readRaw(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Error(`config file "${path}" does not exist`);
-    }
+    if (e instanceof Deno.errors.NotFound) throw new Error(`config file "${path}" does not exist`);
     throw e;
   }
-  let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    return JSON.parse(text);
   } catch (e) {
     throw new Error(`config file "${path}" is not JSON: ${(e as Error).message}`);
   }
-  try {
-    return parseConfig(raw);
-  } catch (e) {
-    throw new Error(`${path}: ${(e as Error).message}`);
+}
+
+const abs = (base: string, p: string) => isAbsolute(p) ? p : resolve(base, p);
+
+/**
+ * Reads a config file (none: the defaults), applies `over`, loads the spec and resolves paths.
+ * Throws one line naming the problem.
+ */
+export async function loadRunConfig(
+  path: string | undefined,
+  over: RunOverrides = {},
+): Promise<RunConfig> {
+  const raw = path ? await readRaw(path) : {};
+  const where = (e: unknown) =>
+    new Error(path ? `${path}: ${(e as Error).message}` : (e as Error).message);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw where(new Error("config must be a JSON object with sections model, phd, train, data"));
   }
+  const base = path ? dirname(resolve(path)) : Deno.cwd();
+  const r = structuredClone(raw) as Raw;
+  for (const s of ["phd", "train", "data"]) {
+    if (r[s] !== undefined && (typeof r[s] !== "object" || r[s] === null)) {
+      throw where(new Error(`config.${s} must be an object`));
+    }
+    r[s] = { ...r[s] };
+  }
+  const phd = r.phd, data = r.data;
+  // Paths in the file are relative to it; flags' paths are made absolute against the cwd.
+  if (typeof phd.spec === "string" && isSpecPath(phd.spec)) phd.spec = abs(base, phd.spec);
+  for (const k of ["train", "val"]) {
+    const v = data[k];
+    if (typeof v === "string" && v !== "") data[k] = abs(base, v);
+    else if (Array.isArray(v)) data[k] = v.map((x) => typeof x === "string" ? abs(base, x) : x);
+  }
+  const tokPath = (t: unknown) => typeof t === "string" && t !== "bytes";
+  if (tokPath(data.tokenizer)) data.tokenizer = abs(base, data.tokenizer as string);
+  const cwd = Deno.cwd();
+  if (over.spec !== undefined) phd.spec = isSpecPath(over.spec) ? abs(cwd, over.spec) : over.spec;
+  if (over.K !== undefined) phd.K = over.K;
+  if (over.params) phd.params = { ...(phd.params as object), ...over.params };
+  for (const k of ["steps", "lr", "batch_size", "seq_len"] as const) {
+    if (over[k] !== undefined) r.train[k] = over[k];
+  }
+  if (over.data) data.train = over.data.map((p) => abs(cwd, p));
+  if (over.tokenizer !== undefined) {
+    data.tokenizer = tokPath(over.tokenizer) ? abs(cwd, over.tokenizer as string) : over.tokenizer;
+  }
+  let spec: AttentionSpec | undefined;
+  if (phd.spec !== undefined) {
+    if (typeof phd.spec !== "string" || phd.spec === "") {
+      throw where(new Error("config.phd.spec must be a preset name or a .ts file path"));
+    }
+    const loaded = await loadSpecRef(phd.spec, base);
+    const params = { ...(phd.params as Record<string, number | number[]> | undefined) };
+    // W and C are shorthands of the parameters of that name.
+    for (const k of ["W", "C"]) if (phd[k] !== undefined) params[k] = phd[k] as number;
+    try {
+      spec = specWithOverrides(loaded, {
+        K: phd.K as number | undefined,
+        positions: phd.positions as "shared" | undefined,
+        params,
+      });
+    } catch (e) {
+      throw where(e);
+    }
+    r.phd = phdOf(spec, phd.spec) as unknown as Record<string, unknown>;
+  }
+  let config: Config;
+  try {
+    config = parseConfig(r);
+    spec ??= configSpec(config.phd);
+  } catch (e) {
+    throw where(e);
+  }
+  return { config, spec };
+}
+
+/** Reads and checks a config file (one line naming the problem); its spec must be a preset. */
+export async function readConfig(path: string | undefined): Promise<Config> {
+  if (!path) return structuredClone(DEFAULT_CONFIG);
+  return (await loadRunConfig(path)).config;
 }

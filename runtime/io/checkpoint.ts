@@ -1,10 +1,13 @@
 /**
  * Checkpoints (DESIGN.md 4) as bytes: the model file (Hugging Face Llama tensor names, F32,
- * `__metadata__` with config, phd and tokenizer) and the training-state sibling (AdamW moments
+ * `__metadata__` with config, phd — holding the serialised spec, `phd.mask_spec`, so a reader
+ * rebuilds any spec without its source file — and tokenizer: `bytes` or an embedded
+ * tokenizer.json, runtime/data/tokenizer.ts) and the training-state sibling (AdamW moments
  * `m.<name>` / `v.<name>`, and in `__metadata__` the step, data position and the whole training
  * config, so a resumed run continues exactly). Pure: the host layer reads and writes the files.
  */
 import { type AttentionSpec } from "../../dsl/spec.ts";
+import { specFromJson, specToJson } from "../../dsl/serial.ts";
 import {
   type Config,
   configSpec,
@@ -27,26 +30,36 @@ import type { TrainingState } from "../train/trainer.ts";
 export interface Checkpoint {
   model: ModelConfig;
   phd: PhdConfig;
-  /** The mask spec the checkpoint was trained with (the preset of `phd.variant`). */
+  /**
+   * The mask spec the checkpoint was trained with: rebuilt from `phd.mask_spec`, or for files
+   * written before it was stored, the preset of `phd.variant`.
+   */
   spec: AttentionSpec;
+  /** `__metadata__.tokenizer`: `bytes`, or a tokenizer's `metadata()` (runtime/data/tokenizer.ts). */
   tokenizer: string;
   /** Positions per sequence it was trained on (`__metadata__.context`), when recorded. */
   context?: number;
   params: Record<string, Float32Array>;
 }
 
+/** What saving needs: a checkpoint whose spec defaults to the preset of `phd`. */
+export type CheckpointInput = Omit<Checkpoint, "spec"> & { spec?: AttentionSpec };
+
 /** The model file's bytes. */
-export function encodeCheckpoint(c: Omit<Checkpoint, "spec">): Uint8Array {
+export function encodeCheckpoint(c: CheckpointInput): Uint8Array {
   const tensors = new Map<string, Tensor>();
   for (const [name, shape] of paramShapes(c.model)) {
     const data = c.params[name];
     if (!data) throw new Error(`cannot save: parameter "${name}" is missing`);
     tensors.set(name, { dtype: "F32", shape, data });
   }
-  const spec = configSpec(c.phd);
+  const spec = c.spec ?? configSpec(c.phd);
+  if (spec.K !== c.phd.K) {
+    throw new Error(`cannot save: spec "${spec.name}" has K = ${spec.K}, phd.K is ${c.phd.K}`);
+  }
   const meta = checkpointMetadata({
     config: c.model,
-    phd: { ...c.phd, source: spec.source },
+    phd: { ...c.phd, source: spec.source, mask_spec: specToJson(spec) },
     tokenizer: c.tokenizer,
   });
   // "format": "pt" is what Hugging Face's loader asks of a safetensors file's metadata.
@@ -61,7 +74,8 @@ export function encodeCheckpoint(c: Omit<Checkpoint, "spec">): Uint8Array {
 export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
   const st = decodeSafetensors(bytes);
   const meta = parseCheckpointMetadata(st.metadata);
-  const defaults = parseConfig({ model: meta.config, phd: stripSource(meta.phd) });
+  const { source: _, mask_spec, ...phdFields } = meta.phd;
+  const defaults = parseConfig({ model: meta.config, phd: phdFields });
   const model = defaults.model, phd = defaults.phd;
   const params: Record<string, Float32Array> = {};
   for (const [name, shape] of paramShapes(model)) {
@@ -75,12 +89,13 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
     params[name] = t.dtype === "F32" ? t.data : fromF16Bits(t.data);
   }
   const context = st.metadata.context ? Number(st.metadata.context) : undefined;
-  return { model, phd, spec: configSpec(phd), tokenizer: meta.tokenizer, context, params };
-}
-
-function stripSource(p: PhdConfig & { source?: string }): PhdConfig {
-  const { source: _, ...rest } = p;
-  return rest;
+  let spec: AttentionSpec;
+  try {
+    spec = mask_spec ? specFromJson(mask_spec) : configSpec(phd);
+  } catch (e) {
+    throw new Error(`its attention spec cannot be rebuilt: ${(e as Error).message}`);
+  }
+  return { model, phd, spec, tokenizer: meta.tokenizer, context, params };
 }
 
 /** The training-state file's bytes. */

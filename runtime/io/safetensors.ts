@@ -8,6 +8,7 @@
  * `tokenizer` (`bytes`).
  */
 import type { ModelConfig, PhdConfig } from "../model/config.ts";
+import type { SpecJson } from "../../dsl/serial.ts";
 
 /** Element types this runtime stores. F16 data travels as raw IEEE half bits. */
 export type Dtype = "F32" | "F16";
@@ -164,10 +165,12 @@ export function decodeSafetensors(bytes: Uint8Array): Safetensors {
   return { metadata, tensors };
 }
 
-/** The `phd` metadata: the PHD config plus the mask spec's source text. */
+/** The `phd` metadata: the PHD config plus the mask spec's source text and serialised form. */
 export interface PhdMetadata extends PhdConfig {
   /** The spec's mask (and score) as readable text (`AttentionSpec.source`). */
   source: string;
+  /** The spec itself (dsl/serial.ts `specToJson`), so any reader rebuilds it. */
+  mask_spec?: SpecJson;
 }
 
 /** What a checkpoint's `__metadata__` holds, parsed. */
@@ -197,7 +200,10 @@ export function checkpointMetadata(m: CheckpointMetadata): Record<string, string
     W: p.W,
     C: p.C,
     positions: p.positions,
+    ...(p.spec !== undefined ? { spec: p.spec } : {}),
+    ...(p.params !== undefined ? { params: p.params } : {}),
     source: p.source,
+    ...(p.mask_spec ? { mask_spec: p.mask_spec } : {}),
   };
   return { config: JSON.stringify(config), phd: JSON.stringify(phd), tokenizer: m.tokenizer };
 }

@@ -1,6 +1,9 @@
 /**
- * Training configuration: the `model` (Hugging Face Llama names), `phd` and `train` sections of a
- * config file, their defaults, and validation that names the bad field and what it expects.
+ * Training configuration: the `model` (Hugging Face Llama names), `phd`, `train` and `data`
+ * sections of a config file, their defaults, validation that names the bad field and what it
+ * expects, and how a spec and its overrides (`phd.K`, `phd.params`, `phd.positions`) become the
+ * spec a run trains (`specWithOverrides`, `phdOf`). Loading a spec file is the host's job
+ * (runtime/host/config_file.ts).
  */
 import { PRESETS } from "../../dsl/presets.ts";
 import { type AttentionSpec, respec } from "../../dsl/spec.ts";
@@ -18,13 +21,42 @@ export interface ModelConfig {
   tie_word_embeddings: boolean;
 }
 
-/** The PHD expansion: K copies, the mask variant (a preset name) and its parameters. */
+/**
+ * The PHD expansion and its mask. Without `spec`: the preset `variant` with K, W, C and positions
+ * (the config's defaults where not given). With `spec` (a preset name or a `.ts` file exporting an
+ * AttentionSpec, relative to the config file): that spec with its own K, parameters and positions,
+ * overridden only by what the section states (`K`, `positions`, `params`, and `W`/`C` as
+ * shorthands of `params`); once resolved, every field holds the spec's value (`phdOf`).
+ */
 export interface PhdConfig {
   K: number;
+  /** A preset name; for a spec file, the spec's base name (informative). */
   variant: string;
   W: number;
   C: number;
   positions: "shared" | "flattened";
+  /** A preset name or the path of a `.ts` spec file. */
+  spec?: string;
+  /** Spec parameters (numbers) and tables (arrays of starts), overriding the spec's. */
+  params?: Record<string, number | number[]>;
+}
+
+/** Tokenizer choice: UTF-8 bytes, a `tokenizer.json` file, or a byte-level BPE trained on the text. */
+export type TokenizerChoice = "bytes" | string | { bpe: number };
+
+/**
+ * Training text. `train` empty: the Brown corpus (its fixed split, runtime/data/batches.ts).
+ * Otherwise `train` (and `val`) are files, folders or globs (or lists of them) of UTF-8 text (one
+ * document per file) or JSONL (`.jsonl`: one document per line, its `field` string). Without
+ * `val`, the last `val_fraction` of the training tokens (files in sorted path order) is validation.
+ */
+export interface DataConfig {
+  train: string | string[];
+  val: string | string[];
+  val_fraction: number;
+  /** The JSONL field holding a document's text. */
+  field: string;
+  tokenizer: TokenizerChoice;
 }
 
 /** Optimisation and schedule. */
@@ -56,6 +88,7 @@ export interface Config {
   model: ModelConfig;
   phd: PhdConfig;
   train: TrainConfig;
+  data: DataConfig;
 }
 
 /** Defaults: the demo model, sized to train in minutes on a 2-core machine without a GPU. */
@@ -91,7 +124,17 @@ export const DEFAULT_CONFIG: Config = {
     eval_batches: 8,
     log_every: 10,
   },
+  data: { train: "", val: "", val_fraction: 0.05, field: "text", tokenizer: "bytes" },
 };
+
+/** Fields whose type is checked by `checkConfig` rather than by the default's type. */
+const FREE_FIELDS = new Set([
+  "phd.spec",
+  "phd.params",
+  "data.train",
+  "data.val",
+  "data.tokenizer",
+]);
 
 type Section = keyof Config;
 
@@ -101,7 +144,7 @@ type Section = keyof Config;
  */
 export function parseConfig(raw: unknown): Config {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new TypeError("config must be a JSON object with sections model, phd, train");
+    throw new TypeError("config must be a JSON object with sections model, phd, train, data");
   }
   const out = structuredClone(DEFAULT_CONFIG) as unknown as Record<
     Section,
@@ -110,13 +153,17 @@ export function parseConfig(raw: unknown): Config {
   for (const [section, value] of Object.entries(raw)) {
     if (!(section in out)) {
       throw new TypeError(
-        `config has an unknown section "${section}" (expected model, phd, train)`,
+        `config has an unknown section "${section}" (expected model, phd, train, data)`,
       );
     }
     if (typeof value !== "object" || value === null) {
       throw new TypeError(`config.${section} must be an object`);
     }
     for (const [k, v] of Object.entries(value)) {
+      if (FREE_FIELDS.has(`${section}.${k}`)) {
+        out[section as Section][k] = structuredClone(v);
+        continue;
+      }
       const want = out[section as Section][k];
       if (want === undefined) {
         const known = Object.keys(out[section as Section]).join(", ");
@@ -178,7 +225,13 @@ export function checkConfig(c: Config): void {
   positiveInt("config.phd.K", p.K);
   positiveInt("config.phd.W", p.W);
   positiveInt("config.phd.C", p.C);
-  if (!(p.variant in PRESETS)) {
+  if (p.spec !== undefined && (typeof p.spec !== "string" || p.spec === "")) {
+    throw new TypeError(
+      `config.phd.spec must be a preset name or a .ts file path, got ${JSON.stringify(p.spec)}`,
+    );
+  }
+  if (p.params !== undefined) checkParams(p.params);
+  if (p.spec === undefined && !(p.variant in PRESETS)) {
     throw new RangeError(
       `config.phd.variant "${p.variant}" is not a preset (known: ${
         Object.keys(PRESETS).join(", ")
@@ -214,16 +267,132 @@ export function checkConfig(c: Config): void {
   if (!(t.weight_decay >= 0) || !(t.grad_clip >= 0)) {
     throw new RangeError("weight_decay and grad_clip must be >= 0");
   }
+  checkData(c.data);
 }
 
-/** The attention spec a config trains with: the preset with K, W, C and positions applied. */
+function checkParams(params: unknown): void {
+  if (typeof params !== "object" || params === null || Array.isArray(params)) {
+    throw new TypeError(`config.phd.params must be an object like {"W": 8}`);
+  }
+  for (const [k, v] of Object.entries(params)) {
+    const ok = Array.isArray(v)
+      ? v.length > 0 && v.every((x) => Number.isInteger(x) && x >= 0)
+      : Number.isInteger(v) && (v as number) >= 0;
+    if (!ok) {
+      throw new TypeError(
+        `config.phd.params.${k} must be an integer >= 0 or an array of them (a table), got ${
+          JSON.stringify(v)
+        }`,
+      );
+    }
+  }
+}
+
+function checkData(d: DataConfig): void {
+  for (const k of ["train", "val"] as const) {
+    const v = d[k];
+    const ok = typeof v === "string" ||
+      (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "string" && x !== ""));
+    if (!ok) {
+      throw new TypeError(
+        `config.data.${k} must be a path, folder or glob, or a list of them, got ${
+          JSON.stringify(v)
+        }`,
+      );
+    }
+  }
+  if (!(d.val_fraction > 0 && d.val_fraction < 1)) {
+    throw new RangeError(`config.data.val_fraction must be in (0, 1), got ${d.val_fraction}`);
+  }
+  if (d.field === "") throw new TypeError("config.data.field must name a JSONL field");
+  const t = d.tokenizer as unknown;
+  const bpe = typeof t === "object" && t !== null && !Array.isArray(t) &&
+    Object.keys(t).join() === "bpe";
+  if (bpe) {
+    const n = (t as { bpe: unknown }).bpe;
+    if (!Number.isInteger(n) || (n as number) < 258 || (n as number) > 65536) {
+      throw new RangeError(
+        `config.data.tokenizer {"bpe": N} needs an integer N in [258, 65536] (256 bytes, the ` +
+          `separator and at least one merge), got ${JSON.stringify(n)}`,
+      );
+    }
+  } else if (typeof t !== "string" || t === "") {
+    throw new TypeError(
+      `config.data.tokenizer must be "bytes", a tokenizer.json path or {"bpe": N}, got ${
+        JSON.stringify(t)
+      }`,
+    );
+  }
+}
+
+/** What a run may state about its spec beyond choosing it: K, positions, parameters, tables. */
+export interface SpecOverridesConfig {
+  K?: number;
+  positions?: PhdConfig["positions"];
+  /** Numbers are parameters; arrays are tables (sorted starts). */
+  params?: Record<string, number | number[]>;
+}
+
+/**
+ * A spec with a config's overrides applied. A parameter or table the spec does not have is one
+ * line naming the spec's own.
+ */
+export function specWithOverrides(base: AttentionSpec, o: SpecOverridesConfig): AttentionSpec {
+  const params: Record<string, number> = {}, tables: Record<string, number[]> = {};
+  for (const [k, v] of Object.entries(o.params ?? {})) {
+    if (Array.isArray(v)) tables[k] = v;
+    else params[k] = v;
+  }
+  for (const k of [...Object.keys(params), ...Object.keys(tables)]) {
+    if (!(k in base.params) && !(k in base.tables)) {
+      const known = [...Object.keys(base.params), ...Object.keys(base.tables)].join(", ");
+      throw new RangeError(
+        `spec "${base.baseName}" has no parameter ${k} (it has: ${known || "none"})`,
+      );
+    }
+  }
+  const same = (o.K === undefined || o.K === base.K) && Object.keys(params).length === 0 &&
+    Object.keys(tables).length === 0;
+  const spec = same ? base : respec(base, { K: o.K, params, tables });
+  return o.positions && o.positions !== spec.positions ? { ...spec, positions: o.positions } : spec;
+}
+
+/** The resolved `phd` section of a spec: every field holds the spec's value. */
+export function phdOf(spec: AttentionSpec, ref: string): PhdConfig {
+  return {
+    K: spec.K,
+    variant: ref in PRESETS ? ref : spec.baseName,
+    W: spec.params.W ?? DEFAULT_CONFIG.phd.W,
+    C: spec.params.C ?? DEFAULT_CONFIG.phd.C,
+    positions: spec.positions,
+    spec: ref,
+    params: { ...spec.params, ...structuredClone(spec.tables) as Record<string, number[]> },
+  };
+}
+
+/**
+ * The attention spec of a `phd` section whose spec is a preset: the preset with K, W, C,
+ * `params` and positions applied. A spec file must be loaded by the host
+ * (runtime/host/config_file.ts `loadRunConfig`), which hands the spec object to the trainer.
+ */
 export function configSpec(p: PhdConfig): AttentionSpec {
-  const base = PRESETS[p.variant]();
-  const params: Record<string, number> = {};
+  const ref = p.spec ?? p.variant;
+  const preset = PRESETS[ref];
+  if (!preset) {
+    throw new RangeError(
+      `phd.spec "${ref}" is not a preset: load the spec file (runtime/host/config_file.ts) and ` +
+        `pass the spec object`,
+    );
+  }
+  const base = preset();
+  const params: Record<string, number | number[]> = {};
   if ("W" in base.params) params.W = p.W;
   if ("C" in base.params) params.C = p.C;
-  const spec = respec(base, { K: p.K, params });
-  return { ...spec, positions: p.positions };
+  return specWithOverrides(base, {
+    K: p.K,
+    positions: p.positions,
+    params: { ...params, ...p.params },
+  });
 }
 
 /** Learning rate at a step: linear warm-up, then cosine decay to `min_lr_ratio * lr` (or constant). */

@@ -13,8 +13,9 @@
  * the position ids, the expansion and the loss rows need to know the layout. Browser-safe.
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
+import type { Bindings } from "../../dsl/eval.ts";
 import { type Layout, storageIndex } from "../../compiler/layout.ts";
-import { type AttentionConfig, FlashAttention } from "../kernels/attention.ts";
+import { type AttentionConfig, type AttentionRun, FlashAttention } from "../kernels/attention.ts";
 import type { AttentionChooser } from "../tune/autotune.ts";
 import type { ModelConfig } from "./config.ts";
 import { checkBindingSize } from "../gpu/device.ts";
@@ -178,6 +179,8 @@ export class ModelGraph {
   #targets: GPUBuffer;
   #embedOffsets?: GPUBuffer;
   #embedPerm?: GPUBuffer;
+  /** The attention call's shape and bindings, read when a pass is recorded. */
+  #attRun: AttentionRun;
 
   constructor(
     readonly ctx: KernelContext,
@@ -259,7 +262,7 @@ export class ModelGraph {
       headDim: d,
       layout,
     });
-    const attRun = { L, batch: B, heads: H, kvHeads: HKV };
+    const attRun = this.#attRun = { L, batch: B, heads: H, kvHeads: HKV };
     const tokShape = (heads: number, rotate = true) => ({
       batch: B,
       tokens: N,
@@ -527,6 +530,14 @@ export class ModelGraph {
         accumulate: cfg.tie_word_embeddings,
       }),
     );
+  }
+
+  /**
+   * Sets the spec's runtime parameters and tables (e.g. a document table filled per batch) for
+   * the passes recorded from now on. Default: the spec's own.
+   */
+  setBindings(bindings: Bindings | undefined): void {
+    this.#attRun.bindings = bindings;
   }
 
   /**

@@ -8,7 +8,16 @@
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import { type Config, configSpec, learningRate } from "../model/config.ts";
-import { Batches, type Corpus, evalBatches } from "../data/batches.ts";
+import {
+  Batches,
+  type BatchShape,
+  type Corpus,
+  DOCUMENT_TABLE,
+  documentStarts,
+  evalBatches,
+  type TokenSource,
+} from "../data/batches.ts";
+import { tableNames } from "../../compiler/codegen/wgsl_expr.ts";
 import { readback, storageBuffer, upload } from "../gpu/resources.ts";
 import { adamw, AdamWHyper } from "../kernels/adamw.ts";
 import { matmul } from "../kernels/matmul.ts";
@@ -29,6 +38,11 @@ export interface TrainingState {
 
 /** Choices that do not change the maths (kernel layout, matmul blocking, attention variant). */
 export interface TrainerOptions {
+  /**
+   * The spec to train (any AttentionSpec: a preset, a spec file's export, one rebuilt from a
+   * checkpoint). Default: the preset of `config.phd` (`configSpec`).
+   */
+  spec?: AttentionSpec;
   layout?: Layout;
   matmul?: MatmulChooser;
   /** Attention variant per problem (the autotuner's; undefined keeps the default). */
@@ -59,7 +73,7 @@ export class Trainer {
     readonly options: TrainerOptions = {},
   ) {
     const t = config.train;
-    this.spec = configSpec(config.phd);
+    this.spec = options.spec ?? configSpec(config.phd);
     this.params = new ModelParams(ctx, config.model);
     this.params.upload(initParams(config.model, { seed: t.seed, std: 0.02 }));
     this.graph = new ModelGraph(ctx, this.params, this.spec, {
@@ -109,10 +123,25 @@ export class Trainer {
     return 6 * (perLayer * m.num_hidden_layers * tokens + head) + 3 * attn;
   }
 
+  /**
+   * Bindings for a batch when the spec reads a document table (`docs`) and the corpus separates
+   * documents: the table holds the batch's document starts (`documentStarts`). Else undefined.
+   */
+  batchBindings(batch: Uint32Array, shape: BatchShape) {
+    const sep = this.corpus.separator;
+    if (sep === undefined || !tableNames(this.spec).includes(DOCUMENT_TABLE)) return undefined;
+    return {
+      params: this.spec.params,
+      tables: { ...this.spec.tables, [DOCUMENT_TABLE]: documentStarts(batch, shape, sep) },
+    };
+  }
+
   /** Records and submits one training step on the next batch (no readback). */
   trainStep(): void {
     const lr = learningRate(this.config.train, this.step);
-    this.graph.setBatch(this.batches.next());
+    const batch = this.batches.next();
+    this.graph.setBindings(this.batchBindings(batch, this.batches.shape));
+    this.graph.setBatch(batch);
     this.#hyper.set(this.step + 1, lr);
     const enc = this.ctx.gpu.device.createCommandEncoder({ label: `step ${this.step}` });
     this.graph.record(enc, { backward: true });
@@ -132,7 +161,7 @@ export class Trainer {
   }
 
   /** Mean validation loss over the fixed validation windows (`eval_batches` of them). */
-  async evaluate(stream: Uint32Array = this.corpus.val): Promise<{ loss: number; tokens: number }> {
+  async evaluate(stream: TokenSource = this.corpus.val): Promise<{ loss: number; tokens: number }> {
     const t = this.config.train, B = this.options.evalBatch ?? t.batch_size;
     this.#evalGraph ??= new ModelGraph(this.ctx, this.params, this.spec, {
       batch: B,
@@ -142,9 +171,11 @@ export class Trainer {
       attentionChooser: this.options.attention,
     });
     const g = this.#evalGraph;
-    const batches = evalBatches(stream, { batch: B, seqLen: t.seq_len }, t.eval_batches);
+    const shape = { batch: B, seqLen: t.seq_len };
+    const batches = evalBatches(stream, shape, t.eval_batches);
     await g.takeLoss(); // clear
     for (const b of batches) {
+      g.setBindings(this.batchBindings(b, shape));
       g.setBatch(b);
       const enc = this.ctx.gpu.device.createCommandEncoder({ label: "eval" });
       g.record(enc);

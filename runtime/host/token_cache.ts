@@ -1,0 +1,270 @@
+/**
+ * The tokenised cache of a text corpus (Deno APIs), and the corpus served from it. The files are
+ * tokenised once, document pieces streamed (runtime/host/text_files.ts), documents separated by
+ * the tokenizer's separator, into `<cacheDir>/tokens/<key>.tok`, where the key is the SHA-256 of
+ * the files' contents, the JSONL field and the tokenizer's metadata: a second run with the same
+ * text and tokenizer reads the cache instead of tokenising. Training then reads windows from the
+ * file (`TokenFile`), so memory does not grow with the corpus.
+ *
+ * File format (little-endian): 64-byte header = magic `PHDTOK01`, u32 bytes per id (1, 2 or 4),
+ * u32 0, u64 id count, 32-byte SHA-256 of the payload, 8 zero bytes; then the ids. A cache whose
+ * header, size or payload hash is wrong is rebuilt with one warning line. Written atomically.
+ */
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import type { Corpus, TokenSource } from "../data/batches.ts";
+import type { DataConfig } from "../model/config.ts";
+import type { Tokenizer } from "../data/tokenizer.ts";
+import { chunks, documentPieces, resolveTextFiles } from "./text_files.ts";
+
+const MAGIC = "PHDTOK01";
+const HEADER = 64;
+/** Ids buffered before a write. */
+const FLUSH = 1 << 20;
+
+/** Bytes per id for a vocabulary. */
+export function idWidth(vocabSize: number): 1 | 2 | 4 {
+  return vocabSize <= 256 ? 1 : vocabSize <= 65536 ? 2 : 4;
+}
+
+function readFully(f: Deno.FsFile, at: number, out: Uint8Array): void {
+  f.seekSync(at, Deno.SeekMode.Start);
+  for (let n = 0; n < out.length;) {
+    const r = f.readSync(out.subarray(n));
+    if (r === null) throw new Error("token cache ended early");
+    n += r;
+  }
+}
+
+/** A token stream served from a cache file: `subarray` reads the ids from disk. */
+export class TokenFile implements TokenSource {
+  private constructor(
+    readonly file: Deno.FsFile,
+    readonly width: 1 | 2 | 4,
+    readonly offset: number,
+    readonly length: number,
+  ) {}
+
+  /** Opens a cache file; throws (one line) when its header or size is wrong. */
+  static open(path: string): TokenFile {
+    const f = Deno.openSync(path);
+    try {
+      const h = new Uint8Array(HEADER);
+      readFully(f, 0, h);
+      if (new TextDecoder().decode(h.subarray(0, 8)) !== MAGIC) throw new Error("bad magic");
+      const dv = new DataView(h.buffer);
+      const width = dv.getUint32(8, true), count = Number(dv.getBigUint64(16, true));
+      if (width !== 1 && width !== 2 && width !== 4) throw new Error(`bad id width ${width}`);
+      const size = f.statSync().size;
+      if (size !== HEADER + count * width) {
+        throw new Error(`size ${size} is not ${HEADER + count * width}`);
+      }
+      return new TokenFile(f, width, 0, count);
+    } catch (e) {
+      f.close();
+      throw e;
+    }
+  }
+
+  subarray(start: number, end: number): Uint32Array {
+    const s = Math.max(0, Math.min(start, this.length)), e = Math.max(s, Math.min(end, this.length));
+    const bytes = new Uint8Array((e - s) * this.width);
+    readFully(this.file, HEADER + (this.offset + s) * this.width, bytes);
+    if (this.width === 4) return new Uint32Array(bytes.buffer);
+    return Uint32Array.from(this.width === 2 ? new Uint16Array(bytes.buffer) : bytes);
+  }
+
+  /** The ids `[start, start + length)` as their own stream (same file). */
+  view(start: number, length: number): TokenFile {
+    return new TokenFile(this.file, this.width, this.offset + start, length);
+  }
+
+  close(): void {
+    this.file.close();
+  }
+}
+
+/** SHA-256 (hex) of everything that decides a cache's content. */
+async function contentKey(files: string[], field: string, tokenizer: Tokenizer): Promise<string> {
+  const h = createHash("sha256");
+  h.update(`${MAGIC}\0${field}\0`).update(tokenizer.metadata());
+  for (const f of files) {
+    h.update(`\0file\0${f.endsWith(".jsonl") ? "jsonl" : "text"}\0`);
+    for await (const c of chunks(f)) h.update(c);
+  }
+  return h.digest("hex");
+}
+
+/** Checks a cache file's payload against its header's hash; a reason when it fails. */
+async function verify(path: string, width: number): Promise<string | undefined> {
+  let tf: TokenFile;
+  try {
+    tf = TokenFile.open(path);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  tf.close();
+  if (tf.width !== width) return `id width ${tf.width}, the tokenizer needs ${width}`;
+  const h = createHash("sha256");
+  let header: Uint8Array | undefined;
+  let first = true;
+  for await (const c of chunks(path)) {
+    if (first) {
+      header = c.slice(0, HEADER);
+      h.update(c.subarray(HEADER));
+      first = false;
+    } else h.update(c);
+  }
+  const want = Array.from(header!.subarray(24, 56), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+  return h.digest("hex") === want ? undefined : "payload hash mismatch";
+}
+
+async function build(
+  path: string,
+  files: string[],
+  o: { field: string; tokenizer: Tokenizer },
+): Promise<void> {
+  const width = idWidth(o.tokenizer.vocabSize), sepId = o.tokenizer.separator;
+  await Deno.mkdir(join(path, ".."), { recursive: true });
+  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  const h = createHash("sha256");
+  let count = 0, docs = 0, buf = new Uint32Array(FLUSH), n = 0;
+  const flush = async () => {
+    const ids = buf.subarray(0, n);
+    const bytes = width === 4
+      ? new Uint8Array(ids.slice().buffer)
+      : width === 2
+      ? new Uint8Array(Uint16Array.from(ids).buffer)
+      : Uint8Array.from(ids);
+    h.update(bytes);
+    for (let w = 0; w < bytes.length;) w += await f.write(bytes.subarray(w));
+    count += n;
+    n = 0;
+  };
+  const push = async (ids: Uint32Array) => {
+    if (n + ids.length > buf.length) {
+      await flush();
+      if (ids.length > buf.length) buf = new Uint32Array(ids.length);
+    }
+    buf.set(ids, n);
+    n += ids.length;
+  };
+  try {
+    await f.write(new Uint8Array(HEADER)); // filled in at the end
+    let open = false;
+    for (const file of files) {
+      for await (const piece of documentPieces(file, o.field)) {
+        if (!open && docs > 0) await push(Uint32Array.of(sepId));
+        open = true;
+        await push(o.tokenizer.encode(piece.text));
+        if (piece.end) {
+          docs++;
+          open = false;
+        }
+      }
+    }
+    await flush();
+    const head = new Uint8Array(HEADER), dv = new DataView(head.buffer);
+    head.set(new TextEncoder().encode(MAGIC));
+    dv.setUint32(8, width, true);
+    dv.setBigUint64(16, BigInt(count), true);
+    head.set(h.digest(), 24);
+    await f.seek(0, Deno.SeekMode.Start);
+    await f.write(head);
+    f.close();
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    try {
+      f.close();
+    } catch { /* already closed */ }
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/** Options of `tokenCache`. */
+export interface TokenCacheOptions {
+  field: string;
+  tokenizer: Tokenizer;
+  /** Folder of caches (its `tokens/` subfolder). */
+  cacheDir: string;
+  warn?: (line: string) => void;
+}
+
+/**
+ * The token stream of `files` from its cache, building (or rebuilding a corrupt) one first.
+ * `built` says whether it was tokenised now.
+ */
+export async function tokenCache(files: string[], o: TokenCacheOptions) {
+  const key = await contentKey(files, o.field, o.tokenizer);
+  const path = join(o.cacheDir, "tokens", `${key}.tok`);
+  const width = idWidth(o.tokenizer.vocabSize);
+  let built = false;
+  let exists = true;
+  try {
+    await Deno.stat(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    exists = false;
+  }
+  if (exists) {
+    const bad = await verify(path, width);
+    if (bad) {
+      (o.warn ?? console.warn)(`warning: token cache ${path} is corrupt (${bad}); rebuilding it`);
+      exists = false;
+    }
+  }
+  if (!exists) {
+    await build(path, files, o);
+    built = true;
+  }
+  return { source: TokenFile.open(path), path, built };
+}
+
+/** A corpus of text files: its streams, the files, and the cache files read. */
+export interface TextCorpus extends Corpus {
+  train: TokenFile;
+  val: TokenFile;
+  files: { train: string[]; val: string[] };
+  caches: string[];
+  /** Whether any cache was tokenised in this call. */
+  built: boolean;
+}
+
+/**
+ * The corpus of a `data` section (train files non-empty): tokenised through the cache, the
+ * validation stream from `data.val`, or else the last `val_fraction` of the training ids (files
+ * in sorted path order; cut at an id, so the split depends only on the text and tokenizer).
+ */
+export async function loadTextCorpus(
+  data: DataConfig,
+  tokenizer: Tokenizer,
+  o: { cacheDir: string; warn?: (line: string) => void },
+): Promise<TextCorpus> {
+  const trainFiles = await resolveTextFiles(data.train, "data.train");
+  const valFiles = data.val === "" ? [] : await resolveTextFiles(data.val, "data.val");
+  const opts = { field: data.field, tokenizer, cacheDir: o.cacheDir, warn: o.warn };
+  const tr = await tokenCache(trainFiles, opts);
+  let train = tr.source, val: TokenFile, built = tr.built;
+  const caches = [tr.path];
+  if (valFiles.length > 0) {
+    const v = await tokenCache(valFiles, opts);
+    val = v.source;
+    built ||= v.built;
+    caches.push(v.path);
+  } else {
+    const cut = Math.floor(train.length * (1 - data.val_fraction));
+    val = train.view(cut, train.length - cut);
+    train = train.view(0, cut);
+  }
+  return {
+    train,
+    val,
+    separator: tokenizer.separator,
+    files: { train: trainFiles, val: valFiles },
+    caches,
+    built,
+  };
+}

@@ -1,0 +1,61 @@
+/**
+ * Tokenizers from disk (Deno APIs): `data.tokenizer` resolved to a `Tokenizer` (runtime/data/
+ * tokenizer.ts): `"bytes"`; a `tokenizer.json` file, checked by loading it; or `{"bpe": N}`, a
+ * byte-level BPE trained on the start of the training text (`BPE_SAMPLE_CHARS`) and written as
+ * `tokenizer.json` beside the checkpoint. Every problem is one line naming the file.
+ */
+import { basename } from "node:path";
+import {
+  ByteTokenizer,
+  JsonTokenizer,
+  type Tokenizer,
+  trainBpe,
+} from "../data/tokenizer.ts";
+import type { TokenizerChoice } from "../model/config.ts";
+import { writeFileAtomic } from "./files.ts";
+import { resolveTextFiles, sampleText } from "./text_files.ts";
+
+/** Characters of training text a BPE learns its merges from (the start of the sorted files). */
+export const BPE_SAMPLE_CHARS = 4 << 20;
+
+/** Reads a tokenizer.json file. */
+export async function loadTokenizerFile(path: string): Promise<JsonTokenizer> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new Error(`tokenizer file "${path}" does not exist`);
+    throw new Error(`cannot read tokenizer file "${path}": ${(e as Error).message}`);
+  }
+  try {
+    return new JsonTokenizer(JSON.parse(text), { kind: "file", path: basename(path) });
+  } catch (e) {
+    const why = e instanceof SyntaxError ? "it is not JSON" : (e as Error).message;
+    throw new Error(`tokenizer file "${path}" is not a tokenizer.json: ${why}`);
+  }
+}
+
+/** Where a trained BPE is written: `m.safetensors` -> `m.tokenizer.json`. */
+export function bpePath(checkpoint: string): string {
+  return checkpoint.replace(/(\.safetensors)?$/, ".tokenizer.json");
+}
+
+/**
+ * The tokenizer of a run. `{bpe: N}` trains on `train` (patterns of data.train, JSONL `field`)
+ * and writes the result to `bpePath(out)`.
+ */
+export async function resolveTokenizer(
+  choice: TokenizerChoice,
+  o: { train: string | string[]; field: string; out: string },
+): Promise<Tokenizer> {
+  if (choice === "bytes") return new ByteTokenizer();
+  if (typeof choice === "string") return await loadTokenizerFile(choice);
+  if (o.train === "") {
+    throw new Error(`data.tokenizer {"bpe": N} needs training text: set data.train (or --data)`);
+  }
+  const files = await resolveTextFiles(o.train, "data.train");
+  const json = trainBpe(await sampleText(files, o.field, BPE_SAMPLE_CHARS), choice.bpe);
+  const path = bpePath(o.out);
+  await writeFileAtomic(path, JSON.stringify(json));
+  return new JsonTokenizer(json, { kind: "bpe", path: basename(path) });
+}
