@@ -15,8 +15,6 @@ import { causal, documentMask, phd, phdCswa, phdSwa, prefixLm } from "../../dsl/
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { prefillSet } from "../../compiler/analysis/prefill.ts";
 import { planRetention } from "../../compiler/analysis/retention.ts";
-import swaPos from "../../examples/masks/phd_swa_pos.ts";
-import perCopy from "../../examples/masks/phd_percopy_window.ts";
 import type { ModelConfig } from "../../runtime/model/config.ts";
 import { Rng } from "../../runtime/data/batches.ts";
 import { readback, storageBuffer } from "../../runtime/gpu/resources.ts";
@@ -140,9 +138,29 @@ Deno.test("flattened positions, GQA and an untied head: cached = full recompute"
   );
 });
 
+/** Every spec file of examples/masks/ (score modifier and document table among them). */
+async function exampleMasks(): Promise<AttentionSpec[]> {
+  const dir = new URL("../../examples/masks/", import.meta.url), out: AttentionSpec[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.name.endsWith(".ts")) out.push((await import(new URL(e.name, dir).href)).default);
+  }
+  return out.sort((a, b) => a.name < b.name ? -1 : 1);
+}
+
 Deno.test("DSL specs that are not presets get what their plan says (cached = recompute)", async () => {
-  for (const spec of [swaPos, perCopy, documentMask({ docs: [0, 4, 9, 13] })]) {
-    await checkCached(spec);
+  const specs = [...await exampleMasks(), documentMask({ docs: [0, 4, 9, 13] })];
+  for (const spec of specs) {
+    const s = await checkCached(spec);
+    // The cache holds what the retention plan says: per sequence, the most keys the plan keeps
+    // between two of its positions, and prefill computes exactly the prefill set.
+    const want = s.kv.positions.reduce((sum, n) => {
+      const plan = planRetention(spec, { L: n });
+      return sum + Math.max(...plan.cachedAfter.subarray(0, n));
+    }, 0);
+    strictEqual(s.kv.retainedTokens, want, `${spec.name}: retained keys`);
+    const plan = planRetention(spec, { L: Math.max(...PROMPTS) + NEW - 1 });
+    const rows = PROMPTS.map((P) => prefillSet(spec, { P, retention: plan, causal: true }).count);
+    deepStrictEqual(s.prefillRows, rows, `${spec.name}: prefill rows`);
   }
 });
 
