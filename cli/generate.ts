@@ -11,6 +11,8 @@
 import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
 import { Decoder, type SamplingOptions } from "../runtime/infer/decoder.ts";
 import { ModelParams } from "../runtime/model/graph.ts";
+import { checkCausality } from "../compiler/analysis/causality.ts";
+import type { AttentionSpec } from "../dsl/spec.ts";
 import { checkpointTokenizer } from "./eval.ts";
 import {
   newCommand,
@@ -37,6 +39,22 @@ function number(flag: string, ok: (x: number) => boolean, what: string) {
     }
     return x;
   };
+}
+
+/**
+ * Refuses a spec that lets a query see a later position (declared `bidirectional: true`): cached
+ * decoding computes each position before the next exists. One line with a witnessing pair.
+ */
+export function requireCausal(spec: AttentionSpec, L: number): void {
+  if (spec.bidirectional !== true) return;
+  const c = checkCausality({ ...spec, bidirectional: false }, { L });
+  if (c.causal || !c.witness) return;
+  const { query: [qc, qp], key: [kc, kp] } = c.witness;
+  throw new UsageError(
+    `spec "${spec.name}" is not causal: query (copy ${qc}, pos ${qp}) attends key ` +
+      `(copy ${kc}, pos ${kp}) at a later position, so it cannot decode token by token ` +
+      `(train and eval it; generate needs a causal mask)`,
+  );
 }
 
 async function main() {
@@ -115,6 +133,7 @@ async function main() {
     throw new UsageError(`the prompt encodes to no ${tokenizer.name} token: give more text`);
   }
   const maxNew: number = o.maxNewTokens;
+  requireCausal(ck.spec, Math.max(...ids.map((p) => p.length)) + maxNew);
   const ctx = await kernelContext();
   const params = new ModelParams(ctx, ck.model);
   params.upload(ck.params);

@@ -46,7 +46,9 @@ export async function listSpecs(dir = MASKS_DIR): Promise<SpecEntry[]> {
   const out = Object.entries(PRESETS).map(([name, f]) => entry(name, f()));
   const files: string[] = [];
   try {
-    for await (const e of Deno.readDir(dir)) if (e.isFile && e.name.endsWith(".ts")) files.push(e.name);
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isFile && e.name.endsWith(".ts")) files.push(e.name);
+    }
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) throw new UsageError(`folder "${dir}" does not exist`);
     throw e;

@@ -28,21 +28,10 @@ import { loadRunConfig, type RunOverrides } from "../runtime/host/config_file.ts
 import { loadTextCorpus } from "../runtime/host/token_cache.ts";
 import { resolveTokenizer } from "../runtime/host/tokenizer_file.ts";
 import { lineChart } from "../viz/chart.ts";
-import {
-  ByteTokenizer,
-  type Tokenizer,
-  tokenizerFromMetadata,
-} from "../runtime/data/tokenizer.ts";
+import { ByteTokenizer, type Tokenizer, tokenizerFromMetadata } from "../runtime/data/tokenizer.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
-import {
-  assignments,
-  newCommand,
-  parseArgv,
-  positiveInt,
-  runCommand,
-  UsageError,
-} from "./args.ts";
+import { assignments, newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 
 /** Where caches of derived data (the cleaned corpus) live. */
 export const CACHE_DIR = ".cache";
@@ -350,7 +339,11 @@ async function main() {
     )
     .option("--steps <n>", "total training steps (train.steps)", positiveInt("--steps"))
     .option("--lr <x>", "peak learning rate (train.lr)", positiveNumber("--lr"))
-    .option("--batch-size <n>", "sequences per batch (train.batch_size)", positiveInt("--batch-size"))
+    .option(
+      "--batch-size <n>",
+      "sequences per batch (train.batch_size)",
+      positiveInt("--batch-size"),
+    )
     .option("--seq-len <n>", "positions per sequence (train.seq_len)", positiveInt("--seq-len"))
     .option("--K <k>", "copies per position (phd.K)", positiveInt("--K"))
     .option(
@@ -409,7 +402,9 @@ async function main() {
     console.log(
       `trained ${report.spec} for ${report.steps} steps in ${report.train_seconds.toFixed(1)} s: ` +
         `val loss ${report.val_loss_after.toFixed(4)} nats/token ` +
-        `(${report.val_bits_per_byte.toFixed(4)} bits/byte), ${report.tokens_per_s.toFixed(0)} tok/s, ` +
+        `(${report.val_bits_per_byte.toFixed(4)} bits/byte), ${
+          report.tokens_per_s.toFixed(0)
+        } tok/s, ` +
         `MFU ${(100 * report.mfu).toFixed(1)}% of ${report.matmul_gflops.toFixed(2)} GFLOP/s`,
     );
   }

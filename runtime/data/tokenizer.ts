@@ -105,7 +105,7 @@ export class JsonTokenizer implements Tokenizer {
     }
     this.name = origin.kind === "bpe"
       ? `bpe-${this.vocabSize}`
-      : `tokenizer.json (${j.model.type}, ${this.vocabSize} ids)`;
+      : `${origin.path ?? "tokenizer.json"} (${j.model.type})`;
   }
 
   encode(text: string): Uint32Array {
@@ -115,7 +115,9 @@ export class JsonTokenizer implements Tokenizer {
   decode(ids: ArrayLike<number>): string {
     for (let i = 0; i < ids.length; i++) {
       if (!(Number.isInteger(ids[i]) && ids[i] >= 0 && ids[i] < this.vocabSize)) {
-        throw new RangeError(`${this.name}: id ${ids[i]} at ${i} is outside [0, ${this.vocabSize})`);
+        throw new RangeError(
+          `${this.name}: id ${ids[i]} at ${i} is outside [0, ${this.vocabSize})`,
+        );
       }
     }
     return this.#tok.decode(Array.from(ids), {
@@ -154,7 +156,9 @@ export function tokenizerFromMetadata(meta: string): Tokenizer {
     ...(typeof m.path === "string" ? { path: m.path } : {}),
   });
   if (m.vocab_size !== undefined && m.vocab_size !== t.vocabSize) {
-    throw new RangeError(`embedded tokenizer has ${t.vocabSize} ids, its metadata says ${m.vocab_size}`);
+    throw new RangeError(
+      `embedded tokenizer has ${t.vocabSize} ids, its metadata says ${m.vocab_size}`,
+    );
   }
   return t;
 }
@@ -192,7 +196,9 @@ export const BPE_SEPARATOR = "<|endoftext|>";
  */
 export function trainBpe(texts: Iterable<string>, vocabSize: number): Record<string, unknown> {
   if (!Number.isInteger(vocabSize) || vocabSize < 258) {
-    throw new RangeError(`a BPE needs at least 258 ids (256 bytes, separator, a merge), got ${vocabSize}`);
+    throw new RangeError(
+      `a BPE needs at least 258 ids (256 bytes, separator, a merge), got ${vocabSize}`,
+    );
   }
   const alphabet = byteAlphabet(), enc = new TextEncoder();
   const counts = new Map<string, number>();
@@ -218,9 +224,11 @@ export function trainBpe(texts: Iterable<string>, vocabSize: number): Record<str
       }
     }
     let best = -1, bestN = 1;
-    for (const [k, n] of pairs) if (n > bestN || (n === bestN && best >= 0 && k < best)) {
-      best = k;
-      bestN = n;
+    for (const [k, n] of pairs) {
+      if (n > bestN || (n === bestN && best >= 0 && k < best)) {
+        best = k;
+        bestN = n;
+      }
     }
     if (best < 0) break;
     const a = Math.floor(best / 65536), b = best % 65536, id = symbols.length;

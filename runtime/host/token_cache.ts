@@ -67,7 +67,8 @@ export class TokenFile implements TokenSource {
   }
 
   subarray(start: number, end: number): Uint32Array {
-    const s = Math.max(0, Math.min(start, this.length)), e = Math.max(s, Math.min(end, this.length));
+    const s = Math.max(0, Math.min(start, this.length)),
+      e = Math.max(s, Math.min(end, this.length));
     const bytes = new Uint8Array((e - s) * this.width);
     readFully(this.file, HEADER + (this.offset + s) * this.width, bytes);
     if (this.width === 4) return new Uint32Array(bytes.buffer);

@@ -5,12 +5,7 @@
  * `tokenizer.json` beside the checkpoint. Every problem is one line naming the file.
  */
 import { basename } from "node:path";
-import {
-  ByteTokenizer,
-  JsonTokenizer,
-  type Tokenizer,
-  trainBpe,
-} from "../data/tokenizer.ts";
+import { ByteTokenizer, JsonTokenizer, type Tokenizer, trainBpe } from "../data/tokenizer.ts";
 import type { TokenizerChoice } from "../model/config.ts";
 import { writeFileAtomic } from "./files.ts";
 import { resolveTextFiles, sampleText } from "./text_files.ts";
@@ -24,7 +19,9 @@ export async function loadTokenizerFile(path: string): Promise<JsonTokenizer> {
   try {
     text = await Deno.readTextFile(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`tokenizer file "${path}" does not exist`);
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`tokenizer file "${path}" does not exist`);
+    }
     throw new Error(`cannot read tokenizer file "${path}": ${(e as Error).message}`);
   }
   try {
