@@ -20,7 +20,7 @@ import { chunks, documentPieces, resolveTextFiles } from "./text_files.ts";
 const MAGIC = "PHDTOK01";
 const HEADER = 64;
 /** Ids buffered before a write. */
-const FLUSH = 1 << 20;
+const FLUSH = 1 << 16;
 
 /** Bytes per id for a vocabulary. */
 export function idWidth(vocabSize: number): 1 | 2 | 4 {
@@ -108,12 +108,10 @@ async function verify(path: string, width: number): Promise<string | undefined> 
   if (tf.width !== width) return `id width ${tf.width}, the tokenizer needs ${width}`;
   const h = createHash("sha256");
   let header: Uint8Array | undefined;
-  let first = true;
   for await (const c of chunks(path)) {
-    if (first) {
-      header = c.slice(0, HEADER);
+    if (!header) {
+      header = c.slice(0, HEADER); // chunks are reused views: keep a copy
       h.update(c.subarray(HEADER));
-      first = false;
     } else h.update(c);
   }
   const want = Array.from(header!.subarray(24, 56), (b) => b.toString(16).padStart(2, "0"))
@@ -131,26 +129,30 @@ async function build(
   const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
   const h = createHash("sha256");
-  let count = 0, docs = 0, buf = new Uint32Array(FLUSH), n = 0;
+  // One id buffer and one byte buffer, reused for every flush.
+  let count = 0, docs = 0, n = 0;
+  const buf = new Uint32Array(FLUSH), out = new Uint8Array(FLUSH * width);
+  const wide = width === 4
+    ? new Uint32Array(out.buffer)
+    : width === 2
+    ? new Uint16Array(out.buffer)
+    : out;
   const flush = async () => {
-    const ids = buf.subarray(0, n);
-    const bytes = width === 4
-      ? new Uint8Array(ids.slice().buffer)
-      : width === 2
-      ? new Uint8Array(Uint16Array.from(ids).buffer)
-      : Uint8Array.from(ids);
+    wide.set(buf.subarray(0, n)); // a truncating copy: the ids fit `width` bytes
+    const bytes = out.subarray(0, n * width);
     h.update(bytes);
     for (let w = 0; w < bytes.length;) w += await f.write(bytes.subarray(w));
     count += n;
     n = 0;
   };
   const push = async (ids: Uint32Array) => {
-    if (n + ids.length > buf.length) {
-      await flush();
-      if (ids.length > buf.length) buf = new Uint32Array(ids.length);
+    for (let at = 0; at < ids.length;) {
+      if (n === buf.length) await flush();
+      const take = Math.min(ids.length - at, buf.length - n);
+      buf.set(ids.subarray(at, at + take), n);
+      n += take;
+      at += take;
     }
-    buf.set(ids, n);
-    n += ids.length;
   };
   try {
     await f.write(new Uint8Array(HEADER)); // filled in at the end
