@@ -16,6 +16,19 @@
  * console.log(a.retention.formula, a.prefill.count, a.tiles.keptFraction);
  * ```
  *
+ * @example Train a spec file on any text (what `deno task train --spec F --data T` does)
+ * ```ts
+ * import { createContext, loadRunConfig, loadTextCorpus, resolveTokenizer, Trainer } from "./mod.ts";
+ * const { config, spec } = await loadRunConfig(undefined, {
+ *   spec: "examples/masks/phd_swa_pos.ts",
+ *   data: ["some.txt"],
+ * });
+ * const tok = await resolveTokenizer(config.data.tokenizer, { ...config.data, out: "m.safetensors" });
+ * config.model.vocab_size = tok.vocabSize;
+ * const corpus = await loadTextCorpus(config.data, tok, { cacheDir: ".cache" });
+ * const trainer = new Trainer(await createContext(), config, corpus, { spec });
+ * ```
+ *
  * @example Train, evaluate and save (see examples/train.ts)
  * ```ts
  * import { buildCorpus, ByteTokenizer, createContext, DEFAULT_CONFIG, loadBrown, Trainer } from "./mod.ts";
@@ -48,6 +61,10 @@ export * from "./web/core.ts";
 export { loadBrown } from "./runtime/host/corpus.ts";
 export { loadCheckpoint, loadTrainingState, saveCheckpoint } from "./runtime/host/checkpoint.ts";
 export { writeFileAtomic } from "./runtime/host/files.ts";
+export { loadRunConfig, readConfig, type RunOverrides } from "./runtime/host/config_file.ts";
+export { loadSpecRef } from "./runtime/host/spec_file.ts";
+export { loadTextCorpus, tokenCache, TokenFile } from "./runtime/host/token_cache.ts";
+export { loadTokenizerFile, resolveTokenizer } from "./runtime/host/tokenizer_file.ts";
 export {
   DEFAULT_TUNE_CACHE,
   loadKernelChoosers,

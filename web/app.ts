@@ -39,7 +39,7 @@ import {
   type SamplingOptions,
   specBindings,
   tileDenseMask,
-  tokenizerByName,
+  tokenizerFromMetadata,
   Trainer,
 } from "./core.ts";
 import {
@@ -362,7 +362,9 @@ async function useModel(name: string, ck: Checkpoint): Promise<void> {
   const m = ck.model;
   $("ckpt-info").textContent = `${name}: ${ck.spec.name}, ${m.num_hidden_layers} layers, hidden ` +
     `${m.hidden_size}, ${m.num_attention_heads}/${m.num_key_value_heads} heads, tokenizer ` +
-    `${ck.tokenizer}${ck.context ? `, trained on ${ck.context} positions` : ""}`;
+    `${tokenizerFromMetadata(ck.tokenizer).name}${
+      ck.context ? `, trained on ${ck.context} positions` : ""
+    }`;
   $<HTMLButtonElement>("generate").disabled = false;
   $("ckpt-info").dataset.loaded = name;
 }
@@ -398,7 +400,7 @@ async function generate(): Promise<void> {
   delete out.dataset.tokens; // before any await: a reader must never see the previous result
   if (!model) throw new Error("load a checkpoint first (file input above), or train one below");
   const ctx = await gpu(), { ck, params } = model;
-  const tokenizer = tokenizerByName(ck.tokenizer);
+  const tokenizer = tokenizerFromMetadata(ck.tokenizer);
   const prompt = input("prompt").value;
   if (prompt.length === 0) throw new RangeError("the prompt is empty: give at least one character");
   const maxNew = intField("max-new", 1, 2048), how = sampling();

@@ -48,11 +48,15 @@ export {
 export {
   type Config,
   configSpec,
+  type DataConfig,
   DEFAULT_CONFIG,
   learningRate,
   type ModelConfig,
   parseConfig,
   type PhdConfig,
+  phdOf,
+  specWithOverrides,
+  type TokenizerChoice,
   type TrainConfig,
 } from "../runtime/model/config.ts";
 export {
@@ -60,10 +64,21 @@ export {
   buildCorpus,
   type Corpus,
   type Document,
+  DOCUMENT_TABLE,
+  documentBindings,
+  documentStarts,
   evalBatches,
+  type MemoryCorpus,
   Rng,
+  type TokenSource,
 } from "../runtime/data/batches.ts";
-export { ByteTokenizer, type Tokenizer, tokenizerByName } from "../runtime/data/tokenizer.ts";
+export {
+  ByteTokenizer,
+  JsonTokenizer,
+  type Tokenizer,
+  tokenizerFromMetadata,
+  trainBpe,
+} from "../runtime/data/tokenizer.ts";
 export {
   type GraphOptions,
   type MatmulChooser,
@@ -107,6 +122,7 @@ export {
 } from "../runtime/tune/autotune.ts";
 export {
   type Checkpoint,
+  type CheckpointInput,
   decodeCheckpoint,
   decodeTrainingState,
   encodeCheckpoint,

@@ -163,9 +163,6 @@ export function tokenizerFromMetadata(meta: string): Tokenizer {
   return t;
 }
 
-/** The tokenizer a checkpoint names (`tokenizerFromMetadata`). */
-export const tokenizerByName = tokenizerFromMetadata;
-
 // ---- byte-level BPE training ----
 
 /** GPT-2's pre-tokenizer split (the one the ByteLevel pre-tokenizer applies). */

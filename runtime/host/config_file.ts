@@ -107,7 +107,12 @@ export async function loadRunConfig(
     if (typeof phd.spec !== "string" || phd.spec === "") {
       throw where(new Error("config.phd.spec must be a preset name or a .ts file path"));
     }
-    const loaded = await loadSpecRef(phd.spec, base);
+    let loaded: AttentionSpec;
+    try {
+      loaded = await loadSpecRef(phd.spec, base);
+    } catch (e) {
+      throw over.spec === undefined ? where(e) : e; // a flag's spec is not the file's fault
+    }
     const params = { ...(phd.params as Record<string, number | number[]> | undefined) };
     // W and C are shorthands of the parameters of that name.
     for (const k of ["W", "C"]) if (phd[k] !== undefined) params[k] = phd[k] as number;

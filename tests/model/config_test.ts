@@ -35,6 +35,16 @@ Deno.test("bad fields are refused with one line naming them", () => {
     [{ phd: { K: 0 } }, /config.phd.K must be an integer >= 1/],
     [{ train: { lr: -1 } }, /lr must be > 0/],
     [{ train: { schedule: "linear" } }, /schedule must be "cosine" or "constant"/],
+    [{ phd: { spec: 3 } }, /config.phd.spec must be a preset name or a .ts file path/],
+    [{ phd: { params: { W: -1 } } }, /config.phd.params.W must be an integer >= 0 or an array/],
+    [{ data: { train: 5 } }, /config.data.train must be a path, folder or glob/],
+    [{ data: { val_fraction: 1 } }, /config.data.val_fraction must be in \(0, 1\)/],
+    [{ data: { tokenizer: { bpe: 100 } } }, /needs an integer N in \[258, 65536\]/],
+    [
+      { data: { tokenizer: ["x"] } },
+      /config.data.tokenizer must be "bytes", a tokenizer.json path/,
+    ],
+    [{ data: { sep: 1 } }, /config.data has an unknown field "sep"/],
   ];
   for (const [raw, msg] of bad) {
     throws(() => parseConfig(raw), (e: Error) => msg.test(e.message) && !e.message.includes("\n"));
@@ -49,6 +59,16 @@ Deno.test("learning rate: linear warm-up, cosine to min_lr_ratio", () => {
   assert(Math.abs(learningRate(t, 60) - 0.55) < 1e-12);
   assert(Math.abs(learningRate(t, 110) - 0.1) < 1e-12);
   strictEqual(learningRate({ ...t, schedule: "constant" }, 80), 1);
+});
+
+Deno.test("phd.spec names a preset: its parameters and tables from phd.params; unknown ones refused", () => {
+  const p = { ...DEFAULT_CONFIG.phd, spec: "document", K: 1, params: { docs: [0, 3] } };
+  deepStrictEqual(configSpec(p).tables.docs, [0, 3]);
+  throws(
+    () => configSpec({ ...p, params: { Z: 1 } }),
+    /spec "document" has no parameter Z \(it has: docs\)/,
+  );
+  throws(() => configSpec({ ...p, spec: "my.ts" }), /is not a preset: load the spec file/);
 });
 
 Deno.test("configSpec applies K, W, C and positions to the preset", () => {

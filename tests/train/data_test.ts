@@ -13,7 +13,7 @@ import {
   Rng,
   splitOf,
 } from "../../runtime/data/batches.ts";
-import { ByteTokenizer, tokenizerByName } from "../../runtime/data/tokenizer.ts";
+import { ByteTokenizer, tokenizerFromMetadata } from "../../runtime/data/tokenizer.ts";
 import { loadBrown } from "../../runtime/host/corpus.ts";
 import { writeFileAtomic } from "../../runtime/host/files.ts";
 
@@ -51,13 +51,13 @@ Deno.test("the split is by file: every 20th file by name is validation", () => {
 });
 
 Deno.test("byte tokenizer round-trips UTF-8 and refuses ids outside [0, 256)", () => {
-  const t = tokenizerByName("bytes");
+  const t = tokenizerFromMetadata("bytes");
   strictEqual(t.vocabSize, 256);
   const ids = t.encode("naïve – ok");
   strictEqual(ids.length, 13);
   strictEqual(t.decode(ids), "naïve – ok");
   throws(() => t.decode([300]), /outside \[0, 256\)/);
-  throws(() => tokenizerByName("bpe"), /unknown tokenizer "bpe"/);
+  throws(() => tokenizerFromMetadata("bpe"), /unknown tokenizer "bpe"/);
 });
 
 Deno.test("Rng is a fixed mulberry32 stream; batches are seeded and resume exactly", () => {
