@@ -130,7 +130,7 @@ async function main() {
   else {
     console.log(
       `loss ${r.loss.toFixed(4)} nats/token, ${bpb.toFixed(4)} bits/byte over ${r.tokens} ` +
-        `${tokenizer.name} tokens (${bytes} bytes), context ${context}, ${ck.spec.name}, ` +
+        `tokens (${tokenizer.name}; ${bytes} bytes), context ${context}, ${ck.spec.name}, ` +
         `${seconds.toFixed(1)} s`,
     );
   }

@@ -100,10 +100,12 @@ export async function runTraining(
   const resumed = run.resume ? await loadResume(run.resume, config) : undefined;
   if (resumed) ({ config, spec, tokenizer } = resumed);
   corpus ??= await corpusOf(config, tokenizer, run.quiet);
+  const evalBatch = validationBatch(corpus, config);
   ctx ??= await kernelContext();
   const tuned = await tunedKernels(ctx, (l) => log(run.quiet, l));
   const trainer = new Trainer(ctx, config, corpus, {
     spec,
+    evalBatch,
     layout: run.layout,
     matmul: tuned.matmul,
     attention: tuned.attention,
@@ -178,7 +180,7 @@ export async function runTraining(
   const done = trainer.step - startStep;
   const val = (await trainer.evaluate()).loss;
   valPts.push([trainer.step, val]);
-  const bpb = bitsPerByte(val, tokenizer, corpus, config);
+  const bpb = bitsPerByte(val, tokenizer, corpus, { ...config.train, batch_size: evalBatch });
   log(
     q,
     `validation loss after ${trainer.step} steps: ${val.toFixed(4)} nats/token ` +
@@ -246,8 +248,8 @@ async function loadResume(path: string, config: Config) {
  * Bits per UTF-8 byte of a validation loss: nats per token times the tokens over the bytes of
  * the text they decode to, over the validation windows the loss was measured on.
  */
-function bitsPerByte(loss: number, tok: Tokenizer, corpus: Corpus, config: Config): number {
-  const t = config.train, shape = { batch: t.batch_size, seqLen: t.seq_len };
+function bitsPerByte(loss: number, tok: Tokenizer, corpus: Corpus, t: Config["train"]): number {
+  const shape = { batch: t.batch_size, seqLen: t.seq_len };
   let tokens = 0, bytes = 0;
   const enc = new TextEncoder();
   for (const b of evalBatches(corpus.val, shape, t.eval_batches)) {
@@ -281,23 +283,36 @@ async function corpusOf(config: Config, tok: Tokenizer, quiet?: boolean): Promis
     });
     log(
       quiet,
-      `data: ${tc.files.train.length} train file(s), ${tc.train.length} ${tok.name} ids` +
+      `data: ${tc.files.train.length} train file(s), ${tc.train.length} ids (${tok.name})` +
         ` (${tc.built ? "tokenised into" : "from"} ${tc.caches.join(", ")}); validation ` +
         `${tc.val.length} ids${tc.files.val.length ? "" : `, the last ${d.val_fraction} of train`}`,
     );
     corpus = tc;
   }
   const need = t.batch_size * t.seq_len + 1;
-  for (const k of ["train", "val"] as const) {
-    if (corpus[k].length < need) {
-      throw new UsageError(
-        `the ${k === "train" ? "training" : "validation"} text holds ${corpus[k].length} ids, ` +
-          `fewer than one batch (batch_size x seq_len + 1 = ${need}): give more text` +
-          (k === "val" ? ", data.val or a larger data.val_fraction" : ""),
-      );
-    }
+  if (corpus.train.length < need) {
+    throw new UsageError(
+      `the training text holds ${corpus.train.length} ids, fewer than one batch ` +
+        `(batch_size x seq_len + 1 = ${need}): give more text or lower --batch-size / --seq-len`,
+    );
   }
+  validationBatch(corpus, config);
   return corpus;
+}
+
+/**
+ * Sequences per validation batch: the training batch size, or fewer when the validation text
+ * is shorter than one batch (at least one window of seq_len + 1 ids is needed).
+ */
+function validationBatch(corpus: Corpus, config: Config): number {
+  const t = config.train, windows = Math.floor((corpus.val.length - 1) / t.seq_len);
+  if (windows < 1) {
+    throw new UsageError(
+      `the validation text holds ${corpus.val.length} ids, fewer than one window (seq_len + 1 ` +
+        `= ${t.seq_len + 1}): give more text, data.val or a larger data.val_fraction`,
+    );
+  }
+  return Math.min(t.batch_size, windows);
 }
 
 /** `--param NAME=V` values: a number, or `a,b,c` for a table. */
