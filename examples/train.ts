@@ -1,7 +1,8 @@
 /**
- * A short training script through the public API: a PHD-SWA model (K = 3) on the Brown corpus,
- * 40 steps, validation before and after, a checkpoint, and a reload that checks the saved weights
- * give the same validation loss.
+ * A short training script through the public API: a spec object (here the PHD-SWA preset, K = 3;
+ * any `defineAttention` result or a spec file's export works the same) trained on the Brown corpus
+ * for 40 steps, validation before and after, a checkpoint that stores the spec, and a reload that
+ * rebuilds the spec from the file and checks the saved weights give the same validation loss.
  *
  *   npx --yes deno@2.9.6 run -A examples/train.ts
  */
@@ -14,17 +15,20 @@ import {
   loadBrown,
   loadCheckpoint,
   ModelParams,
+  phdOf,
+  phdSwa,
   saveCheckpoint,
   Trainer,
 } from "../mod.ts";
 
 const config = structuredClone(DEFAULT_CONFIG);
-config.phd = { K: 3, variant: "phd-swa", W: 8, C: 32, positions: "shared" };
+const spec = phdSwa({ K: 3, W: 8 });
+config.phd = phdOf(spec, "phd-swa");
 config.train.steps = 40;
 
 const ctx = await createContext();
 const corpus = buildCorpus(await loadBrown({ cacheDir: ".cache" }), new ByteTokenizer());
-const trainer = new Trainer(ctx, config, corpus);
+const trainer = new Trainer(ctx, config, corpus, { spec });
 console.log(`${trainer.spec.name} on ${ctx.gpu.adapterName}: ${trainer.params.count} parameters`);
 console.log(`validation loss before: ${(await trainer.evaluate()).loss.toFixed(3)}`);
 while (trainer.step < config.train.steps) {
@@ -40,6 +44,7 @@ const path = "out/examples/phd_swa.safetensors";
 await saveCheckpoint(path, {
   model: config.model,
   phd: config.phd,
+  spec,
   tokenizer: "bytes",
   context: config.train.seq_len,
   params: await trainer.params.download(),

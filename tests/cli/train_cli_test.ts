@@ -1,7 +1,7 @@
 /**
  * `deno task eval` and `deno task train` as a user runs them (subprocesses). The loss eval
  * reports for a checkpoint equals an independent implementation of DESIGN.md 1.3 (the float64
- * reference model, fed by a minimal safetensors parser written here) to 1e-4 relative, over a
+ * reference model, fed by the minimal safetensors parser of tests/fixtures/independent_model.ts) to 1e-4 relative, over a
  * text cut into several windows with a short last one. A 3-step training run writes a checkpoint,
  * its state and a loss picture, and resuming it to step 5 works. Bad input gets one error line.
  */
@@ -10,26 +10,12 @@ import { join } from "node:path";
 import { configSpec, DEFAULT_CONFIG } from "../../runtime/model/config.ts";
 import { encodeCheckpoint } from "../../runtime/io/checkpoint.ts";
 import { forwardBackward } from "../../reference/model.ts";
-import { initParams, type Params } from "../../runtime/model/params.ts";
+import { initParams } from "../../runtime/model/params.ts";
 import { runScript } from "../fixtures/cli.ts";
+import { readSafetensors } from "../fixtures/independent_model.ts";
 
 /** Runs `deno run -A <script> ...args` as the tasks do. */
 const deno = ([script, ...args]: string[]) => runScript(script, ...args);
-
-/** A minimal, independent safetensors reader: F32 tensors and the metadata strings. */
-function readSafetensors(bytes: Uint8Array) {
-  const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
-  const data = bytes.slice(8 + n);
-  const tensors: Params = {};
-  for (const [name, e] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    const { dtype, data_offsets: [a, b] } = e as { dtype: string; data_offsets: number[] };
-    strictEqual(dtype, "F32");
-    tensors[name] = Float64Array.from(new Float32Array(data.buffer.slice(a, b)));
-  }
-  return { tensors, meta: header.__metadata__ as Record<string, string> };
-}
 
 const TEXT = "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent " +
   "primary election produced no evidence that any irregularities took place. The jury further " +
