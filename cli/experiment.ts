@@ -29,6 +29,7 @@ import {
 import { writeFileAtomic } from "../runtime/host/files.ts";
 import { barChart, lineChart } from "../viz/chart.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
+import type { Corpus } from "../runtime/data/batches.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 import { brownCorpus, kernelContext } from "./train.ts";
 
@@ -375,7 +376,7 @@ async function main() {
 
 async function runOne(
   ctx: Awaited<ReturnType<typeof kernelContext>>,
-  corpus: Awaited<ReturnType<typeof brownCorpus>>,
+  corpus: Corpus,
   j: {
     arm: Arm;
     seed: number;
