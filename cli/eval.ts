@@ -1,6 +1,6 @@
 /**
  * `deno task eval --ckpt F (--text-file T | --split val|train) [--context N] [--tokenizer F]
- * [--json]`: mean next-token loss of a checkpoint on a text or a Brown split (DESIGN.md 3), in
+ * [--json]`: mean next-token loss of a checkpoint on a text or a Brown split (docs/DESIGN.md 3), in
  * nats per token and bits per UTF-8 byte (so runs with different tokenizers compare); the spec and
  * the tokenizer are rebuilt from the checkpoint.
  */

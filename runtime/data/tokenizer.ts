@@ -1,6 +1,6 @@
 /**
  * Tokenizers behind one small interface, and the `tokenizer` value of a checkpoint's
- * `__metadata__` (DESIGN.md 4) that identifies one. Three kinds:
+ * `__metadata__` (docs/DESIGN.md 4) that identifies one. Three kinds:
  * - `bytes` (the default): UTF-8 bytes as ids, vocabulary 256; documents are separated by byte 0
  *   (NUL, which text files do not hold in practice).
  * - a Hugging Face `tokenizer.json` (any model the library supports: BPE, WordPiece, Unigram),

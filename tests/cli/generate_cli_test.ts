@@ -1,9 +1,10 @@
 /**
  * `deno task generate` as a user runs it (subprocesses). Greedy generation through the PHD KV cache
- * equals an independent implementation of DESIGN.md 1.3 reading the same checkpoint
+ * equals an independent implementation of docs/DESIGN.md 1.3 reading the same checkpoint
  * (tests/fixtures/independent_model.ts: a minimal safetensors parser and a float64 forward of the
- * whole sequence per new token, no cache) with the masks written from DESIGN.md 1.2's formulas. The JSON report carries the contract's fields and a
- * cache no bigger than vanilla's plus the window. Bad input gets one error line and exit 1.
+ * whole sequence per new token, no cache) with the masks written from docs/DESIGN.md 1.2's
+ * formulas. The JSON report carries the contract's fields and a cache no bigger than vanilla's
+ * plus the window. Bad input gets one error line and exit 1.
  */
 import { deepStrictEqual, ok as assert, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
@@ -16,7 +17,7 @@ import { type Allowed, lastLogits, readSafetensors } from "../fixtures/independe
 /** Runs `deno run -A <script> ...args` as the tasks do. */
 const deno = ([script, ...args]: string[]) => runScript(script, ...args);
 
-/** DESIGN.md 1.2: may query (j, n) attend key (i, m)? */
+/** docs/DESIGN.md 1.2: may query (j, n) attend key (i, m)? */
 function presetMask(phd: PhdConfig): Allowed {
   return (j, n, i, m) => {
     const { K, W, C } = phd;
