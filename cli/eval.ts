@@ -104,6 +104,7 @@ async function main() {
     batch: o.batch,
     maxWindows: o.maxWindows,
     layout: o.layout as Layout,
+    separator: tokenizer.separator,
     progress: quiet
       ? undefined
       : (d, n) => Deno.stderr.writeSync(new TextEncoder().encode(`\reval ${d}/${n} windows`)),

@@ -380,7 +380,7 @@ async function main() {
       "after",
       "\nFlags override the config file. A resumed run reproduces the uninterrupted one (same " +
         "batches, same moments).\nA trained BPE (bpe:N) is written beside the checkpoint as " +
-        "<out>.tokenizer.json and embedded in it.",
+        "NAME.tokenizer.json (for --out NAME.safetensors) and embedded in it.",
     );
   const o = parseArgv(cmd).opts();
   if (!LAYOUTS.includes(o.layout)) {

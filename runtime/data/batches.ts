@@ -8,6 +8,8 @@
  * sorted by name, every 20th file (index 19, 39, ...) is validation, the rest train; documents
  * are joined with a blank line.
  */
+import type { Bindings } from "../../dsl/eval.ts";
+import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /** mulberry32: a small seeded PRNG whose whole state is one u32 (saved in training state). */
@@ -149,6 +151,21 @@ export function buildCorpus(docs: readonly Document[], tokenizer: Tokenizer): Me
     train: tokenizer.encode(parts.train.join("\n\n")),
     val: tokenizer.encode(parts.val.join("\n\n")),
   };
+}
+
+/**
+ * A spec's bindings for one batch: when it declares the document table (`docs`) and the corpus
+ * separates documents, the table holds the batch's document starts (`documentStarts`); else
+ * undefined (the spec's own values).
+ */
+export function documentBindings(
+  spec: AttentionSpec,
+  batch: Uint32Array,
+  o: BatchShape & { separator?: number },
+): Bindings | undefined {
+  if (o.separator === undefined || !(DOCUMENT_TABLE in spec.tables)) return undefined;
+  const docs = documentStarts(batch, o, o.separator);
+  return { params: spec.params, tables: { ...spec.tables, [DOCUMENT_TABLE]: docs } };
 }
 
 /** Shape of a batch: `batch` sequences of `seqLen + 1` ids (inputs and the next-token targets). */

@@ -10,6 +10,7 @@ import type { Layout } from "../../compiler/layout.ts";
 import { readback } from "../gpu/resources.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
 import { ModelGraph, type ModelParams } from "../model/graph.ts";
+import { documentBindings } from "../data/batches.ts";
 
 /** Options of `evaluateStream`. */
 export interface EvalOptions {
@@ -20,6 +21,11 @@ export interface EvalOptions {
   /** Stop after this many windows (default: the whole stream). */
   maxWindows?: number;
   layout?: Layout;
+  /**
+   * The id separating packed documents: a spec reading the `docs` table gets each batch's
+   * document starts (as in training). Default: the spec's own table.
+   */
+  separator?: number;
   /** Called after each batch with windows done and total. */
   progress?: (done: number, total: number) => void;
 }
@@ -61,6 +67,7 @@ export async function evaluateStream(
         const start = (w + i) * L;
         ids.set(stream.subarray(start, start + len + 1), i * (len + 1));
       }
+      g.setBindings(documentBindings(spec, ids, { batch: n, seqLen: len, separator: o.separator }));
       g.setBatch(ids);
       const enc = ctx.gpu.device.createCommandEncoder({ label: "eval" });
       g.record(enc);

@@ -12,12 +12,10 @@ import {
   Batches,
   type BatchShape,
   type Corpus,
-  DOCUMENT_TABLE,
-  documentStarts,
+  documentBindings,
   evalBatches,
   type TokenSource,
 } from "../data/batches.ts";
-import { tableNames } from "../../compiler/codegen/wgsl_expr.ts";
 import { readback, storageBuffer, upload } from "../gpu/resources.ts";
 import { adamw, AdamWHyper } from "../kernels/adamw.ts";
 import { matmul } from "../kernels/matmul.ts";
@@ -123,17 +121,9 @@ export class Trainer {
     return 6 * (perLayer * m.num_hidden_layers * tokens + head) + 3 * attn;
   }
 
-  /**
-   * Bindings for a batch when the spec reads a document table (`docs`) and the corpus separates
-   * documents: the table holds the batch's document starts (`documentStarts`). Else undefined.
-   */
+  /** The spec's bindings for a batch (its document table filled: `documentBindings`). */
   batchBindings(batch: Uint32Array, shape: BatchShape) {
-    const sep = this.corpus.separator;
-    if (sep === undefined || !tableNames(this.spec).includes(DOCUMENT_TABLE)) return undefined;
-    return {
-      params: this.spec.params,
-      tables: { ...this.spec.tables, [DOCUMENT_TABLE]: documentStarts(batch, shape, sep) },
-    };
+    return documentBindings(this.spec, batch, { ...shape, separator: this.corpus.separator });
   }
 
   /** Records and submits one training step on the next batch (no readback). */

@@ -4,7 +4,7 @@
  * training steps on a tiny model, and the first step's loss equals the float64 reference model
  * (reference/model.ts) on the same batch. For specs that read the `docs` table, the table is the
  * batch's document starts (separators), and the loss differs from the same spec without it: the
- * table took effect, so attention did not cross documents.
+ * table took effect, so attention did not cross documents. `evaluateStream` fills it the same way.
  */
 import { notStrictEqual, ok as assert } from "node:assert/strict";
 import type { AttentionSpec } from "../../dsl/spec.ts";
@@ -15,6 +15,8 @@ import { Batches, type Corpus, documentStarts, Rng } from "../../runtime/data/ba
 import { forwardBackward } from "../../reference/model.ts";
 import { initParams } from "../../runtime/model/params.ts";
 import { Trainer } from "../../runtime/train/trainer.ts";
+import { evaluateStream } from "../../runtime/train/evaluate.ts";
+import { ModelParams, toF32 } from "../../runtime/model/graph.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
 
 const V = 31, SEP = 30;
@@ -86,4 +88,24 @@ Deno.test("every example mask and a document-masked spec train; step 0 equals fl
     trainer.destroy();
   }
   assert(documented >= 2, "the document preset and examples/masks/phd_documents.ts");
+});
+
+Deno.test("evaluateStream fills the document table per window, as training does", async () => {
+  const ctx = await gpuOnce(), spec = documentMask(), cfg = tinyConfig(spec);
+  const stream = corpus().val.subarray(0, 2 * 9 + 1);
+  const P = initParams(cfg.model, { seed: 2, std: 0.3 });
+  const params = new ModelParams(ctx, cfg.model);
+  params.upload(toF32(P));
+  const got = await evaluateStream(ctx, params, spec, stream, { context: 9, separator: SEP });
+  // Both windows run as one batch of two rows, cut at the union of their document starts.
+  const ids = new Uint32Array(20);
+  ids.set(stream.subarray(0, 10));
+  ids.set(stream.subarray(9, 19), 10);
+  const docs = documentStarts(ids, { batch: 2, seqLen: 9 }, SEP);
+  const cut = respec(spec, { tables: { docs } });
+  const want =
+    forwardBackward({ config: cfg.model, spec: cut, params: P }, { tokens: ids, batch: 2 })
+      .loss;
+  assert(Math.abs(got.loss - want) < 1e-5 * want, `GPU ${got.loss} vs float64 ${want}`);
+  params.destroy();
 });
