@@ -2,7 +2,16 @@
  * `deno task bench <name> [flags]`: runs the benchmark module bench/<name>.ts, whose `main(args)`
  * measures on the current machine and prints a table (or JSON with --json).
  */
-const BENCHES = ["analysis", "attention", "matmul", "train", "inference", "scaling", "web"];
+const BENCHES = [
+  "analysis",
+  "attention",
+  "matmul",
+  "train",
+  "inference",
+  "scaling",
+  "web",
+  "corpus-memory",
+];
 
 const [name, ...args] = Deno.args;
 if (!name || name === "--help" || name === "-h") {
@@ -16,5 +25,7 @@ if (!BENCHES.includes(name)) {
   console.error(`error: unknown benchmark "${name}"; choose one of: ${BENCHES.join(", ")}`);
   Deno.exit(1);
 }
-const mod = await import(`./${name}.ts`) as { main(args: string[]): Promise<void> };
+const mod = await import(`./${name.replace("-", "_")}.ts`) as {
+  main(args: string[]): Promise<void>;
+};
 await mod.main(args);
