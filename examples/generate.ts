@@ -1,5 +1,6 @@
 /**
- * Generation through the PHD KV cache from a script: load a checkpoint, stream a continuation of
+ * Generation through the PHD KV cache from a script: load a checkpoint (its spec and tokenizer
+ * are rebuilt from the file, whatever they were), stream a continuation of
  * one prompt token by token, then generate for two prompts in one batch with a seeded sampler and
  * print the cache figures (originals, hidden window, bytes) and timings.
  *
@@ -7,12 +8,12 @@
  *   npx --yes deno@2.9.6 run -A examples/generate.ts [checkpoint]
  */
 import {
-  ByteTokenizer,
   createContext,
   Decoder,
   generate,
   loadCheckpoint,
   ModelParams,
+  tokenizerFromMetadata,
 } from "../mod.ts";
 
 const path = Deno.args[0] ?? "out/demo/model.safetensors";
@@ -23,7 +24,7 @@ const ck = await loadCheckpoint(path).catch((e) => {
 const ctx = await createContext();
 const params = new ModelParams(ctx, ck.model);
 params.upload(ck.params);
-const tok = new ByteTokenizer();
+const tok = tokenizerFromMetadata(ck.tokenizer);
 console.log(
   `${ck.spec.name} (KV cache ${ck.spec.K > 1 ? "PHD" : "vanilla"}) on ${ctx.gpu.adapterName}`,
 );
@@ -34,11 +35,15 @@ const decoder = new Decoder(ctx, params, ck.spec, {
   maxPositions: prompt.length + 80,
   stepsPerSubmit: 8,
 });
-const out = new TextDecoder();
 Deno.stdout.writeSync(new TextEncoder().encode(tok.decode(prompt)));
+const ids: number[] = [];
+let shown = "";
 for await (const chunk of decoder.generate({ prompts: [prompt], maxNewTokens: 80 })) {
-  const text = out.decode(new Uint8Array(chunk.tokens[0]), { stream: true });
-  Deno.stdout.writeSync(new TextEncoder().encode(text));
+  // Decode everything so far and print what is new (a token may end inside a character).
+  ids.push(...chunk.tokens[0]);
+  const text = tok.decode(ids).replace(/\uFFFD$/, "");
+  Deno.stdout.writeSync(new TextEncoder().encode(text.slice(shown.length)));
+  shown = text;
 }
 const s = decoder.stats;
 console.log(
