@@ -9,6 +9,10 @@
  * File format (little-endian): 64-byte header = magic `PHDTOK01`, u32 bytes per id (1, 2 or 4),
  * u32 0, u64 id count, 32-byte SHA-256 of the payload, 8 zero bytes; then the ids. A cache whose
  * header, size or payload hash is wrong is rebuilt with one warning line. Written atomically.
+ * `tokens/index.json` remembers, per set of files (paths, sizes, modification times), field and
+ * tokenizer, the content key and the cache file's own size and time when it was last checked:
+ * when nothing changed, a run opens the cache without hashing anything (a cache file modified
+ * since goes through the full check).
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -16,6 +20,7 @@ import type { Corpus, TokenSource } from "../data/batches.ts";
 import type { DataConfig } from "../model/config.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { chunks, documentPieces, resolveTextFiles } from "./text_files.ts";
+import { writeFileAtomic } from "./files.ts";
 
 const MAGIC = "PHDTOK01";
 const HEADER = 64;
@@ -201,8 +206,23 @@ export interface TokenCacheOptions {
  * `built` says whether it was tokenised now.
  */
 export async function tokenCache(files: string[], o: TokenCacheOptions) {
+  const dir = join(o.cacheDir, "tokens");
+  // A run whose files, field and tokenizer look as when the cache was last checked (same sizes
+  // and modification times), and whose cache file was not touched since, skips both hash passes.
+  const seen = await statKey(files, o);
+  const index = await readIndex(dir);
+  const hit = index[seen];
+  if (hit && await sameStat(join(dir, `${hit.key}.tok`), hit.cache)) {
+    try {
+      return {
+        source: TokenFile.open(join(dir, `${hit.key}.tok`)),
+        path: join(dir, `${hit.key}.tok`),
+        built: false,
+      };
+    } catch { /* fall through to the checked path */ }
+  }
   const key = await contentKey(files, o.field, o.tokenizer);
-  const path = join(o.cacheDir, "tokens", `${key}.tok`);
+  const path = join(dir, `${key}.tok`);
   const width = idWidth(o.tokenizer.vocabSize);
   let built = false;
   let exists = true;
@@ -223,7 +243,44 @@ export async function tokenCache(files: string[], o: TokenCacheOptions) {
     await build(path, files, o);
     built = true;
   }
+  const st = await Deno.stat(path);
+  index[seen] = { key, cache: { size: st.size, mtime: st.mtime?.getTime() ?? 0 } };
+  for (const [k, e] of Object.entries(index)) {
+    if (!await sameStat(join(dir, `${e.key}.tok`), e.cache)) delete index[k]; // gone or changed
+  }
+  await writeFileAtomic(join(dir, INDEX), JSON.stringify(index));
   return { source: TokenFile.open(path), path, built };
+}
+
+/** The index of checked caches: file-stat key -> content key and the cache file's stat. */
+const INDEX = "index.json";
+type Index = Record<string, { key: string; cache: { size: number; mtime: number } }>;
+
+async function readIndex(dir: string): Promise<Index> {
+  try {
+    const x = JSON.parse(await Deno.readTextFile(join(dir, INDEX)));
+    return typeof x === "object" && x !== null && !Array.isArray(x) ? x : {};
+  } catch {
+    return {}; // missing or unreadable: every cache gets the checked path
+  }
+}
+
+async function statKey(files: string[], o: TokenCacheOptions): Promise<string> {
+  const h = createHash("sha256").update(`${MAGIC}\0${o.field}\0`).update(o.tokenizer.metadata());
+  for (const f of files) {
+    const st = await Deno.stat(f);
+    h.update(`\0${f}\0${st.size}\0${st.mtime?.getTime() ?? 0}`);
+  }
+  return h.digest("hex");
+}
+
+async function sameStat(path: string, want: { size: number; mtime: number }): Promise<boolean> {
+  try {
+    const st = await Deno.stat(path);
+    return st.size === want.size && (st.mtime?.getTime() ?? 0) === want.mtime;
+  } catch {
+    return false;
+  }
 }
 
 /** A corpus of text files: its streams, the files, and the cache files read. */

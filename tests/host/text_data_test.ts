@@ -3,7 +3,8 @@
  * resolve to sorted files (a file, a folder's text files, `*` and `**` globs; nothing matched is
  * one line); documents are packed with the separator exactly as in memory, JSONL by field, a
  * file larger than the streaming chunk unchanged; the validation split is the last val_fraction;
- * a second load reads the cache, and a corrupt or truncated cache is rebuilt with one warning.
+ * a second load reads the cache (without hashing when nothing changed), an edited file makes a new
+ * cache, and a corrupt or truncated cache is rebuilt with one warning.
  */
 import { deepStrictEqual, ok as assert, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
@@ -115,6 +116,7 @@ Deno.test("a corrupt or truncated cache is rebuilt with one warning", async () =
     ["garbage", () => new TextEncoder().encode("not a cache")],
   ];
   for (const [what, hurt] of damage) {
+    await new Promise((r) => setTimeout(r, 20)); // a later modification time than the check's
     await Deno.writeFile(first.path, hurt(await Deno.readFile(first.path)));
     const warn: string[] = [];
     const c = await tokenCache(files, {
@@ -129,5 +131,27 @@ Deno.test("a corrupt or truncated cache is rebuilt with one warning", async () =
     deepStrictEqual([...c.source.subarray(0, c.source.length)], want, what);
     c.source.close();
   }
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("the index skips hashing when nothing changed; an edited file makes a new cache", async () => {
+  const dir = await tree(), cacheDir = join(dir, ".cache"), tok = new ByteTokenizer();
+  const files = [join(dir, "a.txt"), join(dir, "b.txt")];
+  const o = { field: "text", tokenizer: tok, cacheDir };
+  const a = await tokenCache(files, o);
+  const index = JSON.parse(await Deno.readTextFile(join(cacheDir, "tokens", "index.json")));
+  strictEqual(Object.keys(index).length, 1);
+  const b = await tokenCache(files, o);
+  deepStrictEqual([b.built, b.path], [false, a.path]);
+  await new Promise((r) => setTimeout(r, 20));
+  await Deno.writeTextFile(files[0], "first document, edited\n");
+  const c = await tokenCache(files, o);
+  strictEqual(c.built, true);
+  assert(c.path !== a.path);
+  deepStrictEqual([...c.source.subarray(0, 9)], [...tok.encode("first doc")]);
+  await Deno.remove(join(cacheDir, "tokens", "index.json"));
+  const d = await tokenCache(files, o); // no index: the checked path finds the cache
+  deepStrictEqual([d.built, d.path], [false, c.path]);
+  for (const x of [a, b, c, d]) x.source.close();
   await Deno.remove(dir, { recursive: true });
 });
