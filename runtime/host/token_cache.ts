@@ -274,10 +274,10 @@ async function statKey(files: string[], o: TokenCacheOptions): Promise<string> {
   return h.digest("hex");
 }
 
-async function sameStat(path: string, want: { size: number; mtime: number }): Promise<boolean> {
+async function sameStat(path: string, want?: { size: number; mtime: number }): Promise<boolean> {
   try {
     const st = await Deno.stat(path);
-    return st.size === want.size && (st.mtime?.getTime() ?? 0) === want.mtime;
+    return st.size === want?.size && (st.mtime?.getTime() ?? 0) === want?.mtime;
   } catch {
     return false;
   }
