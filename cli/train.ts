@@ -264,10 +264,10 @@ function bitsPerByte(loss: number, tok: Tokenizer, corpus: Corpus, t: Config["tr
 
 /**
  * The corpus of a config: Brown (bytes) when `data.train` is empty, else the text files through
- * the token cache. Checks that both splits hold at least one batch.
+ * the token cache. Checks that both splits are long enough before saying what was loaded.
  */
 async function corpusOf(config: Config, tok: Tokenizer, quiet?: boolean): Promise<Corpus> {
-  const d = config.data, t = config.train;
+  const d = config.data;
   let corpus: Corpus;
   if (d.train === "") {
     if (tok.name !== "bytes") {
@@ -276,20 +276,27 @@ async function corpusOf(config: Config, tok: Tokenizer, quiet?: boolean): Promis
       );
     }
     corpus = await brownCorpus();
+    checkSizes(corpus, config);
   } else {
     const tc = await loadTextCorpus(d, tok, {
       cacheDir: CACHE_DIR,
       warn: (l) => console.error(l),
     });
+    corpus = tc;
+    checkSizes(corpus, config);
     log(
       quiet,
       `data: ${tc.files.train.length} train file(s), ${tc.train.length} ids (${tok.name})` +
         ` (${tc.built ? "tokenised into" : "from"} ${tc.caches.join(", ")}); validation ` +
         `${tc.val.length} ids${tc.files.val.length ? "" : `, the last ${d.val_fraction} of train`}`,
     );
-    corpus = tc;
   }
-  const need = t.batch_size * t.seq_len + 1;
+  return corpus;
+}
+
+/** Both splits must hold a batch (training) and a window (validation): one line if not. */
+function checkSizes(corpus: Corpus, config: Config): void {
+  const t = config.train, need = t.batch_size * t.seq_len + 1;
   if (corpus.train.length < need) {
     throw new UsageError(
       `the training text holds ${corpus.train.length} ids, fewer than one batch ` +
@@ -297,7 +304,6 @@ async function corpusOf(config: Config, tok: Tokenizer, quiet?: boolean): Promis
     );
   }
   validationBatch(corpus, config);
-  return corpus;
 }
 
 /**

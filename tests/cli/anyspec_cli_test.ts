@@ -194,7 +194,12 @@ Deno.test("bad input: one error line and exit 1 before any training", async () =
   const train = (
     ...a: string[]
   ) => ["cli/train.ts", "--data", some, "--steps", "1", "--out", join(dir, "x.safetensors"), ...a];
+  await Deno.writeTextFile(join(dir, "short.txt"), "too short");
   const cases: [string[], RegExp][] = [
+    [
+      ["cli/train.ts", "--data", join(dir, "short.txt"), "--steps", "1"],
+      /the training text holds 8 ids, fewer than one batch/,
+    ],
     [train("--spec", join(dir, "nope.ts")), /spec file ".*nope.ts" does not exist/],
     [train("--spec", join(specs, "nospec.ts")), /exports no AttentionSpec/],
     [
@@ -234,4 +239,16 @@ Deno.test("bad input: one error line and exit 1 before any training", async () =
   runs.forEach((r, i) => assertUsageError(r, cases[i][1], cases[i][0].join(" ")));
   await Deno.remove(dir, { recursive: true });
   await Deno.remove(specs, { recursive: true });
+});
+
+Deno.test("presets lists every preset and every file of examples/masks/ with K and parameters", async () => {
+  const r = await runScript("cli/presets.ts", "--json");
+  strictEqual(r.code, 0, r.stderr);
+  const list = JSON.parse(r.stdout) as { spec: string; K: number; params: object }[];
+  const files = [...Deno.readDirSync("examples/masks")].map((e) => `examples/masks/${e.name}`);
+  for (const want of ["causal", "phd", "phd-swa", "phd-cswa", "document", ...files]) {
+    assert(list.some((e) => e.spec === want), `presets lacks ${want}`);
+  }
+  const swaPos = list.find((e) => e.spec === "examples/masks/phd_swa_pos.ts")!;
+  deepStrictEqual([swaPos.K, swaPos.params], [3, { W: 4 }]);
 });
