@@ -7,9 +7,10 @@
  * baseline, the command, adapter and commit) and two pictures (validation curves, final bits per
  * byte with the seed spread).
  */
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import {
   type Arm,
+  armSections,
   type Budget,
   parseSuite,
   runConfig,
@@ -27,6 +28,8 @@ import {
   saveRun,
 } from "../runtime/host/experiment_store.ts";
 import { writeFileAtomic } from "../runtime/host/files.ts";
+import { resolveRunConfig, type RunConfig } from "../runtime/host/config_file.ts";
+import type { AttentionSpec } from "../dsl/spec.ts";
 import { barChart, lineChart } from "../viz/chart.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
 import type { Corpus } from "../runtime/data/batches.ts";
@@ -283,7 +286,7 @@ async function main() {
     throw new UsageError(`--layout must be one of ${LAYOUTS.join(", ")}, got "${o.layout}"`);
   }
   if (o.resume && o.fresh) throw new UsageError("give --resume or --fresh, not both");
-  const { suite } = await readSuite(p.args[0]);
+  const { suite, file } = await readSuite(p.args[0]);
   if (o.seeds) suite.seeds = o.seeds;
   const budget = budgetOf(o, suite);
   const dir = o.out ?? join("experiments", "results", suite.name);
@@ -295,6 +298,18 @@ async function main() {
   }
   await Deno.mkdir(dir, { recursive: true });
   const log = (s: string) => console.error(s);
+  // Every arm's config and spec (spec files relative to the suite file) before any training.
+  const armRuns = new Map<string, RunConfig>();
+  for (const arm of suite.arms) {
+    try {
+      armRuns.set(
+        arm.name,
+        await resolveRunConfig(armSections(suite, arm), { base: dirname(file) }),
+      );
+    } catch (e) {
+      throw new UsageError(`suite ${suite.name}, arm "${arm.name}": ${(e as Error).message}`);
+    }
+  }
   const ctx = await kernelContext();
   // A task suite trains on its generated lines; its accuracy is measured on validation lines.
   const corpus = suite.task
@@ -307,9 +322,11 @@ async function main() {
   const t0 = performance.now();
   let fresh = 0;
   for (const [i, { arm, seed }] of jobs.entries()) {
-    const config = runConfig(suite, arm, seed);
+    const { spec } = armRuns.get(arm.name)!,
+      config = runConfig(armRuns.get(arm.name)!.config, seed);
     const definition = {
       config,
+      spec: spec.source,
       budget,
       tokens_factor: arm.tokens_factor,
       eval_points: suite.eval_points,
@@ -334,6 +351,7 @@ async function main() {
       left: jobs.length - i,
       fresh,
       taskExamples,
+      spec,
     });
     fresh++;
     await saveRun(dir, { definition, result });
@@ -389,6 +407,7 @@ async function runOne(
     left: number;
     fresh: number;
     taskExamples?: Example[];
+    spec: AttentionSpec;
   },
 ): Promise<RunResult> {
   let last = 0;
@@ -400,6 +419,7 @@ async function runOne(
     evalPoints: j.suite.eval_points,
     taskExamples: j.taskExamples,
     layout: j.layout,
+    spec: j.spec,
     progress: (step, steps, loss) => {
       const now = performance.now();
       if (now - last < 2000 && step < steps) return;

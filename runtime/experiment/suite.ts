@@ -115,7 +115,7 @@ export function parseSuite(raw: unknown, file = "suite"): Suite {
     const config = a.config ?? {};
     if (!isObject(config)) fail(`${where}.config`, "must be an object of config sections");
     try {
-      parseConfig(mergeSections(base, config));
+      parseConfig(mergeSections(base, config)); // spec files are loaded by the host
     } catch (e) {
       fail(`${where} "${a.name}"`, (e as Error).message);
     }
@@ -182,12 +182,17 @@ export function seedsOf(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i + 1);
 }
 
+/** An arm's config sections: the suite's base, then the arm's overrides. */
+export function armSections(suite: Suite, arm: Arm): Record<string, unknown> {
+  return mergeSections(suite.base, arm.config);
+}
+
 /**
- * The training config of one run before its step count is set: defaults, then the suite's base,
- * then the arm's overrides, then the seed. Validation is every run's fixed windows.
+ * The training config of one run before its step count is set: an arm's resolved config with the
+ * seed. Validation is every run's fixed windows.
  */
-export function runConfig(suite: Suite, arm: Arm, seed: number): Config {
-  const c = parseConfig(mergeSections(suite.base, arm.config));
+export function runConfig(armConfig: Config, seed: number): Config {
+  const c = structuredClone(armConfig);
   c.train.seed = seed;
   c.train.eval_every = 0;
   return c;

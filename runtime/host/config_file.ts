@@ -68,12 +68,27 @@ export async function loadRunConfig(
   over: RunOverrides = {},
 ): Promise<RunConfig> {
   const raw = path ? await readRaw(path) : {};
+  return await resolveRunConfig(raw, {
+    base: path ? dirname(resolve(path)) : Deno.cwd(),
+    file: path,
+    over,
+  });
+}
+
+/**
+ * A config object (the sections of a config file) resolved as `loadRunConfig` does: `over`
+ * applied, paths in it taken relative to `base`, the spec loaded. Errors name `file` when given.
+ */
+export async function resolveRunConfig(
+  raw: unknown,
+  o: { base: string; file?: string; over?: RunOverrides },
+): Promise<RunConfig> {
+  const path = o.file, over = o.over ?? {}, base = o.base;
   const where = (e: unknown) =>
     new Error(path ? `${path}: ${(e as Error).message}` : (e as Error).message);
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw where(new Error("config must be a JSON object with sections model, phd, train, data"));
   }
-  const base = path ? dirname(resolve(path)) : Deno.cwd();
   const r = structuredClone(raw) as Raw;
   for (const s of ["phd", "train", "data"]) {
     if (r[s] !== undefined && (typeof r[s] !== "object" || r[s] === null)) {
