@@ -11,6 +11,7 @@ const BENCHES = [
   "scaling",
   "web",
   "corpus-memory",
+  "peers",
 ];
 
 const [name, ...args] = Deno.args;
@@ -18,6 +19,7 @@ if (!name || name === "--help" || name === "-h") {
   console.log(`usage: deno task bench <${BENCHES.join("|")}> [--json] [--help]
 
 Runs one benchmark on this machine's adapter and prints a table (--json: one JSON object).
+peers: the same model's training in PyTorch on the CPU, and numpy's matmul, side by side.
 Figures in bench/RESULTS.md come from these commands.`);
   Deno.exit(name ? 0 : 1);
 }
