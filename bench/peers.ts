@@ -11,11 +11,14 @@
  *   Trainer's MFU denominator) and, without --quick, the demo step's shapes, next to numpy's (the
  *   physical reference: its BLAS on the same cores) and torch.mm's (what the PyTorch steps use).
  *
- * Both Python processes run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from their
- * environment (the rest is inherited), and report the BLAS library they really load.
+ * Every Python process runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its
+ * environment (the rest is inherited), and reports the BLAS library it really loads: Debian's
+ * torch takes whatever `libblas.so.3` the system's alternatives name (the netlib reference BLAS
+ * unless an optimised one is installed), so `--torch-blas DIR` adds a second PyTorch peer that
+ * loads DIR's `libblas.so.3` first (e.g. Debian's libopenblas0-pthread, unpacked).
  *
  *   deno task bench peers [--json] [--quick] [--write] [--rounds N] [--steps N] [--cache F]
- *     [--torch-python P] [--numpy-python P] [--torch-threads N]
+ *     [--torch-python P] [--numpy-python P] [--torch-threads N,..] [--torch-blas DIR]
  */
 import { flexModule } from "../compiler/codegen/flex.ts";
 import { createContext } from "../runtime/gpu/context.ts";
@@ -27,7 +30,6 @@ import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
 import {
   DEFAULT_MATMUL,
   deviceMatmulLimits,
-  type MatmulBlocking,
   matmulDispatches,
   type MatmulShape,
   matmulVariantName,
@@ -56,6 +58,8 @@ import { writeFileAtomic } from "../runtime/host/files.ts";
 import { Trainer } from "../runtime/train/trainer.ts";
 import { writeResults } from "./results.ts";
 
+const base = (p: string) => p.split("/").at(-1)!;
+
 /** Debian's interpreter, whose python3-torch .ci/run installs (tests/fixtures/python.ts). */
 const TORCH_PYTHON = "/usr/bin/python3";
 /** The interpreter on PATH: numpy's BLAS there is what a user's numpy gets. */
@@ -65,7 +69,7 @@ const OPENBLAS_VARS = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"];
 const PEERS_SCRIPT = new URL("../python/bench_peers.py", import.meta.url).pathname;
 
 const HELP = `usage: deno task bench peers [--json] [--quick] [--write] [--rounds N] [--steps N]
-  [--cache F] [--torch-python P] [--numpy-python P] [--torch-threads N]
+  [--cache F] [--torch-python P] [--numpy-python P] [--torch-threads N,..] [--torch-blas DIR]
 
 Training tokens/s of the demo model (PHD-CSWA K=2, vanilla K=1) on this adapter and in PyTorch on
 the CPU, alternated round by round; matmul GFLOP/s next to numpy's and torch.mm's.
@@ -74,7 +78,8 @@ the CPU, alternated round by round; matmul GFLOP/s next to numpy's and torch.mm'
   --cache F          autotune cache (default ${DEFAULT_TUNE_CACHE}); missing matmul shapes are tuned
   --torch-python P   interpreter with torch (default ${TORCH_PYTHON})
   --numpy-python P   interpreter with numpy (default ${NUMPY_PYTHON} on PATH)
-  --torch-threads N  torch's threads (default: one per core, as llvmpipe runs)
+  --torch-threads L  torch's thread counts, one PyTorch peer each (e.g. 1,2; default: torch's)
+  --torch-blas DIR   a second PyTorch peer with DIR/libblas.so.3 loaded first (LD_LIBRARY_PATH)
   --quick            the 1024x512x512 matmul only, fewer rounds
   --write            replace the "Peers" section of bench/RESULTS.md`;
 
@@ -114,8 +119,13 @@ export class Peer {
   #stderr: Promise<string>;
   header: Record<string, unknown> = {};
 
-  private constructor(readonly what: string, python: string, args: string[]) {
-    const env = Deno.env.toObject();
+  private constructor(
+    readonly what: string,
+    python: string,
+    args: string[],
+    extraEnv: Record<string, string>,
+  ) {
+    const env = { ...Deno.env.toObject(), ...extraEnv };
     for (const v of OPENBLAS_VARS) delete env[v];
     this.#proc = new Deno.Command(python, {
       args: [PEERS_SCRIPT, ...args],
@@ -131,10 +141,15 @@ export class Peer {
   }
 
   /** Starts the process and reads its header line. */
-  static async start(what: string, python: string, args: string[]): Promise<Peer> {
+  static async start(
+    what: string,
+    python: string,
+    args: string[],
+    extraEnv: Record<string, string> = {},
+  ): Promise<Peer> {
     let peer: Peer;
     try {
-      peer = new Peer(what, python, args);
+      peer = new Peer(what, python, args, extraEnv);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
         throw new PeerError(
@@ -200,10 +215,31 @@ interface Contender {
   config: Config;
   /** Our trainers: default kernels, and the autotuner's where the cache has any. */
   ours: { kernels: string; trainer: Trainer; ms: number[] }[];
-  torch: Peer;
-  torchMs: number[];
-  params: { ours: number; torch: number };
-  firstLoss: { ours: number; torch: number };
+  /** PyTorch peers: the system's BLAS, and --torch-blas's. */
+  torch: TorchPeer[];
+  params: number;
+  /** Loss of the first training batch here. */
+  firstLoss: number;
+}
+
+/** One PyTorch process of a model, named by the BLAS library it loaded and its threads. */
+interface TorchPeer {
+  name: string;
+  /** The BLAS, LAPACK and oneDNN libraries it loaded. */
+  blas: string[];
+  threads: number;
+  peer: Peer;
+  ms: number[];
+  firstLoss: number;
+}
+
+/** What a BLAS library is, from its path (the first BLAS among a process's libraries). */
+function blasName(paths: string[]): string {
+  const p = paths.find((x) => /blas/i.test(base(x)) && !/lapack/i.test(base(x)));
+  if (!p) return "no BLAS library";
+  if (/openblas/i.test(p)) return "OpenBLAS";
+  if (/\/blas\/libblas\.so/.test(p)) return "reference BLAS";
+  return base(p);
 }
 
 async function oursSteps(trainer: Trainer, n: number): Promise<number[]> {
@@ -226,7 +262,7 @@ async function contender(
   ctx: KernelContext,
   name: string,
   config: Config,
-  o: { dir: string; cache: string; python: string; threads?: number },
+  o: { dir: string; cache: string; python: string; threads: number[]; torchBlas?: string },
 ): Promise<Contender> {
   const r = new Rng(1);
   const stream = Uint32Array.from({ length: 1 << 16 }, () => r.int(256));
@@ -235,7 +271,7 @@ async function contender(
     await loadKernelChoosers(ctx, { path: o.cache, warn: (l) => console.error(l) }),
   );
   const first = new Trainer(ctx, config, corpus);
-  const ours: Contender["ours"] = [{ kernels: "default", trainer: first, ms: [] }];
+  const ours: Contender["ours"] = [{ kernels: "default kernels", trainer: first, ms: [] }];
   const tuned = new Trainer(ctx, config, corpus, {
     matmul: choosers.matmul,
     attention: choosers.attention,
@@ -268,8 +304,16 @@ async function contender(
   );
   const args = ["torch", "--ckpt", ckpt, "--mask", mask, "--batch", `${t.batch_size}`];
   args.push("--seq-len", `${t.seq_len}`, "--lr", `${t.lr}`, "--attention", "dense");
-  if (o.threads) args.push("--threads", `${o.threads}`);
-  const torch = await Peer.start("torch", o.python, args);
+  // One peer per BLAS (the system's, --torch-blas's) and thread count (0: torch's default).
+  const envs: Record<string, string>[] = [{}];
+  if (o.torchBlas) envs.push({ LD_LIBRARY_PATH: o.torchBlas });
+  const peers = [];
+  for (const env of envs) {
+    for (const n of o.threads.length ? o.threads : [0]) {
+      const threads = n ? ["--threads", `${n}`] : [];
+      peers.push(await Peer.start("torch", o.python, [...args, ...threads], env));
+    }
+  }
   // The first training batch, as the Trainer draws it (its Batches, same stream and seed).
   const batch = new Batches(corpus.train, { batch: t.batch_size, seqLen: t.seq_len }, t.seed)
     .next();
@@ -277,33 +321,40 @@ async function contender(
     { length: t.batch_size },
     (_, b) => Array.from(batch.subarray(b * (t.seq_len + 1), (b + 1) * (t.seq_len + 1))),
   );
-  const torchLoss = (await torch.ask<{ loss: number }>({ loss: windows })).loss;
+  const torch: TorchPeer[] = [];
+  for (const peer of peers) {
+    if (peer.header.params !== first.params.count) {
+      throw new PeerError(
+        `${name}: ${first.params.count} parameters here, ${peer.header.params} in PyTorch`,
+      );
+    }
+    const { loss } = await peer.ask<{ loss: number }>({ loss: windows });
+    torch.push({
+      name: `${blasName(peer.header.blas_loaded as string[])}, ${peer.header.threads} thr.`,
+      blas: peer.header.blas_loaded as string[],
+      threads: peer.header.threads as number,
+      peer,
+      ms: [],
+      firstLoss: loss,
+    });
+  }
   // Warm-up: our first step (pipelines, uploads; its loss is the first batch's), torch's first.
   for (const x of ours) await oursSteps(x.trainer, 1);
-  const oursLoss = (await first.takeLoss()).loss;
-  await torch.ask({ steps: 1 });
-  return {
-    name,
-    config,
-    ours,
-    torch,
-    torchMs: [],
-    params: { ours: first.params.count, torch: torch.header.params as number },
-    firstLoss: { ours: oursLoss, torch: torchLoss },
-  };
+  const firstLoss = (await first.takeLoss()).loss;
+  for (const x of torch) await x.peer.ask({ steps: 1 });
+  return { name, config, ours, torch, params: first.params.count, firstLoss };
 }
 
-/** The timed sides of the matmul table. */
-const SIDES = ["default", "tuned", "numpy", "torch"] as const;
-type Side = typeof SIDES[number];
-
-/** One matmul shape's medians: ms and GFLOP/s per side (tuned: null where the cache lacks it). */
+/**
+ * One matmul shape's medians: ms and GFLOP/s per side ("default", "tuned" (absent where the
+ * cache lacks the shape), "numpy", then "torch.mm <BLAS>" per PyTorch peer).
+ */
 interface MatmulRow {
   shape: string;
   what: string;
   tuned_variant: string | null;
-  ms: Record<Side, number | null>;
-  gflops: Record<Side, number | null>;
+  ms: Record<string, number>;
+  gflops: Record<string, number>;
 }
 
 type Shape = MatmulShape & { what: string };
@@ -336,7 +387,7 @@ async function tuneReference(ctx: KernelContext, s: Shape, path: string) {
 async function matmuls(
   ctx: KernelContext,
   shapes: Shape[],
-  o: { cache: TuneCacheData; rounds: number; numpy: Peer; torch: Peer },
+  o: { cache: TuneCacheData; rounds: number; numpy: Peer; torch: TorchPeer[] },
 ): Promise<MatmulRow[]> {
   const dev = ctx.gpu.device, log = (s: string) => console.error(s);
   const chooser = {
@@ -351,33 +402,29 @@ async function matmuls(
     const a = storageBuffer(dev, M * K * 4), b = storageBuffer(dev, N * K * 4);
     const c = storageBuffer(dev, M * N * 4);
     const tuned = tunedMatmulParams(o.cache, chooser, s);
-    const ours = new Map<Side, Dispatch[]>(
-      [["default", DEFAULT_MATMUL], ["tuned", tuned]]
-        .filter((x): x is [Side, MatmulBlocking] => x[1] !== undefined)
-        .map((
-          [side, params],
-        ) => [side, matmulDispatches(ctx, { a, b, c, M, N, K, trans, params })]),
-    );
+    const ours = new Map<string, Dispatch[]>();
+    for (const [side, params] of [["default", DEFAULT_MATMUL], ["tuned", tuned]] as const) {
+      if (params) ours.set(side, matmulDispatches(ctx, { a, b, c, M, N, K, trans, params }));
+    }
+    const peers = new Map([["numpy", o.numpy]]);
+    for (const t of o.torch) peers.set(`torch.mm ${t.name}`, t.peer);
     const req = { matmul: [M, N, K], trans };
-    const times = new Map<Side, number[]>(SIDES.map((k) => [k, []]));
+    const times = new Map<string, number[]>([...ours.keys(), ...peers.keys()].map((k) => [k, []]));
     for (let r = 0; r <= o.rounds; r++) { // round 0 warms up
-      const t = new Map<Side, number>();
+      const t = new Map<string, number>();
       for (const [side, ds] of ours) t.set(side, await timeDispatches(ctx, ds, reps));
-      t.set("numpy", (await o.numpy.ask<{ ms: number }>(req)).ms);
-      t.set("torch", (await o.torch.ask<{ ms: number }>(req)).ms);
+      for (const [side, peer] of peers) t.set(side, (await peer.ask<{ ms: number }>(req)).ms);
       if (r > 0) { for (const [side, ms] of t) times.get(side)!.push(ms); }
     }
     destroyDispatches([...ours.values()].flat());
     for (const x of [a, b, c]) x.destroy();
-    const ms = (k: Side) => times.get(k)!.length ? median(times.get(k)!) : null;
+    const ms = [...times].map(([k, v]) => [k, median(v)] as const);
     const row: MatmulRow = {
       shape: shapeKey(s),
       what: s.what,
       tuned_variant: tuned ? matmulVariantName(tuned) : null,
-      ms: Object.fromEntries(SIDES.map((k) => [k, ms(k) && +ms(k)!.toFixed(3)])) as MatmulRow["ms"],
-      gflops: Object.fromEntries(
-        SIDES.map((k) => [k, ms(k) && +(flops / ms(k)! / 1e6).toFixed(2)]),
-      ) as MatmulRow["gflops"],
+      ms: Object.fromEntries(ms.map(([k, v]) => [k, +v.toFixed(3)])),
+      gflops: Object.fromEntries(ms.map(([k, v]) => [k, +(flops / v / 1e6).toFixed(2)])),
     };
     log(JSON.stringify(row));
     rows.push(row);
@@ -390,10 +437,21 @@ interface Options {
   quick: boolean;
   rounds: number;
   steps: number;
-  threads?: number;
+  /** torch's thread counts (empty: its default). */
+  threads: number[];
   cache: string;
   torchPython: string;
   numpyPython: string;
+  torchBlas?: string;
+}
+
+function threadList(v: string | undefined): number[] {
+  if (v === undefined) return [];
+  const ns = v.split(",").map(Number);
+  if (!ns.every((n) => Number.isInteger(n) && n >= 1)) {
+    fail(`--torch-threads needs positive integers separated by commas, got "${v}"`);
+  }
+  return ns;
 }
 
 function parseFlags(args: string[]): Options {
@@ -407,17 +465,30 @@ function parseFlags(args: string[]): Options {
     "--torch-python",
     "--numpy-python",
     "--torch-threads",
+    "--torch-blas",
   ];
   for (const a of args) if (a.startsWith("--") && !known.includes(a)) fail(`unknown flag ${a}`);
-  const quick = args.includes("--quick");
+  const quick = args.includes("--quick"), torchBlas = flag(args, "--torch-blas");
+  if (torchBlas !== undefined) {
+    try {
+      Deno.statSync(`${torchBlas}/libblas.so.3`);
+    } catch {
+      fail(
+        `--torch-blas: no ${torchBlas}/libblas.so.3 (e.g. apt-get download libopenblas0-pthread ` +
+          "&& dpkg -x libopenblas0-pthread_*.deb .cache/openblas, then --torch-blas " +
+          ".cache/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread)",
+      );
+    }
+  }
   return {
     quick,
     rounds: positiveFlag(args, "--rounds", quick ? 3 : 5)!,
     steps: positiveFlag(args, "--steps", quick ? 2 : 3)!,
-    threads: positiveFlag(args, "--torch-threads"),
+    threads: threadList(flag(args, "--torch-threads")),
     cache: flag(args, "--cache") ?? DEFAULT_TUNE_CACHE,
     torchPython: flag(args, "--torch-python") ?? TORCH_PYTHON,
     numpyPython: flag(args, "--numpy-python") ?? NUMPY_PYTHON,
+    torchBlas,
   };
 }
 
@@ -457,15 +528,12 @@ async function measure(o: Options) {
         ...o,
         dir,
         python: o.torchPython,
-        threads: o.threads ?? host.cores,
       });
       contenders.push(c);
-      log(JSON.stringify({ model: name, params: c.params, first_loss: c.firstLoss }));
-      if (c.params.ours !== c.params.torch) {
-        throw new PeerError(
-          `${name}: ${c.params.ours} parameters here, ${c.params.torch} in PyTorch`,
-        );
-      }
+      const torchLoss = c.torch.map((x) => x.firstLoss);
+      log(
+        JSON.stringify({ model: name, params: c.params, first_loss: [c.firstLoss, ...torchLoss] }),
+      );
     }
     // After the peers started (a missing torch fails before this): tuned trainers do not use it.
     const cache = await tuneReference(ctx, mfu, o.cache);
@@ -473,7 +541,9 @@ async function measure(o: Options) {
     for (let r = 0; r < o.rounds; r++) {
       for (const c of contenders) {
         for (const x of c.ours) x.ms.push(...await oursSteps(x.trainer, o.steps));
-        c.torchMs.push(...(await c.torch.ask<{ ms: number[] }>({ steps: o.steps })).ms);
+        for (const x of c.torch) {
+          x.ms.push(...(await x.peer.ask<{ ms: number[] }>({ steps: o.steps })).ms);
+        }
       }
       log(`round ${r + 1}/${o.rounds} done`);
     }
@@ -490,7 +560,7 @@ async function measure(o: Options) {
       torch: contenders[0].torch,
     });
     const t = DEFAULT_CONFIG.train, tokens = t.batch_size * t.seq_len;
-    const th = contenders[0].torch.header, nh = numpy.header;
+    const th = contenders[0].torch[0].peer.header, nh = numpy.header;
     return {
       adapter: ctx.gpu.adapterName,
       cpu: host.cpu,
@@ -504,9 +574,8 @@ async function measure(o: Options) {
       torch: {
         python: th.python as string,
         version: th.torch as string,
-        threads: th.threads as number,
         default_threads: th.default_threads as number,
-        blas_loaded: th.blas_loaded as string[],
+        peers: contenders[0].torch.map((x) => ({ name: x.name, blas: x.blas, threads: x.threads })),
       },
       numpy: {
         python: nh.python as string,
@@ -522,32 +591,35 @@ async function measure(o: Options) {
   } finally {
     for (const c of contenders) {
       for (const x of c.ours) x.trainer.destroy();
-      await c.torch.close();
+      for (const x of c.torch) await x.peer.close();
     }
     await numpy.close();
     await Deno.remove(dir, { recursive: true });
   }
 }
 
-/** One model's medians, ratios and first-batch losses. */
+/** One model's medians, ratios (ours over each PyTorch peer) and first-batch losses. */
 function trainingRow(c: Contender, tokens: number) {
-  const torchMs = median(c.torchMs), { ours, torch } = c.firstLoss;
+  const perS = (ms: number) => Math.round(tokens / ms * 1000);
+  const torch = c.torch.map((x) => ({
+    name: x.name,
+    step_ms: +median(x.ms).toFixed(1),
+    tokens_per_s: perS(median(x.ms)),
+    first_loss: +x.firstLoss.toFixed(6),
+    first_loss_rel_diff: +(Math.abs(x.firstLoss - c.firstLoss) / c.firstLoss).toExponential(2),
+  }));
   return {
     model: c.name,
-    params: c.params.ours,
-    first_loss: {
-      ours: +ours.toFixed(6),
-      torch: +torch.toFixed(6),
-      rel_diff: +(Math.abs(ours - torch) / torch).toExponential(2),
-    },
-    torch: { step_ms: +torchMs.toFixed(1), tokens_per_s: Math.round(tokens / torchMs * 1000) },
+    params: c.params,
+    first_loss: +c.firstLoss.toFixed(6),
+    torch,
     ours: c.ours.map((x) => {
       const ms = median(x.ms);
       return {
         kernels: x.kernels,
         step_ms: +ms.toFixed(1),
-        tokens_per_s: Math.round(tokens / ms * 1000),
-        vs_torch: +(torchMs / ms).toFixed(2),
+        tokens_per_s: perS(ms),
+        vs_torch: torch.map((t) => +(t.step_ms / ms).toFixed(2)),
       };
     }),
   };
@@ -555,11 +627,12 @@ function trainingRow(c: Contender, tokens: number) {
 
 type Result = Awaited<ReturnType<typeof measure>>;
 
-const base = (p: string) => p.split("/").at(-1);
-
 function markdown(r: Result, args: string[]): string {
   const flags = args.filter((a) => a !== "--write").join(" ");
-  const torchBlas = r.torch.blas_loaded.map(base).join(", ") || "none found";
+  const peers = r.training[0].torch.map((t) => t.name);
+  const libs = r.torch.peers.map((p) =>
+    `${p.name}: ${p.blas.filter((x) => /blas/i.test(base(x))).map(base).join(", ") || "none"}`
+  );
   const numpyBlas = `${r.numpy.blas} (${r.numpy.blas_loaded.map(base).join(", ") || "none found"}${
     r.numpy.threads ? `, ${r.numpy.threads} threads` : ""
   })`;
@@ -569,46 +642,57 @@ function markdown(r: Result, args: string[]): string {
     `\`npx --yes deno@2.9.6 task bench peers${flags ? " " + flags : ""}\` (${r.seconds} s) on ` +
     `${r.adapter}, CPU ${r.cpu} (${r.cores} cores), shared with other jobs: load average ` +
     `${r.load.before} before, ${r.load.after} after, so absolute figures are low and noisy; the ` +
-    "ratios come from runs alternated in one process pair. PyTorch: " +
-    `${r.torch.version} (${r.torch.python}), ${r.torch.threads} threads (one per core, as ` +
-    `llvmpipe runs; torch's own default here: ${r.torch.default_threads}), BLAS ${torchBlas}; ` +
-    `numpy ${r.numpy.version} (${r.numpy.python}), ${numpyBlas}; both with ` +
-    "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from their environment.",
+    "ratios come from runs alternated in one process group. PyTorch: " +
+    `${r.torch.version} (${r.torch.python}; its default here: ${r.torch.default_threads} ` +
+    `thread(s); llvmpipe runs one per core), one process per BLAS and thread count ` +
+    `(${libs.join("; ")}); numpy ${r.numpy.version} ` +
+    `(${r.numpy.python}), ${numpyBlas}. Every Python process runs with OPENBLAS_CORETYPE and ` +
+    "OPENBLAS_L2_SIZE removed from its environment.",
     "",
     `Training: the demo model (batch ${r.batch} x ${r.seq_len} positions), whole steps (forward, ` +
     "backward, clipping, AdamW; PyTorch: python/phd_torch.py's model, dense additive mask) from " +
-    `the same weights on random tokens, ${r.rounds} rounds of ${r.steps_per_round} steps each, ` +
-    "here and in PyTorch in turn, after a warm-up step; medians. first loss: the loss of the " +
-    "first training batch on each side (same weights, same tokens).",
+    `the same weights on random tokens, ${r.rounds} rounds of ${r.steps_per_round} steps of each ` +
+    "side in turn after a warm-up step; medians. first loss: the loss of the first training " +
+    "batch (same weights, same tokens) and its relative difference from this runtime's. " +
+    "x PyTorch (...): this runtime's tokens/s over that PyTorch process's.",
     "",
-    "| model | params | runtime | kernels | step ms | tokens/s | x PyTorch | first loss (rel. diff) |",
-    "| ----- | -----: | ------- | ------- | ------: | -------: | --------: | ---------------------- |",
+    `| model | params | runtime | step ms | tokens/s | ${
+      peers.map((b) => `x PyTorch (${b})`).join(" | ")
+    } | first loss |`,
+    `| ----- | -----: | ------- | ------: | -------: | ${
+      peers.map(() => "----:").join(" | ")
+    } | ---------- |`,
   ];
   for (const t of r.training) {
-    const fl = `${t.first_loss.ours} vs ${t.first_loss.torch} (${t.first_loss.rel_diff})`;
-    lines.push(
-      `| ${t.model} | ${t.params} | PyTorch CPU | - | ${t.torch.step_ms} | ` +
-        `${t.torch.tokens_per_s} | 1.00 | ${fl} |`,
-    );
-    for (const o of t.ours) {
+    for (const x of t.torch) {
       lines.push(
-        `| ${t.model} | ${t.params} | this, WebGPU | ${o.kernels} | ${o.step_ms} | ` +
-          `${o.tokens_per_s} | ${o.vs_torch.toFixed(2)} | |`,
+        `| ${t.model} | ${t.params} | PyTorch CPU (${x.name}) | ${x.step_ms} | ${x.tokens_per_s} | ` +
+          `${t.torch.map(() => "").join(" | ")} | ` +
+          `${x.first_loss} (${x.first_loss_rel_diff}) |`,
+      );
+    }
+    for (const [i, o] of t.ours.entries()) {
+      lines.push(
+        `| ${t.model} | ${t.params} | this, WebGPU (${o.kernels}) | ${o.step_ms} | ` +
+          `${o.tokens_per_s} | ${o.vs_torch.map((v) => v.toFixed(2)).join(" | ")} | ` +
+          `${i === 0 ? t.first_loss : ""} |`,
       );
     }
   }
+  const sides = [...new Set(r.matmul.flatMap((m) => Object.keys(m.gflops)))];
   lines.push(
     "",
-    `Matmul (float32, C = A'B'): median of ${r.rounds} interleaved rounds. numpy is the physical ` +
-      "reference (its BLAS on the same cores); torch.mm is what the PyTorch steps run on.",
+    `Matmul GFLOP/s (float32, C = A'B'): median of ${r.rounds} interleaved rounds. numpy is the ` +
+      "physical reference (its BLAS on the same cores); torch.mm is what the PyTorch steps run on. " +
+      "tuned: the autotuner's variant of the shape (- where the cache has none).",
     "",
-    "| shape | use | default GF/s | tuned GF/s | tuned variant | numpy GF/s | torch.mm GF/s | best / numpy |",
-    "| ----- | --- | -----------: | ---------: | ------------- | ---------: | ------------: | -----------: |",
-    ...r.matmul.map((m) =>
-      `| ${m.shape} | ${m.what} | ${m.gflops.default} | ${m.gflops.tuned ?? "-"} | ` +
-      `${m.tuned_variant ?? "not in the cache"} | ${m.gflops.numpy} | ${m.gflops.torch} | ` +
-      `${(Math.max(m.gflops.default!, m.gflops.tuned ?? 0) / m.gflops.numpy!).toFixed(3)} |`
-    ),
+    `| shape | use | ${sides.join(" | ")} | tuned variant | best here / numpy |`,
+    `| ----- | --- | ${sides.map(() => "---:").join(" | ")} | ------------- | ----------------: |`,
+    ...r.matmul.map((m) => {
+      const best = Math.max(m.gflops.default, m.gflops.tuned ?? 0);
+      return `| ${m.shape} | ${m.what} | ${sides.map((k) => m.gflops[k] ?? "-").join(" | ")} | ` +
+        `${m.tuned_variant ?? "-"} | ${(best / m.gflops.numpy).toFixed(3)} |`;
+    }),
   );
   return lines.join("\n");
 }
