@@ -346,7 +346,7 @@ async function contender(
 }
 
 /**
- * One matmul shape's medians: ms and GFLOP/s per side ("default", "tuned" (absent where the
+ * One matmul shape's figures: best ms and GFLOP/s per side ("default", "tuned" (absent where the
  * cache lacks the shape), "numpy", then "torch.mm <BLAS>" per PyTorch peer).
  */
 interface MatmulRow {
@@ -383,7 +383,7 @@ async function tuneReference(ctx: KernelContext, s: Shape, path: string) {
   return cache;
 }
 
-/** Our default and tuned variants, numpy and torch.mm on each shape, interleaved over rounds. */
+/** Our default and tuned variants, numpy and torch.mm on each shape: best of interleaved rounds. */
 async function matmuls(
   ctx: KernelContext,
   shapes: Shape[],
@@ -418,7 +418,9 @@ async function matmuls(
     }
     destroyDispatches([...ours.values()].flat());
     for (const x of [a, b, c]) x.destroy();
-    const ms = [...times].map(([k, v]) => [k, median(v)] as const);
+    // Best of the rounds: what each side can reach on these cores (a BLAS's threads stall when
+    // another job takes a core, which a median on a loaded machine would show instead).
+    const ms = [...times].map(([k, v]) => [k, Math.min(...v)] as const);
     const row: MatmulRow = {
       shape: shapeKey(s),
       what: s.what,
@@ -682,7 +684,8 @@ function markdown(r: Result, args: string[]): string {
   const sides = [...new Set(r.matmul.flatMap((m) => Object.keys(m.gflops)))];
   lines.push(
     "",
-    `Matmul GFLOP/s (float32, C = A'B'): median of ${r.rounds} interleaved rounds. numpy is the ` +
+    `Matmul GFLOP/s (float32, C = A'B'): best of ${r.rounds} interleaved rounds (each the median of ` +
+      "3 timed batches). numpy is the " +
       "physical reference (its BLAS on the same cores); torch.mm is what the PyTorch steps run on. " +
       "tuned: the autotuner's variant of the shape (- where the cache has none).",
     "",
