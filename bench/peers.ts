@@ -66,6 +66,8 @@ const TORCH_PYTHON = "/usr/bin/python3";
 const NUMPY_PYTHON = "python3";
 /** Variables that tune OpenBLAS for one machine; set aside so every peer runs as shipped. */
 const OPENBLAS_VARS = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"];
+/** Where HELP's recipe unpacks Debian's libopenblas0-pthread. */
+const OPENBLAS_DIR = ".cache/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread";
 const PEERS_SCRIPT = new URL("../python/bench_peers.py", import.meta.url).pathname;
 
 const HELP = `usage: deno task bench peers [--json] [--quick] [--write] [--rounds N] [--steps N]
@@ -75,11 +77,15 @@ Training tokens/s of the demo model (PHD-CSWA K=2, vanilla K=1) on this adapter 
 the CPU, alternated round by round; matmul GFLOP/s next to numpy's and torch.mm's.
   --rounds N         rounds of the round-robin (default 5, --quick 3)
   --steps N          training steps per runtime and round (default 3, --quick 2)
-  --cache F          autotune cache (default ${DEFAULT_TUNE_CACHE}); missing matmul shapes are tuned
+  --cache F          autotune cache (default ${DEFAULT_TUNE_CACHE}); the tuned kernels come
+                     from it (deno task autotune); 1024x512x512 is tuned here when missing
   --torch-python P   interpreter with torch (default ${TORCH_PYTHON})
   --numpy-python P   interpreter with numpy (default ${NUMPY_PYTHON} on PATH)
   --torch-threads L  torch's thread counts, one PyTorch peer each (e.g. 1,2; default: torch's)
-  --torch-blas DIR   a second PyTorch peer with DIR/libblas.so.3 loaded first (LD_LIBRARY_PATH)
+  --torch-blas DIR   PyTorch peers with DIR/libblas.so.3 loaded first (LD_LIBRARY_PATH) as well;
+                     Debian's OpenBLAS without installing it: apt-get download
+                     libopenblas0-pthread && dpkg -x libopenblas0-pthread_*.deb .cache/openblas,
+                     then --torch-blas ${OPENBLAS_DIR}
   --quick            the 1024x512x512 matmul only, fewer rounds
   --write            replace the "Peers" section of bench/RESULTS.md`;
 
@@ -477,8 +483,7 @@ function parseFlags(args: string[]): Options {
     } catch {
       fail(
         `--torch-blas: no ${torchBlas}/libblas.so.3 (e.g. apt-get download libopenblas0-pthread ` +
-          "&& dpkg -x libopenblas0-pthread_*.deb .cache/openblas, then --torch-blas " +
-          ".cache/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread)",
+          `&& dpkg -x libopenblas0-pthread_*.deb .cache/openblas, then --torch-blas ${OPENBLAS_DIR})`,
       );
     }
   }
@@ -649,7 +654,10 @@ function markdown(r: Result, args: string[]): string {
     `thread(s); llvmpipe runs one per core), one process per BLAS and thread count ` +
     `(${libs.join("; ")}); numpy ${r.numpy.version} ` +
     `(${r.numpy.python}), ${numpyBlas}. Every Python process runs with OPENBLAS_CORETYPE and ` +
-    "OPENBLAS_L2_SIZE removed from its environment.",
+    "OPENBLAS_L2_SIZE removed from its environment. Debian's torch uses the `libblas.so.3` the " +
+    "system's alternatives name (the reference BLAS unless an optimised one is installed); " +
+    "`--torch-blas DIR` adds peers that load DIR's first (`deno task bench peers --help`: " +
+    "Debian's OpenBLAS unpacked, not installed).",
     "",
     `Training: the demo model (batch ${r.batch} x ${r.seq_len} positions), whole steps (forward, ` +
     "backward, clipping, AdamW; PyTorch: python/phd_torch.py's model, dense additive mask) from " +
