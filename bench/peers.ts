@@ -228,6 +228,12 @@ interface Contender {
   firstLoss: number;
 }
 
+/** One numpy process, named by its BLAS thread count (OPENBLAS_NUM_THREADS). */
+interface NumpyPeer {
+  name: string;
+  peer: Peer;
+}
+
 /** One PyTorch process of a model, named by the BLAS library it loaded and its threads. */
 interface TorchPeer {
   name: string;
@@ -353,7 +359,8 @@ async function contender(
 
 /**
  * One matmul shape's figures: best ms and GFLOP/s per side ("default", "tuned" (absent where the
- * cache lacks the shape), "numpy", then "torch.mm <BLAS>" per PyTorch peer).
+ * cache lacks the shape), "numpy, <n> thr." per numpy peer, "torch.mm <BLAS>, <n> thr." per
+ * PyTorch peer).
  */
 interface MatmulRow {
   shape: string;
@@ -393,7 +400,7 @@ async function tuneReference(ctx: KernelContext, s: Shape, path: string) {
 async function matmuls(
   ctx: KernelContext,
   shapes: Shape[],
-  o: { cache: TuneCacheData; rounds: number; numpy: Peer; torch: TorchPeer[] },
+  o: { cache: TuneCacheData; rounds: number; numpy: NumpyPeer[]; torch: TorchPeer[] },
 ): Promise<MatmulRow[]> {
   const dev = ctx.gpu.device, log = (s: string) => console.error(s);
   const chooser = {
@@ -412,7 +419,7 @@ async function matmuls(
     for (const [side, params] of [["default", DEFAULT_MATMUL], ["tuned", tuned]] as const) {
       if (params) ours.set(side, matmulDispatches(ctx, { a, b, c, M, N, K, trans, params }));
     }
-    const peers = new Map([["numpy", o.numpy]]);
+    const peers = new Map(o.numpy.map((n) => [n.name, n.peer]));
     for (const t of o.torch) peers.set(`torch.mm ${t.name}`, t.peer);
     const req = { matmul: [M, N, K], trans };
     const times = new Map<string, number[]>([...ours.keys(), ...peers.keys()].map((k) => [k, []]));
@@ -524,7 +531,15 @@ export async function main(args: string[]) {
 async function measure(o: Options) {
   const t0 = performance.now(), log = (s: string) => console.error(s);
   const host = await machine(), loadBefore = await host.load();
-  const numpy = await Peer.start("numpy", o.numpyPython, ["numpy"]);
+  // numpy on one thread and on every core: a BLAS's threads stall when another job takes a core.
+  const numpy: NumpyPeer[] = [];
+  for (const n of new Set([1, host.cores])) {
+    const env = { OPENBLAS_NUM_THREADS: `${n}` };
+    numpy.push({
+      name: `numpy, ${n} thr.`,
+      peer: await Peer.start("numpy", o.numpyPython, ["numpy"], env),
+    });
+  }
   const ctx = await createContext();
   const mfu: Shape = { M: 1024, N: 512, K: 512, trans: "nt", what: "MFU reference" };
   const dir = await Deno.makeTempDir({ prefix: "bench_peers_" });
@@ -567,7 +582,7 @@ async function measure(o: Options) {
       torch: contenders[0].torch,
     });
     const t = DEFAULT_CONFIG.train, tokens = t.batch_size * t.seq_len;
-    const th = contenders[0].torch[0].peer.header, nh = numpy.header;
+    const th = contenders[0].torch[0].peer.header, nh = numpy[0].peer.header;
     return {
       adapter: ctx.gpu.adapterName,
       cpu: host.cpu,
@@ -590,7 +605,8 @@ async function measure(o: Options) {
         blas: nh.blas_build as string,
         blas_loaded: nh.blas_loaded as string[],
         openblas: nh.openblas_config as string | null,
-        threads: nh.threads as number | null,
+        /** Threads each numpy peer's BLAS reports (null: not an OpenBLAS). */
+        threads: numpy.map((x) => x.peer.header.threads as number | null),
       },
       training: contenders.map((c) => trainingRow(c, tokens)),
       matmul: mm,
@@ -600,7 +616,7 @@ async function measure(o: Options) {
       for (const x of c.ours) x.trainer.destroy();
       for (const x of c.torch) await x.peer.close();
     }
-    await numpy.close();
+    for (const x of numpy) await x.peer.close();
     await Deno.remove(dir, { recursive: true });
   }
 }
@@ -640,9 +656,9 @@ function markdown(r: Result, args: string[]): string {
   const libs = r.torch.peers.map((p) =>
     `${p.name}: ${p.blas.filter((x) => /blas/i.test(base(x))).map(base).join(", ") || "none"}`
   );
-  const numpyBlas = `${r.numpy.blas} (${r.numpy.blas_loaded.map(base).join(", ") || "none found"}${
-    r.numpy.threads ? `, ${r.numpy.threads} threads` : ""
-  })`;
+  const numpyBlas = `${r.numpy.blas} (${r.numpy.blas_loaded.map(base).join(", ") || "none found"}` +
+    `; one process with OPENBLAS_NUM_THREADS=1, one with ${r.cores}; threads reported: ` +
+    `${r.numpy.threads.map((n) => n ?? "?").join(", ")})`;
   const lines = [
     "## Peers",
     "",
@@ -693,16 +709,19 @@ function markdown(r: Result, args: string[]): string {
   lines.push(
     "",
     `Matmul GFLOP/s (float32, C = A'B'): best of ${r.rounds} interleaved rounds (each the median of ` +
-      "3 timed batches). numpy is the " +
-      "physical reference (its BLAS on the same cores); torch.mm is what the PyTorch steps run on. " +
+      "3 timed batches). numpy is the physical reference (its BLAS on the same cores; the better " +
+      "of its thread counts in the last column); torch.mm is what the PyTorch steps run on. " +
       "tuned: the autotuner's variant of the shape (- where the cache has none).",
     "",
     `| shape | use | ${sides.join(" | ")} | tuned variant | best here / numpy |`,
     `| ----- | --- | ${sides.map(() => "---:").join(" | ")} | ------------- | ----------------: |`,
     ...r.matmul.map((m) => {
       const best = Math.max(m.gflops.default, m.gflops.tuned ?? 0);
+      const numpyBest = Math.max(
+        ...sides.filter((k) => k.startsWith("numpy")).map((k) => m.gflops[k]),
+      );
       return `| ${m.shape} | ${m.what} | ${sides.map((k) => m.gflops[k] ?? "-").join(" | ")} | ` +
-        `${m.tuned_variant ?? "-"} | ${(best / m.gflops.numpy).toFixed(3)} |`;
+        `${m.tuned_variant ?? "-"} | ${(best / numpyBest).toFixed(3)} |`;
     }),
   );
   return lines.join("\n");

@@ -97,7 +97,9 @@ def serve(header, handlers):
         req = json.loads(line)
         kind = next((k for k in handlers if k in req), None)
         if kind is None:
-            raise UsageError(f"unknown request {line.strip()[:80]} (expected {', '.join(handlers)})")
+            raise UsageError(
+                f"unknown request {line.strip()[:80]} (expected {', '.join(handlers)})"
+            )
         print(json.dumps(handlers[kind](req)), flush=True)
 
 
@@ -173,7 +175,10 @@ def cmd_torch(args):
         "K": t["K"],
         "variant": t["variant"],
     }
-    serve(header, {"steps": steps, "loss": loss, "matmul": lambda r: matmul_request(r, make, torch.mm)})
+    serve(
+        header,
+        {"steps": steps, "loss": loss, "matmul": lambda r: matmul_request(r, make, torch.mm)},
+    )
 
 
 class Parser(argparse.ArgumentParser):
