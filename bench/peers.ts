@@ -6,7 +6,7 @@
  *   the CPU (python/bench_peers.py over python/phd_torch.py: Debian's torch 1.13, dense additive
  *   mask), both from the same starting weights, alternated round by round so the machine's load
  *   hits both alike; medians and ratios. Both are checked to train the same model: the same
- *   parameter count and the same loss on the first batch;
+ *   parameter count and the same loss on the first batch (to LOSS_RTOL, else an error);
  * - matmul GFLOP/s: this runtime's default and tuned variants on a 1024x512x512 product (the
  *   Trainer's MFU denominator) and, without --quick, the demo step's shapes, next to numpy's (the
  *   physical reference: its BLAS on the same cores) and torch.mm's (what the PyTorch steps use).
@@ -66,6 +66,8 @@ const TORCH_PYTHON = "/usr/bin/python3";
 const NUMPY_PYTHON = "python3";
 /** Variables that tune OpenBLAS for one machine; set aside so every peer runs as shipped. */
 const OPENBLAS_VARS = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"];
+/** Relative difference allowed between the two sides' first-batch losses. */
+const LOSS_RTOL = 1e-5;
 /** Where HELP's recipe unpacks Debian's libopenblas0-pthread. */
 const OPENBLAS_DIR = ".cache/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread";
 const PEERS_SCRIPT = new URL("../python/bench_peers.py", import.meta.url).pathname;
@@ -353,6 +355,16 @@ async function contender(
   // Warm-up: our first step (pipelines, uploads; its loss is the first batch's), torch's first.
   for (const x of ours) await oursSteps(x.trainer, 1);
   const firstLoss = (await first.takeLoss()).loss;
+  // Same weights, same tokens, float32 on both sides: measured ~1e-7 apart; a different model
+  // (mask, positions, initialisation read wrongly) would be far off.
+  for (const x of torch) {
+    if (!(Math.abs(x.firstLoss - firstLoss) <= LOSS_RTOL * firstLoss)) {
+      throw new PeerError(
+        `${name}: first-batch loss ${firstLoss} here, ${x.firstLoss} in PyTorch (${x.name}): ` +
+          "not the same model",
+      );
+    }
+  }
   for (const x of torch) await x.peer.ask({ steps: 1 });
   return { name, config, ours, torch, params: first.params.count, firstLoss };
 }
