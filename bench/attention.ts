@@ -28,7 +28,7 @@ import type { GpuContext } from "../runtime/gpu/device.ts";
 import { PipelineCache, readback, storageBuffer } from "../runtime/gpu/resources.ts";
 import { FlashAttention } from "../runtime/kernels/attention.ts";
 import { storageMask } from "../reference/attention.ts";
-import { Rng } from "../runtime/data/batches.ts";
+import { Rng } from "../runtime/data/rng.ts";
 import { lineChart, type Series } from "../viz/chart.ts";
 import { median } from "../runtime/tune/autotune.ts";
 import { maxErr } from "./matmul.ts";

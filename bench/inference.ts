@@ -20,12 +20,11 @@ import { causal, phd, phdCswa, phdSwa } from "../dsl/presets.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
 import { createContext } from "../runtime/gpu/context.ts";
 import { DEFAULT_CONFIG, type ModelConfig } from "../runtime/model/config.ts";
-import { Rng } from "../runtime/data/batches.ts";
+import { Rng } from "../runtime/data/rng.ts";
 import { Decoder } from "../runtime/infer/decoder.ts";
 import type { KernelContext } from "../runtime/gpu/kernel.ts";
-import { ModelParams, toF32 } from "../runtime/model/graph.ts";
 import { lineChart, type Series } from "../viz/chart.ts";
-import { initParams } from "../runtime/model/params.ts";
+import { initParams, ModelParams } from "../runtime/model/params.ts";
 import { writeResults } from "./results.ts";
 
 const W = 16, C = 32;
@@ -33,7 +32,7 @@ const VARIANTS = ["vanilla", "phd", "phd-swa", "phd-cswa"] as const;
 type Variant = typeof VARIANTS[number];
 
 /** The bench model: small, so a sweep to 4096 positions takes minutes on llvmpipe. */
-export const BENCH_MODEL: ModelConfig = {
+const BENCH_MODEL: ModelConfig = {
   ...DEFAULT_CONFIG.model,
   hidden_size: 32,
   intermediate_size: 96,
@@ -176,7 +175,7 @@ export async function main(args: string[]) {
   const log = (s: string) => json || console.error(s);
   const ctx = await createContext();
   const params = new ModelParams(ctx, BENCH_MODEL);
-  params.upload(toF32(initParams(BENCH_MODEL, { seed: 1 })));
+  params.upload(initParams(BENCH_MODEL, { seed: 1 }));
   const t0 = performance.now();
   const lengths = quick ? [128, 256, 512] : [128, 256, 512, 1024, 2048, 4096];
   const Ks = quick ? [1, 2, 4] : [1, 2, 4, 8, 16];

@@ -24,7 +24,7 @@ import {
   tunedMatmulParams,
 } from "../runtime/tune/autotune.ts";
 import { createContext } from "../runtime/gpu/context.ts";
-import { Rng } from "../runtime/data/batches.ts";
+import { Rng } from "../runtime/data/rng.ts";
 import { readback, storageBuffer } from "../runtime/gpu/resources.ts";
 import {
   DEFAULT_TUNE_CACHE,

@@ -11,7 +11,7 @@
  */
 import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
 import { createContext } from "../runtime/gpu/context.ts";
-import { Rng } from "../runtime/data/batches.ts";
+import { Rng } from "../runtime/data/rng.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
 import { countedKernels } from "../runtime/host/tune_cache.ts";
 import { loadKernelChoosers } from "../runtime/host/tune_cache.ts";

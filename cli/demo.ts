@@ -5,13 +5,13 @@
  * continuation. Sized to finish within 5 minutes on 2 CPU cores without a GPU (llvmpipe).
  */
 import { DEFAULT_CONFIG } from "../runtime/model/config.ts";
-import { generateCached } from "../runtime/infer/decoder.ts";
+import { generate } from "../runtime/infer/generate.ts";
 import { ByteTokenizer } from "../runtime/data/tokenizer.ts";
 import { newCommand, parseArgv, positiveInt, runCommand } from "./args.ts";
 import { brownCorpus, kernelContext, runTraining } from "./train.ts";
 
 /** The prompt the demo continues. */
-export const DEMO_PROMPT = "The committee said that the";
+const DEMO_PROMPT = "The committee said that the";
 
 async function main() {
   const cmd = newCommand(
@@ -46,25 +46,20 @@ async function main() {
     corpus,
   );
   const tok = new ByteTokenizer();
-  const prompt = tok.encode(o.prompt);
-  const bytes: number[] = [];
   const decoder = new TextDecoder();
   const enc = new TextEncoder();
   if (!o.json) Deno.stdout.writeSync(enc.encode(`\n${o.prompt}`));
-  for await (
-    const id of generateCached(ctx, trainer.params, trainer.spec, {
-      prompt,
-      maxNew: o.maxNewTokens,
-      L: config.train.seq_len,
-      sampling: { temperature: 0.7, topK: 20, seed: config.train.seed },
-    })
-  ) {
-    bytes.push(id);
-    if (!o.json) {
-      Deno.stdout.writeSync(enc.encode(decoder.decode(new Uint8Array([id]), { stream: true })));
-    }
-  }
-  const text = tok.decode(bytes);
+  const { tokens } = await generate(ctx, trainer.params, trainer.spec, {
+    prompts: [tok.encode(o.prompt)],
+    maxNewTokens: o.maxNewTokens,
+    sampling: { temperature: 0.7, topK: 20, seed: config.train.seed },
+    onTokens: (chunk) => {
+      if (o.json) return;
+      const bytes = new Uint8Array(chunk.tokens[0]);
+      Deno.stdout.writeSync(enc.encode(decoder.decode(bytes, { stream: true })));
+    },
+  });
+  const text = tok.decode(tokens[0]);
   const seconds = (performance.now() - t0) / 1000;
   if (o.json) {
     console.log(JSON.stringify({ ...report, seconds, prompt: o.prompt, continuation: text }));

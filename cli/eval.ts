@@ -10,7 +10,7 @@ import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
 import type { Checkpoint } from "../runtime/io/checkpoint.ts";
 import { loadTokenizerFile } from "../runtime/host/tokenizer_file.ts";
 import { evaluateStream } from "../runtime/train/evaluate.ts";
-import { ModelParams } from "../runtime/model/graph.ts";
+import { ModelParams } from "../runtime/model/params.ts";
 import { type Tokenizer, tokenizerFromMetadata } from "../runtime/data/tokenizer.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 import { brownCorpus, kernelContext } from "./train.ts";

@@ -10,7 +10,7 @@
  */
 import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
 import { Decoder, type SamplingOptions } from "../runtime/infer/decoder.ts";
-import { ModelParams } from "../runtime/model/graph.ts";
+import { ModelParams } from "../runtime/model/params.ts";
 import { checkCausality } from "../compiler/analysis/causality.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
 import { checkpointTokenizer } from "./eval.ts";
@@ -29,7 +29,7 @@ export const DEFAULT_PROMPT = "The";
 export const DEFAULT_NEW_TOKENS = 64;
 
 /** Sampling when no flag is given. */
-export const DEFAULT_SAMPLING = { temperature: 0.8, topK: 40, topP: 0.95, seed: 0 } as const;
+const DEFAULT_SAMPLING = { temperature: 0.8, topK: 40, topP: 0.95, seed: 0 } as const;
 
 function number(flag: string, ok: (x: number) => boolean, what: string) {
   return (v: string) => {

@@ -69,9 +69,9 @@ export {
   documentStarts,
   evalBatches,
   type MemoryCorpus,
-  Rng,
   type TokenSource,
 } from "../runtime/data/batches.ts";
+export { Rng } from "../runtime/data/rng.ts";
 export {
   ByteTokenizer,
   JsonTokenizer,
@@ -79,13 +79,9 @@ export {
   tokenizerFromMetadata,
   trainBpe,
 } from "../runtime/data/tokenizer.ts";
-export {
-  type GraphOptions,
-  type MatmulChooser,
-  ModelGraph,
-  ModelParams,
-  recordOps,
-} from "../runtime/model/graph.ts";
+export { type GraphOptions, ModelGraph } from "../runtime/model/graph.ts";
+export { type Op, recordOps } from "../runtime/model/ops.ts";
+export type { MatmulChooser } from "../runtime/kernels/matmul.ts";
 export {
   measureMatmulGflops,
   Trainer,
@@ -94,20 +90,14 @@ export {
 } from "../runtime/train/trainer.ts";
 export { type EvalOptions, evaluateStream } from "../runtime/train/evaluate.ts";
 export {
-  generateByRecompute,
-  sampleHost,
-  type SamplingOptions,
-} from "../runtime/infer/recompute.ts";
-export {
   Decoder,
   type DecoderOptions,
-  generate,
-  generateCached,
   type GenerateRequest,
-  type GenerationResult,
   type GenerationStats,
+  type SamplingOptions,
   type TokenChunk,
 } from "../runtime/infer/decoder.ts";
+export { generate, type GenerationResult } from "../runtime/infer/generate.ts";
 export { KvCache, type KvCacheOptions, type KvStats } from "../runtime/infer/kv_cache.ts";
 export {
   type AdapterId,
@@ -130,7 +120,13 @@ export {
   statePath,
 } from "../runtime/io/checkpoint.ts";
 export { hfConfig } from "../runtime/io/hf_config.ts";
-export { headDim, initParams, type Params, paramShapes } from "../runtime/model/params.ts";
+export {
+  headDim,
+  initParams,
+  ModelParams,
+  type Params,
+  paramShapes,
+} from "../runtime/model/params.ts";
 export { lineChart, type Series } from "../viz/chart.ts";
 export {
   asciiTiles,

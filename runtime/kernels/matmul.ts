@@ -530,6 +530,6 @@ export function matmulDispatches(ctx: KernelContext, call: MatmulCall): Dispatch
 
 /**
  * Matmul blocking chosen per product (the model's `GraphOptions.matmul`); undefined keeps the
- * default. Same shape as runtime/model/graph.ts `MatmulChooser`.
+ * default.
  */
 export type MatmulChooser = (shape: MatmulShape) => MatmulBlocking | undefined;

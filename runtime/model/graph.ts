@@ -1,12 +1,11 @@
 /**
- * The PHD transformer of DESIGN.md 1.3 on the GPU, in the spirit of llm.c: parameters and
- * activations are named tables of buffers, each block is a forward/backward pair of prepared
- * dispatches with shapes in comments, and a whole step is recorded on one command encoder.
- *
- * - `ModelParams`: one GPU buffer per parameter (Hugging Face Llama names, `[out, in]`), uploaded
- *   from or downloaded to host arrays; shared by every graph of a model.
- * - `ModelGraph`: the activations and the prepared dispatches for one batch shape (batch, L);
- *   with `training` it also owns the gradients and the backward pass.
+ * The PHD transformer of docs/DESIGN.md 1.3 for training and evaluation, in the spirit of llm.c:
+ * activations are a named table of buffers per layer, each layer is a forward/backward pair of
+ * prepared dispatches with shapes in comments, and a whole step is recorded on one command
+ * encoder. `ModelGraph` owns the activations and the prepared dispatches for one batch shape
+ * (batch, L); with `training` it also owns the gradients and the backward pass. The block's
+ * forward is runtime/model/block.ts (shared with decoding); its attention step here is RoPE into
+ * head-major buffers and FlashAttention (runtime/kernels/attention.ts).
  *
  * Rows of every activation are tokens in the attention layout's storage order (interleaved
  * `p*K + c`, or grouped `[originals | hidden]`): everything but attention is per token, so only
@@ -17,98 +16,19 @@ import type { Bindings } from "../../dsl/eval.ts";
 import { type Layout, storageIndex } from "../../compiler/layout.ts";
 import { type AttentionConfig, type AttentionRun, FlashAttention } from "../kernels/attention.ts";
 import type { AttentionChooser } from "../tune/autotune.ts";
-import type { ModelConfig } from "./config.ts";
 import { checkBindingSize } from "../gpu/device.ts";
 import { readback, storageBuffer, upload } from "../gpu/resources.ts";
-import { type Dispatch, type KernelContext, record as recordPass } from "../gpu/kernel.ts";
-import { matmul, type MatmulParams, type MatmulTrans } from "../kernels/matmul.ts";
+import type { KernelContext } from "../gpu/kernel.ts";
+import type { MatmulChooser } from "../kernels/matmul.ts";
 import { rmsnormBackward, rmsnormForward } from "../kernels/rmsnorm.ts";
 import { ropeBackward, ropeForward, ropeTable } from "../kernels/rope.ts";
-import { swigluBackward, swigluForward } from "../kernels/swiglu.ts";
+import { swigluBackward } from "../kernels/swiglu.ts";
 import { gather, rowIndex, scatterAdd } from "../kernels/embedding.ts";
 import { crossEntropy } from "../kernels/cross_entropy.ts";
 import { expandEmbed, foldCopies, lossSum } from "../kernels/phd.ts";
-import { headDim, type Params, paramShapes } from "./params.ts";
-
-/** One recorded step element: a prepared dispatch, or something recorded on the encoder. */
-export type Op = Dispatch | ((enc: GPUCommandEncoder) => void);
-
-/** Records ops in order, packing consecutive dispatches into one compute pass. */
-export function recordOps(enc: GPUCommandEncoder, ops: readonly Op[]): void {
-  let run: Dispatch[] = [];
-  const flush = () => {
-    if (run.length) recordPass(enc, run);
-    run = [];
-  };
-  for (const op of ops) {
-    if (typeof op === "function") {
-      flush();
-      op(enc);
-    } else run.push(op);
-  }
-  flush();
-}
-
-/** Matmul blocking chosen per product (the autotuner's hook); undefined keeps the default. */
-export type MatmulChooser = (
-  shape: { trans: MatmulTrans; M: number; N: number; K: number },
-) => Omit<MatmulParams, "trans"> | undefined;
-
-/** The parameters of a model on the device, one buffer per tensor. */
-export class ModelParams {
-  readonly shapes: Map<string, number[]>;
-  readonly buffers = new Map<string, GPUBuffer>();
-
-  constructor(readonly ctx: KernelContext, readonly config: ModelConfig) {
-    this.shapes = paramShapes(config);
-    for (const [name, shape] of this.shapes) {
-      this.buffers.set(name, storageBuffer(ctx.gpu.device, numel(shape) * 4, name));
-    }
-  }
-
-  /** The buffer of one parameter. */
-  get(name: string): GPUBuffer {
-    const b = this.buffers.get(name);
-    if (!b) throw new Error(`model has no parameter "${name}"`);
-    return b;
-  }
-
-  /** Number of parameter values. */
-  get count(): number {
-    let n = 0;
-    for (const s of this.shapes.values()) n += numel(s);
-    return n;
-  }
-
-  /** Uploads every parameter (f32 or f64 host arrays; names and sizes must match). */
-  upload(params: Record<string, ArrayLike<number>>): void {
-    for (const [name, shape] of this.shapes) {
-      const a = params[name];
-      if (!a) throw new Error(`checkpoint lacks parameter "${name}"`);
-      if (a.length !== numel(shape)) {
-        throw new RangeError(
-          `parameter "${name}" has ${a.length} values, the config needs [${shape.join(", ")}]`,
-        );
-      }
-      upload(this.ctx.gpu.device, this.get(name), Float32Array.from(a));
-    }
-  }
-
-  /** Reads every parameter back. */
-  async download(): Promise<Record<string, Float32Array>> {
-    const out: Record<string, Float32Array> = {};
-    for (const [name, shape] of this.shapes) {
-      out[name] = new Float32Array(
-        await readback(this.ctx.gpu.device, this.get(name), numel(shape) * 4),
-      );
-    }
-    return out;
-  }
-
-  destroy(): void {
-    for (const b of this.buffers.values()) b.destroy();
-  }
-}
+import { headDim, type ModelParams, numel } from "./params.ts";
+import { type AttentionStep, type BlockActs, blockOps, modelMatmul } from "./block.ts";
+import { destroyOps, type Op, recordOps } from "./ops.ts";
 
 /** Shape and choices of a graph. */
 export interface GraphOptions {
@@ -130,31 +50,20 @@ export interface GraphOptions {
   attentionChooser?: AttentionChooser;
 }
 
-interface LayerActs {
-  /** Block input (R, C): the residual stream. */
-  x: GPUBuffer;
-  n1: GPUBuffer;
-  rstd1: GPUBuffer;
+/** A layer's training activations: the block's, plus the head-major attention tensors. */
+interface LayerActs extends BlockActs {
   /** Head-major attention inputs/outputs (B, H|HKV, N, d) and the row log-sum-exp (B, H, N). */
   qh: GPUBuffer;
   kh: GPUBuffer;
   vh: GPUBuffer;
   oh: GPUBuffer;
   lse: GPUBuffer;
-  /** Attention output token-major (R, H·d). */
-  att: GPUBuffer;
-  /** Residual after attention (R, C). */
-  x2: GPUBuffer;
-  n2: GPUBuffer;
-  rstd2: GPUBuffer;
-  gate: GPUBuffer;
-  up: GPUBuffer;
-  act: GPUBuffer;
 }
 
 /** A model's activations and prepared passes for one batch shape. */
 export class ModelGraph {
-  readonly K: number;
+  /** PHD copies per position (the spec's K). */
+  readonly copies: number;
   /** Tokens per sequence in storage order (K·L). */
   readonly N: number;
   /** Rows of every activation (batch·N). */
@@ -194,9 +103,10 @@ export class ModelGraph {
         throw new RangeError(`${k} must be an integer >= 1, got ${v}`);
       }
     }
-    const K = this.K = spec.K, N = this.N = K * L, R = this.R = B * N, M = this.M = B * L;
+    const K = this.copies = spec.K, N = this.N = K * L, R = this.R = B * N, M = this.M = B * L;
     const C = cfg.hidden_size, V = cfg.vocab_size, I = cfg.intermediate_size;
     const H = cfg.num_attention_heads, HKV = cfg.num_key_value_heads, d = headDim(cfg);
+    const eps = cfg.rms_norm_eps;
     const layout = this.layout = options.attention?.layout ?? "interleaved";
     const training = options.training ?? false;
     const dev = ctx.gpu.device;
@@ -207,17 +117,7 @@ export class ModelGraph {
       return b;
     };
     const P = (name: string) => params.get(name);
-    const mm = (
-      trans: MatmulTrans,
-      a: GPUBuffer,
-      b: GPUBuffer,
-      c: GPUBuffer,
-      M: number,
-      N: number,
-      K: number,
-      beta = 0,
-    ) =>
-      matmul(ctx, { a, b, c, M, N, K, trans, beta, params: options.matmul?.({ trans, M, N, K }) });
+    const model = { ctx, params, mm: modelMatmul(ctx, options.matmul) }, mm = model.mm;
 
     // Index tables of this shape: position of each storage slot, slot of each (p, c), loss rows.
     const posOfSlot = new Uint32Array(N), slotOf = new Uint32Array(L * K);
@@ -290,17 +190,29 @@ export class ModelGraph {
         tableRows: V,
       }),
     );
-    // scratch: token-major q/k/v before RoPE
+    // scratch: token-major q/k/v before RoPE (the backward reuses them for dq, dk, dv)
     const qTok = f32(R * H * d, "q_tok"),
       kTok = f32(R * HKV * d, "k_tok"),
       vTok = f32(R * HKV * d, "v_tok");
+    // The attention step: RoPE into head-major qh, kh (and v transposed) (B, H|HKV, N, d);
+    // oh (B, H, N, d), lse (B, H, N) = masked attention; att (R, H·d) = oh token-major.
+    const attention: AttentionStep<LayerActs> = (_, a) => [
+      ropeForward(ctx, { inp: a.q, pos: ropePosBuf, table, out: a.qh }, tokShape(H)),
+      ropeForward(ctx, { inp: a.k, pos: ropePosBuf, table, out: a.kh }, tokShape(HKV)),
+      ropeForward(ctx, { inp: a.v, pos: ropePosBuf, table, out: a.vh }, tokShape(HKV, false)),
+      (enc) =>
+        this.attention.forward(enc, { q: a.qh, k: a.kh, v: a.vh, o: a.oh, lse: a.lse }, attRun),
+      ropeBackward(ctx, { inp: a.oh, pos: ropePosBuf, table, out: a.att }, tokShape(H, false)),
+    ];
     let x = embedOut;
     for (let i = 0; i < cfg.num_hidden_layers; i++) {
-      const w = (n: string) => P(`model.layers.${i}.${n}.weight`);
       const a: LayerActs = {
         x,
         n1: f32(R * C, `l${i}.n1`),
         rstd1: f32(R, `l${i}.rstd1`),
+        q: qTok,
+        k: kTok,
+        v: vTok,
         qh: f32(R * H * d, `l${i}.qh`),
         kh: f32(R * HKV * d, `l${i}.kh`),
         vh: f32(R * HKV * d, `l${i}.vh`),
@@ -313,54 +225,14 @@ export class ModelGraph {
         gate: f32(R * I, `l${i}.gate`),
         up: f32(R * I, `l${i}.up`),
         act: f32(R * I, `l${i}.act`),
+        out: f32(R * C, `x${i + 1}`),
       };
       layers.push(a);
-      const eps = cfg.rms_norm_eps;
-      // n1 = rmsnorm(x) (R, C)
-      F.push(
-        rmsnormForward(ctx, { x: a.x, w: w("input_layernorm"), y: a.n1, rstd: a.rstd1 }, {
-          rows: R,
-          cols: C,
-          eps,
-        }),
-      );
-      // q (R, H·d), k and v (R, HKV·d) = n1 · Wᵀ; then RoPE into head-major (B, H, N, d)
-      F.push(mm("nt", a.n1, w("self_attn.q_proj"), qTok, R, H * d, C));
-      F.push(mm("nt", a.n1, w("self_attn.k_proj"), kTok, R, HKV * d, C));
-      F.push(mm("nt", a.n1, w("self_attn.v_proj"), vTok, R, HKV * d, C));
-      F.push(ropeForward(ctx, { inp: qTok, pos: ropePosBuf, table, out: a.qh }, tokShape(H)));
-      F.push(ropeForward(ctx, { inp: kTok, pos: ropePosBuf, table, out: a.kh }, tokShape(HKV)));
-      F.push(
-        ropeForward(ctx, { inp: vTok, pos: ropePosBuf, table, out: a.vh }, tokShape(HKV, false)),
-      );
-      // oh (B, H, N, d), lse (B, H, N) = masked attention; att (R, H·d) token-major
-      F.push((enc) =>
-        this.attention.forward(enc, { q: a.qh, k: a.kh, v: a.vh, o: a.oh, lse: a.lse }, attRun)
-      );
-      F.push(
-        ropeBackward(ctx, { inp: a.oh, pos: ropePosBuf, table, out: a.att }, tokShape(H, false)),
-      );
-      // x2 = x + att · Woᵀ (R, C)
-      F.push(copy(a.x, a.x2, R * C));
-      F.push(mm("nt", a.att, w("self_attn.o_proj"), a.x2, R, C, H * d, 1));
-      // n2 = rmsnorm(x2); act = silu(n2·Wgᵀ) * (n2·Wuᵀ) (R, I)
-      F.push(
-        rmsnormForward(ctx, { x: a.x2, w: w("post_attention_layernorm"), y: a.n2, rstd: a.rstd2 }, {
-          rows: R,
-          cols: C,
-          eps,
-        }),
-      );
-      F.push(mm("nt", a.n2, w("mlp.gate_proj"), a.gate, R, I, C));
-      F.push(mm("nt", a.n2, w("mlp.up_proj"), a.up, R, I, C));
-      F.push(swigluForward(ctx, { gate: a.gate, up: a.up, out: a.act }, R * I));
-      // x' = x2 + act · Wdᵀ (R, C)
-      const next = f32(R * C, `x${i + 1}`);
-      F.push(copy(a.x2, next, R * C));
-      F.push(mm("nt", a.act, w("mlp.down_proj"), next, R, C, I, 1));
-      x = next;
+      // x_{i+1} (R, C) = block i of x_i
+      F.push(...blockOps(model, { layer: i, rows: R, acts: a, attention }));
+      x = a.out;
     }
-    const head = cfg.tie_word_embeddings ? P("model.embed_tokens.weight") : P("lm_head.weight");
+    const head = params.head;
     const nf = f32(R * C, "nf"), rstdf = f32(R, "rstdf"), sel = f32(M * C, "sel");
     this.logits = f32(M * V, "logits");
     this.losses = f32(M, "losses");
@@ -370,7 +242,7 @@ export class ModelGraph {
       rmsnormForward(ctx, { x, w: P("model.norm.weight"), y: nf, rstd: rstdf }, {
         rows: R,
         cols: C,
-        eps: cfg.rms_norm_eps,
+        eps,
       }),
     );
     F.push(gather(ctx, { table: nf, ids: rowsBuf, out: sel }, { rows: M, cols: C, tableRows: R }));
@@ -425,7 +297,7 @@ export class ModelGraph {
       }, {
         rows: R,
         cols: C,
-        eps: cfg.rms_norm_eps,
+        eps,
       }),
     );
     const dI = f32(R * I, "d_act"), dGate = f32(R * I, "d_gate"), dUp = f32(R * I, "d_up");
@@ -434,10 +306,10 @@ export class ModelGraph {
     const dqh = f32(R * H * d, "dqh"), dkh = f32(R * HKV * d, "dkh"), dvh = f32(R * HKV * d, "dvh");
     const dq = qTok, dk = kTok, dv = vTok; // token-major scratch reused for the gradients
     for (let i = cfg.num_hidden_layers - 1; i >= 0; i--) {
-      const a = layers[i], eps = cfg.rms_norm_eps;
+      const a = layers[i];
       const w = (n: string) => P(`model.layers.${i}.${n}.weight`);
       const g = (n: string) => G(`model.layers.${i}.${n}.weight`);
-      // x' = x2 + act·Wdᵀ: dact (R, I) = dx · Wd; dWd (C, I) = dxᵀ · act
+      // out = x2 + act·Wdᵀ: dact (R, I) = dx · Wd; dWd (C, I) = dxᵀ · act
       Bk.push(mm("nn", dx, w("mlp.down_proj"), dI, R, I, C));
       Bk.push(mm("tn", dx, a.act, g("mlp.down_proj"), C, I, R));
       Bk.push(
@@ -590,9 +462,7 @@ export class ModelGraph {
 
   destroy(): void {
     for (const b of this.#buffers) b.destroy();
-    for (const op of [...this.forwardOps, ...this.backwardOps]) {
-      if (typeof op !== "function") { for (const b of op.owned) b.destroy(); }
-    }
+    destroyOps([...this.forwardOps, ...this.backwardOps]);
   }
 
   #alloc(bytes: number, label: string): GPUBuffer {
@@ -601,18 +471,4 @@ export class ModelGraph {
     this.#buffers.push(b);
     return b;
   }
-}
-
-/** An op copying `n` floats from `src` to `dst`. */
-function copy(src: GPUBuffer, dst: GPUBuffer, n: number): Op {
-  return (enc) => enc.copyBufferToBuffer(src, 0, dst, 0, n * 4);
-}
-
-function numel(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
-/** Host parameters as f32 (for upload) from the reference model's f64 tables. */
-export function toF32(p: Params): Record<string, Float32Array> {
-  return Object.fromEntries(Object.entries(p).map(([k, v]) => [k, Float32Array.from(v)]));
 }

@@ -1,10 +1,13 @@
 /**
- * The model's parameters as named tensors: every name and shape in checkpoint order (Hugging Face
- * Llama names, linear layers `[out, in]`, docs/DESIGN.md 4) and the seeded initialisation that the
- * GPU trainer and the float64 reference both start from.
+ * The model's parameters as named tensors (llm.c's parameter table): every name and shape in
+ * checkpoint order (Hugging Face Llama names, linear layers `[out, in]`, docs/DESIGN.md 4), the
+ * seeded initialisation that the GPU trainer and the float64 reference both start from, and
+ * `ModelParams`, the same table as one GPU buffer per tensor. Browser-safe.
  */
 import type { ModelConfig } from "./config.ts";
-import { Rng } from "../data/batches.ts";
+import { Rng } from "../data/rng.ts";
+import { readback, storageBuffer, upload } from "../gpu/resources.ts";
+import type { KernelContext } from "../gpu/kernel.ts";
 
 /** Named parameters (or gradients), Hugging Face Llama names. */
 export type Params = Record<string, Float64Array>;
@@ -12,6 +15,11 @@ export type Params = Record<string, Float64Array>;
 /** Head dim of a config. */
 export function headDim(c: ModelConfig): number {
   return c.hidden_size / c.num_attention_heads;
+}
+
+/** Number of values of a tensor shape. */
+export function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
 }
 
 /** Every parameter's name and shape (`[out, in]` for linear layers), in checkpoint order. */
@@ -40,10 +48,76 @@ export function paramShapes(c: ModelConfig): Map<string, number[]> {
 export function initParams(c: ModelConfig, o: { seed: number; std?: number }): Params {
   const rng = new Rng(o.seed), std = o.std ?? 0.02, out: Params = {};
   for (const [name, shape] of paramShapes(c)) {
-    const a = new Float64Array(shape.reduce((x, y) => x * y, 1));
+    const a = new Float64Array(numel(shape));
     if (shape.length === 1) a.fill(1);
     else for (let i = 0; i < a.length; i++) a[i] = std * rng.normal();
     out[name] = a;
   }
   return out;
+}
+
+/** The parameters of a model on the device, one buffer per tensor; shared by its graphs. */
+export class ModelParams {
+  readonly shapes: Map<string, number[]>;
+  readonly buffers = new Map<string, GPUBuffer>();
+
+  constructor(readonly ctx: KernelContext, readonly config: ModelConfig) {
+    this.shapes = paramShapes(config);
+    for (const [name, shape] of this.shapes) {
+      this.buffers.set(name, storageBuffer(ctx.gpu.device, numel(shape) * 4, name));
+    }
+  }
+
+  /** The buffer of one parameter. */
+  get(name: string): GPUBuffer {
+    const b = this.buffers.get(name);
+    if (!b) throw new Error(`model has no parameter "${name}"`);
+    return b;
+  }
+
+  /** The LM head's weight `[vocab, hidden]`: the embedding table when tied. */
+  get head(): GPUBuffer {
+    return this.get(
+      this.config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight",
+    );
+  }
+
+  /** Number of parameter values. */
+  get count(): number {
+    let n = 0;
+    for (const s of this.shapes.values()) n += numel(s);
+    return n;
+  }
+
+  /**
+   * Uploads every parameter as f32 (f32 or f64 host arrays, e.g. `initParams`'s; names and sizes
+   * must match).
+   */
+  upload(params: Record<string, ArrayLike<number>>): void {
+    for (const [name, shape] of this.shapes) {
+      const a = params[name];
+      if (!a) throw new Error(`checkpoint lacks parameter "${name}"`);
+      if (a.length !== numel(shape)) {
+        throw new RangeError(
+          `parameter "${name}" has ${a.length} values, the config needs [${shape.join(", ")}]`,
+        );
+      }
+      upload(this.ctx.gpu.device, this.get(name), Float32Array.from(a));
+    }
+  }
+
+  /** Reads every parameter back. */
+  async download(): Promise<Record<string, Float32Array>> {
+    const out: Record<string, Float32Array> = {};
+    for (const [name, shape] of this.shapes) {
+      out[name] = new Float32Array(
+        await readback(this.ctx.gpu.device, this.get(name), numel(shape) * 4),
+      );
+    }
+    return out;
+  }
+
+  destroy(): void {
+    for (const b of this.buffers.values()) b.destroy();
+  }
 }

@@ -1,5 +1,5 @@
 /**
- * Mean next-token loss of a token stream under a model (DESIGN.md 3 `eval`): a stream that fits
+ * Mean next-token loss of a token stream under a model (docs/DESIGN.md 3 `eval`): a stream that fits
  * the context is one sequence; a longer one is cut into consecutive windows of `context`
  * predictions (each window's inputs start where the previous one's ended, so every token but the
  * first is predicted exactly once), batched; a shorter last window runs on its own graph. Per-row
@@ -9,7 +9,8 @@ import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import { readback } from "../gpu/resources.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
-import { ModelGraph, type ModelParams } from "../model/graph.ts";
+import { ModelGraph } from "../model/graph.ts";
+import type { ModelParams } from "../model/params.ts";
 import { documentBindings } from "../data/batches.ts";
 
 /** Options of `evaluateStream`. */

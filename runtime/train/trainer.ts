@@ -18,12 +18,13 @@ import {
 } from "../data/batches.ts";
 import { readback, storageBuffer, upload } from "../gpu/resources.ts";
 import { adamw, AdamWHyper } from "../kernels/adamw.ts";
-import { matmul } from "../kernels/matmul.ts";
+import { matmul, type MatmulChooser } from "../kernels/matmul.ts";
 import { destroyDispatches, type KernelContext, submit } from "../gpu/kernel.ts";
 import { gradNorm } from "../kernels/grad_norm.ts";
 import type { AttentionChooser } from "../tune/autotune.ts";
-import { type MatmulChooser, ModelGraph, ModelParams, type Op, recordOps } from "../model/graph.ts";
-import { headDim, initParams } from "../model/params.ts";
+import { ModelGraph } from "../model/graph.ts";
+import { destroyOps, type Op, recordOps } from "../model/ops.ts";
+import { headDim, initParams, ModelParams, numel } from "../model/params.ts";
 
 /** What a checkpoint's sibling state file holds to resume exactly. */
 export interface TrainingState {
@@ -88,11 +89,11 @@ export class Trainer {
     this.#clip = storageBuffer(dev, new Float32Array([0, 1]), "clip");
     const ranges = [...this.graph.grads.entries()].map(([name, buffer]) => ({
       buffer,
-      n: this.params.shapes.get(name)!.reduce((a, b) => a * b, 1),
+      n: numel(this.params.shapes.get(name)!),
     }));
     this.#updateOps.push(...gradNorm(ctx, { ranges, out: this.#clip }, { maxNorm: t.grad_clip }));
     for (const [name, shape] of this.params.shapes) {
-      const n = shape.reduce((a, b) => a * b, 1);
+      const n = numel(shape);
       const m = storageBuffer(dev, n * 4, `m ${name}`), v = storageBuffer(dev, n * 4, `v ${name}`);
       this.#m.set(name, m);
       this.#v.set(name, v);
@@ -180,7 +181,7 @@ export class Trainer {
     const dev = this.ctx.gpu.device, m: Record<string, Float32Array> = {};
     const v: Record<string, Float32Array> = {};
     for (const [name, shape] of this.params.shapes) {
-      const bytes = shape.reduce((a, b) => a * b, 1) * 4;
+      const bytes = numel(shape) * 4;
       m[name] = new Float32Array(await readback(dev, this.#m.get(name)!, bytes));
       v[name] = new Float32Array(await readback(dev, this.#v.get(name)!, bytes));
     }
@@ -205,9 +206,7 @@ export class Trainer {
     for (const b of [...this.#m.values(), ...this.#v.values(), this.#clip, this.#hyper.buffer]) {
       b.destroy();
     }
-    for (const op of this.#updateOps) {
-      if (typeof op !== "function") { for (const b of op.owned) b.destroy(); }
-    }
+    destroyOps(this.#updateOps);
     this.params.destroy();
   }
 }

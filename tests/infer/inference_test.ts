@@ -16,42 +16,24 @@ import type { AttentionSpec } from "../../dsl/spec.ts";
 import { prefillSet } from "../../compiler/analysis/prefill.ts";
 import { planRetention } from "../../compiler/analysis/retention.ts";
 import type { ModelConfig } from "../../runtime/model/config.ts";
-import { Rng } from "../../runtime/data/batches.ts";
+import { Rng } from "../../runtime/data/rng.ts";
 import { readback, storageBuffer } from "../../runtime/gpu/resources.ts";
 import { submit } from "../../runtime/gpu/kernel.ts";
 import { sample } from "../../runtime/kernels/sample.ts";
-import { ModelGraph, ModelParams, toF32 } from "../../runtime/model/graph.ts";
-import { initParams } from "../../runtime/model/params.ts";
-import { Decoder, generate, type GenerationStats } from "../../runtime/infer/decoder.ts";
+import { ModelGraph } from "../../runtime/model/graph.ts";
+import { initParams, ModelParams } from "../../runtime/model/params.ts";
+import { Decoder, type GenerationStats } from "../../runtime/infer/decoder.ts";
+import { generate } from "../../runtime/infer/generate.ts";
 import { KvCache } from "../../runtime/infer/kv_cache.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
+import { randomTokens, tinyModel } from "../fixtures/model.ts";
 
 const V = 29;
-
-function tiny(o: Partial<ModelConfig> = {}): ModelConfig {
-  return {
-    vocab_size: V,
-    hidden_size: 16,
-    intermediate_size: 24,
-    num_hidden_layers: 2,
-    num_attention_heads: 2,
-    num_key_value_heads: 1,
-    rope_theta: 10000,
-    rms_norm_eps: 1e-5,
-    tie_word_embeddings: true,
-    ...o,
-  };
-}
-
-function ids(seed: number, n: number): Uint32Array {
-  const r = new Rng(seed);
-  return Uint32Array.from({ length: n }, () => r.int(V));
-}
 
 async function modelParams(config: ModelConfig, seed = 3) {
   const ctx = await gpuOnce();
   const params = new ModelParams(ctx, config);
-  params.upload(toF32(initParams(config, { seed, std: 0.3 })));
+  params.upload(initParams(config, { seed, std: 0.3 }));
   return params;
 }
 
@@ -75,9 +57,9 @@ const PROMPTS = [11, 6]; // crosses chunks of C = 4, and a batch of unequal leng
  * Prefill + decoding with teacher forcing for two prompts in one batch; checks every step's
  * logits against the full recompute and returns the run's figures.
  */
-async function checkCached(spec: AttentionSpec, config = tiny()): Promise<GenerationStats> {
+async function checkCached(spec: AttentionSpec, config = tinyModel()): Promise<GenerationStats> {
   const ctx = await gpuOnce(), params = await modelParams(config);
-  const seqs = PROMPTS.map((P, b) => ids(10 + b, P + NEW));
+  const seqs = PROMPTS.map((P, b) => randomTokens(10 + b, P + NEW, V));
   const dec = new Decoder(ctx, params, spec, {
     batch: seqs.length,
     maxPositions: Math.max(...PROMPTS) + NEW - 1,
@@ -134,7 +116,7 @@ Deno.test("flattened positions, GQA and an untied head: cached = full recompute"
   const spec = { ...phdCswa({ K: 2, W: 2, C: 3 }), positions: "flattened" as const };
   await checkCached(
     spec,
-    tiny({ num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: false }),
+    tinyModel({ num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: false }),
   );
 });
 
@@ -269,8 +251,10 @@ Deno.test("GPU sampler: greedy is the argmax; draws follow temperature, top-k an
 });
 
 Deno.test("seeded sampling is reproducible whatever the steps per submit; greedy = argmax", async () => {
-  const ctx = await gpuOnce(), params = await modelParams(tiny(), 4), spec = phdCswa({ K, W, C });
-  const prompts = [ids(20, 7), ids(21, 4)];
+  const ctx = await gpuOnce(),
+    params = await modelParams(tinyModel(), 4),
+    spec = phdCswa({ K, W, C });
+  const prompts = [randomTokens(20, 7, V), randomTokens(21, 4, V)];
   const run = async (stepsPerSubmit: number, sampling: object) =>
     (await generate(ctx, params, spec, { prompts, maxNewTokens: 12, stepsPerSubmit, sampling }))
       .tokens;
@@ -298,7 +282,7 @@ Deno.test("seeded sampling is reproducible whatever the steps per submit; greedy
 });
 
 Deno.test("refusals: empty prompt, too many positions, a spec that sees past the prompt", async () => {
-  const ctx = await gpuOnce(), params = await modelParams(tiny());
+  const ctx = await gpuOnce(), params = await modelParams(tinyModel());
   const dec = new Decoder(ctx, params, phd({ K: 2 }), { maxPositions: 8 });
   const first = (req: Parameters<Decoder["generate"]>[0]) => dec.generate(req).next();
   await first({ prompts: [[]], maxNewTokens: 2 }).then(
@@ -322,7 +306,7 @@ Deno.test("refusals: empty prompt, too many positions, a spec that sees past the
 Deno.test("KvCache per position: PHD drops hidden keys, SWA rolls W-1, CSWA empties per chunk", async () => {
   const ctx = await gpuOnce(), L = 24, Kc = 3, Wc = 4, Cc = 5;
   const hiddenAfter = (spec: AttentionSpec) => {
-    const cache = new KvCache(ctx, spec, tiny(), { seqs: 1, horizon: L, initialSlots: 2 });
+    const cache = new KvCache(ctx, spec, tinyModel(), { seqs: 1, horizon: L, initialSlots: 2 });
     const out: number[] = [];
     for (let n = 0; n < L - 1; n++) {
       cache.admit(0, n);

@@ -1,5 +1,5 @@
 /**
- * The GPU model (runtime/model/graph.ts) against the float64 reference model on tiny configs: loss and
+ * The GPU model (runtime/model/graph.ts, blocks of runtime/model/block.ts) against the float64 reference model on tiny configs: loss and
  * every parameter's gradient, for vanilla, PHD, PHD-SWA and PHD-CSWA, both storage layouts,
  * shared and flattened positions, tied and untied heads, GQA; K = 1 PHD gives exactly the vanilla
  * path's loss. Tolerance: loss to 2e-6 relative; each gradient tensor to 1e-4 of its largest
@@ -10,32 +10,12 @@ import { causal, phd, phdCswa, phdSwa } from "../../dsl/presets.ts";
 import { type AttentionSpec, respec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import type { ModelConfig } from "../../runtime/model/config.ts";
-import { Rng } from "../../runtime/data/batches.ts";
 import { readback } from "../../runtime/gpu/resources.ts";
-import { ModelGraph, ModelParams, toF32 } from "../../runtime/model/graph.ts";
+import { ModelGraph } from "../../runtime/model/graph.ts";
 import { forwardBackward } from "../../reference/model.ts";
-import { initParams } from "../../runtime/model/params.ts";
+import { initParams, ModelParams } from "../../runtime/model/params.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
-
-function tiny(o: Partial<ModelConfig> = {}): ModelConfig {
-  return {
-    vocab_size: 29,
-    hidden_size: 16,
-    intermediate_size: 24,
-    num_hidden_layers: 2,
-    num_attention_heads: 2,
-    num_key_value_heads: 1,
-    rope_theta: 10000,
-    rms_norm_eps: 1e-5,
-    tie_word_embeddings: true,
-    ...o,
-  };
-}
-
-function tokens(seed: number, n: number, V: number): Uint32Array {
-  const r = new Rng(seed);
-  return Uint32Array.from({ length: n }, () => r.int(V));
-}
+import { randomTokens, tinyModel } from "../fixtures/model.ts";
 
 interface Case {
   name: string;
@@ -50,14 +30,14 @@ async function gpuLossAndGrads(c: Case, seed: number) {
   const ctx = await gpuOnce();
   const ref = initParams(c.config, { seed, std: 0.3 });
   const params = new ModelParams(ctx, c.config);
-  params.upload(toF32(ref));
+  params.upload(ref);
   const graph = new ModelGraph(ctx, params, c.spec, {
     batch: c.B,
     L: c.L,
     training: true,
     attention: { layout: c.layout },
   });
-  const x = tokens(seed + 1, c.B * (c.L + 1), c.config.vocab_size);
+  const x = randomTokens(seed + 1, c.B * (c.L + 1), c.config.vocab_size);
   graph.setBatch(x);
   const enc = ctx.gpu.device.createCommandEncoder();
   graph.record(enc, { backward: true });
@@ -96,7 +76,7 @@ async function check(c: Case, seed = 7) {
   }
 }
 
-const cfg = tiny();
+const cfg = tinyModel();
 const cases: Case[] = [
   { name: "vanilla", spec: causal(), config: cfg, layout: "interleaved", B: 2, L: 5 },
   {
@@ -110,7 +90,7 @@ const cases: Case[] = [
   {
     name: "phd-swa K=2 W=3 grouped",
     spec: respec(phdSwa(), { K: 2, params: { W: 3 } }),
-    config: tiny({ tie_word_embeddings: false }),
+    config: tinyModel({ tie_word_embeddings: false }),
     layout: "grouped",
     B: 1,
     L: 7,
@@ -118,7 +98,7 @@ const cases: Case[] = [
   {
     name: "phd-cswa K=3 W=4 C=3 flattened",
     spec: { ...respec(phdCswa(), { K: 3, params: { W: 4, C: 3 } }), positions: "flattened" },
-    config: tiny({ num_key_value_heads: 2 }),
+    config: tinyModel({ num_key_value_heads: 2 }),
     layout: "interleaved",
     B: 2,
     L: 6,

@@ -8,28 +8,14 @@ import { causal, phd, phdCswa } from "../../dsl/presets.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { defineAttention } from "../../dsl/spec.ts";
 import type { ModelConfig } from "../../runtime/model/config.ts";
-import { Rng } from "../../runtime/data/batches.ts";
+import { Rng } from "../../runtime/data/rng.ts";
 import { forwardBackward } from "../../reference/model.ts";
 import { initParams, type Params, paramShapes } from "../../runtime/model/params.ts";
+import { randomTokens, tinyModel } from "../fixtures/model.ts";
 
+/** Smaller than the shared tiny model: finite differences run the whole model per entry. */
 function tiny(o: Partial<ModelConfig> = {}): ModelConfig {
-  return {
-    vocab_size: 13,
-    hidden_size: 8,
-    intermediate_size: 12,
-    num_hidden_layers: 2,
-    num_attention_heads: 2,
-    num_key_value_heads: 1,
-    rope_theta: 10000,
-    rms_norm_eps: 1e-5,
-    tie_word_embeddings: true,
-    ...o,
-  };
-}
-
-function tokens(seed: number, n: number, V: number): Uint32Array {
-  const r = new Rng(seed);
-  return Uint32Array.from({ length: n }, () => r.int(V));
+  return tinyModel({ vocab_size: 13, hidden_size: 8, intermediate_size: 12, ...o });
 }
 
 /** Checks a few entries of every parameter against central differences (relative 1e-5). */
@@ -41,7 +27,7 @@ function gradCheck(config: ModelConfig, spec: AttentionSpec, seed: number) {
   for (const p of Object.values(params)) {
     for (let i = 0; i < p.length; i++) p[i] += 0.1 * r.normal();
   }
-  const x = tokens(seed + 2, B * (L + 1), config.vocab_size);
+  const x = randomTokens(seed + 2, B * (L + 1), config.vocab_size);
   const model = { config, spec, params };
   const { grads } = forwardBackward(model, { tokens: x, batch: B, grads: true });
   const h = 1e-5;
@@ -78,7 +64,7 @@ Deno.test("PHD-CSWA K=2 gradients match finite differences (flattened positions,
 Deno.test("K=1 PHD is vanilla causal; K=3 differs; untrained loss is about ln(vocab)", () => {
   const config = tiny({ num_hidden_layers: 1 }), B = 3, L = 6;
   const params: Params = initParams(config, { seed: 4, std: 0.5 });
-  const x = tokens(5, B * (L + 1), config.vocab_size);
+  const x = randomTokens(5, B * (L + 1), config.vocab_size);
   const loss = (spec: AttentionSpec) =>
     forwardBackward({ config, spec, params }, { tokens: x, batch: B }).loss;
   const vanilla = loss(causal());

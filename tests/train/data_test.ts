@@ -10,9 +10,9 @@ import {
   buildCorpus,
   cleanBrown,
   evalBatches,
-  Rng,
   splitOf,
 } from "../../runtime/data/batches.ts";
+import { Rng } from "../../runtime/data/rng.ts";
 import { ByteTokenizer, tokenizerFromMetadata } from "../../runtime/data/tokenizer.ts";
 import { loadBrown } from "../../runtime/host/corpus.ts";
 import { writeFileAtomic } from "../../runtime/host/files.ts";

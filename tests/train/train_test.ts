@@ -11,10 +11,11 @@ import {
   DEFAULT_CONFIG,
   learningRate,
 } from "../../runtime/model/config.ts";
-import { Batches, type Corpus, Rng } from "../../runtime/data/batches.ts";
+import { Batches, type Corpus } from "../../runtime/data/batches.ts";
+import { Rng } from "../../runtime/data/rng.ts";
 import { adamwRef, gradNormRef } from "../../reference/kernels.ts";
 import { forwardBackward } from "../../reference/model.ts";
-import { initParams, paramShapes } from "../../runtime/model/params.ts";
+import { initParams, numel, paramShapes } from "../../runtime/model/params.ts";
 import { Trainer } from "../../runtime/train/trainer.ts";
 import {
   decodeCheckpoint,
@@ -23,17 +24,11 @@ import {
   encodeTrainingState,
 } from "../../runtime/io/checkpoint.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
+import { tinyModel } from "../fixtures/model.ts";
 
 function tinyConfig(): Config {
   const c = structuredClone(DEFAULT_CONFIG);
-  c.model = {
-    ...c.model,
-    vocab_size: 31,
-    hidden_size: 16,
-    intermediate_size: 24,
-    num_attention_heads: 2,
-    num_key_value_heads: 1,
-  };
+  c.model = tinyModel({ vocab_size: 31, tie_word_embeddings: false });
   c.phd = { K: 2, variant: "phd-cswa", W: 2, C: 3, positions: "shared" };
   c.train = {
     ...c.train,
@@ -61,8 +56,8 @@ Deno.test("ten AdamW steps match a float64 reference run", async () => {
   const spec = configSpec(cfg.phd);
   const P = initParams(cfg.model, { seed: t.seed, std: 0.02 });
   const shapes = paramShapes(cfg.model);
-  const m = Object.fromEntries([...shapes].map(([k, s]) => [k, new Float64Array(size(s))]));
-  const v = Object.fromEntries([...shapes].map(([k, s]) => [k, new Float64Array(size(s))]));
+  const m = Object.fromEntries([...shapes].map(([k, s]) => [k, new Float64Array(numel(s))]));
+  const v = Object.fromEntries([...shapes].map(([k, s]) => [k, new Float64Array(numel(s))]));
   const batches = new Batches(data.train, { batch: t.batch_size, seqLen: t.seq_len }, t.seed);
   for (let step = 0; step < t.steps; step++) {
     trainer.trainStep();
@@ -131,7 +126,3 @@ Deno.test("a resumed run reproduces the uninterrupted one bit for bit", async ()
   second.destroy();
   for (const name of Object.keys(want)) deepStrictEqual(got[name], want[name], name);
 });
-
-function size(s: number[]) {
-  return s.reduce((a, b) => a * b, 1);
-}

@@ -38,7 +38,8 @@ import {
 } from "../../runtime/tune/autotune.ts";
 import { configSpec, DEFAULT_CONFIG } from "../../runtime/model/config.ts";
 import { FlashAttention } from "../../runtime/kernels/attention.ts";
-import { ModelGraph, ModelParams } from "../../runtime/model/graph.ts";
+import { ModelGraph } from "../../runtime/model/graph.ts";
+import { ModelParams } from "../../runtime/model/params.ts";
 import { loadTuneCache, saveTuneCache } from "../../runtime/host/tune_cache.ts";
 import {
   DEFAULT_MATMUL,

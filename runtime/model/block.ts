@@ -1,0 +1,131 @@
+/**
+ * One pre-norm transformer block of docs/DESIGN.md 1.3, written once for training and decoding:
+ *
+ *   n1 = rmsnorm(x); q, k, v = n1 · Wqᵀ, Wkᵀ, Wvᵀ; att = attention(q, k, v) (RoPE inside);
+ *   x2 = x + att · Woᵀ; n2 = rmsnorm(x2); act = silu(n2 · Wgᵀ) * (n2 · Wuᵀ); out = x2 + act · Wdᵀ
+ *
+ * Only the attention step differs between the two users, so it is the caller's: the training
+ * graph (runtime/model/graph.ts) rotates into head-major buffers and runs FlashAttention;
+ * the decoder (runtime/infer/cached_attention.ts) writes the keys into the KV cache and runs the
+ * coordinate kernel against it. Rows are tokens (R below), in whatever order the caller stores
+ * them: everything here is per row. Browser-safe.
+ */
+import type { Dispatch, KernelContext } from "../gpu/kernel.ts";
+import { matmul, type MatmulChooser, type MatmulTrans } from "../kernels/matmul.ts";
+import { rmsnormForward } from "../kernels/rmsnorm.ts";
+import { swigluForward } from "../kernels/swiglu.ts";
+import { headDim, type ModelParams } from "./params.ts";
+import { copyOp, type Op } from "./ops.ts";
+
+/**
+ * A matmul of the model, blocked by its chooser: c (M, N) = op(a) · op(b) + beta · c, where
+ * `inner` is the reduction length and `trans` says which operand is read transposed.
+ */
+export type ModelMatmul = (
+  trans: MatmulTrans,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  c: GPUBuffer,
+  M: number,
+  N: number,
+  inner: number,
+  beta?: number,
+) => Dispatch;
+
+/** The model's matmuls with `choose`'s blocking per product (undefined: the kernel default). */
+export function modelMatmul(ctx: KernelContext, choose?: MatmulChooser): ModelMatmul {
+  return (trans, a, b, c, M, N, inner, beta = 0) =>
+    matmul(ctx, {
+      a,
+      b,
+      c,
+      M,
+      N,
+      K: inner,
+      trans,
+      beta,
+      params: choose?.({ trans, M, N, K: inner }),
+    });
+}
+
+/** What a block records with: the device, the parameters and the model's matmul. */
+export interface BlockModel {
+  ctx: KernelContext;
+  params: ModelParams;
+  mm: ModelMatmul;
+}
+
+/**
+ * The activations of one block over R rows. Buffers may alias where nothing reads the earlier
+ * value again: decoding keeps one residual stream (`x`, `x2` and `out` the same buffer, updated in
+ * place) and one norm output; training keeps them all for the backward pass.
+ */
+export interface BlockActs {
+  /** Block input (R, C): the residual stream. */
+  x: GPUBuffer;
+  /** rmsnorm(x) (R, C) and its per-row 1/rms (R). */
+  n1: GPUBuffer;
+  rstd1: GPUBuffer;
+  /** Token-major projections before RoPE: q (R, H·d), k and v (R, HKV·d). */
+  q: GPUBuffer;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  /** Attention output, token-major (R, H·d). */
+  att: GPUBuffer;
+  /** Residual after attention (R, C). */
+  x2: GPUBuffer;
+  /** rmsnorm(x2) (R, C) and its per-row 1/rms (R). */
+  n2: GPUBuffer;
+  rstd2: GPUBuffer;
+  /** MLP (R, I): the two projections and silu(gate) * up. */
+  gate: GPUBuffer;
+  up: GPUBuffer;
+  act: GPUBuffer;
+  /** Block output (R, C): the next block's input. */
+  out: GPUBuffer;
+}
+
+/**
+ * The attention step of layer `layer`: reads `acts.q`, `acts.k`, `acts.v` (token-major, before
+ * RoPE) and writes `acts.att` (token-major, H·d per row).
+ */
+export type AttentionStep<A extends BlockActs> = (layer: number, acts: A) => Op[];
+
+/** The ops of block `layer` over `rows` rows, in order; `attention` supplies the attention. */
+export function blockOps<A extends BlockActs>(
+  m: BlockModel,
+  o: { layer: number; rows: number; acts: A; attention: AttentionStep<A> },
+): Op[] {
+  const { ctx, params, mm } = m, cfg = params.config, a = o.acts, R = o.rows;
+  const C = cfg.hidden_size, I = cfg.intermediate_size, d = headDim(cfg);
+  const H = cfg.num_attention_heads, HKV = cfg.num_key_value_heads;
+  const norm = { rows: R, cols: C, eps: cfg.rms_norm_eps };
+  const w = (n: string) => params.get(`model.layers.${o.layer}.${n}.weight`);
+  const ops: Op[] = [];
+  // n1 (R, C) = rmsnorm(x)
+  ops.push(rmsnormForward(ctx, { x: a.x, w: w("input_layernorm"), y: a.n1, rstd: a.rstd1 }, norm));
+  // q (R, H·d), k and v (R, HKV·d) = n1 · Wᵀ
+  ops.push(mm("nt", a.n1, w("self_attn.q_proj"), a.q, R, H * d, C));
+  ops.push(mm("nt", a.n1, w("self_attn.k_proj"), a.k, R, HKV * d, C));
+  ops.push(mm("nt", a.n1, w("self_attn.v_proj"), a.v, R, HKV * d, C));
+  // att (R, H·d) = the spec's masked attention of RoPE(q) over RoPE(k), v
+  ops.push(...o.attention(o.layer, a));
+  // x2 (R, C) = x + att · Woᵀ
+  if (a.x2 !== a.x) ops.push(copyOp(a.x, a.x2, R * C));
+  ops.push(mm("nt", a.att, w("self_attn.o_proj"), a.x2, R, C, H * d, 1));
+  // n2 (R, C) = rmsnorm(x2); act (R, I) = silu(n2 · Wgᵀ) * (n2 · Wuᵀ)
+  ops.push(
+    rmsnormForward(
+      ctx,
+      { x: a.x2, w: w("post_attention_layernorm"), y: a.n2, rstd: a.rstd2 },
+      norm,
+    ),
+  );
+  ops.push(mm("nt", a.n2, w("mlp.gate_proj"), a.gate, R, I, C));
+  ops.push(mm("nt", a.n2, w("mlp.up_proj"), a.up, R, I, C));
+  ops.push(swigluForward(ctx, { gate: a.gate, up: a.up, out: a.act }, R * I));
+  // out (R, C) = x2 + act · Wdᵀ
+  if (a.out !== a.x2) ops.push(copyOp(a.x2, a.out, R * C));
+  ops.push(mm("nt", a.act, w("mlp.down_proj"), a.out, R, C, I, 1));
+  return ops;
+}
