@@ -8,7 +8,7 @@
  */
 
 /** Where each copy of a position was stored, and which slots its completion freed. */
-export interface SlotStep {
+interface SlotStep {
   /** `slots[c]`: the slot of copy c of the position. */
   slots: Int32Array;
   /** Slots freed once the position was done. */
@@ -26,7 +26,8 @@ export class KvSlots {
 
   /**
    * @param K copies per position
-   * @param capacity initial number of slots (grows by doubling; see `grew`)
+   * @param capacity initial number of slots (grows by doubling; the GPU buffers follow, see
+   *   `KvCache.sync`)
    * @param lifetime last query position that may read key (c, m); Infinity to keep it
    */
   constructor(
@@ -48,15 +49,11 @@ export class KvSlots {
     return this.#live;
   }
 
-  /** Set when the last `admit` had to grow the pool: the GPU buffers must grow too (keeping data). */
-  grew = false;
-
   /**
    * Stores the K keys of position n (all copies: later copies of n read earlier ones), then frees
    * every slot whose key no query after position n reads.
    */
   admit(n: number): SlotStep {
-    this.grew = false;
     const slots = new Int32Array(this.K);
     for (let c = 0; c < this.K; c++) {
       if (this.#free.length === 0) this.#grow();
@@ -88,6 +85,5 @@ export class KvSlots {
     coords.set(this.coords);
     this.coords = coords;
     for (let s = next - 1; s >= old; s--) this.#free.push(s);
-    this.grew = true;
   }
 }

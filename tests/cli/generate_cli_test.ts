@@ -9,9 +9,10 @@
 import { deepStrictEqual, ok as assert, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { encodeCheckpoint } from "../../runtime/io/checkpoint.ts";
-import { DEFAULT_CONFIG, type PhdConfig } from "../../runtime/model/config.ts";
+import type { PhdConfig } from "../../runtime/model/config.ts";
 import { initParams } from "../../runtime/model/params.ts";
 import { runScript } from "../fixtures/cli.ts";
+import { tinyModel } from "../fixtures/model.ts";
 import { type Allowed, lastLogits, readSafetensors } from "../fixtures/independent_model.ts";
 
 /** Runs `deno run -A <script> ...args` as the tasks do. */
@@ -32,13 +33,7 @@ function presetMask(phd: PhdConfig): Allowed {
 }
 
 async function checkpoint(dir: string, phd: PhdConfig, seed: number): Promise<string> {
-  const model = {
-    ...DEFAULT_CONFIG.model,
-    hidden_size: 16,
-    intermediate_size: 24,
-    num_attention_heads: 2,
-    num_key_value_heads: 1,
-  };
+  const model = tinyModel({ vocab_size: 256, tie_word_embeddings: false });
   const init = initParams(model, { seed, std: 0.3 });
   const params = Object.fromEntries(
     Object.entries(init).map(([k, v]) => [k, Float32Array.from(v)]),

@@ -7,11 +7,12 @@
  */
 import { deepStrictEqual, ok as assert, strictEqual } from "node:assert";
 import { join } from "node:path";
-import { configSpec, DEFAULT_CONFIG } from "../../runtime/model/config.ts";
+import { configSpec } from "../../runtime/model/config.ts";
 import { encodeCheckpoint } from "../../runtime/io/checkpoint.ts";
 import { forwardBackward } from "../../reference/model.ts";
 import { initParams } from "../../runtime/model/params.ts";
 import { runScript } from "../fixtures/cli.ts";
+import { tinyModel } from "../fixtures/model.ts";
 import { readSafetensors } from "../fixtures/independent_model.ts";
 
 /** Runs `deno run -A <script> ...args` as the tasks do. */
@@ -24,13 +25,7 @@ const TEXT = "The Fulton County Grand Jury said Friday an investigation of Atlan
 
 Deno.test("eval's loss equals an independent float64 implementation reading the same file", async () => {
   const dir = await Deno.makeTempDir();
-  const model = {
-    ...DEFAULT_CONFIG.model,
-    hidden_size: 16,
-    intermediate_size: 24,
-    num_attention_heads: 2,
-    num_key_value_heads: 1,
-  };
+  const model = tinyModel({ vocab_size: 256, tie_word_embeddings: false });
   const phd = { K: 2, variant: "phd-cswa", W: 3, C: 8, positions: "shared" as const };
   const init = initParams(model, { seed: 4, std: 0.3 });
   const params = Object.fromEntries(
