@@ -19,7 +19,6 @@
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { type Bindings, specBindings } from "../../dsl/eval.ts";
-import { explore, maskOracle, region } from "../../compiler/analysis/abstract.ts";
 import { planRetention, type RetentionPlan } from "../../compiler/analysis/retention.ts";
 import { checkBindingSize } from "../gpu/device.ts";
 import { readback, storageBuffer } from "../gpu/resources.ts";
@@ -44,7 +43,7 @@ import {
   maskTables,
 } from "./cached_attention.ts";
 import { KvCache, type KvStats } from "./kv_cache.ts";
-import { cacheSlots, planPrefill } from "./prefill_plan.ts";
+import { cacheSlots, checkFutureFree, planPrefill } from "./prefill_plan.ts";
 
 /** How to pick the next token from logits (on the GPU: runtime/kernels/sample.ts). */
 export interface SamplingOptions {
@@ -259,7 +258,10 @@ export class Decoder {
           } positions, the decoder holds ${this.options.maxPositions}`,
         );
       }
-      this.#checkFutureFree(a.length);
+      checkFutureFree(this.spec, this.bindings, {
+        P: a.length,
+        horizon: this.options.maxPositions,
+      });
       return a;
     });
     if (req.force) {
@@ -371,27 +373,6 @@ export class Decoder {
   }
 
   // ---- internals ----
-
-  /** Refuses a prompt length at which a bidirectional spec would let a query see a later token. */
-  #checkFutureFree(P: number) {
-    if (this.spec.bidirectional !== true) return;
-    const H = this.options.maxPositions, K = this.copies;
-    if (P >= H) return;
-    const o = maskOracle(this.spec.mask, this.bindings);
-    const found = explore(
-      o,
-      region([0, K - 1], [0, H - 1], [0, K - 1], [P, H - 1], [1, Infinity]),
-      { allowed: true, forbidden: false },
-    );
-    if (found.allowed) {
-      const [qc, qp, kc, kp] = found.allowed;
-      throw new RangeError(
-        `spec "${this.spec.name}" lets query (copy ${qc}, pos ${qp}) see key (copy ${kc}, pos ${kp}) ` +
-          `at a later position past the prompt (${P} tokens): cached decoding cannot change ` +
-          `earlier tokens; give a prompt of at least ${kp + 1} tokens`,
-      );
-    }
-  }
 
   /** Records and submits the prefill of sequence b; returns the host planning time and rows. */
   #prefill(b: number, prompt: number[], scratch: GPUBuffer[]): { planMs: number; rows: number } {

@@ -5,11 +5,12 @@
  * position for PHD), ordered `[originals by pos | hidden by (pos, copy)]`; their coordinates and
  * position ids; the row whose logits give the first new token; the key ranges of prefill attention
  * from the mask oracle; and, once the KV cache has admitted the prompt, the cache slot of each row
- * whose key stays. Pure arithmetic: runtime/infer/decoder.ts records the GPU work.
+ * whose key stays; and the refusal of a prompt that a bidirectional spec would let see past its
+ * end. Pure host work: runtime/infer/decoder.ts records the GPU work.
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Bindings } from "../../dsl/eval.ts";
-import { maskOracle } from "../../compiler/analysis/abstract.ts";
+import { explore, maskOracle, region } from "../../compiler/analysis/abstract.ts";
 import { prefillSet } from "../../compiler/analysis/prefill.ts";
 import type { RetentionPlan } from "../../compiler/analysis/retention.ts";
 import { type KeyRanges, prefillRanges } from "../../compiler/analysis/key_ranges.ts";
@@ -102,4 +103,31 @@ export function cacheSlots(
     out[3 * r + 2] = slot;
   }
   return out;
+}
+
+/**
+ * Refuses a prompt of `P` tokens when a bidirectional spec lets some query see a key at a later
+ * position past the prompt (within `horizon` positions): cached decoding cannot revisit earlier
+ * tokens. The error names the witness pair and the prompt length that would do.
+ */
+export function checkFutureFree(
+  spec: AttentionSpec,
+  bindings: Bindings,
+  o: { P: number; horizon: number },
+): void {
+  const { P, horizon: H } = o, K = spec.K;
+  if (spec.bidirectional !== true || P >= H) return;
+  const found = explore(
+    maskOracle(spec.mask, bindings),
+    region([0, K - 1], [0, H - 1], [0, K - 1], [P, H - 1], [1, Infinity]),
+    { allowed: true, forbidden: false },
+  );
+  if (found.allowed) {
+    const [qc, qp, kc, kp] = found.allowed;
+    throw new RangeError(
+      `spec "${spec.name}" lets query (copy ${qc}, pos ${qp}) see key (copy ${kc}, pos ${kp}) ` +
+        `at a later position past the prompt (${P} tokens): cached decoding cannot change ` +
+        `earlier tokens; give a prompt of at least ${kp + 1} tokens`,
+    );
+  }
 }
