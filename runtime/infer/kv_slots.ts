@@ -8,7 +8,7 @@
  */
 
 /** Where each copy of a position was stored, and which slots its completion freed. */
-interface SlotStep {
+export interface SlotStep {
   /** `slots[c]`: the slot of copy c of the position. */
   slots: Int32Array;
   /** Slots freed once the position was done. */

@@ -111,14 +111,14 @@ export class Trainer {
 
   /** Model FLOPs of one training step (6 per parameter-token for matmuls, plus attention). */
   get flopsPerStep(): number {
-    const m = this.config.model, t = this.config.train, K = this.spec.K;
-    const tokens = t.batch_size * t.seq_len * K;
+    const m = this.config.model, t = this.config.train, copies = this.spec.K;
+    const tokens = t.batch_size * t.seq_len * copies;
     const d = headDim(m), H = m.num_attention_heads, HKV = m.num_key_value_heads;
     const perLayer = m.hidden_size * (2 * H * d + 2 * HKV * d) +
       3 * m.hidden_size * m.intermediate_size;
     const head = m.vocab_size * m.hidden_size * t.batch_size * t.seq_len; // last copy only
     // attention: QKᵀ and PV over the kept keys, ~half the K·L keys (causal), 3x for backward
-    const attn = 2 * 2 * H * d * tokens * (K * t.seq_len / 2) * m.num_hidden_layers;
+    const attn = 2 * 2 * H * d * tokens * (copies * t.seq_len / 2) * m.num_hidden_layers;
     return 6 * (perLayer * m.num_hidden_layers * tokens + head) + 3 * attn;
   }
 
