@@ -1,6 +1,6 @@
 /**
- * Inference through the PHD KV cache (runtime/infer/decoder.ts) on the current adapter, side by side in
- * one run, with a small random-weight model (1 layer, hidden 32, 2 heads of 16; the costs are
+ * Inference through the PHD KV cache (runtime/infer/decoder.ts) on the current adapter, side by
+ * side in one run, with a small random-weight model (1 layer, hidden 32, 2 heads of 16; the costs are
  * those of attention and the per-token layers, not of what the weights say):
  *
  * - prefill time vs prompt length (128 .. 4096) at K = 4, and vs K (1, 2, 4, 8, 16) at a prompt of

@@ -1,8 +1,8 @@
 /**
  * `deno task demo`: the main job on the embedded default. Trains the demo PHD-CSWA model (the
- * defaults of runtime/model/config.ts) on the Brown corpus, shows progress, prints the validation loss
- * before and after, writes the checkpoint and the loss picture, and prints a generated
- * continuation. Sized to finish within 5 minutes on 2 CPU cores without a GPU (llvmpipe).
+ * defaults of runtime/model/config.ts) on the Brown corpus, shows progress, prints the validation
+ * loss before and after, writes the checkpoint and the loss picture, and prints a generated
+ * continuation (runtime/infer/generate.ts). Sized to finish within 5 minutes on 2 CPU cores without a GPU (llvmpipe).
  */
 import { DEFAULT_CONFIG } from "../runtime/model/config.ts";
 import { generate } from "../runtime/infer/generate.ts";

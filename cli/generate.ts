@@ -2,9 +2,9 @@
  * `deno task generate --ckpt F [--prompt S] [--max-new-tokens N] [--greedy | --temperature T
  * --top-k K --top-p P --seed S] [--tokenizer F] [--json]`: continues a prompt with a checkpoint
  * (its spec and tokenizer rebuilt from the file's metadata; a spec that is not causal is refused
- * with a witness pair) using the PHD KV cache
- * (runtime/infer/decoder.ts): prefill of the compiler's prefill set, then K query rows per decode step,
- * sampling on the GPU, several steps per submit. Text streams to stdout as it is produced;
+ * with a witness pair) using the PHD KV cache (runtime/infer/decoder.ts): prefill of the
+ * compiler's prefill set, then K query rows per decode step, sampling on the GPU, several steps
+ * per submit. Text streams to stdout as it is produced;
  * `--prompt` may be repeated to generate for several prompts in one batch. `--json` prints one
  * object: tokens, text, kv_cache_bytes, prefill_ms, decode_tokens_per_s, kv_cache {...}.
  */

@@ -2,7 +2,8 @@
  * One pre-norm transformer block of docs/DESIGN.md 1.3, written once for training and decoding:
  *
  *   n1 = rmsnorm(x); q, k, v = n1 · Wqᵀ, Wkᵀ, Wvᵀ; att = attention(q, k, v) (RoPE inside);
- *   x2 = x + att · Woᵀ; n2 = rmsnorm(x2); act = silu(n2 · Wgᵀ) * (n2 · Wuᵀ); out = x2 + act · Wdᵀ
+ *   x2 = x + att · Woᵀ; n2 = rmsnorm(x2); act = silu(n2 · Wgᵀ) * (n2 · Wuᵀ);
+ *   out = x2 + act · Wdᵀ
  *
  * Only the attention step differs between the two users, so it is the caller's: the training
  * graph (runtime/model/graph.ts) rotates into head-major buffers and runs FlashAttention;

@@ -8,7 +8,7 @@
 import { PRESETS } from "../../dsl/presets.ts";
 import { type AttentionSpec, respec } from "../../dsl/spec.ts";
 
-/** The network (DESIGN.md 1.3), with Hugging Face Llama field names. */
+/** The network (docs/DESIGN.md 1.3), with Hugging Face Llama field names. */
 export interface ModelConfig {
   vocab_size: number;
   hidden_size: number;

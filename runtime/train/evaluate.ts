@@ -1,6 +1,6 @@
 /**
- * Mean next-token loss of a token stream under a model (docs/DESIGN.md 3 `eval`): a stream that fits
- * the context is one sequence; a longer one is cut into consecutive windows of `context`
+ * Mean next-token loss of a token stream under a model (docs/DESIGN.md 3 `eval`): a stream that
+ * fits the context is one sequence; a longer one is cut into consecutive windows of `context`
  * predictions (each window's inputs start where the previous one's ended, so every token but the
  * first is predicted exactly once), batched; a shorter last window runs on its own graph. Per-row
  * losses are read back and summed on the host in float64. Browser-safe.

@@ -1,10 +1,10 @@
 /**
- * Cached inference (runtime/infer/decoder.ts) against a full recompute: for every variant (vanilla,
- * PHD, PHD-SWA, PHD-CSWA with small W and C so prompts and generations cross chunk boundaries,
+ * Cached inference (runtime/infer/) against a full recompute: for every variant (vanilla, PHD,
+ * PHD-SWA, PHD-CSWA with small W and C so prompts and generations cross chunk boundaries,
  * flattened positions, and DSL specs that are not presets), the logits of prefill + incremental
  * decoding equal the teacher-forced logits of the whole sequence through the training graph
- * (runtime/model/graph.ts) to float32 tolerance, for a batch of two prompts of different lengths, with
- * the cache growing from 2 slots and 3 decode steps per submit. The cache holds what the plan says:
+ * (runtime/model/graph.ts: `recomputeOracle`) to float32 tolerance, for a batch of two prompts of
+ * different lengths, with the cache growing from 2 slots and 3 decode steps per submit. The cache holds what the plan says:
  * PHD's `kv_cache_bytes` equals vanilla's exactly, SWA and CSWA add at most W-1 hidden keys, and
  * prefill computes exactly the compiler's prefill set. The GPU sampler: greedy is the argmax,
  * draws follow the temperature / top-k / top-p distribution, and a seed gives the same tokens
@@ -28,7 +28,7 @@ import { KvCache } from "../../runtime/infer/kv_cache.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
 import { randomTokens, tinyModel } from "../fixtures/model.ts";
 
-const V = 29;
+const V = tinyModel().vocab_size;
 
 async function modelParams(config: ModelConfig, seed = 3) {
   const ctx = await gpuOnce();
@@ -37,8 +37,11 @@ async function modelParams(config: ModelConfig, seed = 3) {
   return params;
 }
 
-/** Teacher-forced logits of the whole sequence (positions 0..L-1) through the training graph. */
-async function fullLogits(params: ModelParams, spec: AttentionSpec, seq: Uint32Array) {
+/**
+ * The GPU oracle: teacher-forced logits of the whole sequence (positions 0..L-1) recomputed
+ * through the training graph, no cache.
+ */
+async function recomputeOracle(params: ModelParams, spec: AttentionSpec, seq: Uint32Array) {
   const ctx = await gpuOnce(), L = seq.length - 1;
   const g = new ModelGraph(ctx, params, spec, { batch: 1, L });
   g.setBatch(seq);
@@ -82,7 +85,7 @@ async function checkCached(spec: AttentionSpec, config = tinyModel()): Promise<G
   for (const [b, seq] of seqs.entries()) {
     const P = PROMPTS[b];
     deepStrictEqual(chunks[b], Array.from(seq.subarray(P)), `${spec.name}: forced tokens`);
-    const want = await fullLogits(params, spec, seq.subarray(0, P + NEW - 1 + 1));
+    const want = await recomputeOracle(params, spec, seq.subarray(0, P + NEW - 1 + 1));
     let err = 0, scale = 0;
     for (let i = 0; i < NEW; i++) {
       for (let v = 0; v < V; v++) {

@@ -1,8 +1,8 @@
 /**
- * The GPU model (runtime/model/graph.ts, blocks of runtime/model/block.ts) against the float64 reference model on tiny configs: loss and
- * every parameter's gradient, for vanilla, PHD, PHD-SWA and PHD-CSWA, both storage layouts,
- * shared and flattened positions, tied and untied heads, GQA; K = 1 PHD gives exactly the vanilla
- * path's loss. Tolerance: loss to 2e-6 relative; each gradient tensor to 1e-4 of its largest
+ * The GPU model (runtime/model/graph.ts, its blocks runtime/model/block.ts) against the float64
+ * reference model on tiny configs: loss and every parameter's gradient, for vanilla, PHD, PHD-SWA
+ * and PHD-CSWA, both storage layouts, shared and flattened positions, tied and untied heads, GQA;
+ * K = 1 PHD gives exactly the vanilla path's loss. Tolerance: loss to 2e-6 relative; each gradient tensor to 1e-4 of its largest
  * entry (float32 accumulation over a few hundred terms, measured ~1e-6).
  */
 import { ok as assert, strictEqual } from "node:assert";

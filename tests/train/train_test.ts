@@ -1,6 +1,6 @@
 /**
- * The GPU trainer (runtime/train/trainer.ts) on a tiny config and a synthetic corpus: ten AdamW steps
- * (warm-up and cosine schedule, global-norm clipping, decay on matrices only) match a float64
+ * The GPU trainer (runtime/train/trainer.ts) on a tiny config and a synthetic corpus: ten AdamW
+ * steps (warm-up and cosine schedule, global-norm clipping, decay on matrices only) match a float64
  * reference run step by step; a run resumed from a saved state (through the checkpoint and
  * training-state encodings) reproduces the uninterrupted run bit for bit.
  */
