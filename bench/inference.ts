@@ -32,7 +32,7 @@ const VARIANTS = ["vanilla", "phd", "phd-swa", "phd-cswa"] as const;
 type Variant = typeof VARIANTS[number];
 
 /** The bench model: small, so a sweep to 4096 positions takes minutes on llvmpipe. */
-const BENCH_MODEL: ModelConfig = {
+export const BENCH_MODEL: ModelConfig = {
   ...DEFAULT_CONFIG.model,
   hidden_size: 32,
   intermediate_size: 96,

@@ -24,9 +24,8 @@ import { createContext } from "../runtime/gpu/context.ts";
 import type { KernelContext } from "../runtime/gpu/kernel.ts";
 import { storageBuffer } from "../runtime/gpu/resources.ts";
 import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
-import { headDim, initParams } from "../runtime/model/params.ts";
-import { ModelParams, toF32 } from "../runtime/model/graph.ts";
-import { Rng } from "../runtime/data/batches.ts";
+import { headDim, initParams, ModelParams } from "../runtime/model/params.ts";
+import { Rng } from "../runtime/data/rng.ts";
 import { Trainer } from "../runtime/train/trainer.ts";
 import { Decoder } from "../runtime/infer/decoder.ts";
 import { FlashAttention } from "../runtime/kernels/attention.ts";
@@ -288,7 +287,7 @@ export async function main(args: string[]) {
   }
 
   const params = new ModelParams(ctx, BENCH_MODEL);
-  params.upload(toF32(initParams(BENCH_MODEL, { seed: 1 })));
+  params.upload(initParams(BENCH_MODEL, { seed: 1 }));
   const prefill: PrefillRow[] = [];
   try {
     for (const P of quick ? [1024, 4096, 16384] : [1024, 2048, 4096, 8192, 16384]) {

@@ -6,11 +6,12 @@
  * pass: greedy decoding reproduces the answer exactly iff the argmax at every answer position,
  * given the correct prefix, is the answer's next byte.
  */
-import { Rng } from "../data/batches.ts";
+import { Rng } from "../data/rng.ts";
 import type { Corpus } from "../data/batches.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
 import { readback } from "../gpu/resources.ts";
-import { ModelGraph, type ModelParams } from "../model/graph.ts";
+import { ModelGraph } from "../model/graph.ts";
+import type { ModelParams } from "../model/params.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
 

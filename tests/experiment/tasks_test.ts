@@ -21,7 +21,7 @@ import {
 import { createContext } from "../../runtime/gpu/context.ts";
 import { parseConfig } from "../../runtime/model/config.ts";
 import { Trainer } from "../../runtime/train/trainer.ts";
-import { generate } from "../../runtime/infer/decoder.ts";
+import { generate } from "../../runtime/infer/generate.ts";
 
 Deno.test("tasks: seeded lines whose answers are right", () => {
   assertEquals(examples({ name: "addition" }, 5, 7), examples({ name: "addition" }, 5, 7));
