@@ -27,9 +27,11 @@ import { lineChart, type Series } from "../viz/chart.ts";
 import { initParams, ModelParams } from "../runtime/model/params.ts";
 import { writeResults } from "./results.ts";
 
-const W = 16, C = 32;
-const VARIANTS = ["vanilla", "phd", "phd-swa", "phd-cswa"] as const;
-type Variant = typeof VARIANTS[number];
+/** The window and chunk of the PHD-SWA and PHD-CSWA rows (positions; bench/scaling.ts too). */
+export const W = 16, C = 32;
+/** The four rows of every inference figure. */
+export const VARIANTS = ["vanilla", "phd", "phd-swa", "phd-cswa"] as const;
+export type Variant = typeof VARIANTS[number];
 
 /** The bench model: small, so a sweep to 4096 positions takes minutes on llvmpipe. */
 export const BENCH_MODEL: ModelConfig = {
@@ -41,7 +43,8 @@ export const BENCH_MODEL: ModelConfig = {
   num_key_value_heads: 1,
 };
 
-function specOf(v: Variant, K: number): AttentionSpec {
+/** The preset of a row at K copies (vanilla is K = 1 whatever K says). */
+export function specOf(v: Variant, K: number): AttentionSpec {
   if (v === "vanilla") return causal({ K: 1 });
   if (v === "phd") return phd({ K });
   if (v === "phd-swa") return phdSwa({ K, W });

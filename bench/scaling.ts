@@ -18,8 +18,6 @@
  * SwiftShader) steps above `--max-train-tokens` (default 8192 expanded tokens there, unbounded on
  * a GPU) are built and measured for memory but not timed.
  */
-import { causal, phd, phdCswa, phdSwa } from "../dsl/presets.ts";
-import type { AttentionSpec } from "../dsl/spec.ts";
 import { createContext } from "../runtime/gpu/context.ts";
 import type { KernelContext } from "../runtime/gpu/kernel.ts";
 import { storageBuffer } from "../runtime/gpu/resources.ts";
@@ -30,19 +28,8 @@ import { Trainer } from "../runtime/train/trainer.ts";
 import { Decoder } from "../runtime/infer/decoder.ts";
 import { FlashAttention } from "../runtime/kernels/attention.ts";
 import { lineChart, type Series } from "../viz/chart.ts";
-import { BENCH_MODEL } from "./inference.ts";
+import { BENCH_MODEL, C, specOf, type Variant, VARIANTS, W } from "./inference.ts";
 import { writeResults } from "./results.ts";
-
-const W = 16, C = 32;
-const VARIANTS = ["vanilla", "phd", "phd-swa", "phd-cswa"] as const;
-type Variant = typeof VARIANTS[number];
-
-function specOf(v: Variant, K: number): AttentionSpec {
-  if (v === "vanilla") return causal({ K: 1 });
-  if (v === "phd") return phd({ K });
-  if (v === "phd-swa") return phdSwa({ K, W });
-  return phdCswa({ K, W, C });
-}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
