@@ -2,8 +2,9 @@
  * The decoder's attention step, plugged into the shared block (runtime/model/block.ts) for both
  * prefill and decode: RoPE on q and k with the rotated keys and the values written into their KV
  * slots with their `(copy, pos)` tags (runtime/kernels/kv_write.ts `ropeStore`), then the
- * coordinate kernel (runtime/kernels/coord_attention.ts, WGSL from compiler/codegen), which evaluates the spec's own mask on
- * those tags for every query row against the slots of its key ranges (docs/DESIGN.md 1.4).
+ * coordinate kernel (runtime/kernels/coord_attention.ts; its WGSL is compiler/codegen's), which
+ * evaluates the spec's own mask on those tags for every query row against the slots of its key
+ * ranges (docs/DESIGN.md 1.4).
  * Also the decode step's tiling, and the mask's segment tables as the kernel binds them.
  * Browser-safe.
  */

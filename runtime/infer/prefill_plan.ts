@@ -4,7 +4,7 @@
  * hidden tokens of the last chunk for PHD-CSWA, of the whole prompt for PHD-SWA, of the last
  * position for PHD), ordered `[originals by pos | hidden by (pos, copy)]`; their coordinates and
  * position ids; the row whose logits give the first new token; the key ranges of prefill attention
- * from the mask oracle; and, once the KV cache has admitted the prompt, the cache slot of each row
+ * from the mask oracle (compiler/analysis/key_ranges.ts); and, once the KV cache has admitted the prompt, the cache slot of each row
  * whose key stays; and the refusal of a prompt that a bidirectional spec would let see past its
  * end. Pure host work: runtime/infer/decoder.ts records the GPU work.
  */
