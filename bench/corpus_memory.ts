@@ -6,7 +6,7 @@
  * the text files and their token caches are deleted afterwards.
  */
 import { join } from "node:path";
-import { Rng } from "../runtime/data/batches.ts";
+import { Rng } from "../runtime/data/rng.ts";
 
 const WORDS = ("the of and to a in that is was he for it with as his on be at by this had not " +
   "are but from or have an they which one you were her all she there would their we him been " +

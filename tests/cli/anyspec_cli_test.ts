@@ -15,7 +15,7 @@ import { encodeCheckpoint } from "../../runtime/io/checkpoint.ts";
 import { DEFAULT_CONFIG, phdOf } from "../../runtime/model/config.ts";
 import { initParams } from "../../runtime/model/params.ts";
 import { trainBpe } from "../../runtime/data/tokenizer.ts";
-import { Rng } from "../../runtime/data/batches.ts";
+import { Rng } from "../../runtime/data/rng.ts";
 import { assertUsageError, runScript, specFiles } from "../fixtures/cli.ts";
 import { type Allowed, greedyTokens, readSafetensors } from "../fixtures/independent_model.ts";
 

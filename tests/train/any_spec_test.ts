@@ -11,12 +11,12 @@ import type { AttentionSpec } from "../../dsl/spec.ts";
 import { respec } from "../../dsl/spec.ts";
 import { documentMask } from "../../dsl/presets.ts";
 import { type Config, DEFAULT_CONFIG, phdOf } from "../../runtime/model/config.ts";
-import { Batches, type Corpus, documentStarts, Rng } from "../../runtime/data/batches.ts";
+import { Batches, type Corpus, documentStarts } from "../../runtime/data/batches.ts";
+import { Rng } from "../../runtime/data/rng.ts";
 import { forwardBackward } from "../../reference/model.ts";
-import { initParams } from "../../runtime/model/params.ts";
+import { initParams, ModelParams } from "../../runtime/model/params.ts";
 import { Trainer } from "../../runtime/train/trainer.ts";
 import { evaluateStream } from "../../runtime/train/evaluate.ts";
-import { ModelParams, toF32 } from "../../runtime/model/graph.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
 
 const V = 31, SEP = 30;
@@ -95,7 +95,7 @@ Deno.test("evaluateStream fills the document table per window, as training does"
   const stream = corpus().val.subarray(0, 2 * 9 + 1);
   const P = initParams(cfg.model, { seed: 2, std: 0.3 });
   const params = new ModelParams(ctx, cfg.model);
-  params.upload(toF32(P));
+  params.upload(P);
   const got = await evaluateStream(ctx, params, spec, stream, { context: 9, separator: SEP });
   // Both windows run as one batch of two rows, cut at the union of their document starts.
   const ids = new Uint32Array(20);
