@@ -24,7 +24,8 @@ import { flexModule } from "../compiler/codegen/flex.ts";
 import { createContext } from "../runtime/gpu/context.ts";
 import { destroyDispatches, type Dispatch, type KernelContext } from "../runtime/gpu/kernel.ts";
 import { storageBuffer } from "../runtime/gpu/resources.ts";
-import { Batches, Rng } from "../runtime/data/batches.ts";
+import { Batches } from "../runtime/data/batches.ts";
+import { Rng } from "../runtime/data/rng.ts";
 import { encodeCheckpoint } from "../runtime/io/checkpoint.ts";
 import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
 import {

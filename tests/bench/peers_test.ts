@@ -9,7 +9,7 @@ import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:ass
 import { join } from "node:path";
 import { Peer, PeerError } from "../../bench/peers.ts";
 import { flexModule } from "../../compiler/codegen/flex.ts";
-import { Rng } from "../../runtime/data/batches.ts";
+import { Rng } from "../../runtime/data/rng.ts";
 import { encodeCheckpoint } from "../../runtime/io/checkpoint.ts";
 import { configSpec, DEFAULT_CONFIG, type PhdConfig } from "../../runtime/model/config.ts";
 import { initParams, paramShapes } from "../../runtime/model/params.ts";
