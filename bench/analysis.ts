@@ -7,8 +7,7 @@
 import { phd, phdCswa, phdSwa } from "../dsl/mod.ts";
 import { analyze } from "../compiler/analysis/analyze.ts";
 import type { Layout } from "../compiler/layout.ts";
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+import { median } from "../runtime/tune/engine.ts";
 
 /** Runs the benchmark; `--json` prints one JSON object, `--runs N` sets the repetitions. */
 export async function main(args: string[]) {
@@ -43,9 +42,9 @@ export async function main(args: string[]) {
         layout,
         tile: 64,
         cold_ms: round(cold),
-        median_ms: round(median(totals)),
+        median_ms: round(median(totals, { even: "upper" })),
         parts_median_ms: Object.fromEntries(
-          Object.entries(parts).map(([k, v]) => [k, round(median(v))]),
+          Object.entries(parts).map(([k, v]) => [k, round(median(v, { even: "upper" }))]),
         ),
         result_kb: round(
           (a.tiles.classes.byteLength + a.retention.lifetime.byteLength +

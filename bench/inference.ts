@@ -26,6 +26,7 @@ import type { KernelContext } from "../runtime/gpu/kernel.ts";
 import { lineChart, type Series } from "../viz/chart.ts";
 import { initParams, ModelParams } from "../runtime/model/params.ts";
 import { writeResults } from "./results.ts";
+import { median } from "../runtime/tune/engine.ts";
 
 /** The window and chunk of the PHD-SWA and PHD-CSWA rows (positions; bench/scaling.ts too). */
 export const W = 16, C = 32;
@@ -50,8 +51,6 @@ export function specOf(v: Variant, K: number): AttentionSpec {
   if (v === "phd-swa") return phdSwa({ K, W });
   return phdCswa({ K, W, C });
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 interface PrefillRow {
   variant: Variant;
@@ -116,8 +115,8 @@ async function prefillGroup(
       K: x.spec.K,
       P: x.P,
       rows: x.rows,
-      prefill_ms: +median(x.times).toFixed(1),
-      plan_ms: +median(x.plans).toFixed(1),
+      prefill_ms: +median(x.times, { even: "upper" }).toFixed(1),
+      plan_ms: +median(x.plans, { even: "upper" }).toFixed(1),
       kv_cache_bytes: x.dec.stats.kv.bytes,
       hidden_window: x.dec.stats.kv.hiddenWindow,
       runs: x.times.length,
@@ -152,7 +151,7 @@ async function decode(
       for await (const _ of dec.generate({ prompts, maxNewTokens: steps + 1 })) { /* drain */ }
       perToken.push(dec.stats.decodeMs / steps);
     }
-    const ms = median(perToken);
+    const ms = median(perToken, { even: "upper" });
     return {
       variant,
       K: spec.K,

@@ -15,14 +15,18 @@ import "@tensorflow/tfjs-backend-webgpu";
 import {
   adapterIdOf,
   Autotuner,
-  matmulCandidates,
-  matmulTask,
   median,
   timeDispatches,
   timingReps,
+  uniformArray,
+} from "../runtime/tune/engine.ts";
+import {
+  configMatmulShapes,
+  matmulCandidates,
+  matmulTask,
   tunedMatmulChooser,
   tunedMatmulParams,
-} from "../runtime/tune/autotune.ts";
+} from "../runtime/tune/matmul.ts";
 import { createContext } from "../runtime/gpu/context.ts";
 import { Rng } from "../runtime/data/rng.ts";
 import { readback, storageBuffer } from "../runtime/gpu/resources.ts";
@@ -33,16 +37,15 @@ import {
   saveTuneCache,
 } from "../runtime/host/tune_cache.ts";
 import { destroyDispatches, submit } from "../runtime/gpu/kernel.ts";
+import { deviceLimits } from "../runtime/gpu/device.ts";
 import {
   DEFAULT_MATMUL,
-  deviceMatmulLimits,
   type MatmulBlocking,
   matmulDispatches,
   matmulVariantName,
 } from "../runtime/kernels/matmul.ts";
 import { matmulRef } from "../reference/kernels.ts";
 import { Trainer } from "../runtime/train/trainer.ts";
-import { configMatmulShapes } from "../runtime/tune/autotune.ts";
 import { readConfig } from "../runtime/host/config_file.ts";
 
 function flag(args: string[], name: string): string | undefined {
@@ -80,15 +83,15 @@ export async function main(args: string[]) {
 
   const ctx = await createContext(), dev = ctx.gpu.device;
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
-  const limits = deviceMatmulLimits(dev);
+  const limits = deviceLimits(dev);
   const cache = await loadTuneCache(cachePath, log);
-  const shapes = configMatmulShapes(config);
+  const shapes = configMatmulShapes(ctx, config);
 
   // Shapes the cache lacks are tuned first (quick candidates), so "tuned" always means tuned.
   const tuner = new Autotuner(cache, { adapter, deno, warmup: 1, runs: 3 });
   for (const s of shapes) {
     if (tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s)) continue;
-    log(`tuning matmul ${s.trans} ${s.M}x${s.N}x${s.K} (not in ${cachePath})`);
+    log(`tuning matmul ${s.trans} ${s.M}x${s.N}x${s.inner} (not in ${cachePath})`);
     const task = matmulTask(ctx, s, { candidates: matmulCandidates({ quick: true }) });
     try {
       await tuner.tune(task);
@@ -105,10 +108,9 @@ export async function main(args: string[]) {
 
   const rows: Row[] = [];
   for (const s of shapes) {
-    const { trans, M, N, K } = s, flops = 2 * M * N * K;
+    const { trans, M, N, inner } = s, flops = 2 * M * N * inner;
     const rng = new Rng(7);
-    const a = Float32Array.from({ length: M * K }, () => rng.next() * 2 - 1);
-    const b = Float32Array.from({ length: N * K }, () => rng.next() * 2 - 1);
+    const a = uniformArray(rng, M * inner), b = uniformArray(rng, N * inner);
     const ref = matmulRef(a, b, s);
     const ab = storageBuffer(dev, a),
       bb = storageBuffer(dev, b),
@@ -116,7 +118,7 @@ export async function main(args: string[]) {
     const tuned = tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s) ??
       DEFAULT_MATMUL;
     const prep = (params: MatmulBlocking) =>
-      matmulDispatches(ctx, { a: ab, b: bb, c: cb, M, N, K, trans, params });
+      matmulDispatches(ctx, { a: ab, b: bb, c: cb, M, N, inner, trans, params });
     const ours = { default: prep(DEFAULT_MATMUL), tuned: prep(tuned) };
     const err: Record<string, number> = {};
     for (const [name, ds] of Object.entries(ours)) {
@@ -125,8 +127,8 @@ export async function main(args: string[]) {
       err[name] = maxErr(got, ref);
     }
     // tfjs on the same data: C = A'·B' through matMul's transpose flags.
-    const ta = tf.tensor2d(a, trans === "tn" ? [K, M] : [M, K]);
-    const tb = tf.tensor2d(b, trans === "nt" ? [N, K] : [K, N]);
+    const ta = tf.tensor2d(a, trans === "tn" ? [inner, M] : [M, inner]);
+    const tb = tf.tensor2d(b, trans === "nt" ? [N, inner] : [inner, N]);
     const tfRun = () => tf.matMul(ta, tb, trans === "tn", trans === "nt");
     {
       const c = tfRun(); // first call compiles its program
@@ -162,7 +164,7 @@ export async function main(args: string[]) {
       tfjs: median(times.tfjs),
     };
     const row: Row = {
-      shape: `${trans} ${M}x${N}x${K}`,
+      shape: `${trans} ${M}x${N}x${inner}`,
       what: s.what,
       uses: s.count,
       variant: matmulVariantName(tuned),

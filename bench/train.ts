@@ -16,9 +16,8 @@ import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
 import { countedKernels } from "../runtime/host/tune_cache.ts";
 import { loadKernelChoosers } from "../runtime/host/tune_cache.ts";
 import { writeResults } from "./results.ts";
+import { median } from "../runtime/tune/engine.ts";
 import type { Layout } from "../compiler/layout.ts";
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** The two model sizes: the demo's, and one 2x wider and 2x deeper. */
 function models(): { name: string; config: Config }[] {
@@ -47,7 +46,7 @@ async function stepMs(trainer: Trainer, steps: number): Promise<number> {
     await queue.onSubmittedWorkDone();
     times.push(performance.now() - t0);
   }
-  return median(times);
+  return median(times, { even: "upper" });
 }
 
 export async function main(args: string[]) {

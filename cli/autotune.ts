@@ -11,31 +11,33 @@
 import { Option } from "commander";
 import {
   adapterIdOf,
-  attentionBucket,
-  attentionCandidates,
-  attentionKernelName,
-  attentionSourceHash,
-  attentionTask,
   Autotuner,
-  configAttentionShape,
+  type TuneEntry,
+  type TuneKeyParts,
+  type TuneTask,
+} from "../runtime/tune/engine.ts";
+import {
   configMatmulShapes,
-  matmulBucket,
   matmulCandidates,
-  matmulKernelName,
-  matmulSourceHash,
+  matmulKeyParts,
   matmulTask,
   tunedMatmulParams,
-  type TuneEntry,
-  type TuneTask,
-} from "../runtime/tune/autotune.ts";
+} from "../runtime/tune/matmul.ts";
+import {
+  attentionCandidates,
+  attentionKeyParts,
+  attentionTask,
+  configAttentionShape,
+} from "../runtime/tune/attention.ts";
 import { createContext } from "../runtime/gpu/context.ts";
+import { deviceLimits } from "../runtime/gpu/device.ts";
 import {
   DEFAULT_TUNE_CACHE,
   denoVersion,
   loadTuneCache,
   saveTuneCache,
 } from "../runtime/host/tune_cache.ts";
-import { deviceMatmulLimits, matmulVariantName } from "../runtime/kernels/matmul.ts";
+import { matmulVariantName } from "../runtime/kernels/matmul.ts";
 import { LAYOUTS } from "../compiler/layout.ts";
 import { newCommand, parseArgv, runCommand, UsageError } from "./args.ts";
 import { readConfig } from "../runtime/host/config_file.ts";
@@ -57,13 +59,13 @@ export interface AutotuneFlags {
 /** One tuned shape in the report. */
 export interface AutotuneRow {
   kernel: "matmul" | "attention";
-  /** The problem in words: `nt 2048x64x64`, `grouped 16x4/2 L64 K2 d16`. */
+  /** The problem in words: `nt 2048x64x64` (M x N x inner), `grouped 16x4/2 L64 K2 d16`. */
   shape: string;
-  /** Matmul rows: the form and the product's dimensions. */
+  /** Matmul rows: the form and the product's dimensions (`inner`: the reduction length). */
   trans?: string;
   M?: number;
   N?: number;
-  K?: number;
+  inner?: number;
   /** Times one training step runs this shape. */
   count: number;
   what: string;
@@ -122,8 +124,8 @@ export async function autotune(
   const cache = await loadTuneCache(f.cache, progress);
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
   const tuner = new Autotuner(cache, { adapter, deno, warmup: 1, runs: f.quick ? 3 : 5 });
-  const limits = deviceMatmulLimits(ctx.gpu.device);
-  const shapes = kernels.includes("matmul") ? configMatmulShapes(config) : [];
+  const limits = deviceLimits(ctx.gpu.device);
+  const shapes = kernels.includes("matmul") ? configMatmulShapes(ctx, config) : [];
   const attention = kernels.includes("attention")
     ? layouts.map((l) => configAttentionShape(config, l))
     : [];
@@ -133,7 +135,7 @@ export async function autotune(
   const tuneOne = async <P>(
     i: number,
     head: string,
-    lookup: { kernel: string; bucket: string; sourceHash: string },
+    lookup: TuneKeyParts,
     make: () => { task: TuneTask<P>; destroy(): void; n: number },
   ) => {
     const cached = tuner.lookup(lookup);
@@ -162,12 +164,8 @@ export async function autotune(
   for (const [i, s] of shapes.entries()) {
     const { entry, measured } = await tuneOne(
       i,
-      `matmul ${s.trans} ${s.M}x${s.N}x${s.K} (${s.what})`,
-      {
-        kernel: matmulKernelName(s.trans),
-        bucket: matmulBucket(s),
-        sourceHash: matmulSourceHash(s.trans),
-      },
+      `matmul ${s.trans} ${s.M}x${s.N}x${s.inner} (${s.what})`,
+      matmulKeyParts(s),
       () => {
         const task = matmulTask(ctx, s, { candidates: matmulCandidates({ quick: f.quick }) });
         return { task, destroy: task.destroy, n: task.candidates.length };
@@ -178,11 +176,11 @@ export async function autotune(
     const onePassMs = entry.trials.find((t) => t.name === onePassName)?.ms ?? entry.default_ms;
     rows.push({
       kernel: "matmul",
-      shape: `${s.trans} ${s.M}x${s.N}x${s.K}`,
+      shape: `${s.trans} ${s.M}x${s.N}x${s.inner}`,
       trans: s.trans,
       M: s.M,
       N: s.N,
-      K: s.K,
+      inner: s.inner,
       count: s.count,
       what: s.what,
       ...entryFields(entry, measured),
@@ -196,11 +194,7 @@ export async function autotune(
     const { entry, measured } = await tuneOne(
       shapes.length + j,
       `attention ${shape} (${s.spec.name}, forward + backward)`,
-      {
-        kernel: attentionKernelName(s.layout),
-        bucket: attentionBucket(s),
-        sourceHash: attentionSourceHash(s),
-      },
+      attentionKeyParts(s),
       () => {
         const task = attentionTask(ctx, s, {
           candidates: attentionCandidates(s.headDim, { quick: f.quick }),

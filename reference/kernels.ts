@@ -14,12 +14,15 @@ function rounding(p: Precision): (x: number) => number {
   return p === "f32" ? Math.fround : id;
 }
 
-/** Shape of a product, as in runtime/kernels/matmul.ts. */
+/** Shape of a product, as in runtime/kernels/matmul.ts (`inner` is the reduction length). */
 export interface MatmulShape {
   M: number;
   N: number;
-  K: number;
-  /** `nt` C=A·Bᵀ (a (M,K), b (N,K)), `nn` C=A·B (b (K,N)), `tn` C=Aᵀ·B (a (K,M), b (K,N)). */
+  inner: number;
+  /**
+   * `nt` C=A·Bᵀ (a (M,inner), b (N,inner)), `nn` C=A·B (b (inner,N)), `tn` C=Aᵀ·B (a (inner,M),
+   * b (inner,N)).
+   */
   trans: "nt" | "nn" | "tn";
 }
 
@@ -29,14 +32,14 @@ export function matmulRef(
   b: ArrayLike<number>,
   s: MatmulShape & { precision?: Precision },
 ): Float64Array {
-  const { M, N, K, trans } = s, r = rounding(s.precision ?? "f64");
+  const { M, N, inner, trans } = s, r = rounding(s.precision ?? "f64");
   const c = new Float64Array(M * N);
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {
       let acc = 0;
-      for (let k = 0; k < K; k++) {
-        const x = trans === "tn" ? a[k * M + m] : a[m * K + k];
-        const y = trans === "nt" ? b[n * K + k] : b[k * N + n];
+      for (let k = 0; k < inner; k++) {
+        const x = trans === "tn" ? a[k * M + m] : a[m * inner + k];
+        const y = trans === "nt" ? b[n * inner + k] : b[k * N + n];
         acc = r(acc + r(x * y));
       }
       c[m * N + n] = acc;

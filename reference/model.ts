@@ -89,7 +89,7 @@ export function forwardBackward(
   const head = cfg.tie_word_embeddings ? P["model.embed_tokens.weight"] : P["lm_head.weight"];
   const W = (i: number, n: string) => P[`model.layers.${i}.${n}.weight`];
   const lin = (x: ArrayLike<number>, w: Float64Array, rows: number, out: number, inp: number) =>
-    matmulRef(x, w, { M: rows, N: out, K: inp, trans: "nt" });
+    matmulRef(x, w, { M: rows, N: out, inner: inp, trans: "nt" });
   const heads = (n: number) => ({ batch: B, tokens: N, heads: n, headDim: d });
   const problem: AttentionProblem = {
     spec,
@@ -143,9 +143,9 @@ export function forwardBackward(
   // backward
   const G: Params = {};
   for (const [name, p] of Object.entries(P)) G[name] = new Float64Array(p.length);
-  const dHead = matmulRef(ce.dlogits, sel, { M: V, N: C, K: M, trans: "tn" });
+  const dHead = matmulRef(ce.dlogits, sel, { M: V, N: C, inner: M, trans: "tn" });
   addInto(cfg.tie_word_embeddings ? G["model.embed_tokens.weight"] : G["lm_head.weight"], dHead);
-  const dsel = matmulRef(ce.dlogits, head, { M, N: C, K: V, trans: "nn" });
+  const dsel = matmulRef(ce.dlogits, head, { M, N: C, inner: V, trans: "nn" });
   const dnf = scatterAddRef(dsel, rows, { V: R, C });
   const fb = rmsnormBackwardRef({ dy: dnf, x, w: P["model.norm.weight"], rstd: rstdf }, { C });
   addInto(G["model.norm.weight"], fb.dw);
@@ -154,8 +154,8 @@ export function forwardBackward(
   // dW (out, in) += dyᵀ·x; dx (rows, in) = dy·W
   const linBack = (dy: Float64Array, xin: Float64Array, w: Float64Array, g: Float64Array) => {
     const out = w.length / (xin.length / R), inp = xin.length / R;
-    addInto(g, matmulRef(dy, xin, { M: out, N: inp, K: R, trans: "tn" }));
-    return matmulRef(dy, w, { M: R, N: inp, K: out, trans: "nn" });
+    addInto(g, matmulRef(dy, xin, { M: out, N: inp, inner: R, trans: "tn" }));
+    return matmulRef(dy, w, { M: R, N: inp, inner: out, trans: "nn" });
   };
   for (let i = cfg.num_hidden_layers - 1; i >= 0; i--) {
     const c = caches[i];

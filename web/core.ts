@@ -81,7 +81,7 @@ export {
 } from "../runtime/data/tokenizer.ts";
 export { type GraphOptions, ModelGraph } from "../runtime/model/graph.ts";
 export { type Op, recordOps } from "../runtime/model/ops.ts";
-export type { MatmulChooser } from "../runtime/kernels/matmul.ts";
+export type { MatmulChooser, MatmulShape } from "../runtime/kernels/matmul.ts";
 export {
   measureMatmulGflops,
   Trainer,
@@ -99,17 +99,14 @@ export {
 } from "../runtime/infer/decoder.ts";
 export { generate, type GenerationResult } from "../runtime/infer/generate.ts";
 export { KvCache, type KvCacheOptions, type KvStats } from "../runtime/infer/kv_cache.ts";
+export { type AdapterId, adapterIdOf, Autotuner, type TuneCacheData } from "../runtime/tune/engine.ts";
+export { tunedMatmulChooser } from "../runtime/tune/matmul.ts";
 export {
-  type AdapterId,
-  adapterIdOf,
   type AttentionChooser,
   type AttentionShape,
   type AttentionVariant,
-  Autotuner,
-  type TuneCacheData,
   tunedAttentionChooser,
-  tunedMatmulChooser,
-} from "../runtime/tune/autotune.ts";
+} from "../runtime/tune/attention.ts";
 export {
   type Checkpoint,
   type CheckpointInput,

@@ -5,21 +5,57 @@
  * `navigator.gpu`, no Deno APIs.
  */
 
-/** Limits the kernels rely on, with the least value they can work with. */
-export const REQUIRED_LIMITS = {
+/**
+ * The WebGPU limits the runtime depends on, in one table. `webgpu` is the value every WebGPU
+ * device guarantees (the spec's default): what code assumes when it has no device's limits (the
+ * tuner's choosers reading a cache, a kernel built without limits). `least`, on the limits
+ * `requestGpu` raises to the adapter's maximum, is the smallest value the kernels work with.
+ */
+const LIMITS = {
   /** Shared K/V (or Q/dO) tiles: the default tiles fit 16 KiB; larger tiles need more. */
-  maxComputeWorkgroupStorageSize: 16384,
+  maxComputeWorkgroupStorageSize: { webgpu: 16384, least: 16384 },
   /** One invocation per query row (or key row) of a tile. */
-  maxComputeInvocationsPerWorkgroup: 64,
-  maxComputeWorkgroupSizeX: 64,
+  maxComputeInvocationsPerWorkgroup: { webgpu: 256, least: 64 },
+  maxComputeWorkgroupSizeX: { webgpu: 256, least: 64 },
+  maxComputeWorkgroupSizeY: { webgpu: 256 },
+  maxComputeWorkgroupSizeZ: { webgpu: 64 },
+  maxComputeWorkgroupsPerDimension: { webgpu: 65535 },
   /** The dQ pass binds q, k, v, o, dO, lse, delta, dq, the tile list and the tables. */
-  maxStorageBuffersPerShaderStage: 10,
-  maxStorageBufferBindingSize: 1 << 20,
-  maxBufferSize: 1 << 20,
-} as const;
+  maxStorageBuffersPerShaderStage: { webgpu: 8, least: 10 },
+  maxStorageBufferBindingSize: { webgpu: 1 << 27, least: 1 << 20 },
+  maxBufferSize: { webgpu: 1 << 28, least: 1 << 20 },
+} as const satisfies Record<string, { webgpu: number; least?: number }>;
 
-/** Names of the limits requested at their adapter maximum. */
-export type RequestedLimit = keyof typeof REQUIRED_LIMITS;
+/** Names of the limits in the table. */
+export type LimitName = keyof typeof LIMITS;
+
+/** Names of the limits requested at their adapter maximum (those with a `least`). */
+export type RequestedLimit = {
+  [K in LimitName]: (typeof LIMITS)[K] extends { least: number } ? K : never;
+}[LimitName];
+
+/** Values of the table's limits: WebGPU's defaults, or a device's (`deviceLimits`). */
+export type DeviceLimits = Readonly<Record<LimitName, number>>;
+
+const names = Object.keys(LIMITS) as LimitName[];
+
+/** WebGPU's guaranteed limits: what a caller without a device's limits assumes. */
+export const WEBGPU_DEFAULT_LIMITS: DeviceLimits = Object.fromEntries(
+  names.map((k) => [k, LIMITS[k].webgpu]),
+) as DeviceLimits;
+
+/** The least value of each limit the kernels need (`requestGpu` refuses an adapter below it). */
+export const REQUIRED_LIMITS: Readonly<Record<RequestedLimit, number>> = Object.fromEntries(
+  names.flatMap((k) => {
+    const row: { webgpu: number; least?: number } = LIMITS[k];
+    return row.least === undefined ? [] : [[k, row.least]];
+  }),
+) as Record<RequestedLimit, number>;
+
+/** A device's values of the table's limits (a plain object: variants are checked against it). */
+export function deviceLimits(device: GPUDevice): DeviceLimits {
+  return Object.fromEntries(names.map((k) => [k, device.limits[k]])) as DeviceLimits;
+}
 
 /** A device plus what the runtime needs to know about it. */
 export interface GpuContext {

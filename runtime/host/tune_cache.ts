@@ -5,18 +5,12 @@
  * hands the model: `GraphOptions.matmul` and `GraphOptions.attentionChooser` (`TrainerOptions`
  * `matmul` and `attention`).
  */
-import {
-  adapterIdOf,
-  type AttentionChooser,
-  deviceAttentionLimits,
-  emptyCache,
-  isTuneCache,
-  type TuneCacheData,
-  tunedAttentionChooser,
-  tunedMatmulChooser,
-} from "../tune/autotune.ts";
+import { adapterIdOf, emptyCache, isTuneCache, type TuneCacheData } from "../tune/engine.ts";
+import { type AttentionChooser, tunedAttentionChooser } from "../tune/attention.ts";
+import { tunedMatmulChooser } from "../tune/matmul.ts";
+import { deviceLimits } from "../gpu/device.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
-import { deviceMatmulLimits, type MatmulChooser } from "../kernels/matmul.ts";
+import type { MatmulChooser } from "../kernels/matmul.ts";
 import { writeFileAtomic } from "./files.ts";
 
 /** Where the cache lives unless told otherwise (relative to the working directory; gitignored). */
@@ -74,13 +68,7 @@ export async function loadMatmulChooser(
   ctx: KernelContext,
   o: { path?: string; allowSplitK?: boolean; warn?: (line: string) => void } = {},
 ): Promise<MatmulChooser> {
-  const cache = await loadTuneCache(o.path, o.warn);
-  return tunedMatmulChooser(cache, {
-    adapter: adapterIdOf(ctx.gpu),
-    deno: denoVersion(),
-    limits: deviceMatmulLimits(ctx.gpu.device),
-    allowSplitK: o.allowSplitK,
-  });
+  return (await loadKernelChoosers(ctx, o)).matmul;
 }
 
 /**
@@ -93,17 +81,14 @@ export async function loadKernelChoosers(
   o: { path?: string; allowSplitK?: boolean; warn?: (line: string) => void } = {},
 ): Promise<{ matmul: MatmulChooser; attention: AttentionChooser }> {
   const cache = await loadTuneCache(o.path, o.warn);
-  const id = { adapter: adapterIdOf(ctx.gpu), deno: denoVersion() };
+  const on = {
+    adapter: adapterIdOf(ctx.gpu),
+    deno: denoVersion(),
+    limits: deviceLimits(ctx.gpu.device),
+  };
   return {
-    matmul: tunedMatmulChooser(cache, {
-      ...id,
-      limits: deviceMatmulLimits(ctx.gpu.device),
-      allowSplitK: o.allowSplitK,
-    }),
-    attention: tunedAttentionChooser(cache, {
-      ...id,
-      limits: deviceAttentionLimits(ctx.gpu.device),
-    }),
+    matmul: tunedMatmulChooser(cache, { ...on, allowSplitK: o.allowSplitK }),
+    attention: tunedAttentionChooser(cache, on),
   };
 }
 
@@ -131,7 +116,7 @@ function recording<S, P>(choose: (s: S) => P | undefined, keyOf: (s: S) => strin
  * asked for were tuned, per kernel.
  */
 export function countedKernels(tuned: KernelChoosers) {
-  const mm = recording(tuned.matmul, (s) => `${s.trans} ${s.M}x${s.N}x${s.K}`);
+  const mm = recording(tuned.matmul, (s) => `${s.trans} ${s.M}x${s.N}x${s.inner}`);
   const att = recording(
     tuned.attention,
     (s) => `${s.spec.name} ${s.layout} ${s.batch}x${s.heads}/${s.kvHeads}x${s.L} d${s.headDim}`,

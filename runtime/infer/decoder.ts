@@ -523,7 +523,7 @@ export class Decoder {
         y: o.nf,
         rstd: o.rstd,
       }, { rows, cols: C, eps: cfg.rms_norm_eps }),
-      this.#model.mm("nt", o.nf, this.params.head, o.logits, rows, V, C),
+      this.#model.mm("lm_head", "nt", o.nf, this.params.head, o.logits, rows, V, C),
     ];
   }
 

@@ -9,15 +9,12 @@ import { upload } from "../gpu/resources.ts";
 import {
   checkDims,
   type Dispatch,
-  grid1d,
+  dispatchKernel,
   type Kernel,
   type KernelContext,
-  LINEAR_INDEX_WGSL,
-  prepare,
+  makeKernel,
   uniforms,
 } from "../gpu/kernel.ts";
-
-const WG = 64;
 
 /** Moment decay rates and epsilon (fixed for a run). */
 export interface AdamWOptions {
@@ -60,39 +57,29 @@ export class AdamWHyper {
   }
 }
 
-/** The update kernel: one invocation per parameter. */
-export function adamwKernel(): Kernel {
-  const code = `
-struct H { lr: f32, beta1: f32, beta2: f32, eps: f32, bc1: f32, bc2: f32 }
-struct U { offset: u32, n: u32, wd: f32 }
-@group(0) @binding(0) var<uniform> h: H;
-@group(0) @binding(1) var<uniform> u: U;
-@group(0) @binding(2) var<storage, read_write> param: array<f32>;
-@group(0) @binding(3) var<storage, read> grad: array<f32>;
-@group(0) @binding(4) var<storage, read_write> m: array<f32>;
-@group(0) @binding(5) var<storage, read_write> v: array<f32>;
-@group(0) @binding(6) var<storage, read> clip: array<f32>;
-${LINEAR_INDEX_WGSL}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) l: u32) {
-  let j = linear_index(wg, nwg, l, ${WG}u);
-  if (j >= u.n) { return; }
-  let i = u.offset + j;
-  let g = grad[i] * clip[1];
-  let mi = h.beta1 * m[i] + (1.0 - h.beta1) * g;
-  let vi = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
-  m[i] = mi;
-  v[i] = vi;
-  let p = param[i] * (1.0 - h.lr * u.wd);
-  param[i] = p - h.lr * (mi / h.bc1) / (sqrt(vi / h.bc2) + h.eps);
-}`;
-  return {
+/** The update kernel: one invocation per parameter of the range. */
+function adamwKernel(): Kernel {
+  return makeKernel({
     key: "adamw",
-    label: "adamw",
-    code,
-    bindings: ["h", "u", "param", "grad", "m", "v", "clip"],
-  };
+    uniforms: {
+      h: "lr: f32, beta1: f32, beta2: f32, eps: f32, bc1: f32, bc2: f32",
+      u: "offset: u32, n: u32, wd: f32",
+    },
+    reads: { grad: "f32", clip: "f32" },
+    writes: { param: "f32", m: "f32", v: "f32" },
+    main: {
+      count: "u.n",
+      body: `
+  let k = u.offset + i;
+  let g = grad[k] * clip[1];
+  let mk = h.beta1 * m[k] + (1.0 - h.beta1) * g;
+  let vk = h.beta2 * v[k] + (1.0 - h.beta2) * g * g;
+  m[k] = mk;
+  v[k] = vk;
+  let p = param[k] * (1.0 - h.lr * u.wd);
+  param[k] = p - h.lr * (mk / h.bc1) / (sqrt(vk / h.bc2) + h.eps);`,
+    },
+  });
 }
 
 /**
@@ -113,23 +100,10 @@ export function adamw(
   range: { offset?: number; n: number; weightDecay?: number },
 ): Dispatch {
   checkDims("adamw", { n: range.n });
-  const k = adamwKernel();
-  const u = uniforms(ctx, [
-    { u32: range.offset ?? 0 },
-    { u32: range.n },
-    { f32: range.weightDecay ?? 0 },
-  ], k.label);
-  return prepare(ctx, k, {
-    buffers: {
-      param: io.param,
-      grad: io.grad,
-      m: io.m,
-      v: io.v,
-      clip: io.clip,
-      h: io.hyper.buffer,
-      u,
-    },
-    grid: grid1d(range.n, WG),
-    owned: [u],
+  const { hyper, ...buffers } = io;
+  return dispatchKernel(ctx, adamwKernel(), {
+    u: [{ u32: range.offset ?? 0 }, { u32: range.n }, { f32: range.weightDecay ?? 0 }],
+    buffers: { ...buffers, h: hyper.buffer },
+    grid: range.n,
   });
 }

@@ -6,13 +6,14 @@
  * `lse - logit[target]` and gradient `scale · (softmax - onehot)` are written. Rows not selected
  * are never written: give the LM head only the selected rows, or clear dlogits. Browser-safe.
  */
+import { WEBGPU_DEFAULT_LIMITS } from "../gpu/device.ts";
 import {
   checkDims,
   type Dispatch,
+  dispatchKernel,
   type Kernel,
   type KernelContext,
-  prepare,
-  uniforms,
+  makeKernel,
 } from "../gpu/kernel.ts";
 
 /** Invocations per row (power of two). Default 64. */
@@ -21,22 +22,20 @@ export interface CrossEntropyParams {
 }
 
 /** Builds the kernel; asserts the workgroup size is a power of two (tree reduction). */
-export function crossEntropyKernel(p: CrossEntropyParams = { workgroupSize: 64 }): Kernel {
+function crossEntropyKernel(p: CrossEntropyParams = { workgroupSize: 64 }): Kernel {
   const wg = p.workgroupSize;
   if (!Number.isInteger(wg) || wg < 1 || (wg & (wg - 1)) !== 0 || wg > 256) {
     throw new RangeError(`cross-entropy workgroup size must be a power of two <= 256, got ${wg}`);
   }
-  const code = `
-struct U { rows: u32, vocab: u32, scale: f32, grads: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read> rows: array<u32>;
-@group(0) @binding(3) var<storage, read> targets: array<u32>;
-@group(0) @binding(4) var<storage, read_write> losses: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
+  return makeKernel({
+    key: `cross_entropy:wg${wg}`,
+    uniforms: { u: "rows: u32, vocab: u32, scale: f32, grads: u32" },
+    reads: { logits: "f32", rows: "u32", targets: "u32" },
+    writes: { losses: "f32", dlogits: "f32" },
+    helpers: `
 var<workgroup> wm: array<f32, ${wg}>;
-var<workgroup> ws: array<f32, ${wg}>;
-
+var<workgroup> ws: array<f32, ${wg}>;`,
+    main: `
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) l: u32) {
@@ -71,14 +70,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let p = exp(logits[base + v] - lse);
     dlogits[base + v] = u.scale * (p - select(0.0, 1.0, v == tgt));
   }
-}`;
-  const key = `cross_entropy:wg${wg}`;
-  return {
-    key,
-    label: key,
-    code,
-    bindings: ["u", "logits", "rows", "targets", "losses", "dlogits"],
-  };
+}`,
+  });
 }
 
 /** Shape of a cross-entropy call. */
@@ -109,17 +102,15 @@ export function crossEntropy(
   shape: CrossEntropyShape,
 ): Dispatch {
   checkDims("cross_entropy", { rows: shape.rows, vocab: shape.vocab });
-  const k = crossEntropyKernel(shape.params);
-  const u = uniforms(ctx, [
-    { u32: shape.rows },
-    { u32: shape.vocab },
-    { f32: shape.scale ?? 1 / shape.rows },
-    { u32: shape.grads === false ? 0 : 1 },
-  ], k.label);
-  const x = Math.min(shape.rows, 65535);
-  return prepare(ctx, k, {
-    buffers: { u, ...io },
+  const x = Math.min(shape.rows, WEBGPU_DEFAULT_LIMITS.maxComputeWorkgroupsPerDimension);
+  return dispatchKernel(ctx, crossEntropyKernel(shape.params), {
+    u: [
+      { u32: shape.rows },
+      { u32: shape.vocab },
+      { f32: shape.scale ?? 1 / shape.rows },
+      { u32: shape.grads === false ? 0 : 1 },
+    ],
+    buffers: io,
     grid: [x, Math.ceil(shape.rows / x), 1],
-    owned: [u],
   });
 }

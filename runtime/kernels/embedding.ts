@@ -9,15 +9,11 @@ import { checkBindingSize } from "../gpu/device.ts";
 import {
   checkDims,
   type Dispatch,
-  grid1d,
+  dispatchKernel,
   type Kernel,
   type KernelContext,
-  LINEAR_INDEX_WGSL,
-  prepare,
-  uniforms,
+  makeKernel,
 } from "../gpu/kernel.ts";
-
-const WG = 64;
 
 /** Rows grouped by id: rows with id v are `perm[offsets[v] .. offsets[v+1])`, ascending. */
 export interface RowIndex {
@@ -40,54 +36,40 @@ export function rowIndex(ids: ArrayLike<number>, rows: number): RowIndex {
 }
 
 /** Gather kernel: one invocation per output element. */
-export function gatherKernel(): Kernel {
-  const code = `
-struct U { rows: u32, cols: u32, table_rows: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> table: array<f32>;
-@group(0) @binding(2) var<storage, read> ids: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-${LINEAR_INDEX_WGSL}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) l: u32) {
-  let i = linear_index(wg, nwg, l, ${WG}u);
-  if (i >= u.rows * u.cols) { return; }
+function gatherKernel(): Kernel {
+  return makeKernel({
+    key: "gather",
+    uniforms: { u: "rows: u32, cols: u32, table_rows: u32" },
+    reads: { table: "f32", ids: "u32" },
+    writes: { out: "f32" },
+    main: {
+      count: "u.rows * u.cols",
+      body: `
   let r = i / u.cols;
   let id = min(ids[r], u.table_rows - 1u);
-  out[i] = table[id * u.cols + i % u.cols];
-}`;
-  return { key: "gather", label: "gather", code, bindings: ["u", "table", "ids", "out"] };
+  out[i] = table[id * u.cols + i % u.cols];`,
+    },
+  });
 }
 
 /** Scatter-add kernel: one invocation per (table row, column), summing its CSR segment. */
-export function scatterKernel(): Kernel {
-  const code = `
-struct U { table_rows: u32, cols: u32, accumulate: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> dout: array<f32>;
-@group(0) @binding(2) var<storage, read> offsets: array<u32>;
-@group(0) @binding(3) var<storage, read> perm: array<u32>;
-@group(0) @binding(4) var<storage, read_write> dtable: array<f32>;
-${LINEAR_INDEX_WGSL}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) l: u32) {
-  let i = linear_index(wg, nwg, l, ${WG}u);
-  if (i >= u.table_rows * u.cols) { return; }
+function scatterKernel(): Kernel {
+  return makeKernel({
+    key: "scatter_add",
+    uniforms: { u: "table_rows: u32, cols: u32, accumulate: u32" },
+    reads: { dout: "f32", offsets: "u32", perm: "u32" },
+    writes: { dtable: "f32" },
+    main: {
+      count: "u.table_rows * u.cols",
+      body: `
   let v = i / u.cols;
   let c = i % u.cols;
   var acc = 0.0;
   for (var s = offsets[v]; s < offsets[v + 1u]; s++) { acc += dout[perm[s] * u.cols + c]; }
   if (u.accumulate != 0u) { acc += dtable[i]; }
-  dtable[i] = acc;
-}`;
-  return {
-    key: "scatter_add",
-    label: "scatter_add",
-    code,
-    bindings: ["u", "dout", "offsets", "perm", "dtable"],
-  };
+  dtable[i] = acc;`,
+    },
+  });
 }
 
 /**
@@ -102,9 +84,11 @@ export function gather(
   const { rows, cols, tableRows } = shape;
   checkDims("gather", { rows, cols, tableRows });
   checkBindingSize(ctx.gpu, rows * cols * 4, `gather out (${rows}, ${cols}) f32`);
-  const k = gatherKernel();
-  const u = uniforms(ctx, [{ u32: rows }, { u32: cols }, { u32: tableRows }], k.label);
-  return prepare(ctx, k, { buffers: { u, ...io }, grid: grid1d(rows * cols, WG), owned: [u] });
+  return dispatchKernel(ctx, gatherKernel(), {
+    u: [{ u32: rows }, { u32: cols }, { u32: tableRows }],
+    buffers: io,
+    grid: rows * cols,
+  });
 }
 
 /**
@@ -119,15 +103,9 @@ export function scatterAdd(
 ): Dispatch {
   const { cols, tableRows } = shape;
   checkDims("scatter_add", { cols, tableRows });
-  const k = scatterKernel();
-  const u = uniforms(ctx, [
-    { u32: tableRows },
-    { u32: cols },
-    { u32: shape.accumulate ? 1 : 0 },
-  ], k.label);
-  return prepare(ctx, k, {
-    buffers: { u, ...io },
-    grid: grid1d(tableRows * cols, WG),
-    owned: [u],
+  return dispatchKernel(ctx, scatterKernel(), {
+    u: [{ u32: tableRows }, { u32: cols }, { u32: shape.accumulate ? 1 : 0 }],
+    buffers: io,
+    grid: tableRows * cols,
   });
 }

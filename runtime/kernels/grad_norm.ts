@@ -8,8 +8,10 @@ import { storageBuffer } from "../gpu/resources.ts";
 import {
   checkDims,
   type Dispatch,
+  dispatchKernel,
   type Kernel,
   type KernelContext,
+  makeKernel,
   prepare,
   uniforms,
 } from "../gpu/kernel.ts";
@@ -17,7 +19,7 @@ import {
 const WG = 256;
 
 /** Partial sums per gradient range (workgroups of the sum-of-squares pass). Default 32. */
-export const DEFAULT_PARTS = 32;
+const DEFAULT_PARTS = 32;
 
 const REDUCE = `
 var<workgroup> sh: array<f32, ${WG}>;
@@ -32,13 +34,14 @@ fn reduce(l: u32, x: f32) -> f32 {
 }`;
 
 /** The two kernels. */
-export function gradNormKernels(): { sumSquares: Kernel; finish: Kernel } {
-  const sumSquares = `
-struct U { offset: u32, n: u32, dst: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
-@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
-${REDUCE}
+function gradNormKernels(): { sumSquares: Kernel; finish: Kernel } {
+  const sumSquares = makeKernel({
+    key: "grad_sumsq",
+    uniforms: { u: "offset: u32, n: u32, dst: u32" },
+    reads: { grad: "f32" },
+    writes: { partials: "f32" },
+    helpers: REDUCE,
+    main: `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) l: u32) {
@@ -49,13 +52,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   let s = reduce(l, acc);
   if (l == 0u) { partials[u.dst + wg.x] = s; }
-}`;
-  const finish = `
-struct U { count: u32, max_norm: f32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> partials: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-${REDUCE}
+}`,
+  });
+  const finish = makeKernel({
+    key: "grad_norm",
+    uniforms: { u: "count: u32, max_norm: f32" },
+    reads: { partials: "f32" },
+    writes: { out: "f32" },
+    helpers: REDUCE,
+    main: `
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) l: u32) {
   var acc = 0.0;
@@ -65,21 +70,9 @@ fn main(@builtin(local_invocation_index) l: u32) {
     out[0] = norm;
     out[1] = select(1.0, min(1.0, u.max_norm / (norm + 1e-6)), u.max_norm > 0.0);
   }
-}`;
-  return {
-    sumSquares: {
-      key: "grad_sumsq",
-      label: "grad_sumsq",
-      code: sumSquares,
-      bindings: ["u", "grad", "partials"],
-    },
-    finish: {
-      key: "grad_norm",
-      label: "grad_norm",
-      code: finish,
-      bindings: ["u", "partials", "out"],
-    },
-  };
+}`,
+  });
+  return { sumSquares, finish };
 }
 
 /** One gradient range: `buffer[offset .. offset+n)`. */
@@ -103,15 +96,10 @@ export function gradNorm(
   const partials = storageBuffer(ctx.gpu.device, io.ranges.length * parts * 4, "grad_partials");
   const out: Dispatch[] = io.ranges.map((r, i) => {
     checkDims("grad_norm", { n: r.n });
-    const u = uniforms(
-      ctx,
-      [{ u32: r.offset ?? 0 }, { u32: r.n }, { u32: i * parts }],
-      ks.sumSquares.label,
-    );
-    return prepare(ctx, ks.sumSquares, {
-      buffers: { u, grad: r.buffer, partials },
+    return dispatchKernel(ctx, ks.sumSquares, {
+      u: [{ u32: r.offset ?? 0 }, { u32: r.n }, { u32: i * parts }],
+      buffers: { grad: r.buffer, partials },
       grid: [parts, 1, 1],
-      owned: [u],
     });
   });
   const u = uniforms(ctx, [{ u32: io.ranges.length * parts }, { f32: o.maxNorm }], ks.finish.label);

@@ -13,50 +13,38 @@
 import {
   checkDims,
   type Dispatch,
-  grid1d,
+  dispatchKernel,
   type Kernel,
   type KernelContext,
-  LINEAR_INDEX_WGSL,
-  prepare,
-  uniforms,
+  makeKernel,
 } from "../gpu/kernel.ts";
 
-const WG = 64;
-
-/** The RoPE + store kernel: one invocation per (row, head of q then k, i < d/2). */
-export function ropeStoreKernel(): Kernel {
-  const code = `
-struct U { rows: u32, per_seq: u32, H: u32, HKV: u32, half: u32, S: u32, K: u32, flattened: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read> info: array<i32>;
-@group(0) @binding(5) var<storage, read> table: array<f32>;
-@group(0) @binding(6) var<storage, read_write> qr: array<f32>;
-@group(0) @binding(7) var<storage, read_write> ck: array<f32>;
-@group(0) @binding(8) var<storage, read_write> cv: array<f32>;
-@group(0) @binding(9) var<storage, read_write> coords: array<i32>;
-${LINEAR_INDEX_WGSL}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) l: u32) {
+/** The RoPE + store kernel: one invocation per (row, head of q then k, e < d/2). */
+function ropeStoreKernel(): Kernel {
+  return makeKernel({
+    key: "kv_rope_store",
+    uniforms: {
+      u: "rows: u32, per_seq: u32, H: u32, HKV: u32, half: u32, S: u32, K: u32, flattened: u32",
+    },
+    reads: { q: "f32", k: "f32", v: "f32", info: "i32", table: "f32" },
+    writes: { qr: "f32", ck: "f32", cv: "f32", coords: "i32" },
+    main: {
+      count: "u.rows * (u.H + u.HKV) * u.half",
+      body: `
   let heads = u.H + u.HKV;
-  let idx = linear_index(wg, nwg, l, ${WG}u);
-  if (idx >= u.rows * heads * u.half) { return; }
-  let i = idx % u.half;
-  let hh = (idx / u.half) % heads;
-  let r = idx / (u.half * heads);
+  let e = i % u.half;
+  let hh = (i / u.half) % heads;
+  let r = i / (u.half * heads);
   let c = info[3u * r];
   let n = info[3u * r + 1u];
   let slot = info[3u * r + 2u];
   let pid = select(u32(n), u32(n) * u.K + u32(c), u.flattened == 1u);
-  let cs = pid * u.half + i;
+  let cs = pid * u.half + e;
   let co = table[2u * cs];
   let si = table[2u * cs + 1u];
   let d = 2u * u.half;
   if (hh < u.H) {
-    let at = r * u.H * d + hh * d + i;
+    let at = r * u.H * d + hh * d + e;
     let x1 = q[at];
     let x2 = q[at + u.half];
     qr[at] = x1 * co - x2 * si;
@@ -67,25 +55,20 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let kh = hh - u.H;
   let b = r / u.per_seq;
   let cell = b * u.S + u32(slot);
-  let src = r * u.HKV * d + kh * d + i;
-  let dst = (cell * u.HKV + kh) * d + i;
+  let src = r * u.HKV * d + kh * d + e;
+  let dst = (cell * u.HKV + kh) * d + e;
   let x1 = k[src];
   let x2 = k[src + u.half];
   ck[dst] = x1 * co - x2 * si;
   ck[dst + u.half] = x2 * co + x1 * si;
   cv[dst] = v[src];
   cv[dst + u.half] = v[src + u.half];
-  if (kh == 0u && i == 0u) {
+  if (kh == 0u && e == 0u) {
     coords[2u * cell] = c;
     coords[2u * cell + 1u] = n;
-  }
-}`;
-  return {
-    key: "kv_rope_store",
-    label: "kv_rope_store",
-    code,
-    bindings: ["u", "q", "k", "v", "info", "table", "qr", "ck", "cv", "coords"],
-  };
+  }`,
+    },
+  });
 }
 
 /** Shape of a `ropeStore` call. */
@@ -128,59 +111,46 @@ export function ropeStore(
   const { rows, perSeq, heads, kvHeads, headDim, slots, K } = s;
   checkDims("kv_rope_store", { rows, perSeq, heads, kvHeads, headDim, slots, K });
   if (headDim % 2 !== 0) throw new RangeError(`RoPE head dim must be even, got ${headDim}`);
-  const k = ropeStoreKernel(), half = headDim / 2;
-  const u = uniforms(ctx, [
-    { u32: rows },
-    { u32: perSeq },
-    { u32: heads },
-    { u32: kvHeads },
-    { u32: half },
-    { u32: slots },
-    { u32: K },
-    { u32: s.flattened ? 1 : 0 },
-  ], k.label);
-  return prepare(ctx, k, {
-    buffers: { u, ...io },
-    grid: grid1d(rows * (heads + kvHeads) * half, WG),
-    owned: [u],
+  const half = headDim / 2;
+  return dispatchKernel(ctx, ropeStoreKernel(), {
+    u: [
+      { u32: rows },
+      { u32: perSeq },
+      { u32: heads },
+      { u32: kvHeads },
+      { u32: half },
+      { u32: slots },
+      { u32: K },
+      { u32: s.flattened ? 1 : 0 },
+    ],
+    buffers: io,
+    grid: rows * (heads + kvHeads) * half,
   });
 }
 
 /** The row scatter kernel: one invocation per (row, element of the row). */
-export function scatterRowsKernel(): Kernel {
-  const code = `
-struct U { rows: u32, width: u32, S: u32, seq: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> sk: array<f32>;
-@group(0) @binding(2) var<storage, read> sv: array<f32>;
-@group(0) @binding(3) var<storage, read> info: array<i32>;
-@group(0) @binding(4) var<storage, read_write> ck: array<f32>;
-@group(0) @binding(5) var<storage, read_write> cv: array<f32>;
-@group(0) @binding(6) var<storage, read_write> coords: array<i32>;
-${LINEAR_INDEX_WGSL}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) l: u32) {
-  let idx = linear_index(wg, nwg, l, ${WG}u);
-  if (idx >= u.rows * u.width) { return; }
-  let j = idx % u.width;
-  let r = idx / u.width;
+function scatterRowsKernel(): Kernel {
+  return makeKernel({
+    key: "kv_scatter_rows",
+    uniforms: { u: "rows: u32, width: u32, S: u32, seq: u32" },
+    reads: { sk: "f32", sv: "f32", info: "i32" },
+    writes: { ck: "f32", cv: "f32", coords: "i32" },
+    main: {
+      count: "u.rows * u.width",
+      body: `
+  let j = i % u.width;
+  let r = i / u.width;
   let slot = info[3u * r + 2u];
   if (slot < 0) { return; }
   let cell = u.seq * u.S + u32(slot);
-  ck[cell * u.width + j] = sk[idx];
-  cv[cell * u.width + j] = sv[idx];
+  ck[cell * u.width + j] = sk[i];
+  cv[cell * u.width + j] = sv[i];
   if (j == 0u) {
     coords[2u * cell] = info[3u * r];
     coords[2u * cell + 1u] = info[3u * r + 1u];
-  }
-}`;
-  return {
-    key: "kv_scatter_rows",
-    label: "kv_scatter_rows",
-    code,
-    bindings: ["u", "sk", "sv", "info", "ck", "cv", "coords"],
-  };
+  }`,
+    },
+  });
 }
 
 /**
@@ -200,16 +170,9 @@ export function scatterRows(
   s: { rows: number; width: number; slots: number; seq: number },
 ): Dispatch {
   checkDims("kv_scatter_rows", { rows: s.rows, width: s.width, slots: s.slots });
-  const k = scatterRowsKernel();
-  const u = uniforms(ctx, [
-    { u32: s.rows },
-    { u32: s.width },
-    { u32: s.slots },
-    { u32: s.seq },
-  ], k.label);
-  return prepare(ctx, k, {
-    buffers: { u, ...io },
-    grid: grid1d(s.rows * s.width, WG),
-    owned: [u],
+  return dispatchKernel(ctx, scatterRowsKernel(), {
+    u: [{ u32: s.rows }, { u32: s.width }, { u32: s.slots }, { u32: s.seq }],
+    buffers: io,
+    grid: s.rows * s.width,
   });
 }

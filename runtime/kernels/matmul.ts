@@ -2,39 +2,47 @@
  * Register-blocked matmul for linear layers with weights stored `[out, in]` (Hugging Face
  * Llama): forward `C = A·Bᵀ` ("nt"), input gradient `dA = dC·B` ("nn") and weight gradient
  * `dB = dCᵀ·A` ("tn"), with `C = alpha·(A'·B') + beta·C` so gradients can accumulate (tied
- * embeddings). Each invocation owns a `tm x tn` block of C held in scalar registers (fully
- * unrolled: llvmpipe keeps them in vector registers, where a dynamically indexed array would
- * spill); a workgroup covers `(wgy·tm) x (wgx·tn)`. Loads are clamped to the last row/column so
- * the inner loop has no branch; only the stores are guarded, so any shape works.
+ * embeddings). A product is `(M x inner)·(inner x N)`: the reduction length is `inner`, never
+ * `K`, which is the PHD copy count everywhere else (split-K keeps its usual name). Each
+ * invocation owns a `tm x tn` block of C held in scalar registers (fully unrolled: llvmpipe keeps
+ * them in vector registers, where a dynamically indexed array would spill); a workgroup covers
+ * `(wgy·tm) x (wgx·tn)`. Loads are clamped to the last row/column so the inner loop has no
+ * branch; only the stores are guarded, so any shape works.
  *
- * The variant space (the autotuner's, runtime/tune/autotune.ts `matmulCandidates`), every knob baked
- * into the WGSL and named in the kernel key:
+ * The variant space (the autotuner's, runtime/tune/matmul.ts `matmulCandidates`), every knob
+ * baked into the WGSL and named in the kernel key:
  * - `tm x tn` register block and `wgx x wgy` workgroup shape;
- * - `vec: 4`: vec4 loads along each operand's contiguous dimension (nt: both along K; nn: A along
- *   K, B along N; tn: A along M, B along N), when those dimensions are multiples of 4;
- * - `bk`: stage `bk`-deep K slices of the A and B tiles through workgroup memory (0: read global
- *   memory directly, the default: on llvmpipe every load is a gather either way);
- * - `kz`: split K inside a workgroup across `kz` invocations along z, reduced through workgroup
- *   memory (one dispatch);
- * - `splitK`: split K across workgroups into a scratch buffer, then a reduction pass (two
- *   dispatches: use `matmulDispatches`, which also takes every other variant).
+ * - `vec: 4`: vec4 loads along each operand's contiguous dimension (nt: both along inner; nn: A
+ *   along inner, B along N; tn: A along M, B along N), when those dimensions are multiples of 4;
+ * - `bk`: stage `bk`-deep slices of the inner dimension of the A and B tiles through workgroup
+ *   memory (0: read global memory directly, the default: on llvmpipe every load is a gather
+ *   either way);
+ * - `kz`: split the inner dimension inside a workgroup across `kz` invocations along z, reduced
+ *   through workgroup memory (one dispatch);
+ * - `splitK`: split the inner dimension across workgroups into a scratch buffer, then a reduction
+ *   pass (two dispatches: use `matmulDispatches`, which also takes every other variant).
  * f16 storage is not in the space: the model's tensors are f32 (see README, autotuning).
  *
- * The runtime picks tuned parameters with `tunedMatmulChooser(cache, adapter, deno)` from
- * runtime/tune/autotune.ts, whose result is the model's `MatmulChooser`
- * (`(shape: {trans, M, N, K}) => Omit<MatmulParams, "trans"> | undefined`): it returns the tuned
- * variant of the shape's bucket when the cache has one that is valid for the exact shape, else
- * undefined (the default). Tuned parameters never have `splitK > 1` unless the chooser is asked
- * for them (`allowSplitK`), so `matmul(ctx, call)` (one dispatch) accepts everything it returns.
+ * A model takes its blocking per product from a `MatmulChooser`; the autotuner's
+ * (`tunedMatmulChooser`, runtime/tune/matmul.ts) returns the tuned variant of the shape's bucket
+ * when the cache has one that is valid for the exact shape, else undefined (the default). Tuned
+ * parameters never have `splitK > 1` unless the chooser is asked for them (`allowSplitK`), so
+ * `matmul(ctx, call)` (one dispatch) accepts everything it returns.
  */
-import { checkBindingSize } from "../gpu/device.ts";
+import {
+  checkBindingSize,
+  type DeviceLimits,
+  deviceLimits,
+  WEBGPU_DEFAULT_LIMITS,
+} from "../gpu/device.ts";
 import {
   checkDims,
   type Dispatch,
-  grid1d,
+  dispatchKernel,
+  type ElementType,
   type Kernel,
   type KernelContext,
-  LINEAR_INDEX_WGSL,
+  makeKernel,
   prepare,
   uniforms,
 } from "../gpu/kernel.ts";
@@ -55,11 +63,14 @@ export interface MatmulParams {
   wgy: number;
   /** Load width: 1 (scalar, default) or 4 (vec4 along each operand's contiguous dimension). */
   vec?: 1 | 4;
-  /** Depth of the K slices staged through workgroup memory; 0 (default) reads global memory. */
+  /** Depth of the inner slices staged through workgroup memory; 0 (default) reads global memory. */
   bk?: number;
-  /** Invocations along z splitting K inside a workgroup (default 1). */
+  /** Invocations along z splitting the inner dimension inside a workgroup (default 1). */
   kz?: number;
-  /** Workgroups along z splitting K, reduced by a second pass (default 1; `matmulDispatches`). */
+  /**
+   * Workgroups along z splitting the inner dimension, reduced by a second pass (default 1;
+   * `matmulDispatches`).
+   */
   splitK?: number;
 }
 
@@ -74,24 +85,34 @@ export type MatmulBlocking = Omit<MatmulParams, "trans">;
 export const DEFAULT_MATMUL: MatmulBlocking = { tm: 8, tn: 8, wgx: 8, wgy: 8 };
 
 /** Accumulators one invocation may hold (registers). */
-export const MAX_ACCUMULATORS = 256;
+const MAX_ACCUMULATORS = 256;
 
-/** Limits a matmul variant must respect (a subset of `GPUSupportedLimits`). */
-export interface MatmulLimits {
-  maxComputeInvocationsPerWorkgroup: number;
-  maxComputeWorkgroupSizeX: number;
-  maxComputeWorkgroupSizeY: number;
-  maxComputeWorkgroupSizeZ: number;
-  maxComputeWorkgroupStorageSize: number;
-}
+/** Limits a matmul variant must respect (`deviceLimits` of runtime/gpu/device.ts has them). */
+export type MatmulLimits = Pick<
+  DeviceLimits,
+  | "maxComputeInvocationsPerWorkgroup"
+  | "maxComputeWorkgroupSizeX"
+  | "maxComputeWorkgroupSizeY"
+  | "maxComputeWorkgroupSizeZ"
+  | "maxComputeWorkgroupStorageSize"
+>;
 
-/** The shape of one product. */
+/** The shape of one product: C (M, N) = A' (M, inner) · B' (inner, N). */
 export interface MatmulShape {
   trans: MatmulTrans;
+  /** Rows of C. */
   M: number;
+  /** Columns of C. */
   N: number;
-  K: number;
+  /** Reduction length. */
+  inner: number;
 }
+
+/**
+ * Matmul blocking chosen per product (a model's `GraphOptions.matmul`, the autotuner's
+ * `tunedMatmulChooser`); undefined keeps the default.
+ */
+export type MatmulChooser = (shape: MatmulShape) => MatmulBlocking | undefined;
 
 /** Normalised parameters (every optional knob filled in). */
 function full(p: MatmulParams): Required<MatmulParams> {
@@ -99,7 +120,7 @@ function full(p: MatmulParams): Required<MatmulParams> {
 }
 
 /** Bytes of workgroup memory a variant declares. */
-export function matmulWorkgroupBytes(p: MatmulParams): number {
+function matmulWorkgroupBytes(p: MatmulParams): number {
   const q = full(p);
   const staged = q.bk > 0 ? (q.wgy * q.tm + q.wgx * q.tn) * q.bk * 4 : 0;
   const reduce = q.kz > 1 ? (q.kz - 1) * q.wgx * q.wgy * q.tm * q.tn * 4 : 0;
@@ -135,9 +156,9 @@ export function matmulShapeProblem(p: MatmulParams, s: MatmulShape): string | un
   if (q.vec !== 1 && q.vec !== 4) return `vec must be 1 or 4, got ${q.vec}`;
   if (q.vec === 4) {
     const need: [string, number][] = s.trans === "nt"
-      ? [["K", s.K]]
+      ? [["inner", s.inner]]
       : s.trans === "nn"
-      ? [["K", s.K], ["N", s.N], ["tn", q.tn]]
+      ? [["inner", s.inner], ["N", s.N], ["tn", q.tn]]
       : [["M", s.M], ["N", s.N], ["tm", q.tm], ["tn", q.tn]];
     const bad = need.filter(([, v]) => v % 4 !== 0).map(([k, v]) => `${k}=${v}`);
     if (bad.length) return `vec4 ${s.trans} needs multiples of 4 (${bad.join(", ")})`;
@@ -161,26 +182,15 @@ export function matmulVariantName(p: MatmulBlocking): string {
     (q.splitK > 1 ? ` sk${q.splitK}` : "");
 }
 
-const DEFAULT_LIMITS: MatmulLimits = {
-  maxComputeInvocationsPerWorkgroup: 256,
-  maxComputeWorkgroupSizeX: 256,
-  maxComputeWorkgroupSizeY: 256,
-  maxComputeWorkgroupSizeZ: 64,
-  maxComputeWorkgroupStorageSize: 16384,
-};
-
 /**
- * Builds the kernel; refuses (RangeError) a variant that breaks `limits` (a number is the old
- * form: the invocation limit). With `splitK > 1` the kernel writes raw partial products to a
- * scratch buffer `p` (slice `wg.z` of `splitK`), reduced by `matmulReduceKernel`.
+ * Builds the kernel; refuses (RangeError) a variant that breaks `limits` (default: WebGPU's
+ * guaranteed ones). With `splitK > 1` the kernel writes raw partial products to a scratch buffer
+ * `p` (slice `wg.z` of `splitK`), reduced by `matmulReduceKernel`.
  */
 export function matmulKernel(
   p: MatmulParams,
-  limits: Partial<MatmulLimits> | number = DEFAULT_LIMITS,
+  limits: MatmulLimits = WEBGPU_DEFAULT_LIMITS,
 ): Kernel {
-  const lim = typeof limits === "number"
-    ? { ...DEFAULT_LIMITS, maxComputeInvocationsPerWorkgroup: limits }
-    : { ...DEFAULT_LIMITS, ...limits };
   const q = full(p);
   const { tm, tn, wgx, wgy, trans, vec, bk, kz, splitK } = q;
   checkDims("matmul", { tm, tn, wgx, wgy, kz, splitK });
@@ -193,7 +203,7 @@ export function matmulKernel(
   if (bk > 0 && (vec !== 1 || kz > 1)) {
     throw new RangeError(`matmul: workgroup staging (bk) combines with neither vec4 nor kz`);
   }
-  const problem = matmulLimitsProblem(q, lim);
+  const problem = matmulLimitsProblem(q, limits);
   if (problem) throw new RangeError(`matmul ${matmulKey(q)}: ${problem}`);
 
   const I = [...Array(tm).keys()], J = [...Array(tn).keys()];
@@ -202,17 +212,16 @@ export function matmulKernel(
     IJ.map(([i, j]) => f(i, j)).join(sep);
   const barriers = bk > 0 || kz > 1;
   const C = ["x", "y", "z", "w"];
-  // Vector along K: the loop advances 4 k per step (nt: A and B; nn: A).
+  // Vector along inner: the loop advances 4 k per step (nt: A and B; nn: A).
   const kv = vec === 4 && trans !== "tn" ? 4 : 1;
-  const aVec = vec === 4, bVec = vec === 4;
-  const aType = aVec ? "vec4f" : "f32", bType = bVec ? "vec4f" : "f32";
+  const type: ElementType = vec === 4 ? "vec4f" : "f32";
 
-  // A'[m, k] and B'[k, n] in terms of the stored scalar arrays (sizes M, N, K of the product).
+  // A'[m, k] and B'[k, n] in terms of the stored scalar arrays (sizes M, N, inner of the product).
   const aAt = trans === "tn"
     ? (m: string, k: string) => `a[${k} * u.M + ${m}]`
-    : (m: string, k: string) => `a[${m} * u.K + ${k}]`;
+    : (m: string, k: string) => `a[${m} * u.inner + ${k}]`;
   const bAt = trans === "nt"
-    ? (k: string, n: string) => `b[${n} * u.K + ${k}]`
+    ? (k: string, n: string) => `b[${n} * u.inner + ${k}]`
     : (k: string, n: string) => `b[${k} * u.N + ${n}]`;
 
   // The inner step: loads of one k (or 4 k) and the FMAs; `av(i, kk)`/`bv(kk, j)` name values.
@@ -235,10 +244,10 @@ export function matmulKernel(
       fmas((i) => `a${i}`, (_, j) => `b${j}`),
     ].join("\n    ");
   } else if (trans === "nt") {
-    // a (M, K/4) and b (N, K/4) as vec4 rows: k counts vec4s.
+    // a (M, inner/4) and b (N, inner/4) as vec4 rows: k counts vec4s.
     indices = [
-      ...I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u) * (u.K / 4u);`),
-      ...J.map((j) => `let c${j} = min(n0 + ${j}u, u.N - 1u) * (u.K / 4u);`),
+      ...I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u) * (u.inner / 4u);`),
+      ...J.map((j) => `let c${j} = min(n0 + ${j}u, u.N - 1u) * (u.inner / 4u);`),
     ].join("\n  ");
     step = [
       ...I.map((i) => `let a${i} = a[r${i} + k / 4u];`),
@@ -246,10 +255,10 @@ export function matmulKernel(
       fmas((i, kk) => `a${i}.${C[kk]}`, (kk, j) => `b${j}.${C[kk]}`),
     ].join("\n    ");
   } else if (trans === "nn") {
-    // a (M, K/4) rows as vec4 along K; b (K, N/4) as vec4 along N, 4 rows per step.
+    // a (M, inner/4) rows as vec4 along inner; b (inner, N/4) as vec4 along N, 4 rows per step.
     const G = [...Array(tn / 4).keys()];
     indices = [
-      ...I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u) * (u.K / 4u);`),
+      ...I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u) * (u.inner / 4u);`),
       ...G.map((g) => `let c${g} = min(n0 / 4u + ${g}u, u.N / 4u - 1u);`),
     ].join("\n  ");
     step = [
@@ -260,7 +269,7 @@ export function matmulKernel(
       fmas((i, kk) => `a${i}.${C[kk]}`, (kk, j) => `b${kk}_${j >> 2}.${C[j & 3]}`),
     ].join("\n    ");
   } else {
-    // tn: a (K, M/4) as vec4 along M, b (K, N/4) as vec4 along N, one k per step.
+    // tn: a (inner, M/4) as vec4 along M, b (inner, N/4) as vec4 along N, one k per step.
     const GI = [...Array(tm / 4).keys()], GJ = [...Array(tn / 4).keys()];
     indices = [
       ...GI.map((g) => `let r${g} = min(m0 / 4u + ${g}u, u.M / 4u - 1u);`),
@@ -273,14 +282,14 @@ export function matmulKernel(
     ].join("\n    ");
   }
 
-  // The K range of this invocation: [kb, ke), multiples of kv (K % 4 == 0 when kv = 4).
+  // The inner range of this invocation: [kb, ke), multiples of kv (inner % 4 == 0 when kv = 4).
   const range = [
     splitK > 1
-      ? `let kc = (u.KC + ${kv - 1}u) / ${kv}u * ${kv}u;
-  let k0 = min(wg.z * kc, u.K);
-  let k1 = min(k0 + kc, u.K);`
+      ? `let kc = (u.slice + ${kv - 1}u) / ${kv}u * ${kv}u;
+  let k0 = min(wg.z * kc, u.inner);
+  let k1 = min(k0 + kc, u.inner);`
       : `let k0 = 0u;
-  let k1 = u.K;`,
+  let k1 = u.inner;`,
     kz > 1
       ? `let ks = ((k1 - k0 + ${kz - 1}u) / ${kz}u + ${kv - 1}u) / ${kv}u * ${kv}u;
   let kb = min(k0 + l.z * ks, k1);
@@ -292,7 +301,7 @@ export function matmulKernel(
   let loop: string;
   let decls = "";
   if (bk > 0) {
-    // Cooperative loads of a (BM x bk) slice of A' and a (bk x BN) slice of B' per K step.
+    // Cooperative loads of a (BM x bk) slice of A' and a (bk x BN) slice of B' per inner step.
     const BM = wgy * tm, BN = wgx * tn, NT = wgx * wgy;
     decls = `var<workgroup> As: array<f32, ${BM * bk}>;
 var<workgroup> Bs: array<f32, ${bk * BN}>;`;
@@ -309,11 +318,11 @@ var<workgroup> Bs: array<f32, ${bk * BN}>;`;
   for (var kt = kb; kt < ke; kt += ${bk}u) {
     for (var e = t; e < ${BM * bk}u; e += ${NT}u) {
       ${aIdx}
-      As[mm * ${bk}u + kk] = ${aAt(`min(mb + mm, u.M - 1u)`, `min(kt + kk, u.K - 1u)`)};
+      As[mm * ${bk}u + kk] = ${aAt(`min(mb + mm, u.M - 1u)`, `min(kt + kk, u.inner - 1u)`)};
     }
     for (var e = t; e < ${bk * BN}u; e += ${NT}u) {
       ${bIdx}
-      Bs[kk * ${BN}u + nn] = ${bAt(`min(kt + kk, u.K - 1u)`, `min(nb + nn, u.N - 1u)`)};
+      Bs[kk * ${BN}u + nn] = ${bAt(`min(kt + kk, u.inner - 1u)`, `min(nb + nn, u.N - 1u)`)};
     }
     workgroupBarrier();
     let kn = min(${bk}u, ke - kt);
@@ -357,18 +366,19 @@ var<workgroup> Bs: array<f32, ${bk * BN}>;`;
       } }`,
     "\n  ",
   );
-  const code = `
-struct U { M: u32, N: u32, K: u32, alpha: f32, beta: f32, KC: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> a: array<${aType}>;
-@group(0) @binding(2) var<storage, read> b: array<${bType}>;
-${
-    splitK > 1
-      ? "@group(0) @binding(3) var<storage, read_write> p: array<f32>;"
-      : "@group(0) @binding(3) var<storage, read_write> c: array<f32>;"
-  }
-${decls}
-
+  return makeKernel({
+    key: matmulKey(q),
+    uniforms: { u: "M: u32, N: u32, inner: u32, alpha: f32, beta: f32, slice: u32" },
+    reads: { a: type, b: type },
+    writes: splitK > 1 ? { p: "f32" } : { c: "f32" },
+    helpers: `${decls}${
+      splitK > 1 ? "" : `
+fn store(idx: u32, v: f32) {
+  // beta == 0 never reads C, so stale NaNs in a reused buffer cannot leak in.
+  if (u.beta == 0.0) { c[idx] = u.alpha * v; } else { c[idx] = u.alpha * v + u.beta * c[idx]; }
+}`
+    }`,
+    main: `
 @compute @workgroup_size(${wgx}, ${wgy}, ${kz})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let m0 = ${wgy === 1 ? "wg.y" : `(wg.y * ${wgy}u + l.y)`} * ${tm}u;
@@ -379,46 +389,25 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   ${loop}
   ${reduce}
   ${stores}
-}
-${
-    splitK > 1 ? "" : `
-fn store(idx: u32, v: f32) {
-  // beta == 0 never reads C, so stale NaNs in a reused buffer cannot leak in.
-  if (u.beta == 0.0) { c[idx] = u.alpha * v; } else { c[idx] = u.alpha * v + u.beta * c[idx]; }
-}`
-  }`;
-  const key = matmulKey(q);
-  return {
-    key,
-    label: key,
-    code,
-    bindings: ["u", "a", "b", splitK > 1 ? "p" : "c"],
-  };
+}`,
+  });
 }
 
-/** Sums the `S` partial products of a split-K matmul into C with alpha/beta (one item per thread). */
+/** Sums the `S` partial products of a split-K matmul into C with alpha/beta (one item each). */
 export function matmulReduceKernel(): Kernel {
-  const code = `
-struct U { MN: u32, S: u32, alpha: f32, beta: f32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> p: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-${LINEAR_INDEX_WGSL}
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wg, nwg, lid, 64u);
-  if (i >= u.MN) { return; }
+  return makeKernel({
+    key: "matmul:splitk-reduce",
+    uniforms: { u: "MN: u32, S: u32, alpha: f32, beta: f32" },
+    reads: { p: "f32" },
+    writes: { c: "f32" },
+    main: {
+      count: "u.MN",
+      body: `
   var s = 0.0;
   for (var z = 0u; z < u.S; z++) { s += p[z * u.MN + i]; }
-  if (u.beta == 0.0) { c[i] = u.alpha * s; } else { c[i] = u.alpha * s + u.beta * c[i]; }
-}`;
-  return {
-    key: "matmul:splitk-reduce",
-    label: "matmul:splitk-reduce",
-    code,
-    bindings: ["u", "p", "c"],
-  };
+  if (u.beta == 0.0) { c[i] = u.alpha * s; } else { c[i] = u.alpha * s + u.beta * c[i]; }`,
+    },
+  });
 }
 
 /** Buffers and shape of one product. */
@@ -431,7 +420,7 @@ export interface MatmulCall {
   /** Columns of C. */
   N: number;
   /** Reduction length. */
-  K: number;
+  inner: number;
   trans: MatmulTrans;
   /** Scale of the product. Default 1. */
   alpha?: number;
@@ -441,21 +430,10 @@ export interface MatmulCall {
   params?: MatmulBlocking;
 }
 
-/** The adapter's limits relevant to matmul variants. */
-export function deviceMatmulLimits(device: GPUDevice): MatmulLimits {
-  const l = device.limits;
-  return {
-    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-    maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
-    maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
-    maxComputeWorkgroupSizeZ: l.maxComputeWorkgroupSizeZ,
-    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-  };
-}
-
 /**
- * Prepares one product. With "nt": a is (M,K), b is (N,K) [out, in], c is (M,N).
- * "nn": a is (M,K), b is (K,N), c is (M,N). "tn": a is (K,M), b is (K,N), c is (M,N).
+ * Prepares one product. With "nt": a is (M,inner), b is (N,inner) [out, in], c is (M,N).
+ * "nn": a is (M,inner), b is (inner,N), c is (M,N). "tn": a is (inner,M), b is (inner,N), c is
+ * (M,N).
  * So for y = x·Wᵀ with x (R,in), W (out,in): forward nt(x, W) -> (R,out); dx = nn(dy, W) ->
  * (R,in); dW = tn(dy, x) -> (out,in). Refuses `splitK > 1` (two passes: `matmulDispatches`).
  */
@@ -470,13 +448,13 @@ export function matmul(ctx: KernelContext, call: MatmulCall): Dispatch {
 
 /** Prepares one product as one dispatch, or two with `splitK > 1` (the first owns the scratch). */
 export function matmulDispatches(ctx: KernelContext, call: MatmulCall): Dispatch[] {
-  const { M, N, K, trans } = call;
-  checkDims("matmul", { M, N, K });
+  const { M, N, inner, trans } = call;
+  checkDims("matmul", { M, N, inner });
   const p = full({ ...DEFAULT_MATMUL, ...call.params, trans });
   const shapeProblem = matmulShapeProblem(p, call);
-  if (shapeProblem) throw new RangeError(`matmul ${M}x${N}x${K}: ${shapeProblem}`);
-  const kernel = matmulKernel(p, deviceMatmulLimits(ctx.gpu.device));
-  const sizes = { a: M * K, b: N * K, c: M * N };
+  if (shapeProblem) throw new RangeError(`matmul ${M}x${N}x${inner}: ${shapeProblem}`);
+  const kernel = matmulKernel(p, deviceLimits(ctx.gpu.device));
+  const sizes = { a: M * inner, b: N * inner, c: M * N };
   for (const [name, n] of Object.entries(sizes)) {
     checkBindingSize(ctx.gpu, n * 4, `matmul ${name} (${n} f32)`);
     const buf = call[name as "a" | "b" | "c"];
@@ -484,14 +462,14 @@ export function matmulDispatches(ctx: KernelContext, call: MatmulCall): Dispatch
       throw new RangeError(`matmul ${trans}: ${name} holds ${buf.size} bytes, needs ${n * 4}`);
     }
   }
-  const S = p.splitK;
+  const S = p.splitK, alpha = call.alpha ?? 1, beta = call.beta ?? 0;
   const u = uniforms(ctx, [
     { u32: M },
     { u32: N },
-    { u32: K },
-    { f32: call.alpha ?? 1 },
-    { f32: call.beta ?? 0 },
-    { u32: Math.ceil(K / S) },
+    { u32: inner },
+    { f32: alpha },
+    { f32: beta },
+    { u32: Math.ceil(inner / S) },
   ], kernel.label);
   const grid: [number, number, number] = [
     Math.ceil(N / (p.wgx * p.tn)),
@@ -514,22 +492,10 @@ export function matmulDispatches(ctx: KernelContext, call: MatmulCall): Dispatch
     grid,
     owned: [u, scratch],
   });
-  const ru = uniforms(ctx, [
-    { u32: M * N },
-    { u32: S },
-    { f32: call.alpha ?? 1 },
-    { f32: call.beta ?? 0 },
-  ], "matmul:splitk-reduce");
-  const reduce = prepare(ctx, matmulReduceKernel(), {
-    buffers: { u: ru, p: scratch, c: call.c },
-    grid: grid1d(M * N, 64),
-    owned: [ru],
+  const reduce = dispatchKernel(ctx, matmulReduceKernel(), {
+    u: [{ u32: M * N }, { u32: S }, { f32: alpha }, { f32: beta }],
+    buffers: { p: scratch, c: call.c },
+    grid: M * N,
   });
   return [partial, reduce];
 }
-
-/**
- * Matmul blocking chosen per product (the model's `GraphOptions.matmul`); undefined keeps the
- * default.
- */
-export type MatmulChooser = (shape: MatmulShape) => MatmulBlocking | undefined;

@@ -8,42 +8,28 @@
 import {
   checkDims,
   type Dispatch,
-  grid1d,
+  dispatchKernel,
   type Kernel,
   type KernelContext,
-  LINEAR_INDEX_WGSL,
-  prepare,
-  uniforms,
+  makeKernel,
 } from "../gpu/kernel.ts";
 
-const WG = 64;
-
 /** Expansion kernel: one invocation per output element. */
-export function expandKernel(): Kernel {
-  const code = `
-struct U { batch: u32, tokens: u32, stride: u32, cols: u32, table_rows: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> table: array<f32>;
-@group(0) @binding(2) var<storage, read> ids: array<u32>;
-@group(0) @binding(3) var<storage, read> pos: array<u32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-${LINEAR_INDEX_WGSL}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) l: u32) {
-  let i = linear_index(wg, nwg, l, ${WG}u);
-  if (i >= u.batch * u.tokens * u.cols) { return; }
+function expandKernel(): Kernel {
+  return makeKernel({
+    key: "phd_expand",
+    uniforms: { u: "batch: u32, tokens: u32, stride: u32, cols: u32, table_rows: u32" },
+    reads: { table: "f32", ids: "u32", pos: "u32" },
+    writes: { out: "f32" },
+    main: {
+      count: "u.batch * u.tokens * u.cols",
+      body: `
   let row = i / u.cols;
   let b = row / u.tokens;
   let id = min(ids[b * u.stride + pos[row % u.tokens]], u.table_rows - 1u);
-  out[i] = table[id * u.cols + i % u.cols];
-}`;
-  return {
-    key: "phd_expand",
-    label: "phd_expand",
-    code,
-    bindings: ["u", "table", "ids", "pos", "out"],
-  };
+  out[i] = table[id * u.cols + i % u.cols];`,
+    },
+  });
 }
 
 /**
@@ -56,35 +42,25 @@ export function expandEmbed(
   s: { batch: number; tokens: number; stride: number; cols: number; tableRows: number },
 ): Dispatch {
   checkDims("phd_expand", s);
-  const k = expandKernel();
-  const u = uniforms(ctx, [
-    { u32: s.batch },
-    { u32: s.tokens },
-    { u32: s.stride },
-    { u32: s.cols },
-    { u32: s.tableRows },
-  ], k.label);
-  return prepare(ctx, k, {
-    buffers: { u, ...io },
-    grid: grid1d(s.batch * s.tokens * s.cols, WG),
-    owned: [u],
+  return dispatchKernel(ctx, expandKernel(), {
+    u: [{ u32: s.batch }, { u32: s.tokens }, { u32: s.stride }, { u32: s.cols }, {
+      u32: s.tableRows,
+    }],
+    buffers: io,
+    grid: s.batch * s.tokens * s.cols,
   });
 }
 
 /** Fold kernel: one invocation per (sequence, position, column), summing K slots. */
-export function foldKernel(): Kernel {
-  const code = `
-struct U { batch: u32, L: u32, K: u32, tokens: u32, cols: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> dx: array<f32>;
-@group(0) @binding(2) var<storage, read> slots: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-${LINEAR_INDEX_WGSL}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) l: u32) {
-  let i = linear_index(wg, nwg, l, ${WG}u);
-  if (i >= u.batch * u.L * u.cols) { return; }
+function foldKernel(): Kernel {
+  return makeKernel({
+    key: "phd_fold",
+    uniforms: { u: "batch: u32, L: u32, K: u32, tokens: u32, cols: u32" },
+    reads: { dx: "f32", slots: "u32" },
+    writes: { out: "f32" },
+    main: {
+      count: "u.batch * u.L * u.cols",
+      body: `
   let row = i / u.cols;
   let col = i % u.cols;
   let b = row / u.L;
@@ -93,9 +69,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   for (var c = 0u; c < u.K; c++) {
     acc += dx[(b * u.tokens + slots[p * u.K + c]) * u.cols + col];
   }
-  out[i] = acc;
-}`;
-  return { key: "phd_fold", label: "phd_fold", code, bindings: ["u", "dx", "slots", "out"] };
+  out[i] = acc;`,
+    },
+  });
 }
 
 /**
@@ -108,31 +84,24 @@ export function foldCopies(
   s: { batch: number; L: number; K: number; cols: number },
 ): Dispatch {
   checkDims("phd_fold", s);
-  const k = foldKernel();
-  const u = uniforms(ctx, [
-    { u32: s.batch },
-    { u32: s.L },
-    { u32: s.K },
-    { u32: s.K * s.L },
-    { u32: s.cols },
-  ], k.label);
-  return prepare(ctx, k, {
-    buffers: { u, ...io },
-    grid: grid1d(s.batch * s.L * s.cols, WG),
-    owned: [u],
+  return dispatchKernel(ctx, foldKernel(), {
+    u: [{ u32: s.batch }, { u32: s.L }, { u32: s.K }, { u32: s.K * s.L }, { u32: s.cols }],
+    buffers: io,
+    grid: s.batch * s.L * s.cols,
   });
 }
 
 const SUM_WG = 256;
 
 /** Loss accumulation kernel: one workgroup. */
-export function lossSumKernel(): Kernel {
-  const code = `
-struct U { n: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> losses: array<f32>;
-@group(0) @binding(2) var<storage, read_write> acc: array<f32>;
-var<workgroup> sh: array<f32, ${SUM_WG}>;
+function lossSumKernel(): Kernel {
+  return makeKernel({
+    key: "loss_sum",
+    uniforms: { u: "n: u32" },
+    reads: { losses: "f32" },
+    writes: { acc: "f32" },
+    helpers: `var<workgroup> sh: array<f32, ${SUM_WG}>;`,
+    main: `
 @compute @workgroup_size(${SUM_WG})
 fn main(@builtin(local_invocation_index) l: u32) {
   var s = 0.0;
@@ -146,8 +115,8 @@ fn main(@builtin(local_invocation_index) l: u32) {
     acc[0] += sh[0] / f32(u.n);
     acc[1] += 1.0;
   }
-}`;
-  return { key: "loss_sum", label: "loss_sum", code, bindings: ["u", "losses", "acc"] };
+}`,
+  });
 }
 
 /** acc `[sum, count]` += `[mean(losses[0..n)), 1]`. */
@@ -157,7 +126,5 @@ export function lossSum(
   n: number,
 ): Dispatch {
   checkDims("loss_sum", { n });
-  const k = lossSumKernel();
-  const u = uniforms(ctx, [{ u32: n }], k.label);
-  return prepare(ctx, k, { buffers: { u, ...io }, grid: [1, 1, 1], owned: [u] });
+  return dispatchKernel(ctx, lossSumKernel(), { u: [{ u32: n }], buffers: io, grid: [1, 1, 1] });
 }

@@ -7,49 +7,42 @@
 import {
   checkDims,
   type Dispatch,
-  grid1d,
+  dispatchKernel,
   type Kernel,
   type KernelContext,
-  LINEAR_INDEX_WGSL,
-  prepare,
-  uniforms,
+  makeKernel,
+  type UniformValue,
 } from "../gpu/kernel.ts";
 
-const WG = 64;
-const HEAD = `
-struct U { rows: u32, cols: u32, eps: f32, accumulate: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-${LINEAR_INDEX_WGSL}`;
-const ENTRY = `@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) l: u32) {
-  let i = linear_index(wg, nwg, l, ${WG}u);`;
+const U = { u: "rows: u32, cols: u32, eps: f32, accumulate: u32" };
 
-/** The three kernels: forward (y, rstd), input gradient, weight gradient. */
-export function rmsnormKernels(): { forward: Kernel; dx: Kernel; dw: Kernel } {
-  const forward = `${HEAD}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read_write> rstd: array<f32>;
-${ENTRY}
-  if (i >= u.rows) { return; }
+/** The three kernels: forward (y, rstd), input gradient, weight gradient (one row or column each). */
+function rmsnormKernels(): { forward: Kernel; dx: Kernel; dw: Kernel } {
+  const forward = makeKernel({
+    key: "rmsnorm_forward",
+    uniforms: U,
+    reads: { x: "f32", w: "f32" },
+    writes: { y: "f32", rstd: "f32" },
+    main: {
+      count: "u.rows",
+      body: `
   let base = i * u.cols;
   var ss = 0.0;
   for (var c = 0u; c < u.cols; c++) { let v = x[base + c]; ss = fma(v, v, ss); }
   let r = inverseSqrt(ss / f32(u.cols) + u.eps);
   rstd[i] = r;
-  for (var c = 0u; c < u.cols; c++) { y[base + c] = x[base + c] * r * w[c]; }
-}`;
+  for (var c = 0u; c < u.cols; c++) { y[base + c] = x[base + c] * r * w[c]; }`,
+    },
+  });
   // dx = rstd·(dy·w) - x·rstd³·mean(dy·w·x)
-  const dx = `${HEAD}
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> w: array<f32>;
-@group(0) @binding(4) var<storage, read> rstd: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
-${ENTRY}
-  if (i >= u.rows) { return; }
+  const dx = makeKernel({
+    key: "rmsnorm_dx",
+    uniforms: U,
+    reads: { dy: "f32", x: "f32", w: "f32", rstd: "f32" },
+    writes: { dx: "f32" },
+    main: {
+      count: "u.rows",
+      body: `
   let base = i * u.cols;
   let r = rstd[i];
   var dot = 0.0;
@@ -59,40 +52,24 @@ ${ENTRY}
     var g = r * dy[base + c] * w[c] - k * x[base + c];
     if (u.accumulate != 0u) { g += dx[base + c]; }
     dx[base + c] = g;
-  }
-}`;
-  const dw = `${HEAD}
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> rstd: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dw: array<f32>;
-${ENTRY}
-  if (i >= u.cols) { return; }
+  }`,
+    },
+  });
+  const dw = makeKernel({
+    key: "rmsnorm_dw",
+    uniforms: U,
+    reads: { dy: "f32", x: "f32", rstd: "f32" },
+    writes: { dw: "f32" },
+    main: {
+      count: "u.cols",
+      body: `
   var acc = 0.0;
   for (var r = 0u; r < u.rows; r++) { acc = fma(dy[r * u.cols + i] * x[r * u.cols + i], rstd[r], acc); }
   if (u.accumulate != 0u) { acc += dw[i]; }
-  dw[i] = acc;
-}`;
-  return {
-    forward: {
-      key: "rmsnorm_forward",
-      label: "rmsnorm_forward",
-      code: forward,
-      bindings: ["u", "x", "w", "y", "rstd"],
+  dw[i] = acc;`,
     },
-    dx: {
-      key: "rmsnorm_dx",
-      label: "rmsnorm_dx",
-      code: dx,
-      bindings: ["u", "dy", "x", "w", "rstd", "dx"],
-    },
-    dw: {
-      key: "rmsnorm_dw",
-      label: "rmsnorm_dw",
-      code: dw,
-      bindings: ["u", "dy", "x", "rstd", "dw"],
-    },
-  };
+  });
+  return { forward, dx, dw };
 }
 
 /** Shape of an RMSNorm call. */
@@ -103,14 +80,9 @@ export interface RmsNormShape {
   eps?: number;
 }
 
-function rmsUniforms(ctx: KernelContext, s: RmsNormShape, accumulate: boolean, label: string) {
+function rmsUniforms(s: RmsNormShape, accumulate: boolean, label: string): UniformValue[] {
   checkDims(label, { rows: s.rows, cols: s.cols });
-  return uniforms(ctx, [
-    { u32: s.rows },
-    { u32: s.cols },
-    { f32: s.eps ?? 1e-5 },
-    { u32: accumulate ? 1 : 0 },
-  ], label);
+  return [{ u32: s.rows }, { u32: s.cols }, { f32: s.eps ?? 1e-5 }, { u32: accumulate ? 1 : 0 }];
 }
 
 /** x is (R, C), w is (C,), y is (R, C), rstd is (R,) (saved for the backward). */
@@ -119,8 +91,12 @@ export function rmsnormForward(
   io: { x: GPUBuffer; w: GPUBuffer; y: GPUBuffer; rstd: GPUBuffer },
   shape: RmsNormShape,
 ): Dispatch {
-  const k = rmsnormKernels().forward, u = rmsUniforms(ctx, shape, false, k.label);
-  return prepare(ctx, k, { buffers: { u, ...io }, grid: grid1d(shape.rows, WG), owned: [u] });
+  const k = rmsnormKernels().forward;
+  return dispatchKernel(ctx, k, {
+    u: rmsUniforms(shape, false, k.label),
+    buffers: io,
+    grid: shape.rows,
+  });
 }
 
 /**
@@ -140,10 +116,16 @@ export function rmsnormBackward(
   shape: RmsNormShape & { accumulateDx?: boolean; accumulateDw?: boolean },
 ): Dispatch[] {
   const ks = rmsnormKernels();
-  const ux = rmsUniforms(ctx, shape, shape.accumulateDx ?? false, ks.dx.label);
-  const uw = rmsUniforms(ctx, shape, shape.accumulateDw ?? false, ks.dw.label);
   return [
-    prepare(ctx, ks.dx, { buffers: { u: ux, ...io }, grid: grid1d(shape.rows, WG), owned: [ux] }),
-    prepare(ctx, ks.dw, { buffers: { u: uw, ...io }, grid: grid1d(shape.cols, WG), owned: [uw] }),
+    dispatchKernel(ctx, ks.dx, {
+      u: rmsUniforms(shape, shape.accumulateDx ?? false, ks.dx.label),
+      buffers: io,
+      grid: shape.rows,
+    }),
+    dispatchKernel(ctx, ks.dw, {
+      u: rmsUniforms(shape, shape.accumulateDw ?? false, ks.dw.label),
+      buffers: io,
+      grid: shape.cols,
+    }),
   ];
 }

@@ -14,10 +14,10 @@
 import {
   checkDims,
   type Dispatch,
+  dispatchKernel,
   type Kernel,
   type KernelContext,
-  prepare,
-  uniforms,
+  makeKernel,
 } from "../gpu/kernel.ts";
 
 const WG = 64;
@@ -27,19 +27,16 @@ export type SampleMode = "greedy" | "sample" | "forced";
 const MODES: Record<SampleMode, number> = { greedy: 0, sample: 1, forced: 2 };
 
 /** The sampling kernel. */
-export function sampleKernel(): Kernel {
-  const code = `
-struct U {
-  rows: u32, seq0: u32, V: u32, max_new: u32, out_base: u32, mode: u32,
-  inv_temp: f32, top_k: u32, top_p: f32, seed: u32, bits: u32, chunk: u32, lanes: u32,
-}
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read> steps: array<i32>;
-@group(0) @binding(3) var<storage, read> forced: array<u32>;
-@group(0) @binding(4) var<storage, read_write> next: array<u32>;
-@group(0) @binding(5) var<storage, read_write> out: array<u32>;
-
+function sampleKernel(): Kernel {
+  return makeKernel({
+    key: "sample",
+    uniforms: {
+      u: "rows: u32, seq0: u32, V: u32, max_new: u32, out_base: u32, mode: u32, " +
+        "inv_temp: f32, top_k: u32, top_p: f32, seed: u32, bits: u32, chunk: u32, lanes: u32",
+    },
+    reads: { logits: "f32", steps: "i32", forced: "u32" },
+    writes: { next: "u32", out: "u32" },
+    helpers: `
 var<workgroup> red_f: array<f32, ${WG}>;
 var<workgroup> red_u: array<u32, ${WG}>;
 var<workgroup> count: atomic<u32>;
@@ -64,8 +61,8 @@ fn sum_reduce(lid: u32) -> f32 {
     if (lid < w) { red_f[lid] += red_f[lid + w]; }
   }
   return workgroupUniformLoad(&red_f[0]);
-}
-
+}`,
+    main: `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let r = wg.x;
@@ -191,13 +188,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     next[seq] = pick;
     out[dst] = pick;
   }
-}`;
-  return {
-    key: "sample",
-    label: "sample",
-    code,
-    bindings: ["u", "logits", "steps", "forced", "next", "out"],
-  };
+}`,
+  });
 }
 
 /** Sampling choices (host side). */
@@ -232,21 +224,23 @@ export function sample(
   if (s.mode === "sample" && !(t > 0)) {
     throw new RangeError(`temperature must be > 0, got ${t}`);
   }
-  const k = sampleKernel();
-  const u = uniforms(ctx, [
-    { u32: s.rows },
-    { u32: s.seq0 },
-    { u32: s.vocab },
-    { u32: s.maxNew },
-    { u32: s.outBase },
-    { u32: MODES[s.mode] },
-    { f32: 1 / t },
-    { u32: s.topK ?? 0 },
-    { f32: s.topP ?? 1 },
-    { u32: (s.seed ?? 0) >>> 0 },
-    { u32: 32 },
-    { u32: Math.ceil(s.vocab / WG) },
-    { u32: WG },
-  ], k.label);
-  return prepare(ctx, k, { buffers: { u, ...io }, grid: [s.rows, 1, 1], owned: [u] });
+  return dispatchKernel(ctx, sampleKernel(), {
+    u: [
+      { u32: s.rows },
+      { u32: s.seq0 },
+      { u32: s.vocab },
+      { u32: s.maxNew },
+      { u32: s.outBase },
+      { u32: MODES[s.mode] },
+      { f32: 1 / t },
+      { u32: s.topK ?? 0 },
+      { f32: s.topP ?? 1 },
+      { u32: (s.seed ?? 0) >>> 0 },
+      { u32: 32 },
+      { u32: Math.ceil(s.vocab / WG) },
+      { u32: WG },
+    ],
+    buffers: io,
+    grid: [s.rows, 1, 1],
+  });
 }

@@ -5,62 +5,47 @@
 import {
   checkDims,
   type Dispatch,
-  grid1d,
+  dispatchKernel,
   type Kernel,
   type KernelContext,
-  LINEAR_INDEX_WGSL,
-  prepare,
-  uniforms,
+  makeKernel,
 } from "../gpu/kernel.ts";
 
-const WG = 64;
-const HEAD = `
-struct U { n: u32 }
-@group(0) @binding(0) var<uniform> u: U;
-${LINEAR_INDEX_WGSL}
-fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }`;
-const ENTRY = `@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) l: u32) {
-  let i = linear_index(wg, nwg, l, ${WG}u);
-  if (i >= u.n) { return; }`;
+const SIGMOID = "fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }";
 
-/** Forward and backward kernels. */
-export function swigluKernels(): { forward: Kernel; backward: Kernel } {
-  return {
-    forward: {
-      key: "swiglu_forward",
-      label: "swiglu_forward",
-      bindings: ["u", "gate", "up", "out"],
-      code: `${HEAD}
-@group(0) @binding(1) var<storage, read> gate: array<f32>;
-@group(0) @binding(2) var<storage, read> up: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-${ENTRY}
+/** Forward and backward kernels (one invocation per element). */
+function swigluKernels(): { forward: Kernel; backward: Kernel } {
+  const forward = makeKernel({
+    key: "swiglu_forward",
+    uniforms: { u: "n: u32" },
+    reads: { gate: "f32", up: "f32" },
+    writes: { out: "f32" },
+    helpers: SIGMOID,
+    main: {
+      count: "u.n",
+      body: `
   let g = gate[i];
-  out[i] = g * sigmoid(g) * up[i];
-}`,
+  out[i] = g * sigmoid(g) * up[i];`,
     },
-    // d silu(g)/dg = s·(1 + g·(1 - s)), s = sigmoid(g)
-    backward: {
-      key: "swiglu_backward",
-      label: "swiglu_backward",
-      bindings: ["u", "dout", "gate", "up", "dgate", "dup"],
-      code: `${HEAD}
-@group(0) @binding(1) var<storage, read> dout: array<f32>;
-@group(0) @binding(2) var<storage, read> gate: array<f32>;
-@group(0) @binding(3) var<storage, read> up: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dgate: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dup: array<f32>;
-${ENTRY}
+  });
+  // d silu(g)/dg = s·(1 + g·(1 - s)), s = sigmoid(g)
+  const backward = makeKernel({
+    key: "swiglu_backward",
+    uniforms: { u: "n: u32" },
+    reads: { dout: "f32", gate: "f32", up: "f32" },
+    writes: { dgate: "f32", dup: "f32" },
+    helpers: SIGMOID,
+    main: {
+      count: "u.n",
+      body: `
   let g = gate[i];
   let s = sigmoid(g);
   let d = dout[i];
   dgate[i] = d * up[i] * s * (1.0 + g * (1.0 - s));
-  dup[i] = d * g * s;
-}`,
+  dup[i] = d * g * s;`,
     },
-  };
+  });
+  return { forward, backward };
 }
 
 /** gate, up and out are (R, I); n = R·I. */
@@ -70,8 +55,7 @@ export function swigluForward(
   n: number,
 ): Dispatch {
   checkDims("swiglu_forward", { n });
-  const k = swigluKernels().forward, u = uniforms(ctx, [{ u32: n }], k.label);
-  return prepare(ctx, k, { buffers: { u, ...io }, grid: grid1d(n, WG), owned: [u] });
+  return dispatchKernel(ctx, swigluKernels().forward, { u: [{ u32: n }], buffers: io, grid: n });
 }
 
 /** dout, gate, up, dgate and dup are (R, I); n = R·I. */
@@ -81,6 +65,5 @@ export function swigluBackward(
   n: number,
 ): Dispatch {
   checkDims("swiglu_backward", { n });
-  const k = swigluKernels().backward, u = uniforms(ctx, [{ u32: n }], k.label);
-  return prepare(ctx, k, { buffers: { u, ...io }, grid: grid1d(n, WG), owned: [u] });
+  return dispatchKernel(ctx, swigluKernels().backward, { u: [{ u32: n }], buffers: io, grid: n });
 }

@@ -15,11 +15,11 @@ import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Bindings } from "../../dsl/eval.ts";
 import { type Layout, storageIndex } from "../../compiler/layout.ts";
 import { type AttentionConfig, type AttentionRun, FlashAttention } from "../kernels/attention.ts";
-import type { AttentionChooser } from "../tune/autotune.ts";
+import type { AttentionChooser } from "../tune/attention.ts";
 import { checkBindingSize } from "../gpu/device.ts";
 import { readback, storageBuffer, upload } from "../gpu/resources.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
-import type { MatmulChooser } from "../kernels/matmul.ts";
+import type { MatmulChooser, MatmulShape } from "../kernels/matmul.ts";
 import { rmsnormBackward, rmsnormForward } from "../kernels/rmsnorm.ts";
 import { ropeBackward, ropeForward, ropeTable } from "../kernels/rope.ts";
 import { swigluBackward } from "../kernels/swiglu.ts";
@@ -84,6 +84,8 @@ export class ModelGraph {
   readonly grads = new Map<string, GPUBuffer>();
   readonly forwardOps: Op[] = [];
   readonly backwardOps: Op[] = [];
+  /** Every product the graph records, in order, by name (the autotuner tunes these shapes). */
+  readonly matmuls: { what: string; shape: MatmulShape }[] = [];
   #buffers: GPUBuffer[] = [];
   #targets: GPUBuffer;
   #embedOffsets?: GPUBuffer;
@@ -117,7 +119,12 @@ export class ModelGraph {
       return b;
     };
     const P = (name: string) => params.get(name);
-    const model = { ctx, params, mm: modelMatmul(ctx, options.matmul) }, mm = model.mm;
+    const mm = modelMatmul(
+      ctx,
+      options.matmul,
+      (what, shape) => this.matmuls.push({ what, shape }),
+    );
+    const model = { ctx, params, mm };
 
     // Index tables of this shape: position of each storage slot, slot of each (p, c), loss rows.
     const posOfSlot = new Uint32Array(N), slotOf = new Uint32Array(L * K);
@@ -246,7 +253,7 @@ export class ModelGraph {
       }),
     );
     F.push(gather(ctx, { table: nf, ids: rowsBuf, out: sel }, { rows: M, cols: C, tableRows: R }));
-    F.push(mm("nt", sel, head, this.logits, M, V, C));
+    F.push(mm("lm_head", "nt", sel, head, this.logits, M, V, C));
     // Forward-only graphs never write dlogits, but a buffer cannot be bound read and read_write.
     const dlogits = f32(training ? M * V : 4, "dlogits");
     // losses (M,) and, training, dlogits = (softmax - onehot) / M
@@ -277,8 +284,8 @@ export class ModelGraph {
     const selOffsets = u32(selIdx.offsets, "sel_offsets"), selPerm = u32(selIdx.perm, "sel_perm");
     const headGrad = cfg.tie_word_embeddings ? G("model.embed_tokens.weight") : G("lm_head.weight");
     // dhead (V, C) = dlogitsᵀ · sel; dsel (M, C) = dlogits · head; dnf (R, C) = scatter of dsel
-    Bk.push(mm("tn", dlogits, sel, headGrad, V, C, M));
-    Bk.push(mm("nn", dlogits, head, dsel, M, C, V));
+    Bk.push(mm("d lm_head", "tn", dlogits, sel, headGrad, V, C, M));
+    Bk.push(mm("d head input", "nn", dlogits, head, dsel, M, C, V));
     Bk.push(
       scatterAdd(ctx, { dout: dsel, offsets: selOffsets, perm: selPerm, dtable: dnf }, {
         cols: C,
@@ -310,16 +317,16 @@ export class ModelGraph {
       const w = (n: string) => P(`model.layers.${i}.${n}.weight`);
       const g = (n: string) => G(`model.layers.${i}.${n}.weight`);
       // out = x2 + act·Wdᵀ: dact (R, I) = dx · Wd; dWd (C, I) = dxᵀ · act
-      Bk.push(mm("nn", dx, w("mlp.down_proj"), dI, R, I, C));
-      Bk.push(mm("tn", dx, a.act, g("mlp.down_proj"), C, I, R));
+      Bk.push(mm("d down input", "nn", dx, w("mlp.down_proj"), dI, R, I, C));
+      Bk.push(mm("d down_proj", "tn", dx, a.act, g("mlp.down_proj"), C, I, R));
       Bk.push(
         swigluBackward(ctx, { dout: dI, gate: a.gate, up: a.up, dgate: dGate, dup: dUp }, R * I),
       );
       // dn2 (R, C) = dgate · Wg + dup · Wu; dWg, dWu (I, C)
-      Bk.push(mm("nn", dGate, w("mlp.gate_proj"), dn, R, C, I));
-      Bk.push(mm("nn", dUp, w("mlp.up_proj"), dn, R, C, I, 1));
-      Bk.push(mm("tn", dGate, a.n2, g("mlp.gate_proj"), I, C, R));
-      Bk.push(mm("tn", dUp, a.n2, g("mlp.up_proj"), I, C, R));
+      Bk.push(mm("d gate input", "nn", dGate, w("mlp.gate_proj"), dn, R, C, I));
+      Bk.push(mm("d up input", "nn", dUp, w("mlp.up_proj"), dn, R, C, I, 1));
+      Bk.push(mm("d gate_proj", "tn", dGate, a.n2, g("mlp.gate_proj"), I, C, R));
+      Bk.push(mm("d up_proj", "tn", dUp, a.n2, g("mlp.up_proj"), I, C, R));
       // dx += rmsnorm backward (the residual stream now holds dx2)
       Bk.push(
         ...rmsnormBackward(ctx, {
@@ -337,8 +344,8 @@ export class ModelGraph {
         }),
       );
       // x2 = x + att·Woᵀ: datt (R, H·d) = dx2 · Wo; dWo (C, H·d) = dx2ᵀ · att
-      Bk.push(mm("nn", dx, w("self_attn.o_proj"), dAtt, R, H * d, C));
-      Bk.push(mm("tn", dx, a.att, g("self_attn.o_proj"), C, H * d, R));
+      Bk.push(mm("d o input", "nn", dx, w("self_attn.o_proj"), dAtt, R, H * d, C));
+      Bk.push(mm("d o_proj", "tn", dx, a.att, g("self_attn.o_proj"), C, H * d, R));
       Bk.push(
         ropeForward(ctx, { inp: dAtt, pos: ropePosBuf, table, out: dOh }, tokShape(H, false)),
       );
@@ -363,12 +370,12 @@ export class ModelGraph {
         ropeBackward(ctx, { inp: dvh, pos: ropePosBuf, table, out: dv }, tokShape(HKV, false)),
       );
       // dn1 (R, C) = dq·Wq + dk·Wk + dv·Wv; dWq (H·d, C), dWk and dWv (HKV·d, C)
-      Bk.push(mm("nn", dq, w("self_attn.q_proj"), dn, R, C, H * d));
-      Bk.push(mm("nn", dk, w("self_attn.k_proj"), dn, R, C, HKV * d, 1));
-      Bk.push(mm("nn", dv, w("self_attn.v_proj"), dn, R, C, HKV * d, 1));
-      Bk.push(mm("tn", dq, a.n1, g("self_attn.q_proj"), H * d, C, R));
-      Bk.push(mm("tn", dk, a.n1, g("self_attn.k_proj"), HKV * d, C, R));
-      Bk.push(mm("tn", dv, a.n1, g("self_attn.v_proj"), HKV * d, C, R));
+      Bk.push(mm("d q input", "nn", dq, w("self_attn.q_proj"), dn, R, C, H * d));
+      Bk.push(mm("d k input", "nn", dk, w("self_attn.k_proj"), dn, R, C, HKV * d, 1));
+      Bk.push(mm("d v input", "nn", dv, w("self_attn.v_proj"), dn, R, C, HKV * d, 1));
+      Bk.push(mm("d q_proj", "tn", dq, a.n1, g("self_attn.q_proj"), H * d, C, R));
+      Bk.push(mm("d k_proj", "tn", dk, a.n1, g("self_attn.k_proj"), HKV * d, C, R));
+      Bk.push(mm("d v_proj", "tn", dv, a.n1, g("self_attn.v_proj"), HKV * d, C, R));
       Bk.push(
         ...rmsnormBackward(ctx, {
           dy: dn,

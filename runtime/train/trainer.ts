@@ -21,7 +21,7 @@ import { adamw, AdamWHyper } from "../kernels/adamw.ts";
 import { matmul, type MatmulChooser } from "../kernels/matmul.ts";
 import { destroyDispatches, type KernelContext, submit } from "../gpu/kernel.ts";
 import { gradNorm } from "../kernels/grad_norm.ts";
-import type { AttentionChooser } from "../tune/autotune.ts";
+import type { AttentionChooser } from "../tune/attention.ts";
 import { ModelGraph } from "../model/graph.ts";
 import { destroyOps, type Op, recordOps } from "../model/ops.ts";
 import { headDim, initParams, ModelParams, numel } from "../model/params.ts";
@@ -217,10 +217,11 @@ export class Trainer {
  * peak; this is what its best kernel reaches on a large, well-shaped product).
  */
 export async function measureMatmulGflops(ctx: KernelContext): Promise<number> {
-  const M = 1024, N = 512, K = 512, dev = ctx.gpu.device;
-  const a = storageBuffer(dev, M * K * 4, "peak a"), b = storageBuffer(dev, N * K * 4, "peak b");
+  const M = 1024, N = 512, inner = 512, dev = ctx.gpu.device;
+  const a = storageBuffer(dev, M * inner * 4, "peak a");
+  const b = storageBuffer(dev, N * inner * 4, "peak b");
   const c = storageBuffer(dev, M * N * 4, "peak c");
-  const d = matmul(ctx, { a, b, c, M, N, K, trans: "nt" });
+  const d = matmul(ctx, { a, b, c, M, N, inner, trans: "nt" });
   let best = Infinity;
   for (let i = 0; i < 4; i++) {
     const t0 = performance.now();
@@ -230,5 +231,5 @@ export async function measureMatmulGflops(ctx: KernelContext): Promise<number> {
   }
   destroyDispatches([d]);
   for (const x of [a, b, c]) x.destroy();
-  return 2 * M * N * K / (best * 1e6);
+  return 2 * M * N * inner / (best * 1e6);
 }

@@ -83,17 +83,17 @@ Deno.test("matmul nt/nn/tn on awkward shapes and blockings, alpha/beta accumulat
     { tm: 1, tn: 1, wgx: 16, wgy: 4 },
     { tm: 3, tn: 5, wgx: 4, wgy: 8 },
   ];
-  for (const [M, N, K] of shapes) {
+  for (const [M, N, inner] of shapes) {
     for (const trans of ["nt", "nn", "tn"] as MatmulTrans[]) {
-      const a = randomArray(r, M * K), b = randomArray(r, N * K);
-      const ref = matmulRef(a, b, { M, N, K, trans });
-      const naive = matmulRef(a, b, { M, N, K, trans, precision: "f32" });
+      const a = randomArray(r, M * inner), b = randomArray(r, N * inner);
+      const ref = matmulRef(a, b, { M, N, inner, trans });
+      const naive = matmulRef(a, b, { M, N, inner, trans, precision: "f32" });
       const ab = buf(ctx, a), bb = buf(ctx, b);
       for (const params of blockings) {
         const cb = buf(ctx, M * N * 4);
-        await run(ctx, [matmul(ctx, { a: ab, b: bb, c: cb, M, N, K, trans, params })]);
+        await run(ctx, [matmul(ctx, { a: ab, b: bb, c: cb, M, N, inner, trans, params })]);
         near(
-          `${trans} ${M}x${N}x${K} ${JSON.stringify(params)}`,
+          `${trans} ${M}x${N}x${inner} ${JSON.stringify(params)}`,
           await read(ctx, cb, M * N),
           ref,
           naive,
@@ -105,10 +105,10 @@ Deno.test("matmul nt/nn/tn on awkward shapes and blockings, alpha/beta accumulat
     }
   }
   // C = 0.5·A·Bᵀ + C; and beta = 0 must ignore NaNs already in C.
-  const [M, N, K] = [13, 9, 21];
-  const a = randomArray(r, M * K), b = randomArray(r, N * K), c0 = randomArray(r, M * N);
-  const prod = matmulRef(a, b, { M, N, K, trans: "nt" });
-  const prodF = matmulRef(a, b, { M, N, K, trans: "nt", precision: "f32" });
+  const [M, N, inner] = [13, 9, 21];
+  const a = randomArray(r, M * inner), b = randomArray(r, N * inner), c0 = randomArray(r, M * N);
+  const prod = matmulRef(a, b, { M, N, inner, trans: "nt" });
+  const prodF = matmulRef(a, b, { M, N, inner, trans: "nt", precision: "f32" });
   const cb = buf(ctx, c0);
   await run(ctx, [
     matmul(ctx, {
@@ -117,7 +117,7 @@ Deno.test("matmul nt/nn/tn on awkward shapes and blockings, alpha/beta accumulat
       c: cb,
       M,
       N,
-      K,
+      inner,
       trans: "nt",
       alpha: 0.5,
       beta: 1,
@@ -130,7 +130,9 @@ Deno.test("matmul nt/nn/tn on awkward shapes and blockings, alpha/beta accumulat
     prodF.map((x, i) => Math.fround(Math.fround(0.5 * x) + c0[i])),
   );
   const nan = buf(ctx, new Float32Array(M * N).fill(NaN));
-  await run(ctx, [matmul(ctx, { a: buf(ctx, a), b: buf(ctx, b), c: nan, M, N, K, trans: "nt" })]);
+  await run(ctx, [
+    matmul(ctx, { a: buf(ctx, a), b: buf(ctx, b), c: nan, M, N, inner, trans: "nt" }),
+  ]);
   near("beta 0 over NaN", await read(ctx, nan, M * N), prod, prodF);
 });
 

@@ -12,38 +12,42 @@ import { deepStrictEqual as assertEquals, fail, ok } from "node:assert/strict";
 import { join } from "node:path";
 import {
   adapterIdOf,
+  Autotuner,
+  type Candidate,
+  emptyCache,
+  hashText,
+  isTuneCache,
+  median,
+  shapeBucket,
+  TUNE_CACHE_VERSION,
+  type TuneTask,
+} from "../../runtime/tune/engine.ts";
+import {
+  configMatmulShapes,
+  matmulTask,
+  tunedMatmulChooser,
+  tunedMatmulParams,
+} from "../../runtime/tune/matmul.ts";
+import {
   attentionBucket,
   attentionCandidates,
   type AttentionShape,
   attentionTask,
   type AttentionVariant,
   attentionVariantName,
-  Autotuner,
-  type Candidate,
   defaultAttentionVariant,
-  deviceAttentionLimits,
-  emptyCache,
-  hashText,
   isAttentionVariant,
-  isTuneCache,
-  matmulTask,
-  median,
-  shapeBucket,
-  trainingMatmulShapes,
   tunedAttentionChooser,
   tunedAttentionParams,
-  tunedMatmulChooser,
-  tunedMatmulParams,
-  type TuneTask,
-} from "../../runtime/tune/autotune.ts";
-import { configSpec, DEFAULT_CONFIG } from "../../runtime/model/config.ts";
+} from "../../runtime/tune/attention.ts";
+import { deviceLimits } from "../../runtime/gpu/device.ts";
+import { type Config, configSpec, DEFAULT_CONFIG } from "../../runtime/model/config.ts";
 import { FlashAttention } from "../../runtime/kernels/attention.ts";
 import { ModelGraph } from "../../runtime/model/graph.ts";
 import { ModelParams } from "../../runtime/model/params.ts";
 import { loadTuneCache, saveTuneCache } from "../../runtime/host/tune_cache.ts";
 import {
   DEFAULT_MATMUL,
-  deviceMatmulLimits,
   type MatmulBlocking,
   matmulDispatches,
   matmulVariantName,
@@ -57,7 +61,7 @@ function task(times: Record<string, number[]>): TuneTask<{ id: string }> {
   const calls: Record<string, number> = {};
   return {
     kernel: "matmul",
-    bucket: shapeBucket({ m: 100, n: 64, k: 3 }),
+    bucket: shapeBucket({ m: 100, n: 64, inner: 3 }),
     sourceHash: hashText("fn main() {}"),
     candidates: ["default", "fast", "too-big", "wrong", "broken"].map((id) => ({
       name: id,
@@ -115,8 +119,11 @@ Deno.test("a warm cache measures nothing; other adapters and shapes fall back to
 Deno.test("malformed caches are recognised; buckets and hashes are stable", () => {
   ok(isTuneCache(emptyCache()));
   for (
-    const bad of [null, 3, { version: 2, entries: {} }, {
-      version: 1,
+    const bad of [null, 3, { version: TUNE_CACHE_VERSION - 1, entries: {} }, {
+      version: TUNE_CACHE_VERSION + 1,
+      entries: {},
+    }, {
+      version: TUNE_CACHE_VERSION,
       entries: { a: { variant: 1 } },
     }]
   ) {
@@ -127,6 +134,8 @@ Deno.test("malformed caches are recognised; buckets and hashes are stable", () =
   ok(hashText("abc") !== hashText("abd"));
   assertEquals(median([3, 1, 2]), 2);
   assertEquals(median([4, 1, 2, 3]), 2.5);
+  assertEquals(median([4, 1, 2, 3], { even: "upper" }), 3);
+  assertEquals(median([3, 1, 2], { even: "upper" }), 2);
 });
 
 // ---- the matmul tasks on the device, the cache file and the runtime's chooser ----
@@ -143,7 +152,7 @@ const SMALL: Candidate<MatmulBlocking>[] = ([
 
 Deno.test("matmul tuning on the device: wrong numbers and failed builds are disqualified", async () => {
   const ctx = await gpuOnce();
-  const shape = { trans: "tn" as const, M: 40, N: 24, K: 260 };
+  const shape = { trans: "tn" as const, M: 40, N: 24, inner: 260 };
   const wrong = matmulVariantName(SMALL[1].params), broken = matmulVariantName(SMALL[2].params);
   const task = matmulTask(ctx, shape, {
     candidates: SMALL,
@@ -165,9 +174,9 @@ Deno.test("matmul tuning on the device: wrong numbers and failed builds are disq
   assertEquals(tuner.measured, 2);
 });
 
-Deno.test("matmul tasks prune by shape (vec4 with K % 4 != 0, short split-K)", async () => {
+Deno.test("matmul tasks prune by shape (vec4 with inner % 4 != 0, short split-K)", async () => {
   const ctx = await gpuOnce();
-  const task = matmulTask(ctx, { trans: "nt", M: 9, N: 7, K: 30 }, { candidates: SMALL });
+  const task = matmulTask(ctx, { trans: "nt", M: 9, N: 7, inner: 30 }, { candidates: SMALL });
   const e = await new Autotuner(emptyCache(), { adapter, deno: DENO, warmup: 0, runs: 1 }).tune(
     task,
   );
@@ -175,7 +184,7 @@ Deno.test("matmul tasks prune by shape (vec4 with K % 4 != 0, short split-K)", a
   const skipped = e.trials.filter((t) => t.skipped).map((t) => t.skipped!.split(" (")[0]);
   assertEquals(skipped, [
     "pruned: vec4 nt needs multiples of 4",
-    "pruned: split-K 2 leaves < 64 of K = 30 per slice",
+    "pruned: split-K 2 leaves < 64 of inner = 30 per slice",
   ]);
 });
 
@@ -183,7 +192,7 @@ Deno.test("cache file: warm runs measure nothing; the chooser falls back per sha
   const ctx = await gpuOnce();
   const dir = await Deno.makeTempDir();
   const path = join(dir, "sub", "autotune.json");
-  const shape = { trans: "nn" as const, M: 33, N: 20, K: 300 };
+  const shape = { trans: "nn" as const, M: 33, N: 20, inner: 300 };
   const cache = await loadTuneCache(path, () => fail("a missing cache is not a warning"));
   const task = matmulTask(ctx, shape, { candidates: SMALL });
   const cold = new Autotuner(cache, { adapter, deno: DENO, warmup: 0, runs: 1 });
@@ -196,7 +205,7 @@ Deno.test("cache file: warm runs measure nothing; the chooser falls back per sha
   task.destroy();
   // The chooser: the winner (split-K allowed), else the fastest one-dispatch trial.
   const loaded = await loadTuneCache(path);
-  const o = { adapter, deno: DENO, limits: deviceMatmulLimits(ctx.gpu.device) };
+  const o = { adapter, deno: DENO, limits: deviceLimits(ctx.gpu.device) };
   const best = tunedMatmulParams(loaded, { ...o, allowSplitK: true }, shape);
   assertEquals(best && matmulVariantName(best), entry.variant);
   const onePass = tunedMatmulParams(loaded, o, shape)!;
@@ -205,9 +214,9 @@ Deno.test("cache file: warm runs measure nothing; the chooser falls back per sha
     .sort((a, b) => a.ms! - b.ms!)[0].name;
   assertEquals(matmulVariantName(onePass), fastestOnePass);
   const choose = tunedMatmulChooser(loaded, o);
-  // Same bucket, but K % 4 != 0: a vec4 winner must not be used; another bucket, another
+  // Same bucket, but inner % 4 != 0: a vec4 winner must not be used; another bucket, another
   // adapter or another Deno: the default.
-  const odd = choose({ ...shape, K: 301 });
+  const odd = choose({ ...shape, inner: 301 });
   ok(odd === undefined || (odd.vec ?? 1) === 1);
   assertEquals(choose({ ...shape, M: 2000 }), undefined);
   assertEquals(tunedMatmulChooser(loaded, { ...o, deno: "0.0.0" })(shape), undefined);
@@ -224,7 +233,10 @@ Deno.test("a corrupt or stale cache file is ignored with one warning line", asyn
     const [text, why] of [
       ["{ not json", "not valid JSON"],
       [JSON.stringify({ version: 0, entries: {} }), "stale format"],
-      [JSON.stringify({ version: 1, entries: { k: { variant: 3 } } }), "stale format"],
+      [
+        JSON.stringify({ version: TUNE_CACHE_VERSION, entries: { k: { variant: 3 } } }),
+        "stale format",
+      ],
     ]
   ) {
     const path = join(dir, "autotune.json");
@@ -239,13 +251,13 @@ Deno.test("a corrupt or stale cache file is ignored with one warning line", asyn
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("the training step's matmul shapes of the demo config", () => {
-  const uses = trainingMatmulShapes(DEFAULT_CONFIG.model, { batch: 16, seq_len: 64, K: 2 });
+Deno.test("the training step's matmul shapes of the demo config, read from its graph", async () => {
+  const uses = configMatmulShapes(await gpuOnce(), DEFAULT_CONFIG);
   assertEquals(uses.length, 15);
   // 2 layers x (7 forward + 14 backward) + LM head forward and its 2 backward products.
   assertEquals(uses.reduce((t, u) => t + u.count, 0), 2 * 21 + 3);
   assertEquals(uses.find((u) => u.what === "lm_head")?.M, 1024);
-  ok(uses.some((u) => u.trans === "tn" && u.M === 192 && u.N === 64 && u.K === 2048));
+  ok(uses.some((u) => u.trans === "tn" && u.M === 192 && u.N === 64 && u.inner === 2048));
 });
 
 const autotuneCli = (args: string[]) => runScript("cli/autotune.ts", ...args);
@@ -268,11 +280,12 @@ Deno.test("deno task autotune: warm cache does no measuring (says so); bad input
   // Fill the cache for every shape of the tiny config (cheap candidates), then ask the CLI.
   const cache = emptyCache();
   const tuner = new Autotuner(cache, { adapter: adapterIdOf(ctx.gpu), deno: DENO, runs: 1 });
-  const shapes = trainingMatmulShapes({ ...DEFAULT_CONFIG.model, ...config.model }, {
-    batch: 2,
-    seq_len: 8,
-    K: DEFAULT_CONFIG.phd.K,
-  });
+  const tiny: Config = {
+    ...DEFAULT_CONFIG,
+    model: { ...DEFAULT_CONFIG.model, ...config.model },
+    train: { ...DEFAULT_CONFIG.train, ...config.train },
+  };
+  const shapes = configMatmulShapes(ctx, tiny);
   for (const s of shapes) {
     const t = matmulTask(ctx, s, { candidates: SMALL.slice(0, 2) });
     await tuner.tune(t);
@@ -358,7 +371,7 @@ Deno.test("attention tuning on the device: wrong, broken and oversized candidate
   const [def, dense, wrong, broken, big] = ATTENTION.map((c) => c.name);
   const task = attentionTask(ctx, TINY_ATTENTION, {
     candidates: ATTENTION,
-    limits: { ...deviceAttentionLimits(ctx.gpu.device), maxComputeWorkgroupStorageSize: 4096 },
+    limits: { ...deviceLimits(ctx.gpu.device), maxComputeWorkgroupStorageSize: 4096 },
     build: (c, spec, config) => {
       const name = attentionVariantName(config as AttentionVariant);
       if (name === broken) throw new Error("shader compilation failed: injected\nmore");
@@ -395,7 +408,7 @@ Deno.test("attention tuning on the device: wrong, broken and oversized candidate
   assertEquals(warm.measured, 0);
   task.destroy();
   // The chooser returns the stored variant for the problem's bucket, the default elsewhere.
-  const o = { adapter, deno: DENO, limits: deviceAttentionLimits(ctx.gpu.device) };
+  const o = { adapter, deno: DENO, limits: deviceLimits(ctx.gpu.device) };
   const chosen = tunedAttentionParams(loaded, o, TINY_ATTENTION);
   assertEquals(chosen, entry.params);
   const choose = tunedAttentionChooser(loaded, o);

@@ -1,0 +1,487 @@
+/**
+ * The attention family of the tuner: the variant space of the training attention (forward then
+ * backward in one submit; tiles, register blocks, staging, fused or dense), one tuning task per
+ * attention problem of a model, and the runtime's chooser. Its tuning key (runtime/tune/engine.ts
+ * `tuneKey`) is built from `attentionKernelName`, `attentionBucket` and `attentionSourceHash`.
+ *
+ * The layout (interleaved or grouped) and the storage type are the model's choices: the tuner
+ * measures the layout a model trains with and never changes it. The runtime calls, once per graph:
+ *   tunedAttentionChooser(cache, { adapter, deno, limits }) -> AttentionChooser
+ *   (host: `loadKernelChoosers(ctx).attention` in runtime/host/tune_cache.ts)
+ * and passes it as `GraphOptions.attentionChooser`: `(shape) => AttentionVariant | undefined`.
+ * Browser-safe.
+ */
+import { readback, storageBuffer, upload } from "../gpu/resources.ts";
+import { type DeviceLimits, deviceLimits, WEBGPU_DEFAULT_LIMITS } from "../gpu/device.ts";
+import type { KernelContext } from "../gpu/kernel.ts";
+import {
+  attentionDefaults,
+  type AttentionKernelKind,
+  buildAttentionKernel,
+  defaultTiles,
+  fitBlock,
+  type KernelLimits,
+  type KernelVariant,
+  type Staging,
+  type StorageType,
+} from "../../compiler/codegen/attention_kernels.ts";
+import type { Layout } from "../../compiler/layout.ts";
+import { type Config, configSpec } from "../model/config.ts";
+import { headDim } from "../model/params.ts";
+import { specBindings } from "../../dsl/eval.ts";
+import type { AttentionSpec } from "../../dsl/spec.ts";
+import {
+  type AttentionConfig,
+  type AttentionRun,
+  type BackwardBuffers,
+  FlashAttention,
+} from "../kernels/attention.ts";
+import { referenceAttention } from "../../reference/attention.ts";
+import { Rng } from "../data/batches.ts";
+import {
+  type Candidate,
+  hashText,
+  shapeBucket,
+  timedTrials,
+  type TuneCacheData,
+  type TunedOn,
+  type TuneKeyParts,
+  type TuneTask,
+  uniformArray,
+} from "./engine.ts";
+
+/** The knobs of an attention variant the tuner chooses (every one baked into the kernels). */
+export interface AttentionVariant {
+  /** Query rows per tile. */
+  tileQ: number;
+  /** Key rows per tile. */
+  tileK: number;
+  /** Query rows per invocation (forward, dQ); divides `tileQ`. */
+  blockQ: number;
+  /** Key rows per invocation (dK/dV); divides `tileK`. */
+  blockK: number;
+  /** Streamed rows from storage (`direct`) or through workgroup memory. */
+  staging: Staging;
+  /** `fused` (tile-skipping) or `dense` (every tile, masked). */
+  variant: KernelVariant;
+}
+
+/** One attention problem of a model: its spec, head dim, layout and run shape. */
+export interface AttentionShape {
+  spec: AttentionSpec;
+  headDim: number;
+  /** The model's storage layout (part of the problem, never a tuning knob). */
+  layout: Layout;
+  /** Positions per copy (N = K·L tokens). */
+  L: number;
+  batch: number;
+  heads: number;
+  kvHeads: number;
+  /** Storage type. Default f32 (the only one tuned for now). */
+  dtype?: StorageType;
+}
+
+/** The model's attention hook: the variant to build for a problem, or undefined (the default). */
+export type AttentionChooser = (shape: AttentionShape) => AttentionVariant | undefined;
+
+/** What a tuning trial runs: `FlashAttention` (tests inject broken ones). */
+export type AttentionRunner = Pick<FlashAttention, "forward" | "backward">;
+
+/** Device limits an attention variant is checked against before anything is compiled. */
+export type AttentionLimits =
+  & KernelLimits
+  & Pick<DeviceLimits, "maxComputeWorkgroupsPerDimension">;
+
+/** The name of an attention variant, e.g. `t32x32_b4x2`, `t16x16_b1x1_wg`, `t32x32_b4x2_dense`. */
+export function attentionVariantName(p: AttentionVariant): string {
+  return `t${p.tileQ}x${p.tileK}_b${p.blockQ}x${p.blockK}` +
+    (p.staging === "workgroup" ? "_wg" : "") + (p.variant === "dense" ? "_dense" : "");
+}
+
+/** The variant `FlashAttention` builds when given no choices (`attentionDefaults`). */
+export function defaultAttentionVariant(headDim: number): AttentionVariant {
+  const { tileQ, tileK, blockQ, blockK, staging, variant } = attentionDefaults(headDim);
+  return { tileQ, tileK, blockQ, blockK, staging, variant };
+}
+
+/**
+ * The attention variant space for a head dim, the default (`defaultAttentionVariant`) first.
+ * `quick` keeps direct-staged fused variants around the default (tiles 16 to 64, register blocks
+ * up to 8: what llvmpipe rewards); the full space adds smaller blocks, uneven tiles, workgroup
+ * staging (wide workgroups of one row per invocation: real GPUs; pruned where the two shared
+ * tiles exceed the device's workgroup memory) and the dense baseline. Blocks are fitted to divide
+ * their tiles; duplicates are dropped.
+ */
+export function attentionCandidates(
+  headDim: number,
+  o: { quick?: boolean } = {},
+): Candidate<AttentionVariant>[] {
+  const v = (
+    tileQ: number,
+    tileK: number,
+    blockQ: number,
+    blockK: number,
+    staging: Staging = "direct",
+    variant: KernelVariant = "fused",
+  ): AttentionVariant => ({
+    tileQ,
+    tileK,
+    blockQ: fitBlock(tileQ, blockQ),
+    blockK: fitBlock(tileK, blockK),
+    staging,
+    variant,
+  });
+  const w = defaultTiles(headDim, "workgroup");
+  const list: AttentionVariant[] = [
+    defaultAttentionVariant(headDim),
+    v(32, 32, 8, 4),
+    v(64, 64, 8, 4),
+    v(64, 32, 8, 4),
+    v(16, 16, 4, 2),
+    v(64, 64, 4, 2),
+  ];
+  if (!o.quick) {
+    list.push(
+      v(32, 32, 8, 8),
+      v(32, 32, 4, 4),
+      v(32, 32, 2, 2),
+      v(32, 32, 1, 1),
+      v(16, 16, 8, 4),
+      v(16, 16, 2, 2),
+      v(32, 16, 4, 2),
+      v(16, 32, 4, 4),
+      v(32, 64, 4, 4),
+      v(64, 64, 8, 8),
+      v(w.tileQ, w.tileK, 1, 1, "workgroup"),
+      v(16, 16, 1, 1, "workgroup"),
+      v(32, 32, 1, 1, "workgroup"),
+      v(64, 64, 1, 1, "workgroup"),
+      v(32, 32, 4, 2, "workgroup"),
+      { ...defaultAttentionVariant(headDim), variant: "dense" },
+      v(64, 64, 8, 4, "direct", "dense"),
+    );
+  }
+  const seen = new Set<string>();
+  return list.flatMap((params) => {
+    const name = attentionVariantName(params);
+    if (seen.has(name)) return [];
+    seen.add(name);
+    return [{ name, params }];
+  });
+}
+
+/** What keys an attention problem's tuning result (with the adapter and the Deno version). */
+export function attentionKeyParts(s: AttentionShape): TuneKeyParts {
+  return {
+    kernel: attentionKernelName(s.layout),
+    bucket: attentionBucket(s),
+    sourceHash: attentionSourceHash(s),
+  };
+}
+
+/** The tuner's kernel name of the training attention in a layout (`attention:grouped`). */
+export function attentionKernelName(layout: Layout): string {
+  return `attention:${layout}`;
+}
+
+/** The shape bucket of an attention problem: batch, head dim, heads, KV heads and N = K·L. */
+export function attentionBucket(s: AttentionShape): string {
+  return shapeBucket({ b: s.batch, d: s.headDim, h: s.heads, kv: s.kvHeads, n: s.spec.K * s.L });
+}
+
+const KINDS: AttentionKernelKind[] = ["forward", "backward_dq", "backward_dkv"];
+
+/** The kernel parameters of a variant for a problem. */
+function attentionParams(p: AttentionVariant, s: AttentionShape) {
+  return {
+    spec: s.spec,
+    headDim: s.headDim,
+    tileQ: p.tileQ,
+    tileK: p.tileK,
+    blockQ: p.blockQ,
+    blockK: p.blockK,
+    layout: s.layout,
+    dtype: s.dtype ?? "f32",
+    variant: p.variant,
+    staging: p.staging,
+  };
+}
+
+const attentionHashes = new Map<string, string>();
+
+/**
+ * Hash of the attention kernels of a problem: the WGSL of the three passes of every variant of
+ * the full space for its spec, head dim, layout and storage type, plus the spec's parameter values
+ * (W, C, tables: they decide which tiles the fused kernels skip), so a change to the generator,
+ * the mask or its parameters makes old entries misses.
+ */
+export function attentionSourceHash(s: AttentionShape): string {
+  const bindings = JSON.stringify(specBindings(s.spec));
+  const id = JSON.stringify([
+    s.spec.name,
+    s.spec.source,
+    s.spec.K,
+    s.headDim,
+    s.layout,
+    s.dtype ?? "f32",
+    bindings,
+  ]);
+  let h = attentionHashes.get(id);
+  if (!h) {
+    const codes = attentionCandidates(s.headDim).flatMap((c) =>
+      KINDS.map((k) => buildAttentionKernel(k, attentionParams(c.params, s)).code)
+    );
+    h = hashText([...codes, bindings].join("\n//\n"));
+    attentionHashes.set(id, h);
+  }
+  return h;
+}
+
+/**
+ * Why a variant cannot run a problem on a device: too many tiles for a grid dimension, too many
+ * invocations or too much workgroup memory (the kernels' own limit checks, run on the generated
+ * source: nothing is compiled).
+ */
+export function attentionPrune(
+  p: AttentionVariant,
+  s: AttentionShape,
+  limits: AttentionLimits,
+): string | undefined {
+  const N = s.spec.K * s.L;
+  for (const [what, tile] of [["query", p.tileQ], ["key", p.tileK]] as const) {
+    const n = Math.ceil(N / tile);
+    if (n > limits.maxComputeWorkgroupsPerDimension) {
+      return `${n} ${what} tiles exceed maxComputeWorkgroupsPerDimension ` +
+        `${limits.maxComputeWorkgroupsPerDimension}`;
+    }
+  }
+  for (const kind of KINDS) {
+    try {
+      buildAttentionKernel(kind, attentionParams(p, s), limits);
+    } catch (e) {
+      return (e as Error).message.split("\n")[0];
+    }
+  }
+  return undefined;
+}
+
+/** Options of `attentionTask`. */
+export interface AttentionTaskOptions {
+  /** Candidates (default `attentionCandidates(headDim)`), the default first. */
+  candidates?: Candidate<AttentionVariant>[];
+  /** Seed of the random inputs. Default 1. */
+  seed?: number;
+  /** Limits to prune against. Default: the device's. */
+  limits?: AttentionLimits;
+  /**
+   * Builds a candidate's kernels (default `new FlashAttention`): tests inject a broken one here to
+   * see it disqualified.
+   */
+  build?: (ctx: KernelContext, spec: AttentionSpec, config: AttentionConfig) => AttentionRunner;
+  /**
+   * Outputs are checked against the float64 CPU reference when batch·heads·N²·d is at most this
+   * (default 2^25: the demo's problem), else against the default candidate's outputs (computed once).
+   */
+  referenceLimit?: number;
+  /** Allowed error of each of o, dq, dk, dv relative to the tensor's largest |value|. Default 1e-3. */
+  rtol?: number;
+}
+
+/** An attention tuning task over buffers the task owns; `destroy()` frees them. */
+export interface AttentionTuneTask extends TuneTask<AttentionVariant> {
+  /** Which reference `check` compares with. */
+  reference: "float64" | "default";
+  destroy(): void;
+}
+
+/**
+ * The tuning task of one training attention problem: forward then backward (dQ, dK/dV) in one
+ * submit, as a training step runs them. Inputs (q, k, v, dO) are random, in buffers the task
+ * allocates (trials never touch a caller's buffers). `check` fills the outputs with NaN, runs the
+ * candidate and compares o, dq, dk and dv with the reference (float64 on the CPU for small
+ * problems, else the default candidate's outputs): every element within `rtol` of the tensor's
+ * largest magnitude. `time` runs it a few times per submit (wall clock from submit to
+ * `onSubmittedWorkDone`; the kernels record their own passes) and returns ms per run.
+ */
+export function attentionTask(
+  ctx: KernelContext,
+  shape: AttentionShape,
+  o: AttentionTaskOptions = {},
+): AttentionTuneTask {
+  const dev = ctx.gpu.device;
+  const { spec, headDim: d, layout, L, batch: B, heads: H, kvHeads: HKV } = shape;
+  if ((shape.dtype ?? "f32") !== "f32") {
+    throw new RangeError(`attention tuning runs f32 storage, got ${shape.dtype}`);
+  }
+  const N = spec.K * L, limits = o.limits ?? deviceLimits(dev);
+  const rng = new Rng(o.seed ?? 1), rand = (n: number) => uniformArray(rng, n);
+  const qn = B * H * N * d, kvn = B * HKV * N * d, rows = B * H * N;
+  const host = { q: rand(qn), k: rand(kvn), v: rand(kvn), dO: rand(qn) };
+  const io: BackwardBuffers = {
+    q: storageBuffer(dev, host.q, "tune q"),
+    k: storageBuffer(dev, host.k, "tune k"),
+    v: storageBuffer(dev, host.v, "tune v"),
+    o: storageBuffer(dev, qn * 4, "tune o"),
+    lse: storageBuffer(dev, rows * 4, "tune lse"),
+    dout: storageBuffer(dev, host.dO, "tune dout"),
+    delta: storageBuffer(dev, rows * 4, "tune delta"),
+    dq: storageBuffer(dev, qn * 4, "tune dq"),
+    dk: storageBuffer(dev, kvn * 4, "tune dk"),
+    dv: storageBuffer(dev, kvn * 4, "tune dv"),
+  };
+  const outs = [["o", qn], ["dq", qn], ["dk", kvn], ["dv", kvn]] as const;
+  const run: AttentionRun = { L, batch: B, heads: H, kvHeads: HKV };
+  const build = o.build ??
+    ((c: KernelContext, sp: AttentionSpec, cfg: AttentionConfig) =>
+      new FlashAttention(c.gpu, c.cache, sp, cfg));
+  const runners = new Map<string, AttentionRunner>();
+  const runner = (p: AttentionVariant) => {
+    const name = attentionVariantName(p);
+    let r = runners.get(name);
+    if (!r) {
+      r = build(ctx, spec, { ...p, headDim: d, layout, dtype: "f32" });
+      runners.set(name, r);
+    }
+    return r;
+  };
+  const encode = (p: AttentionVariant, reps: number) => {
+    const r = runner(p), enc = dev.createCommandEncoder({ label: "attention tuning" });
+    for (let i = 0; i < reps; i++) {
+      r.forward(enc, io, run);
+      r.backward(enc, io, run);
+    }
+    return enc.finish();
+  };
+  /** Runs a candidate once on NaN-filled outputs and reads o, dq, dk, dv back. */
+  const runOnce = async (p: AttentionVariant): Promise<Float32Array[]> => {
+    for (const [name, n] of outs) upload(dev, io[name], new Float32Array(n).fill(NaN));
+    // Building and encoding (shader modules, pipelines): a validation error or a throw both
+    // disqualify; the error scope is popped either way.
+    dev.pushErrorScope("validation");
+    let cmd: GPUCommandBuffer | undefined, thrown: unknown;
+    try {
+      cmd = encode(p, 1);
+    } catch (e) {
+      thrown = e;
+    }
+    const buildErr = await dev.popErrorScope();
+    if (buildErr) throw new Error(buildErr.message);
+    if (!cmd) throw thrown;
+    dev.pushErrorScope("validation");
+    dev.queue.submit([cmd]);
+    const err = await dev.popErrorScope();
+    if (err) throw new Error(err.message);
+    return Promise.all(
+      outs.map(async ([name, n]) => new Float32Array(await readback(dev, io[name], n * 4))),
+    );
+  };
+  const work = B * H * N * N * d;
+  const mode = work <= (o.referenceLimit ?? 2 ** 25) ? "float64" : "default";
+  const candidates = o.candidates ?? attentionCandidates(d);
+  let ref: Promise<ArrayLike<number>[]> | undefined;
+  const reference = () => {
+    ref ??= mode === "float64"
+      ? Promise.resolve((() => {
+        const r = referenceAttention(
+          { spec, L, layout, batch: B, heads: H, kvHeads: HKV, headDim: d },
+          host,
+        );
+        return [r.o, r.dq!, r.dk!, r.dv!];
+      })())
+      : runOnce(candidates[0].params).catch((e) => {
+        throw new Error(`the default failed, nothing to compare with: ${(e as Error).message}`);
+      });
+    return ref;
+  };
+  const rtol = o.rtol ?? 1e-3;
+  const reps = Math.max(1, Math.min(16, Math.round(2 ** 23 / work)));
+  return {
+    ...attentionKeyParts(shape),
+    candidates,
+    reference: mode,
+    prune: (p) => attentionPrune(p, shape, limits),
+    check: async (p) => {
+      const want = await reference();
+      const got = await runOnce(p);
+      return want.every((w, t) => {
+        let big = 0;
+        for (let i = 0; i < w.length; i++) big = Math.max(big, Math.abs(w[i]));
+        const tol = rtol * big + 1e-6, g = got[t];
+        for (let i = 0; i < w.length; i++) {
+          if (!(Math.abs(g[i] - w[i]) <= tol)) return false;
+        }
+        return true;
+      });
+    },
+    time: async (p) => {
+      const cmd = encode(p, reps);
+      const t0 = performance.now();
+      dev.queue.submit([cmd]);
+      await dev.queue.onSubmittedWorkDone();
+      return (performance.now() - t0) / reps;
+    },
+    destroy: () => {
+      for (const b of Object.values(io)) b.destroy();
+    },
+  };
+}
+
+/** Options of `tunedAttentionChooser`. */
+export interface AttentionChooserOptions extends TunedOn {
+  /** The device's limits: a cached variant that breaks them is not used. */
+  limits?: AttentionLimits;
+}
+
+/**
+ * The runtime's attention choice: for a problem, the fastest timed variant of its bucket on this
+ * adapter that fits the device, else undefined (the default). Never measures.
+ */
+export function tunedAttentionChooser(
+  cache: TuneCacheData,
+  o: AttentionChooserOptions,
+): AttentionChooser {
+  return (s) => tunedAttentionParams(cache, o, s);
+}
+
+/** `tunedAttentionChooser` for one problem. */
+export function tunedAttentionParams(
+  cache: TuneCacheData,
+  o: AttentionChooserOptions,
+  s: AttentionShape,
+): AttentionVariant | undefined {
+  const limits = o.limits ?? WEBGPU_DEFAULT_LIMITS;
+  return timedTrials(cache, { ...o, ...attentionKeyParts(s) }, isAttentionVariant)
+    .find((p) => !attentionPrune(p, s, limits));
+}
+
+/** True if `x` is a well-formed attention variant (tiles 1..256, blocks 1..16 dividing them). */
+export function isAttentionVariant(x: unknown): x is AttentionVariant {
+  if (typeof x !== "object" || x === null) return false;
+  const p = x as Record<string, unknown>;
+  const known = ["tileQ", "tileK", "blockQ", "blockK", "staging", "variant"];
+  const int = (v: unknown, max: number): v is number =>
+    typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= max;
+  return Object.keys(p).length === known.length && known.every((k) => k in p) &&
+    int(p.tileQ, 256) && int(p.tileK, 256) && int(p.blockQ, 16) && int(p.blockK, 16) &&
+    p.tileQ % p.blockQ === 0 && p.tileK % p.blockK === 0 &&
+    (p.staging === "direct" || p.staging === "workgroup") &&
+    (p.variant === "fused" || p.variant === "dense");
+}
+
+/** The training attention problem of a config in a layout (every layer runs it once a step). */
+export function configAttentionShape(
+  config: Config,
+  layout: Layout,
+): AttentionShape & { count: number } {
+  const m = config.model;
+  return {
+    spec: configSpec(config.phd),
+    headDim: headDim(m),
+    layout,
+    L: config.train.seq_len,
+    batch: config.train.batch_size,
+    heads: m.num_attention_heads,
+    kvHeads: m.num_key_value_heads,
+    count: m.num_hidden_layers,
+  };
+}

@@ -1,0 +1,333 @@
+/**
+ * The tuning engine, which knows no kernel: a family (runtime/tune/matmul.ts,
+ * runtime/tune/attention.ts) hands it a `TuneTask` (a kernel name, a shape bucket, a hash of the
+ * kernel source and named candidates with the safe default first), and the `Autotuner` prunes,
+ * checks, times and remembers the winner in an inspectable JSON cache. Browser-safe: reading and
+ * writing the cache file is the host layer's job (runtime/host/tune_cache.ts).
+ *
+ * ```ts
+ * const tuner = new Autotuner(await loadTuneCache(), { adapter: adapterIdOf(ctx.gpu), deno });
+ * const task = matmulTask(ctx, { trans: "nt", M: 2048, N: 64, inner: 64 });
+ * const entry = await tuner.tune(task); // measured once, then a cache hit
+ * task.destroy();
+ * ```
+ *
+ * Implementation details (docs/DESIGN.md, kernel keys and tuning):
+ * - The tuning key (`tuneKey`) is `kernel|bucket|source hash|deno version|adapter`. A bucket
+ *   rounds each dimension up to a power of two (`shapeBucket`), so nearby shapes share a result;
+ *   the source hash covers every candidate's WGSL, so a changed generator makes old entries
+ *   misses instead of wrong answers.
+ * - Candidates that break the adapter's limits are pruned before anything is built; one that
+ *   throws or gives wrong numbers is disqualified; the survivors are timed in rounds (one run of
+ *   each per round, after warm-up rounds) and the median counts.
+ * - The cache file carries `version`; a file of another version, or whose entries lack the
+ *   fields read here, is ignored with one warning (the host layer's), never trusted.
+ */
+import { readback } from "../gpu/resources.ts";
+import { type Dispatch, type KernelContext, record, submit } from "../gpu/kernel.ts";
+import { Rng } from "../data/batches.ts";
+
+/** Identity of an adapter, as part of a tuning key. */
+export interface AdapterId {
+  vendor: string;
+  architecture: string;
+  description: string;
+}
+
+/** The identity of a context's adapter (the tuning key's adapter part). */
+export function adapterIdOf(gpu: { adapter: GPUAdapter; adapterName: string }): AdapterId {
+  const i = gpu.adapter.info;
+  return {
+    vendor: i.vendor || "unknown",
+    architecture: i.architecture || "",
+    description: i.description || gpu.adapterName,
+  };
+}
+
+/** One variant of a kernel: a name (shown to users) and the parameters that build it. */
+export interface Candidate<P> {
+  name: string;
+  params: P;
+}
+
+/** What a tuning run found for one key. */
+export interface TuneEntry {
+  kernel: string;
+  bucket: string;
+  /** Name of the chosen candidate. */
+  variant: string;
+  params: unknown;
+  default_ms: number;
+  best_ms: number;
+  /** Every candidate: its parameters and median time, or why it was pruned or disqualified. */
+  trials: { name: string; params?: unknown; ms?: number; skipped?: string }[];
+  at: string;
+}
+
+/**
+ * The cache format's version. 2: matmul buckets name the reduction length `inner` (was `k`);
+ * files of version 1 are ignored with a warning.
+ */
+export const TUNE_CACHE_VERSION = 2;
+
+/** The cache file's content. */
+export interface TuneCacheData {
+  version: typeof TUNE_CACHE_VERSION;
+  entries: Record<string, TuneEntry>;
+}
+
+/** An empty cache. */
+export function emptyCache(): TuneCacheData {
+  return { version: TUNE_CACHE_VERSION, entries: {} };
+}
+
+/** True if `x` has the cache's shape (anything else is ignored with a warning, never trusted). */
+export function isTuneCache(x: unknown): x is TuneCacheData {
+  if (typeof x !== "object" || x === null) return false;
+  const c = x as TuneCacheData;
+  if (c.version !== TUNE_CACHE_VERSION || typeof c.entries !== "object" || c.entries === null) {
+    return false;
+  }
+  return Object.values(c.entries).every((e) =>
+    typeof e === "object" && e !== null && typeof e.variant === "string" &&
+    typeof e.best_ms === "number" && typeof e.kernel === "string"
+  );
+}
+
+/** A 53-bit FNV-1a style hash of a string, in hex (kernel sources, keys). */
+export function hashText(s: string): string {
+  let h1 = 0x811c9dc5, h2 = 0x01000193;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193) >>> 0;
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995) >>> 0;
+  }
+  return (h2 & 0x1fffff).toString(16).padStart(6, "0") + h1.toString(16).padStart(8, "0");
+}
+
+/** A shape bucket: each dimension rounded up to a power of two, e.g. `inner64_m1024_n256`. */
+export function shapeBucket(dims: Record<string, number>): string {
+  return Object.keys(dims).sort().map((k) =>
+    `${k}${2 ** Math.ceil(Math.log2(Math.max(1, dims[k])))}`
+  ).join("_");
+}
+
+/** What identifies a tuning result apart from the adapter and the Deno version. */
+export interface TuneKeyParts {
+  kernel: string;
+  bucket: string;
+  /** Hash of the kernel family's source (e.g. of every candidate's WGSL). */
+  sourceHash: string;
+}
+
+/** Where a result was measured: the adapter and the Deno version (part of every key). */
+export interface TunedOn {
+  adapter: AdapterId;
+  deno: string;
+}
+
+/** The cache key of a tuning result. */
+export function tuneKey(o: TuneKeyParts & TunedOn): string {
+  const a = o.adapter;
+  return [
+    o.kernel,
+    o.bucket,
+    o.sourceHash,
+    `deno${o.deno}`,
+    `${a.vendor}/${a.architecture}/${a.description}`,
+  ].join("|");
+}
+
+/** How one tuning run measures and checks candidates. */
+export interface TuneTask<P> extends TuneKeyParts {
+  /** Candidates, the safe default first. */
+  candidates: Candidate<P>[];
+  /** Why a candidate cannot run on this adapter (limits), or undefined if it can. */
+  prune?: (p: P) => string | undefined;
+  /** Builds the candidate, runs it once on scratch buffers and compares with the reference. */
+  check: (p: P) => Promise<boolean>;
+  /** Runs the candidate once and returns milliseconds (GPU timestamps when available). */
+  time: (p: P) => Promise<number>;
+}
+
+/** Options of an `Autotuner`. */
+export interface TunerOptions extends TunedOn {
+  /** Untimed runs before timing. Default 2. */
+  warmup?: number;
+  /** Timed runs; the median counts. Default 5. */
+  runs?: number;
+  /** Progress lines (e.g. `matmul:nt inner64_m1024_n256: 3/8 16x8 wg8x1`). */
+  progress?: (line: string) => void;
+}
+
+/** Chooses and remembers the fastest correct variant per kernel, shape bucket and adapter. */
+export class Autotuner {
+  /** Candidates measured since creation (0 on a warm cache). */
+  measured = 0;
+
+  constructor(readonly cache: TuneCacheData, readonly o: TunerOptions) {}
+
+  /** The key of a task on this adapter. */
+  key(task: TuneKeyParts): string {
+    return tuneKey({ ...task, adapter: this.o.adapter, deno: this.o.deno });
+  }
+
+  /** The tuned entry for a task, if any (no measuring). */
+  lookup(task: TuneKeyParts): TuneEntry | undefined {
+    return this.cache.entries[this.key(task)];
+  }
+
+  /** The parameters to use: the tuned candidate if known, else the default (never measures). */
+  choose<P>(task: TuneKeyParts & Pick<TuneTask<P>, "candidates">): P {
+    const e = this.lookup(task);
+    return (e && task.candidates.find((c) => c.name === e.variant)?.params) ??
+      task.candidates[0].params;
+  }
+
+  /**
+   * Tunes a task unless the cache has it; returns its entry. Every candidate is pruned or checked
+   * first; the survivors are then warmed up and timed in rounds (one run of each per round), so
+   * a burst of load from another process slows every candidate alike rather than one.
+   */
+  async tune<P>(task: TuneTask<P>): Promise<TuneEntry> {
+    const cached = this.lookup(task);
+    if (cached) return cached;
+    const warmup = this.o.warmup ?? 2, runs = this.o.runs ?? 5;
+    const verdict: (string | number[])[] = [];
+    const n = task.candidates.length;
+    const why = (e: unknown) => `disqualified: ${(e as Error).message.split("\n")[0]}`;
+    for (const [i, c] of task.candidates.entries()) {
+      this.o.progress?.(`${task.kernel} ${task.bucket}: ${i + 1}/${n} ${c.name}`);
+      const pruned = task.prune?.(c.params);
+      if (pruned) {
+        verdict.push(`pruned: ${pruned}`);
+        continue;
+      }
+      try {
+        verdict.push((await task.check(c.params)) ? [] : "disqualified: wrong numbers");
+      } catch (e) {
+        verdict.push(why(e));
+      }
+    }
+    const live = () => task.candidates.flatMap((_, i) => (Array.isArray(verdict[i]) ? [i] : []));
+    for (let round = 0; round < warmup + runs; round++) {
+      for (const i of live()) {
+        try {
+          const ms = await task.time(task.candidates[i].params);
+          if (round >= warmup) (verdict[i] as number[]).push(ms);
+        } catch (e) {
+          verdict[i] = why(e);
+        }
+      }
+    }
+    const trials: TuneEntry["trials"] = [];
+    let best: { c: Candidate<P>; ms: number } | undefined;
+    let defaultMs = NaN;
+    for (const [i, c] of task.candidates.entries()) {
+      const v = verdict[i];
+      if (typeof v === "string") {
+        trials.push({ name: c.name, skipped: v });
+        continue;
+      }
+      const ms = median(v);
+      this.measured++;
+      trials.push({ name: c.name, params: c.params, ms });
+      if (i === 0) defaultMs = ms;
+      if (!best || ms < best.ms) best = { c, ms };
+    }
+    if (!best) {
+      throw new Error(`autotune ${task.kernel} ${task.bucket}: no candidate ran correctly`);
+    }
+    const entry: TuneEntry = {
+      kernel: task.kernel,
+      bucket: task.bucket,
+      variant: best.c.name,
+      params: best.c.params,
+      default_ms: defaultMs,
+      best_ms: best.ms,
+      trials,
+      at: new Date().toISOString(),
+    };
+    this.cache.entries[this.key(task)] = entry;
+    return entry;
+  }
+}
+
+/**
+ * The timed trials of a task's cache entry on an adapter, fastest first (what a chooser picks
+ * from); parameters from the file are checked (`valid`), never trusted. Empty when not tuned.
+ */
+export function timedTrials<P>(
+  cache: TuneCacheData,
+  key: TuneKeyParts & TunedOn,
+  valid: (params: unknown) => params is P,
+): P[] {
+  const entry = cache.entries[tuneKey(key)];
+  if (!entry || !Array.isArray(entry.trials)) return [];
+  return entry.trials
+    .filter((t) => typeof t.ms === "number" && valid(t.params))
+    .sort((x, y) => x.ms! - y.ms!)
+    .map((t) => t.params as P);
+}
+
+/**
+ * Median of a non-empty list. With an even count it is the mean of the two middle values, or with
+ * `{ even: "upper" }` the upper one (what the training, inference and analysis benchmarks have
+ * always reported: their figures stay comparable).
+ */
+export function median(xs: readonly number[], o: { even?: "mean" | "upper" } = {}): number {
+  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  if (s.length % 2 || o.even === "upper") return s[m];
+  return (s[m - 1] + s[m]) / 2;
+}
+
+/** `n` uniform values in [-1, 1) from `rng`: a tuning task's random operands. */
+export function uniformArray(rng: Rng, n: number): Float32Array {
+  return Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+}
+
+/**
+ * Runs per timed submit for work of `flops`: about 3e8 FLOP (~150 ms on llvmpipe, whose
+ * submit-to-`onSubmittedWorkDone` fence alone costs ~12 ms in Deno), at most 64.
+ */
+export function timingReps(flops: number): number {
+  return Math.max(1, Math.min(64, Math.round(3e8 / flops)));
+}
+
+/**
+ * Milliseconds per run of `ds` (each run: every dispatch in order), `reps` runs in one compute
+ * pass: GPU timestamps at the pass's start and end when the device has `timestamp-query`, else
+ * the wall clock from submit to `onSubmittedWorkDone`.
+ */
+export async function timeDispatches(
+  ctx: KernelContext,
+  ds: readonly Dispatch[],
+  reps = 1,
+): Promise<number> {
+  const dev = ctx.gpu.device;
+  const runs = Array.from({ length: reps }, () => ds).flat();
+  if (!ctx.gpu.timestamps) {
+    const t0 = performance.now();
+    submit(ctx, runs);
+    await dev.queue.onSubmittedWorkDone();
+    return (performance.now() - t0) / reps;
+  }
+  const qs = dev.createQuerySet({ type: "timestamp", count: 2 });
+  const res = dev.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  try {
+    const enc = dev.createCommandEncoder();
+    record(enc, runs, {
+      timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+    });
+    enc.resolveQuerySet(qs, 0, 2, res, 0);
+    dev.queue.submit([enc.finish()]);
+    const t = new BigUint64Array(await readback(dev, res, 16));
+    return Number(t[1] - t[0]) / 1e6 / reps;
+  } finally {
+    qs.destroy();
+    res.destroy();
+  }
+}
