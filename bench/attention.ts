@@ -106,7 +106,7 @@ function specOf(v: Variant, K: number): AttentionSpec {
 }
 
 /** One result row (the `--json` contract: name, variant, layout, K, L, pass, median_ms). */
-export interface AttentionRow {
+interface AttentionRow {
   name: string;
   variant: Variant;
   impl: Impl;

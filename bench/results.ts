@@ -5,10 +5,10 @@
  */
 import { writeFileAtomic } from "../runtime/host/files.ts";
 
-export const RESULTS_PATH = "bench/RESULTS.md";
+const RESULTS_PATH = "bench/RESULTS.md";
 
 /** Replaces the `## <title>...` section (up to the next `## `) or appends it. */
-export function replaceSection(doc: string, title: string, section: string): string {
+function replaceSection(doc: string, title: string, section: string): string {
   const re = new RegExp(`^## ${title}[^\\n]*\\n[\\s\\S]*?(?=^## |(?![\\s\\S]))`, "m");
   const body = section.trimEnd() + "\n";
   if (re.test(doc)) return doc.replace(re, body + "\n");

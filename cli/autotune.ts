@@ -43,7 +43,7 @@ import { newCommand, parseArgv, runCommand, UsageError } from "./args.ts";
 import { readConfig } from "../runtime/host/config_file.ts";
 
 /** Kernel families `--kernels` accepts. */
-export const TUNABLE = ["matmul", "attention"] as const;
+const TUNABLE = ["matmul", "attention"] as const;
 
 /** Parsed flags. */
 export interface AutotuneFlags {
@@ -234,7 +234,7 @@ export async function autotune(
 }
 
 /** The human-readable report. */
-export function formatReport(r: AutotuneReport): string {
+function formatReport(r: AutotuneReport): string {
   const head = [
     "kernel",
     "shape",

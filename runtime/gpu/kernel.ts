@@ -31,7 +31,7 @@ export interface Kernel {
 export type ElementType = "f32" | "u32" | "i32" | "vec4f";
 
 /** Invocations per workgroup of an elementwise kernel (one item each; `grid1d` covers n items). */
-export const ELEMENTWISE_WG = 64;
+const ELEMENTWISE_WG = 64;
 
 /** What `makeKernel` writes a kernel from (tfjs-backend-webgpu's `makeShader`, smaller). */
 export interface KernelSpec {
@@ -142,18 +142,22 @@ export function prepare(
 }
 
 /**
- * Prepares `kernel` with a uniform buffer `u` of its own (freed with the dispatch) and `buffers`.
- * `grid` is the workgroup grid, or for an elementwise kernel the number of items it covers.
+ * Prepares `kernel` with a uniform buffer `u` of its own (freed with the dispatch) and `buffers`,
+ * after checking that every one of `dims` is a positive integer (`checkDims`, named after the
+ * kernel). `grid` is the workgroup grid, or for an elementwise kernel the number of items it
+ * covers.
  */
 export function dispatchKernel(
   ctx: KernelContext,
   kernel: Kernel,
   o: {
+    dims?: Record<string, number>;
     u: readonly UniformValue[];
     buffers: Record<string, GPUBuffer>;
     grid: [number, number, number] | number;
   },
 ): Dispatch {
+  if (o.dims) checkDims(kernel.label, o.dims);
   const u = uniforms(ctx, o.u, kernel.label);
   const grid = typeof o.grid === "number" ? grid1d(o.grid, ELEMENTWISE_WG) : o.grid;
   return prepare(ctx, kernel, { buffers: { u, ...o.buffers }, grid, owned: [u] });

@@ -60,7 +60,7 @@ export async function readback(device: GPUDevice, buf: GPUBuffer, bytes = buf.si
 }
 
 /** `n` rounded up to a multiple of 16 (and at least 16): binding sizes must be multiples of 4. */
-export function align16(n: number): number {
+function align16(n: number): number {
   return Math.max(16, Math.ceil(n / 16) * 16);
 }
 

@@ -7,10 +7,8 @@
  */
 import { upload } from "../gpu/resources.ts";
 import {
-  checkDims,
   type Dispatch,
   dispatchKernel,
-  type Kernel,
   type KernelContext,
   makeKernel,
   uniforms,
@@ -58,7 +56,7 @@ export class AdamWHyper {
 }
 
 /** The update kernel: one invocation per parameter of the range. */
-function adamwKernel(): Kernel {
+function adamwKernel() {
   return makeKernel({
     key: "adamw",
     uniforms: {
@@ -99,9 +97,9 @@ export function adamw(
   },
   range: { offset?: number; n: number; weightDecay?: number },
 ): Dispatch {
-  checkDims("adamw", { n: range.n });
   const { hyper, ...buffers } = io;
   return dispatchKernel(ctx, adamwKernel(), {
+    dims: { n: range.n },
     u: [{ u32: range.offset ?? 0 }, { u32: range.n }, { f32: range.weightDecay ?? 0 }],
     buffers: { ...buffers, h: hyper.buffer },
     grid: range.n,

@@ -7,14 +7,7 @@
  * are never written: give the LM head only the selected rows, or clear dlogits. Browser-safe.
  */
 import { WEBGPU_DEFAULT_LIMITS } from "../gpu/device.ts";
-import {
-  checkDims,
-  type Dispatch,
-  dispatchKernel,
-  type Kernel,
-  type KernelContext,
-  makeKernel,
-} from "../gpu/kernel.ts";
+import { type Dispatch, dispatchKernel, type KernelContext, makeKernel } from "../gpu/kernel.ts";
 
 /** Invocations per row (power of two). Default 64. */
 export interface CrossEntropyParams {
@@ -22,7 +15,7 @@ export interface CrossEntropyParams {
 }
 
 /** Builds the kernel; asserts the workgroup size is a power of two (tree reduction). */
-function crossEntropyKernel(p: CrossEntropyParams = { workgroupSize: 64 }): Kernel {
+function crossEntropyKernel(p: CrossEntropyParams = { workgroupSize: 64 }) {
   const wg = p.workgroupSize;
   if (!Number.isInteger(wg) || wg < 1 || (wg & (wg - 1)) !== 0 || wg > 256) {
     throw new RangeError(`cross-entropy workgroup size must be a power of two <= 256, got ${wg}`);
@@ -101,9 +94,9 @@ export function crossEntropy(
   },
   shape: CrossEntropyShape,
 ): Dispatch {
-  checkDims("cross_entropy", { rows: shape.rows, vocab: shape.vocab });
   const x = Math.min(shape.rows, WEBGPU_DEFAULT_LIMITS.maxComputeWorkgroupsPerDimension);
   return dispatchKernel(ctx, crossEntropyKernel(shape.params), {
+    dims: { rows: shape.rows, vocab: shape.vocab },
     u: [
       { u32: shape.rows },
       { u32: shape.vocab },

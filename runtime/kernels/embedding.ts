@@ -6,14 +6,7 @@
  * (table row, column) sums exactly its rows in a fixed order (deterministic). Browser-safe.
  */
 import { checkBindingSize } from "../gpu/device.ts";
-import {
-  checkDims,
-  type Dispatch,
-  dispatchKernel,
-  type Kernel,
-  type KernelContext,
-  makeKernel,
-} from "../gpu/kernel.ts";
+import { type Dispatch, dispatchKernel, type KernelContext, makeKernel } from "../gpu/kernel.ts";
 
 /** Rows grouped by id: rows with id v are `perm[offsets[v] .. offsets[v+1])`, ascending. */
 export interface RowIndex {
@@ -36,7 +29,7 @@ export function rowIndex(ids: ArrayLike<number>, rows: number): RowIndex {
 }
 
 /** Gather kernel: one invocation per output element. */
-function gatherKernel(): Kernel {
+function gatherKernel() {
   return makeKernel({
     key: "gather",
     uniforms: { u: "rows: u32, cols: u32, table_rows: u32" },
@@ -53,7 +46,7 @@ function gatherKernel(): Kernel {
 }
 
 /** Scatter-add kernel: one invocation per (table row, column), summing its CSR segment. */
-function scatterKernel(): Kernel {
+function scatterKernel() {
   return makeKernel({
     key: "scatter_add",
     uniforms: { u: "table_rows: u32, cols: u32, accumulate: u32" },
@@ -82,9 +75,9 @@ export function gather(
   shape: { rows: number; cols: number; tableRows: number },
 ): Dispatch {
   const { rows, cols, tableRows } = shape;
-  checkDims("gather", { rows, cols, tableRows });
   checkBindingSize(ctx.gpu, rows * cols * 4, `gather out (${rows}, ${cols}) f32`);
   return dispatchKernel(ctx, gatherKernel(), {
+    dims: { rows, cols, tableRows },
     u: [{ u32: rows }, { u32: cols }, { u32: tableRows }],
     buffers: io,
     grid: rows * cols,
@@ -102,8 +95,8 @@ export function scatterAdd(
   shape: { cols: number; tableRows: number; accumulate?: boolean },
 ): Dispatch {
   const { cols, tableRows } = shape;
-  checkDims("scatter_add", { cols, tableRows });
   return dispatchKernel(ctx, scatterKernel(), {
+    dims: { cols, tableRows },
     u: [{ u32: tableRows }, { u32: cols }, { u32: shape.accumulate ? 1 : 0 }],
     buffers: io,
     grid: tableRows * cols,

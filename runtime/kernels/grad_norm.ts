@@ -9,7 +9,6 @@ import {
   checkDims,
   type Dispatch,
   dispatchKernel,
-  type Kernel,
   type KernelContext,
   makeKernel,
   prepare,
@@ -34,7 +33,7 @@ fn reduce(l: u32, x: f32) -> f32 {
 }`;
 
 /** The two kernels. */
-function gradNormKernels(): { sumSquares: Kernel; finish: Kernel } {
+function gradNormKernels() {
   const sumSquares = makeKernel({
     key: "grad_sumsq",
     uniforms: { u: "offset: u32, n: u32, dst: u32" },
@@ -95,8 +94,8 @@ export function gradNorm(
   checkDims("grad_norm", { ranges: io.ranges.length, parts });
   const partials = storageBuffer(ctx.gpu.device, io.ranges.length * parts * 4, "grad_partials");
   const out: Dispatch[] = io.ranges.map((r, i) => {
-    checkDims("grad_norm", { n: r.n });
     return dispatchKernel(ctx, ks.sumSquares, {
+      dims: { n: r.n },
       u: [{ u32: r.offset ?? 0 }, { u32: r.n }, { u32: i * parts }],
       buffers: { grad: r.buffer, partials },
       grid: [parts, 1, 1],

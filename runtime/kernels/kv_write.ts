@@ -10,17 +10,10 @@
  * Row info is `i32` triples `(copy, pos, slot)`; a negative slot writes nothing. Every index is
  * non-negative before it is divided (llvmpipe over GL computes `%` and `/` unsigned).
  */
-import {
-  checkDims,
-  type Dispatch,
-  dispatchKernel,
-  type Kernel,
-  type KernelContext,
-  makeKernel,
-} from "../gpu/kernel.ts";
+import { type Dispatch, dispatchKernel, type KernelContext, makeKernel } from "../gpu/kernel.ts";
 
 /** The RoPE + store kernel: one invocation per (row, head of q then k, e < d/2). */
-function ropeStoreKernel(): Kernel {
+function ropeStoreKernel() {
   return makeKernel({
     key: "kv_rope_store",
     uniforms: {
@@ -109,10 +102,10 @@ export function ropeStore(
   s: RopeStoreShape,
 ): Dispatch {
   const { rows, perSeq, heads, kvHeads, headDim, slots, K } = s;
-  checkDims("kv_rope_store", { rows, perSeq, heads, kvHeads, headDim, slots, K });
   if (headDim % 2 !== 0) throw new RangeError(`RoPE head dim must be even, got ${headDim}`);
   const half = headDim / 2;
   return dispatchKernel(ctx, ropeStoreKernel(), {
+    dims: { rows, perSeq, heads, kvHeads, headDim, slots, K },
     u: [
       { u32: rows },
       { u32: perSeq },
@@ -129,7 +122,7 @@ export function ropeStore(
 }
 
 /** The row scatter kernel: one invocation per (row, element of the row). */
-function scatterRowsKernel(): Kernel {
+function scatterRowsKernel() {
   return makeKernel({
     key: "kv_scatter_rows",
     uniforms: { u: "rows: u32, width: u32, S: u32, seq: u32" },
@@ -169,8 +162,8 @@ export function scatterRows(
   },
   s: { rows: number; width: number; slots: number; seq: number },
 ): Dispatch {
-  checkDims("kv_scatter_rows", { rows: s.rows, width: s.width, slots: s.slots });
   return dispatchKernel(ctx, scatterRowsKernel(), {
+    dims: { rows: s.rows, width: s.width, slots: s.slots },
     u: [{ u32: s.rows }, { u32: s.width }, { u32: s.slots }, { u32: s.seq }],
     buffers: io,
     grid: s.rows * s.width,

@@ -5,17 +5,10 @@
  * embedding scatter works on B·L rows, not B·K·L. `lossSum` adds a step's mean loss into a
  * two-float accumulator `[sum, steps]` on the GPU, read back only every few steps. Browser-safe.
  */
-import {
-  checkDims,
-  type Dispatch,
-  dispatchKernel,
-  type Kernel,
-  type KernelContext,
-  makeKernel,
-} from "../gpu/kernel.ts";
+import { type Dispatch, dispatchKernel, type KernelContext, makeKernel } from "../gpu/kernel.ts";
 
 /** Expansion kernel: one invocation per output element. */
-function expandKernel(): Kernel {
+function expandKernel() {
   return makeKernel({
     key: "phd_expand",
     uniforms: { u: "batch: u32, tokens: u32, stride: u32, cols: u32, table_rows: u32" },
@@ -41,8 +34,8 @@ export function expandEmbed(
   io: { table: GPUBuffer; ids: GPUBuffer; pos: GPUBuffer; out: GPUBuffer },
   s: { batch: number; tokens: number; stride: number; cols: number; tableRows: number },
 ): Dispatch {
-  checkDims("phd_expand", s);
   return dispatchKernel(ctx, expandKernel(), {
+    dims: s,
     u: [{ u32: s.batch }, { u32: s.tokens }, { u32: s.stride }, { u32: s.cols }, {
       u32: s.tableRows,
     }],
@@ -52,7 +45,7 @@ export function expandEmbed(
 }
 
 /** Fold kernel: one invocation per (sequence, position, column), summing K slots. */
-function foldKernel(): Kernel {
+function foldKernel() {
   return makeKernel({
     key: "phd_fold",
     uniforms: { u: "batch: u32, L: u32, K: u32, tokens: u32, cols: u32" },
@@ -83,8 +76,8 @@ export function foldCopies(
   io: { dx: GPUBuffer; slots: GPUBuffer; out: GPUBuffer },
   s: { batch: number; L: number; K: number; cols: number },
 ): Dispatch {
-  checkDims("phd_fold", s);
   return dispatchKernel(ctx, foldKernel(), {
+    dims: s,
     u: [{ u32: s.batch }, { u32: s.L }, { u32: s.K }, { u32: s.K * s.L }, { u32: s.cols }],
     buffers: io,
     grid: s.batch * s.L * s.cols,
@@ -94,7 +87,7 @@ export function foldCopies(
 const SUM_WG = 256;
 
 /** Loss accumulation kernel: one workgroup. */
-function lossSumKernel(): Kernel {
+function lossSumKernel() {
   return makeKernel({
     key: "loss_sum",
     uniforms: { u: "n: u32" },
@@ -125,6 +118,10 @@ export function lossSum(
   io: { losses: GPUBuffer; acc: GPUBuffer },
   n: number,
 ): Dispatch {
-  checkDims("loss_sum", { n });
-  return dispatchKernel(ctx, lossSumKernel(), { u: [{ u32: n }], buffers: io, grid: [1, 1, 1] });
+  return dispatchKernel(ctx, lossSumKernel(), {
+    dims: { n },
+    u: [{ u32: n }],
+    buffers: io,
+    grid: [1, 1, 1],
+  });
 }

@@ -5,19 +5,17 @@
  * invocation per column in a fixed order: deterministic, no atomics. Browser-safe.
  */
 import {
-  checkDims,
   type Dispatch,
   dispatchKernel,
   type Kernel,
   type KernelContext,
   makeKernel,
-  type UniformValue,
 } from "../gpu/kernel.ts";
 
 const U = { u: "rows: u32, cols: u32, eps: f32, accumulate: u32" };
 
 /** The three kernels: forward (y, rstd), input gradient, weight gradient (one row or column each). */
-function rmsnormKernels(): { forward: Kernel; dx: Kernel; dw: Kernel } {
+function rmsnormKernels() {
   const forward = makeKernel({
     key: "rmsnorm_forward",
     uniforms: U,
@@ -80,9 +78,20 @@ export interface RmsNormShape {
   eps?: number;
 }
 
-function rmsUniforms(s: RmsNormShape, accumulate: boolean, label: string): UniformValue[] {
-  checkDims(label, { rows: s.rows, cols: s.cols });
-  return [{ u32: s.rows }, { u32: s.cols }, { f32: s.eps ?? 1e-5 }, { u32: accumulate ? 1 : 0 }];
+/** One dispatch of an RMSNorm kernel over `items` rows (forward, dx) or columns (dw). */
+function rmsDispatch(
+  ctx: KernelContext,
+  k: Kernel,
+  buffers: Record<string, GPUBuffer>,
+  s: RmsNormShape,
+  o: { accumulate: boolean; items: number },
+): Dispatch {
+  return dispatchKernel(ctx, k, {
+    dims: { rows: s.rows, cols: s.cols },
+    u: [{ u32: s.rows }, { u32: s.cols }, { f32: s.eps ?? 1e-5 }, { u32: o.accumulate ? 1 : 0 }],
+    buffers,
+    grid: o.items,
+  });
 }
 
 /** x is (R, C), w is (C,), y is (R, C), rstd is (R,) (saved for the backward). */
@@ -92,11 +101,7 @@ export function rmsnormForward(
   shape: RmsNormShape,
 ): Dispatch {
   const k = rmsnormKernels().forward;
-  return dispatchKernel(ctx, k, {
-    u: rmsUniforms(shape, false, k.label),
-    buffers: io,
-    grid: shape.rows,
-  });
+  return rmsDispatch(ctx, k, io, shape, { accumulate: false, items: shape.rows });
 }
 
 /**
@@ -117,15 +122,13 @@ export function rmsnormBackward(
 ): Dispatch[] {
   const ks = rmsnormKernels();
   return [
-    dispatchKernel(ctx, ks.dx, {
-      u: rmsUniforms(shape, shape.accumulateDx ?? false, ks.dx.label),
-      buffers: io,
-      grid: shape.rows,
+    rmsDispatch(ctx, ks.dx, io, shape, {
+      accumulate: shape.accumulateDx ?? false,
+      items: shape.rows,
     }),
-    dispatchKernel(ctx, ks.dw, {
-      u: rmsUniforms(shape, shape.accumulateDw ?? false, ks.dw.label),
-      buffers: io,
-      grid: shape.cols,
+    rmsDispatch(ctx, ks.dw, io, shape, {
+      accumulate: shape.accumulateDw ?? false,
+      items: shape.cols,
     }),
   ];
 }

@@ -8,14 +8,7 @@
  * storage layout); cos/sin come from a table computed on the host in float64, so large
  * position·frequency products lose no accuracy in f32. Browser-safe.
  */
-import {
-  checkDims,
-  type Dispatch,
-  dispatchKernel,
-  type Kernel,
-  type KernelContext,
-  makeKernel,
-} from "../gpu/kernel.ts";
+import { type Dispatch, dispatchKernel, type KernelContext, makeKernel } from "../gpu/kernel.ts";
 
 /**
  * cos/sin table: `table[(p * d/2 + i) * 2 + {0: cos, 1: sin}]` of angle `p · theta^(-2i/d)` for
@@ -35,7 +28,7 @@ export function ropeTable(positions: number, headDim: number, theta = 10000): Fl
 }
 
 /** The kernel of one direction: one invocation per pair (token, head, e < d/2). */
-function ropeKernel(direction: "forward" | "backward"): Kernel {
+function ropeKernel(direction: "forward" | "backward") {
   const fwd = direction === "forward";
   return makeKernel({
     key: `rope_${direction}`,
@@ -89,10 +82,10 @@ function ropeDispatch(
   s: RopeShape,
 ): Dispatch {
   const { batch, tokens, heads, headDim } = s;
-  checkDims(`rope_${dir}`, { batch, tokens, heads, headDim });
   if (s.headDim % 2 !== 0) throw new RangeError(`RoPE head dim must be even, got ${s.headDim}`);
   const half = s.headDim / 2;
   return dispatchKernel(ctx, ropeKernel(dir), {
+    dims: { batch, tokens, heads, headDim },
     u: [
       { u32: s.batch },
       { u32: s.tokens },

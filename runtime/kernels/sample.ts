@@ -11,14 +11,7 @@
  * seed gives the same text whatever the batching of steps. Forced mode copies a given token (teacher
  * forcing, for tests). Loops are bounded by uniforms (never unrolled). Browser-safe.
  */
-import {
-  checkDims,
-  type Dispatch,
-  dispatchKernel,
-  type Kernel,
-  type KernelContext,
-  makeKernel,
-} from "../gpu/kernel.ts";
+import { type Dispatch, dispatchKernel, type KernelContext, makeKernel } from "../gpu/kernel.ts";
 
 const WG = 64;
 
@@ -27,7 +20,7 @@ export type SampleMode = "greedy" | "sample" | "forced";
 const MODES: Record<SampleMode, number> = { greedy: 0, sample: 1, forced: 2 };
 
 /** The sampling kernel. */
-function sampleKernel(): Kernel {
+function sampleKernel() {
   return makeKernel({
     key: "sample",
     uniforms: {
@@ -219,12 +212,12 @@ export function sample(
   },
   s: { rows: number; seq0: number; vocab: number; maxNew: number; outBase: number } & SampleParams,
 ): Dispatch {
-  checkDims("sample", { rows: s.rows, vocab: s.vocab, maxNew: s.maxNew });
   const t = s.temperature ?? 1;
   if (s.mode === "sample" && !(t > 0)) {
     throw new RangeError(`temperature must be > 0, got ${t}`);
   }
   return dispatchKernel(ctx, sampleKernel(), {
+    dims: { rows: s.rows, vocab: s.vocab, maxNew: s.maxNew },
     u: [
       { u32: s.rows },
       { u32: s.seq0 },

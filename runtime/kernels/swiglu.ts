@@ -2,19 +2,12 @@
  * SwiGLU activation of the Llama MLP: `h = silu(gate) · up`, `silu(g) = g · sigmoid(g)`, forward
  * and backward, elementwise over the (R, I) outputs of gate_proj and up_proj. Browser-safe.
  */
-import {
-  checkDims,
-  type Dispatch,
-  dispatchKernel,
-  type Kernel,
-  type KernelContext,
-  makeKernel,
-} from "../gpu/kernel.ts";
+import { type Dispatch, dispatchKernel, type KernelContext, makeKernel } from "../gpu/kernel.ts";
 
 const SIGMOID = "fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }";
 
 /** Forward and backward kernels (one invocation per element). */
-function swigluKernels(): { forward: Kernel; backward: Kernel } {
+function swigluKernels() {
   const forward = makeKernel({
     key: "swiglu_forward",
     uniforms: { u: "n: u32" },
@@ -54,8 +47,8 @@ export function swigluForward(
   io: { gate: GPUBuffer; up: GPUBuffer; out: GPUBuffer },
   n: number,
 ): Dispatch {
-  checkDims("swiglu_forward", { n });
-  return dispatchKernel(ctx, swigluKernels().forward, { u: [{ u32: n }], buffers: io, grid: n });
+  const k = swigluKernels().forward;
+  return dispatchKernel(ctx, k, { dims: { n }, u: [{ u32: n }], buffers: io, grid: n });
 }
 
 /** dout, gate, up, dgate and dup are (R, I); n = R·I. */
@@ -64,6 +57,6 @@ export function swigluBackward(
   io: { dout: GPUBuffer; gate: GPUBuffer; up: GPUBuffer; dgate: GPUBuffer; dup: GPUBuffer },
   n: number,
 ): Dispatch {
-  checkDims("swiglu_backward", { n });
-  return dispatchKernel(ctx, swigluKernels().backward, { u: [{ u32: n }], buffers: io, grid: n });
+  const k = swigluKernels().backward;
+  return dispatchKernel(ctx, k, { dims: { n }, u: [{ u32: n }], buffers: io, grid: n });
 }

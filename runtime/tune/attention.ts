@@ -40,8 +40,8 @@ import { referenceAttention } from "../../reference/attention.ts";
 import { Rng } from "../data/batches.ts";
 import {
   type Candidate,
-  hashText,
   shapeBucket,
+  sourceHash,
   timedTrials,
   type TuneCacheData,
   type TunedOn,
@@ -180,7 +180,7 @@ export function attentionKeyParts(s: AttentionShape): TuneKeyParts {
 }
 
 /** The tuner's kernel name of the training attention in a layout (`attention:grouped`). */
-export function attentionKernelName(layout: Layout): string {
+function attentionKernelName(layout: Layout): string {
   return `attention:${layout}`;
 }
 
@@ -207,15 +207,13 @@ function attentionParams(p: AttentionVariant, s: AttentionShape) {
   };
 }
 
-const attentionHashes = new Map<string, string>();
-
 /**
  * Hash of the attention kernels of a problem: the WGSL of the three passes of every variant of
  * the full space for its spec, head dim, layout and storage type, plus the spec's parameter values
  * (W, C, tables: they decide which tiles the fused kernels skip), so a change to the generator,
  * the mask or its parameters makes old entries misses.
  */
-export function attentionSourceHash(s: AttentionShape): string {
+function attentionSourceHash(s: AttentionShape): string {
   const bindings = JSON.stringify(specBindings(s.spec));
   const id = JSON.stringify([
     s.spec.name,
@@ -226,15 +224,12 @@ export function attentionSourceHash(s: AttentionShape): string {
     s.dtype ?? "f32",
     bindings,
   ]);
-  let h = attentionHashes.get(id);
-  if (!h) {
-    const codes = attentionCandidates(s.headDim).flatMap((c) =>
+  return sourceHash(`attention:${id}`, () => [
+    ...attentionCandidates(s.headDim).flatMap((c) =>
       KINDS.map((k) => buildAttentionKernel(k, attentionParams(c.params, s)).code)
-    );
-    h = hashText([...codes, bindings].join("\n//\n"));
-    attentionHashes.set(id, h);
-  }
-  return h;
+    ),
+    bindings,
+  ]);
 }
 
 /**
@@ -242,7 +237,7 @@ export function attentionSourceHash(s: AttentionShape): string {
  * invocations or too much workgroup memory (the kernels' own limit checks, run on the generated
  * source: nothing is compiled).
  */
-export function attentionPrune(
+function attentionPrune(
   p: AttentionVariant,
   s: AttentionShape,
   limits: AttentionLimits,

@@ -12,7 +12,7 @@
  * task.destroy();
  * ```
  *
- * Implementation details (docs/DESIGN.md, kernel keys and tuning):
+ * Implementation details (docs/DESIGN.md 6):
  * - The tuning key (`tuneKey`) is `kernel|bucket|source hash|deno version|adapter`. A bucket
  *   rounds each dimension up to a power of two (`shapeBucket`), so nearby shapes share a result;
  *   the source hash covers every candidate's WGSL, so a changed generator makes old entries
@@ -103,6 +103,21 @@ export function hashText(s: string): string {
     h2 = Math.imul(h2 ^ c, 0x5bd1e995) >>> 0;
   }
   return (h2 & 0x1fffff).toString(16).padStart(6, "0") + h1.toString(16).padStart(8, "0");
+}
+
+const sourceHashes = new Map<string, string>();
+
+/**
+ * Hash of a kernel family's generated sources for one problem class `id` (e.g. a matmul form):
+ * `codes` (every candidate's WGSL and whatever else is baked in) is built once per process.
+ */
+export function sourceHash(id: string, codes: () => readonly string[]): string {
+  let h = sourceHashes.get(id);
+  if (!h) {
+    h = hashText(codes().join("\n//\n"));
+    sourceHashes.set(id, h);
+  }
+  return h;
 }
 
 /** A shape bucket: each dimension rounded up to a power of two, e.g. `inner64_m1024_n256`. */

@@ -36,8 +36,8 @@ import { ModelGraph, ModelParams } from "../model/graph.ts";
 import { Rng } from "../data/batches.ts";
 import {
   type Candidate,
-  hashText,
   shapeBucket,
+  sourceHash,
   timeDispatches,
   timedTrials,
   timingReps,
@@ -63,7 +63,7 @@ function matmulKernelName(trans: MatmulTrans): string {
 }
 
 /** The shape bucket of a product: M, N and inner rounded up to powers of two. */
-export function matmulBucket(s: MatmulShape): string {
+function matmulBucket(s: MatmulShape): string {
   return shapeBucket({ m: s.M, n: s.N, inner: s.inner });
 }
 
@@ -123,22 +123,17 @@ const UNBOUNDED: MatmulLimits = {
   maxComputeWorkgroupStorageSize: 1 << 30,
 };
 
-const sourceHashes = new Map<MatmulTrans, string>();
-
 /**
  * Hash of the matmul generator's output for a form: the WGSL of every variant of the full space
  * (and of the split-K reduction), so a change to any kernel's code makes old entries misses.
  */
-export function matmulSourceHash(trans: MatmulTrans): string {
-  let h = sourceHashes.get(trans);
-  if (!h) {
-    const codes = matmulCandidates({ splitK: true }).map((c) =>
+function matmulSourceHash(trans: MatmulTrans): string {
+  return sourceHash(`matmul:${trans}`, () => [
+    ...matmulCandidates({ splitK: true }).map((c) =>
       matmulKernel({ ...c.params, trans }, UNBOUNDED).code
-    );
-    h = hashText([...codes, matmulReduceKernel().code].join("\n//\n"));
-    sourceHashes.set(trans, h);
-  }
-  return h;
+    ),
+    matmulReduceKernel().code,
+  ]);
 }
 
 /**
