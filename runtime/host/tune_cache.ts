@@ -60,13 +60,23 @@ export async function saveTuneCache(cache: TuneCacheData, path = DEFAULT_TUNE_CA
   await writeFileAtomic(path, JSON.stringify(cache, null, 2) + "\n");
 }
 
+/** Where and how `loadKernelChoosers` reads the cache. */
+export interface ChooserFileOptions {
+  /** The cache file. Default `DEFAULT_TUNE_CACHE`. */
+  path?: string;
+  /** Let the matmul chooser return split-K variants (two dispatches). Default false. */
+  allowSplitK?: boolean;
+  /** Where the one warning about an unreadable or stale file goes. Default `console.warn`. */
+  warn?: (line: string) => void;
+}
+
 /**
  * The tuned matmul chooser of a context's adapter from a cache file (see `tunedMatmulChooser`):
  * untuned shapes, other adapters and stale entries get the default.
  */
 export async function loadMatmulChooser(
   ctx: KernelContext,
-  o: { path?: string; allowSplitK?: boolean; warn?: (line: string) => void } = {},
+  o: ChooserFileOptions = {},
 ): Promise<MatmulChooser> {
   return (await loadKernelChoosers(ctx, o)).matmul;
 }
@@ -78,7 +88,7 @@ export async function loadMatmulChooser(
  */
 export async function loadKernelChoosers(
   ctx: KernelContext,
-  o: { path?: string; allowSplitK?: boolean; warn?: (line: string) => void } = {},
+  o: ChooserFileOptions = {},
 ): Promise<{ matmul: MatmulChooser; attention: AttentionChooser }> {
   const cache = await loadTuneCache(o.path, o.warn);
   const on = {

@@ -3,13 +3,14 @@
  * multiples of any tile): GPU error against the float64 reference at most 2x the naive float32
  * CPU error plus a tiny floor (FlashAttention-test style); gathers and transposes must be exact.
  */
-import { fail, ok as assert, strictEqual } from "node:assert";
+import { deepStrictEqual, fail, ok as assert, strictEqual } from "node:assert";
 import { gpuOnce, maxAbsErr, randomArray, rng } from "../fixtures/attention.ts";
 import { readback, storageBuffer } from "../../runtime/gpu/resources.ts";
 import {
   destroyDispatches,
   type Dispatch,
   type KernelContext,
+  makeKernel,
   submit,
 } from "../../runtime/gpu/kernel.ts";
 import { matmul, type MatmulParams, type MatmulTrans } from "../../runtime/kernels/matmul.ts";
@@ -20,20 +21,7 @@ import { swigluBackward, swigluForward } from "../../runtime/kernels/swiglu.ts";
 import { crossEntropy } from "../../runtime/kernels/cross_entropy.ts";
 import { adamw, AdamWHyper } from "../../runtime/kernels/adamw.ts";
 import { gradNorm } from "../../runtime/kernels/grad_norm.ts";
-import {
-  adamwRef,
-  crossEntropyRef,
-  gatherRef,
-  gradNormRef,
-  matmulRef,
-  rmsnormBackwardRef,
-  rmsnormRef,
-  ropeRef,
-  scatterAddRef,
-  swigluBackwardRef,
-  swigluRef,
-  transposeHeads,
-} from "../../reference/kernels.ts";
+import * as oracle from "../../reference/kernels.ts";
 
 const FLOOR = 1e-6;
 
@@ -75,6 +63,31 @@ function exact(what: string, got: ArrayLike<number>, ref: ArrayLike<number>) {
   }
 }
 
+Deno.test("makeKernel binds uniforms, reads and writes in order and guards elementwise items", async () => {
+  const k = makeKernel({
+    key: "test_scale",
+    uniforms: { u: "n: u32, s: f32" },
+    reads: { x: "f32", ids: "u32" },
+    writes: { y: "f32" },
+    main: { count: "u.n", body: "y[i] = u.s * x[ids[i]];" },
+  });
+  deepStrictEqual(k.bindings, ["u", "x", "ids", "y"]);
+  strictEqual(k.label, "test_scale");
+  for (
+    const line of [
+      "struct U { n: u32, s: f32 }",
+      "@group(0) @binding(0) var<uniform> u: U;",
+      "@group(0) @binding(1) var<storage, read> x: array<f32>;",
+      "@group(0) @binding(2) var<storage, read> ids: array<u32>;",
+      "@group(0) @binding(3) var<storage, read_write> y: array<f32>;",
+      "if (i >= u.n) { return; }",
+    ]
+  ) assert(k.code.includes(line), `${line}\n${k.code}`);
+  const ctx = await context(), dev = ctx.gpu.device;
+  const info = await dev.createShaderModule({ code: k.code }).getCompilationInfo();
+  deepStrictEqual(info.messages.filter((m) => m.type === "error").map((m) => m.message), []);
+});
+
 Deno.test("matmul nt/nn/tn on awkward shapes and blockings, alpha/beta accumulation", async () => {
   const ctx = await context(), r = rng(7);
   const shapes = [[37, 29, 53], [5, 70, 3], [1, 1, 1], [67, 130, 19]];
@@ -86,8 +99,8 @@ Deno.test("matmul nt/nn/tn on awkward shapes and blockings, alpha/beta accumulat
   for (const [M, N, inner] of shapes) {
     for (const trans of ["nt", "nn", "tn"] as MatmulTrans[]) {
       const a = randomArray(r, M * inner), b = randomArray(r, N * inner);
-      const ref = matmulRef(a, b, { M, N, inner, trans });
-      const naive = matmulRef(a, b, { M, N, inner, trans, precision: "f32" });
+      const ref = oracle.matmulRef(a, b, { M, N, inner, trans });
+      const naive = oracle.matmulRef(a, b, { M, N, inner, trans, precision: "f32" });
       const ab = buf(ctx, a), bb = buf(ctx, b);
       for (const params of blockings) {
         const cb = buf(ctx, M * N * 4);
@@ -107,8 +120,8 @@ Deno.test("matmul nt/nn/tn on awkward shapes and blockings, alpha/beta accumulat
   // C = 0.5·A·Bᵀ + C; and beta = 0 must ignore NaNs already in C.
   const [M, N, inner] = [13, 9, 21];
   const a = randomArray(r, M * inner), b = randomArray(r, N * inner), c0 = randomArray(r, M * N);
-  const prod = matmulRef(a, b, { M, N, inner, trans: "nt" });
-  const prodF = matmulRef(a, b, { M, N, inner, trans: "nt", precision: "f32" });
+  const prod = oracle.matmulRef(a, b, { M, N, inner, trans: "nt" });
+  const prodF = oracle.matmulRef(a, b, { M, N, inner, trans: "nt", precision: "f32" });
   const cb = buf(ctx, c0);
   await run(ctx, [
     matmul(ctx, {
@@ -146,7 +159,7 @@ Deno.test("embedding gather is exact; scatter-add sums duplicate ids (and accumu
     cols: C,
     tableRows: V,
   })]);
-  exact("gather", await read(ctx, out, ids.length * C), gatherRef(table, ids, C));
+  exact("gather", await read(ctx, out, ids.length * C), oracle.gatherRef(table, ids, C));
   const index = rowIndex(ids, V), init = randomArray(r, V * C);
   for (const accumulate of [false, true]) {
     const dtable = buf(ctx, init);
@@ -156,8 +169,8 @@ Deno.test("embedding gather is exact; scatter-add sums duplicate ids (and accumu
       perm: buf(ctx, index.perm),
       dtable,
     }, { cols: C, tableRows: V, accumulate })]);
-    const ref = scatterAddRef(dout, ids, { V, C }),
-      naive = scatterAddRef(dout, ids, { V, C, precision: "f32" });
+    const ref = oracle.scatterAddRef(dout, ids, { V, C }),
+      naive = oracle.scatterAddRef(dout, ids, { V, C, precision: "f32" });
     const plus = (x: Float64Array, f: (v: number) => number) =>
       accumulate ? x.map((v, i) => f(v + init[i])) : x;
     near(
@@ -183,11 +196,12 @@ Deno.test("rmsnorm forward and backward (dx accumulates into the residual gradie
       accumulateDx: true,
     }),
   ]);
-  const ref = rmsnormRef(x, w, { C }), naive = rmsnormRef(x, w, { C, precision: "f32" });
+  const ref = oracle.rmsnormRef(x, w, { C }),
+    naive = oracle.rmsnormRef(x, w, { C, precision: "f32" });
   near("y", await read(ctx, y, R * C), ref.y, naive.y);
   near("rstd", await read(ctx, rstd, R), ref.rstd, naive.rstd);
-  const bref = rmsnormBackwardRef({ dy, x, w, rstd: ref.rstd }, { C });
-  const bnaive = rmsnormBackwardRef({ dy, x, w, rstd: naive.rstd }, { C, precision: "f32" });
+  const bref = oracle.rmsnormBackwardRef({ dy, x, w, rstd: ref.rstd }, { C });
+  const bnaive = oracle.rmsnormBackwardRef({ dy, x, w, rstd: naive.rstd }, { C, precision: "f32" });
   near(
     "dx",
     await read(ctx, dx, R * C),
@@ -213,15 +227,15 @@ Deno.test("rope forward/backward with shared and flattened PHD positions; transp
       ropeForward(ctx, { inp: buf(ctx, x), pos: posb, table, out }, shape),
       ropeBackward(ctx, { inp: buf(ctx, g), pos: posb, table, out: dx }, shape),
     ]);
-    const xh = transposeHeads(x, shape);
+    const xh = oracle.transposeHeads(x, shape);
     near(
       `${scheme} forward`,
       await read(ctx, out, x.length),
-      ropeRef(xh, pos, { headDim: d }),
-      ropeRef(xh, pos, { headDim: d, precision: "f32" }),
+      oracle.ropeRef(xh, pos, { headDim: d }),
+      oracle.ropeRef(xh, pos, { headDim: d, precision: "f32" }),
     );
     const back = (p: "f64" | "f32") =>
-      transposeHeads(ropeRef(g, pos, { headDim: d, inverse: true, precision: p }), {
+      oracle.transposeHeads(oracle.ropeRef(g, pos, { headDim: d, inverse: true, precision: p }), {
         ...shape,
         back: true,
       });
@@ -250,9 +264,14 @@ Deno.test("swiglu forward and backward", async () => {
     swigluForward(ctx, { gate: gb, up: ub, out }, n),
     swigluBackward(ctx, { dout: buf(ctx, dout), gate: gb, up: ub, dgate, dup }, n),
   ]);
-  near("out", await read(ctx, out, n), swigluRef({ gate, up }), swigluRef({ gate, up }, "f32"));
-  const ref = swigluBackwardRef({ dout, gate, up }),
-    naive = swigluBackwardRef({ dout, gate, up }, "f32");
+  near(
+    "out",
+    await read(ctx, out, n),
+    oracle.swigluRef({ gate, up }),
+    oracle.swigluRef({ gate, up }, "f32"),
+  );
+  const ref = oracle.swigluBackwardRef({ dout, gate, up }),
+    naive = oracle.swigluBackwardRef({ dout, gate, up }, "f32");
   near("dgate", await read(ctx, dgate, n), ref.dgate, naive.dgate);
   near("dup", await read(ctx, dup, n), ref.dup, naive.dup);
 });
@@ -271,8 +290,8 @@ Deno.test("cross-entropy on selected rows: losses, gradients, other rows untouch
       losses,
       dlogits: dl,
     }, { rows: rows.length, vocab: V, params: { workgroupSize: wg } })]);
-    const ref = crossEntropyRef({ logits, rows, targets }, { V });
-    const naive = crossEntropyRef({ logits, rows, targets }, { V, precision: "f32" });
+    const ref = oracle.crossEntropyRef({ logits, rows, targets }, { V });
+    const naive = oracle.crossEntropyRef({ logits, rows, targets }, { V, precision: "f32" });
     near(`losses wg${wg}`, await read(ctx, losses, rows.length), ref.losses, naive.losses);
     const got = await read(ctx, dl, Rall * V), sel = new Set(rows);
     for (let i = 0; i < Rall; i++) {
@@ -311,8 +330,8 @@ Deno.test("grad norm over several ranges and AdamW steps with the clip scale", a
       }, { maxNorm, parts: 5 }),
     );
     const inRange = grad.subarray(offset, offset + n);
-    const g64 = gradNormRef([inRange, other], { maxNorm });
-    const g32 = gradNormRef([inRange, other], { maxNorm, precision: "f32" });
+    const g64 = oracle.gradNormRef([inRange, other], { maxNorm });
+    const g32 = oracle.gradNormRef([inRange, other], { maxNorm, precision: "f32" });
     const [norm, scale] = await read(ctx, clip, 2);
     near(`norm step ${step}`, [norm], [g64.norm], [g32.norm]);
     near(`scale step ${step}`, [scale], [g64.scale], [g32.scale]);
@@ -332,8 +351,8 @@ Deno.test("grad norm over several ranges and AdamW steps with the clip scale", a
       v: o.v.subarray(offset, offset + n),
       grad: inRange,
     });
-    adamwRef(sub(ref), { ...h, gradScale: g64.scale });
-    adamwRef(sub(naive), { ...h, gradScale: Math.fround(g32.scale), precision: "f32" });
+    oracle.adamwRef(sub(ref), { ...h, gradScale: g64.scale });
+    oracle.adamwRef(sub(naive), { ...h, gradScale: Math.fround(g32.scale), precision: "f32" });
     const got = await read(ctx, pb, total);
     near(`param step ${step}`, got, ref.param, naive.param);
     exact("untouched before the range", got.subarray(0, offset), param.subarray(0, offset));
