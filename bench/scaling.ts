@@ -30,8 +30,8 @@ import { FlashAttention } from "../runtime/kernels/attention.ts";
 import { lineChart, type Series } from "../viz/chart.ts";
 import { BENCH_MODEL, C, specOf, type Variant, VARIANTS, W } from "./inference.ts";
 import { writeResults } from "./results.ts";
+import { median } from "../runtime/tune/engine.ts";
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Live and peak bytes of the buffers a device creates (wraps `createBuffer` and `destroy`). */
 class MemoryMeter {
@@ -127,7 +127,7 @@ async function attentionMs(ctx: KernelContext, config: Config, reps: number): Pr
     await once();
     const times = [];
     for (let i = 0; i < reps; i++) times.push(await once());
-    return median(times);
+    return median(times, { even: "upper" });
   } finally {
     for (const b of Object.values(io)) b.destroy();
   }
@@ -163,7 +163,7 @@ async function trainRow(
         await queue.onSubmittedWorkDone();
         times.push(performance.now() - t0);
       }
-      row.step_ms = +median(times).toFixed(1);
+      row.step_ms = +median(times, { even: "upper" }).toFixed(1);
     }
     row.peak_bytes = stop();
     row.bytes_per_token = Math.round(row.peak_bytes / row.tokens);
@@ -199,7 +199,7 @@ async function prefillRow(
       P: o.P,
       rows: dec.stats.prefillRows[0],
       peak_bytes: stop(),
-      prefill_ms: +median(times).toFixed(1),
+      prefill_ms: +median(times, { even: "upper" }).toFixed(1),
     };
   } finally {
     dec.destroy();
