@@ -1,8 +1,10 @@
 /**
  * The attention family of the tuner: the variant space of the training attention (forward then
  * backward in one submit; tiles, register blocks, staging, fused or dense), one tuning task per
- * attention problem of a model, and the runtime's chooser. Its tuning key (runtime/tune/engine.ts
- * `tuneKey`) is built from `attentionKernelName`, `attentionBucket` and `attentionSourceHash`.
+ * attention problem of a model, and the runtime's chooser. `attentionKeyParts` is its part of a
+ * tuning key (runtime/tune/engine.ts `tuneKey`): the layout (`attention:grouped`), the shape
+ * bucket (batch, head dim, heads, KV heads, N = K·L) and a hash of every variant's WGSL for the
+ * spec and its parameter values.
  *
  * The layout (interleaved or grouped) and the storage type are the model's choices: the tuner
  * measures the layout a model trains with and never changes it. The runtime calls, once per graph:

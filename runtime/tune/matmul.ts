@@ -1,8 +1,9 @@
 /**
  * The matmul family of the tuner: the variant space, one tuning task per product shape, the
  * shapes of a model's training step (recorded by building its graph, never listed by hand) and the
- * runtime's chooser. Its tuning key (runtime/tune/engine.ts `tuneKey`) is built from
- * `matmulKernelName`, `matmulBucket` and `matmulSourceHash`.
+ * runtime's chooser. `matmulKeyParts` is its part of a tuning key (runtime/tune/engine.ts
+ * `tuneKey`): the form (`matmul:nt`), the shape bucket (`inner64_m2048_n64`) and a hash of every
+ * variant's WGSL.
  *
  * The runtime calls, once per model build:
  *   tunedMatmulChooser(cache, { adapter: adapterIdOf(ctx.gpu), deno, limits }) -> MatmulChooser
