@@ -170,7 +170,7 @@ export class PipelineCache {
   }
 }
 
-/** Error and warning lines of a module's compilation, with the kernel label; empty when clean. */
+/** Error lines of a module's compilation, with the kernel label; empty when clean. */
 export async function compilationErrors(p: CachedPipeline): Promise<string[]> {
   const info = await p.module.getCompilationInfo();
   return info.messages.filter((m) => m.type === "error").map((m) =>
