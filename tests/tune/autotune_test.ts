@@ -3,8 +3,9 @@
  * timing, warm-cache hits that measure nothing, rejection of malformed caches), then on real
  * matmul tasks: a wrong kernel and a failing build are disqualified, the cache file round-trips
  * atomically and a warm run measures nothing, a corrupt file falls back with one warning, the
- * runtime's chooser falls back to the default for other shapes, adapters and Deno versions, and
- * `deno task autotune` says when it measured nothing. Then a tiny training-attention tuning run:
+ * runtime's chooser falls back to the default for other shapes, adapters and Deno versions, the
+ * training step's shapes are the ones its model graph records, and `deno task autotune` says when
+ * it measured nothing. Then a tiny training-attention tuning run:
  * a wrong candidate and a failed build are disqualified, an oversized one is pruned, a warm cache
  * measures nothing, the chooser returns the stored variant (and a model graph builds it).
  */
