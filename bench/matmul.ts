@@ -16,9 +16,9 @@ import {
   adapterIdOf,
   Autotuner,
   median,
+  randomOperands,
   timeDispatches,
   timingReps,
-  uniformArray,
 } from "../runtime/tune/engine.ts";
 import {
   configMatmulShapes,
@@ -109,8 +109,8 @@ export async function main(args: string[]) {
   const rows: Row[] = [];
   for (const s of shapes) {
     const { trans, M, N, inner } = s, flops = 2 * M * N * inner;
-    const rng = new Rng(7);
-    const a = uniformArray(rng, M * inner), b = uniformArray(rng, N * inner);
+    const rand = randomOperands(7);
+    const a = rand(M * inner), b = rand(N * inner);
     const ref = matmulRef(a, b, s);
     const ab = storageBuffer(dev, a),
       bb = storageBuffer(dev, b),

@@ -39,18 +39,8 @@ import {
   FlashAttention,
 } from "../kernels/attention.ts";
 import { referenceAttention } from "../../reference/attention.ts";
-import { Rng } from "../data/batches.ts";
-import {
-  type Candidate,
-  shapeBucket,
-  sourceHash,
-  timedTrials,
-  type TuneCacheData,
-  type TunedOn,
-  type TuneKeyParts,
-  type TuneTask,
-  uniformArray,
-} from "./engine.ts";
+import type { Candidate, TuneCacheData, TunedOn, TuneKeyParts, TuneTask } from "./engine.ts";
+import { randomOperands, shapeBucket, sourceHash, timedTrials } from "./engine.ts";
 
 /** The knobs of an attention variant the tuner chooses (every one baked into the kernels). */
 export interface AttentionVariant {
@@ -311,7 +301,7 @@ export function attentionTask(
     throw new RangeError(`attention tuning runs f32 storage, got ${shape.dtype}`);
   }
   const N = spec.K * L, limits = o.limits ?? deviceLimits(dev);
-  const rng = new Rng(o.seed ?? 1), rand = (n: number) => uniformArray(rng, n);
+  const rand = randomOperands(o.seed ?? 1);
   const qn = B * H * N * d, kvn = B * HKV * N * d, rows = B * H * N;
   const host = { q: rand(qn), k: rand(kvn), v: rand(kvn), dO: rand(qn) };
   const io: BackwardBuffers = {

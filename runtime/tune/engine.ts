@@ -296,9 +296,13 @@ export function median(xs: readonly number[], o: { even?: "mean" | "upper" } = {
   return (s[m - 1] + s[m]) / 2;
 }
 
-/** `n` uniform values in [-1, 1) from `rng`: a tuning task's random operands. */
-export function uniformArray(rng: Rng, n: number): Float32Array {
-  return Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+/**
+ * A seeded source of a tuning task's random operands: each call returns the next `n` values,
+ * uniform in [-1, 1).
+ */
+export function randomOperands(seed: number): (n: number) => Float32Array {
+  const rng = new Rng(seed);
+  return (n) => Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
 }
 
 /**

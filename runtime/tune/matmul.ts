@@ -34,19 +34,14 @@ import {
 import { matmulRef } from "../../reference/kernels.ts";
 import { type Config, configSpec } from "../model/config.ts";
 import { ModelGraph, ModelParams } from "../model/graph.ts";
-import { Rng } from "../data/batches.ts";
+import type { Candidate, TuneCacheData, TunedOn, TuneKeyParts, TuneTask } from "./engine.ts";
 import {
-  type Candidate,
+  randomOperands,
   shapeBucket,
   sourceHash,
   timeDispatches,
   timedTrials,
   timingReps,
-  type TuneCacheData,
-  type TunedOn,
-  type TuneKeyParts,
-  type TuneTask,
-  uniformArray,
 } from "./engine.ts";
 
 /** What keys a product's tuning result (with the adapter and the Deno version). */
@@ -191,8 +186,8 @@ export function matmulTask(
   const { trans, M, N, inner } = shape, dev = ctx.gpu.device;
   const limits = deviceLimits(dev);
   const build = o.build ?? matmulDispatches;
-  const rng = new Rng(o.seed ?? 1);
-  const a = uniformArray(rng, M * inner), b = uniformArray(rng, N * inner);
+  const rand = randomOperands(o.seed ?? 1);
+  const a = rand(M * inner), b = rand(N * inner);
   const ab = storageBuffer(dev, a, "tune a"), bb = storageBuffer(dev, b, "tune b");
   const cb = storageBuffer(dev, M * N * 4, "tune c");
   let ref: { f64: Float64Array; tol: number } | undefined;
