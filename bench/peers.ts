@@ -28,9 +28,9 @@ import { Batches } from "../runtime/data/batches.ts";
 import { Rng } from "../runtime/data/rng.ts";
 import { encodeCheckpoint } from "../runtime/io/checkpoint.ts";
 import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
+import { deviceLimits } from "../runtime/gpu/device.ts";
 import {
   DEFAULT_MATMUL,
-  deviceMatmulLimits,
   matmulDispatches,
   type MatmulShape,
   matmulVariantName,
@@ -38,15 +38,17 @@ import {
 import {
   adapterIdOf,
   Autotuner,
-  configMatmulShapes,
-  matmulCandidates,
-  matmulTask,
   median,
   timeDispatches,
   timingReps,
   type TuneCacheData,
+} from "../runtime/tune/engine.ts";
+import {
+  configMatmulShapes,
+  matmulCandidates,
+  matmulTask,
   tunedMatmulParams,
-} from "../runtime/tune/autotune.ts";
+} from "../runtime/tune/matmul.ts";
 import {
   countedKernels,
   DEFAULT_TUNE_CACHE,
@@ -385,7 +387,7 @@ interface MatmulRow {
 
 type Shape = MatmulShape & { what: string };
 
-const shapeKey = (s: MatmulShape) => `${s.trans} ${s.M}x${s.N}x${s.K}`;
+const shapeKey = (s: MatmulShape) => `${s.trans} ${s.M}x${s.N}x${s.inner}`;
 
 /**
  * Tunes the MFU reference product with the quick candidates when the cache lacks it (and saves
@@ -396,7 +398,7 @@ const shapeKey = (s: MatmulShape) => `${s.trans} ${s.M}x${s.N}x${s.K}`;
 async function tuneReference(ctx: KernelContext, s: Shape, path: string) {
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion(), log = (l: string) => console.error(l);
   const cache = await loadTuneCache(path, log);
-  const limits = deviceMatmulLimits(ctx.gpu.device);
+  const limits = deviceLimits(ctx.gpu.device);
   if (tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s)) return cache;
   log(`tuning matmul ${shapeKey(s)} (not in ${path})`);
   const task = matmulTask(ctx, s, { candidates: matmulCandidates({ quick: true }) });
@@ -419,22 +421,22 @@ async function matmuls(
   const chooser = {
     adapter: adapterIdOf(ctx.gpu),
     deno: denoVersion(),
-    limits: deviceMatmulLimits(dev),
+    limits: deviceLimits(dev),
     allowSplitK: true,
   };
   const rows: MatmulRow[] = [];
   for (const s of shapes) {
-    const { M, N, K, trans } = s, flops = 2 * M * N * K, reps = timingReps(flops);
-    const a = storageBuffer(dev, M * K * 4), b = storageBuffer(dev, N * K * 4);
+    const { M, N, inner, trans } = s, flops = 2 * M * N * inner, reps = timingReps(flops);
+    const a = storageBuffer(dev, M * inner * 4), b = storageBuffer(dev, N * inner * 4);
     const c = storageBuffer(dev, M * N * 4);
     const tuned = tunedMatmulParams(o.cache, chooser, s);
     const ours = new Map<string, Dispatch[]>();
     for (const [side, params] of [["default", DEFAULT_MATMUL], ["tuned", tuned]] as const) {
-      if (params) ours.set(side, matmulDispatches(ctx, { a, b, c, M, N, K, trans, params }));
+      if (params) ours.set(side, matmulDispatches(ctx, { a, b, c, M, N, inner, trans, params }));
     }
     const peers = new Map(o.numpy.map((n) => [n.name, n.peer]));
     for (const t of o.torch) peers.set(`torch.mm ${t.name}`, t.peer);
-    const req = { matmul: [M, N, K], trans };
+    const req = { matmul: [M, N, inner], trans };
     const times = new Map<string, number[]>([...ours.keys(), ...peers.keys()].map((k) => [k, []]));
     for (let r = 0; r <= o.rounds; r++) { // round 0 warms up
       const t = new Map<string, number>();
@@ -554,7 +556,7 @@ async function measure(o: Options) {
     });
   }
   const ctx = await createContext();
-  const mfu: Shape = { M: 1024, N: 512, K: 512, trans: "nt", what: "MFU reference" };
+  const mfu: Shape = { M: 1024, N: 512, inner: 512, trans: "nt", what: "MFU reference" };
   const dir = await Deno.makeTempDir({ prefix: "bench_peers_" });
   const contenders: Contender[] = [];
   try {
@@ -584,7 +586,7 @@ async function measure(o: Options) {
     }
     // The MFU reference and (without --quick) the demo step's distinct shapes.
     const seen = new Set([shapeKey(mfu)]);
-    const step = configMatmulShapes(DEFAULT_CONFIG).filter((s) =>
+    const step = configMatmulShapes(ctx, DEFAULT_CONFIG).filter((s) =>
       !seen.has(shapeKey(s)) && seen.add(shapeKey(s))
     );
     const shapes = [mfu, ...(o.quick ? [] : step)];
