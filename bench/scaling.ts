@@ -32,7 +32,6 @@ import { BENCH_MODEL, C, specOf, type Variant, VARIANTS, W } from "./inference.t
 import { writeResults } from "./results.ts";
 import { median } from "../runtime/tune/engine.ts";
 
-
 /** Live and peak bytes of the buffers a device creates (wraps `createBuffer` and `destroy`). */
 class MemoryMeter {
   live = 0;

@@ -99,7 +99,12 @@ export {
 } from "../runtime/infer/decoder.ts";
 export { generate, type GenerationResult } from "../runtime/infer/generate.ts";
 export { KvCache, type KvCacheOptions, type KvStats } from "../runtime/infer/kv_cache.ts";
-export { type AdapterId, adapterIdOf, Autotuner, type TuneCacheData } from "../runtime/tune/engine.ts";
+export {
+  type AdapterId,
+  adapterIdOf,
+  Autotuner,
+  type TuneCacheData,
+} from "../runtime/tune/engine.ts";
 export { tunedMatmulChooser } from "../runtime/tune/matmul.ts";
 export {
   type AttentionChooser,

@@ -12,7 +12,12 @@
  * them: everything here is per row. Browser-safe.
  */
 import type { Dispatch, KernelContext } from "../gpu/kernel.ts";
-import { matmul, type MatmulChooser, type MatmulTrans } from "../kernels/matmul.ts";
+import {
+  matmul,
+  type MatmulChooser,
+  type MatmulShape,
+  type MatmulTrans,
+} from "../kernels/matmul.ts";
 import { rmsnormForward } from "../kernels/rmsnorm.ts";
 import { swigluForward } from "../kernels/swiglu.ts";
 import { headDim, type ModelParams } from "./params.ts";
@@ -20,9 +25,12 @@ import { copyOp, type Op } from "./ops.ts";
 
 /**
  * A matmul of the model, blocked by its chooser: c (M, N) = op(a) · op(b) + beta · c, where
- * `inner` is the reduction length and `trans` says which operand is read transposed.
+ * `inner` is the reduction length and `trans` says which operand is read transposed. `what`
+ * names the product (`q_proj`, `d q input` for its input gradient, `d q_proj` for its weight
+ * gradient): the autotuner's report lists the shapes a step records by these names.
  */
 export type ModelMatmul = (
+  what: string,
   trans: MatmulTrans,
   a: GPUBuffer,
   b: GPUBuffer,
@@ -33,20 +41,20 @@ export type ModelMatmul = (
   beta?: number,
 ) => Dispatch;
 
-/** The model's matmuls with `choose`'s blocking per product (undefined: the kernel default). */
-export function modelMatmul(ctx: KernelContext, choose?: MatmulChooser): ModelMatmul {
-  return (trans, a, b, c, M, N, inner, beta = 0) =>
-    matmul(ctx, {
-      a,
-      b,
-      c,
-      M,
-      N,
-      K: inner,
-      trans,
-      beta,
-      params: choose?.({ trans, M, N, K: inner }),
-    });
+/**
+ * The model's matmuls with `choose`'s blocking per product (undefined: the kernel default);
+ * `onCall` hears each product's name and shape as it is recorded.
+ */
+export function modelMatmul(
+  ctx: KernelContext,
+  choose?: MatmulChooser,
+  onCall?: (what: string, shape: MatmulShape) => void,
+): ModelMatmul {
+  return (what, trans, a, b, c, M, N, inner, beta = 0) => {
+    const shape = { trans, M, N, inner };
+    onCall?.(what, shape);
+    return matmul(ctx, { a, b, c, ...shape, beta, params: choose?.(shape) });
+  };
 }
 
 /** What a block records with: the device, the parameters and the model's matmul. */
@@ -106,14 +114,14 @@ export function blockOps<A extends BlockActs>(
   // n1 (R, C) = rmsnorm(x)
   ops.push(rmsnormForward(ctx, { x: a.x, w: w("input_layernorm"), y: a.n1, rstd: a.rstd1 }, norm));
   // q (R, H·d), k and v (R, HKV·d) = n1 · Wᵀ
-  ops.push(mm("nt", a.n1, w("self_attn.q_proj"), a.q, R, H * d, C));
-  ops.push(mm("nt", a.n1, w("self_attn.k_proj"), a.k, R, HKV * d, C));
-  ops.push(mm("nt", a.n1, w("self_attn.v_proj"), a.v, R, HKV * d, C));
+  ops.push(mm("q_proj", "nt", a.n1, w("self_attn.q_proj"), a.q, R, H * d, C));
+  ops.push(mm("k_proj", "nt", a.n1, w("self_attn.k_proj"), a.k, R, HKV * d, C));
+  ops.push(mm("v_proj", "nt", a.n1, w("self_attn.v_proj"), a.v, R, HKV * d, C));
   // att (R, H·d) = the spec's masked attention of RoPE(q) over RoPE(k), v
   ops.push(...o.attention(o.layer, a));
   // x2 (R, C) = x + att · Woᵀ
   if (a.x2 !== a.x) ops.push(copyOp(a.x, a.x2, R * C));
-  ops.push(mm("nt", a.att, w("self_attn.o_proj"), a.x2, R, C, H * d, 1));
+  ops.push(mm("o_proj", "nt", a.att, w("self_attn.o_proj"), a.x2, R, C, H * d, 1));
   // n2 (R, C) = rmsnorm(x2); act (R, I) = silu(n2 · Wgᵀ) * (n2 · Wuᵀ)
   ops.push(
     rmsnormForward(
@@ -122,11 +130,11 @@ export function blockOps<A extends BlockActs>(
       norm,
     ),
   );
-  ops.push(mm("nt", a.n2, w("mlp.gate_proj"), a.gate, R, I, C));
-  ops.push(mm("nt", a.n2, w("mlp.up_proj"), a.up, R, I, C));
+  ops.push(mm("gate_proj", "nt", a.n2, w("mlp.gate_proj"), a.gate, R, I, C));
+  ops.push(mm("up_proj", "nt", a.n2, w("mlp.up_proj"), a.up, R, I, C));
   ops.push(swigluForward(ctx, { gate: a.gate, up: a.up, out: a.act }, R * I));
   // out (R, C) = x2 + act · Wdᵀ
   if (a.out !== a.x2) ops.push(copyOp(a.x2, a.out, R * C));
-  ops.push(mm("nt", a.act, w("mlp.down_proj"), a.out, R, C, I, 1));
+  ops.push(mm("down_proj", "nt", a.act, w("mlp.down_proj"), a.out, R, C, I, 1));
   return ops;
 }

@@ -25,7 +25,7 @@
  */
 import { readback } from "../gpu/resources.ts";
 import { type Dispatch, type KernelContext, record, submit } from "../gpu/kernel.ts";
-import { Rng } from "../data/batches.ts";
+import { Rng } from "../data/rng.ts";
 
 /** Identity of an adapter, as part of a tuning key. */
 export interface AdapterId {

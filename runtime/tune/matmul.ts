@@ -33,7 +33,8 @@ import {
 } from "../kernels/matmul.ts";
 import { matmulRef } from "../../reference/kernels.ts";
 import { type Config, configSpec } from "../model/config.ts";
-import { ModelGraph, ModelParams } from "../model/graph.ts";
+import { ModelGraph } from "../model/graph.ts";
+import { ModelParams } from "../model/params.ts";
 import type { Candidate, TuneCacheData, TunedOn, TuneKeyParts, TuneTask } from "./engine.ts";
 import {
   randomOperands,
