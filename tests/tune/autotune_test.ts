@@ -20,6 +20,7 @@ import {
   isTuneCache,
   median,
   shapeBucket,
+  timeDispatches,
   TUNE_CACHE_VERSION,
   type TuneTask,
 } from "../../runtime/tune/engine.ts";
@@ -53,6 +54,8 @@ import {
   matmulDispatches,
   matmulVariantName,
 } from "../../runtime/kernels/matmul.ts";
+import { storageBuffer } from "../../runtime/gpu/resources.ts";
+import { destroyDispatches } from "../../runtime/gpu/kernel.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
 import { runScript } from "../fixtures/cli.ts";
 
@@ -173,6 +176,28 @@ Deno.test("matmul tuning on the device: wrong numbers and failed builds are disq
   ok(typeof by[SMALL[0].name] === "number" && typeof by[SMALL[3].name] === "number");
   ok([SMALL[0].name, SMALL[3].name].includes(e.variant));
   assertEquals(tuner.measured, 2);
+});
+
+Deno.test("timing reads GPU timestamp queries when the device has them", async () => {
+  const ctx = await gpuOnce(), dev = ctx.gpu.device;
+  // .ci/run sets this on the Vulkan backend (lavapipe), whose adapter has timestamp-query.
+  if (Deno.env.get("PHD_REQUIRE_TIMESTAMPS") && !ctx.gpu.timestamps) {
+    fail(`PHD_REQUIRE_TIMESTAMPS is set but "${ctx.gpu.adapterName}" gave no timestamp-query`);
+  }
+  const create = dev.createQuerySet.bind(dev);
+  let sets = 0;
+  dev.createQuerySet = (d: GPUQuerySetDescriptor) => (sets++, create(d));
+  const [a, b, c] = [64 * 64, 64 * 64, 64 * 64].map((n) => storageBuffer(dev, n * 4));
+  const ds = matmulDispatches(ctx, { a, b, c, M: 64, N: 64, inner: 64, trans: "nt" });
+  try {
+    const ms = await timeDispatches(ctx, ds, 4);
+    ok(Number.isFinite(ms) && ms > 0, `${ms} ms`);
+    assertEquals(sets, ctx.gpu.timestamps ? 1 : 0);
+  } finally {
+    dev.createQuerySet = create;
+    destroyDispatches(ds);
+    for (const x of [a, b, c]) x.destroy();
+  }
 });
 
 Deno.test("matmul tasks prune by shape (vec4 with inner % 4 != 0, short split-K)", async () => {
