@@ -2,7 +2,8 @@
  * `deno task eval --ckpt F (--text-file T | --split val|train) [--context N] [--tokenizer F]
  * [--json]`: mean next-token loss of a checkpoint on a text or a Brown split (docs/DESIGN.md 3), in
  * nats per token and bits per UTF-8 byte (so runs with different tokenizers compare); the spec and
- * the tokenizer are rebuilt from the checkpoint.
+ * the tokenizer are rebuilt from the checkpoint. A checkpoint with a non-finite weight, or a
+ * context/batch the adapter cannot hold, is refused with one line before any text is read.
  */
 import { Option } from "commander";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
@@ -12,6 +13,7 @@ import { loadTokenizerFile } from "../runtime/host/tokenizer_file.ts";
 import { evaluateStream } from "../runtime/train/evaluate.ts";
 import { ModelParams } from "../runtime/model/params.ts";
 import { type Tokenizer, tokenizerFromMetadata } from "../runtime/data/tokenizer.ts";
+import { checkModelFits } from "../runtime/model/limits.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 import { brownCorpus, kernelContext } from "./train.ts";
 
@@ -74,6 +76,16 @@ async function main() {
   }
   const ck = await loadCheckpoint(o.ckpt);
   const tokenizer = await checkpointTokenizer(ck, o.tokenizer);
+  const context = o.context ?? ck.context ?? DEFAULT_CONTEXT;
+  const ctx = await kernelContext();
+  // Before reading any text: a context or batch the adapter cannot hold is refused now.
+  checkModelFits(ctx.gpu, ck.model, {
+    batch: o.batch,
+    L: context,
+    K: ck.spec.K,
+    training: false,
+    names: { batch: "--batch", L: "--context" },
+  });
   let stream: Uint32Array;
   if (o.textFile) {
     let text: string;
@@ -93,10 +105,8 @@ async function main() {
     stream = (await brownCorpus())[o.split as "val" | "train"];
   }
   if (stream.length < 2) throw new UsageError("the text must hold at least 2 tokens");
-  const ctx = await kernelContext();
   const params = new ModelParams(ctx, ck.model);
   params.upload(ck.params);
-  const context = o.context ?? ck.context ?? DEFAULT_CONTEXT;
   const t0 = performance.now();
   const quiet = o.json || !Deno.stderr.isTerminal();
   const r = await evaluateStream(ctx, params, ck.spec, stream, {

@@ -6,7 +6,9 @@
  * compiler's prefill set, then K query rows per decode step, sampling on the GPU, several steps
  * per submit. Text streams to stdout as it is produced;
  * `--prompt` may be repeated to generate for several prompts in one batch. `--json` prints one
- * object: tokens, text, kv_cache_bytes, prefill_ms, decode_tokens_per_s, kv_cache {...}.
+ * object: tokens, text, kv_cache_bytes, prefill_ms, decode_tokens_per_s, kv_cache {...}. Before any
+ * allocation it refuses an empty prompt, a checkpoint with a non-finite weight and a
+ * `--max-new-tokens` the adapter's KV cache cannot hold (saying how many fit).
  */
 import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
 import { Decoder, type SamplingOptions } from "../runtime/infer/decoder.ts";
@@ -14,6 +16,7 @@ import { ModelParams } from "../runtime/model/params.ts";
 import { checkCausality } from "../compiler/analysis/causality.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
 import { checkpointTokenizer } from "./eval.ts";
+import { checkModelFits, maxDecodePositions } from "../runtime/model/limits.ts";
 import {
   newCommand,
   nonNegativeInt,
@@ -135,9 +138,26 @@ async function main() {
   const maxNew: number = o.maxNewTokens;
   requireCausal(ck.spec, Math.max(...ids.map((p) => p.length)) + maxNew);
   const ctx = await kernelContext();
+  const longest = Math.max(...ids.map((p) => p.length));
+  // Before any allocation: the positions must fit the KV cache the adapter can hold.
+  const most = maxDecodePositions(ctx.gpu, ck.model, ck.spec, ids.length);
+  if (longest + maxNew - 1 > most) {
+    throw new UsageError(
+      `--max-new-tokens ${maxNew} with a prompt of ${longest} tokens needs ${
+        longest + maxNew - 1
+      } positions but the KV cache on adapter "${ctx.gpu.adapterName}" holds at most ${most}: ` +
+        `use --max-new-tokens <= ${Math.max(0, most - longest + 1)}`,
+    );
+  }
+  checkModelFits(ctx.gpu, ck.model, {
+    batch: ids.length,
+    L: longest,
+    K: ck.spec.K,
+    training: false,
+    names: { batch: "prompts", L: "prompt tokens" },
+  });
   const params = new ModelParams(ctx, ck.model);
   params.upload(ck.params);
-  const longest = Math.max(...ids.map((p) => p.length));
   const dec = new Decoder(ctx, params, ck.spec, {
     batch: ids.length,
     maxPositions: longest + maxNew - 1,

@@ -3,15 +3,18 @@
  * [--batch-size B] [--seq-len L] [--K k] [--param NAME=V]... [--tokenizer T] [--out F]
  * [--resume F]`: trains the PHD transformer of a config (flags override it) with any spec on the
  * Brown corpus or any text, with a progress bar (step, loss, tokens/s, MFU, ETA), validation every
- * `eval_every` steps (nats per token and bits per byte), a checkpoint holding the spec and the
- * tokenizer plus its training-state sibling, and a loss-curve SVG. `runTraining` is shared with
- * `deno task demo`.
+ * `eval_every` steps (nats per token and bits per byte), periodic checkpoint units (model +
+ * training state, holding the spec and the tokenizer; runtime/host/checkpoint.ts) kept last-N, a
+ * final save on SIGINT/SIGTERM, a stop with the last good checkpoint kept when the loss diverges,
+ * and a loss-curve SVG. `--resume F [--override-config]` continues the newest complete unit under
+ * its saved config. Bad input (config, output path, a model too big for the adapter) is refused
+ * before any data is loaded. `runTraining` is shared with `deno task demo`.
  */
 // @ts-types="npm:@types/cli-progress@3.11.6"
 import cliProgress from "cli-progress";
 import process from "node:process";
 import type { AttentionSpec } from "../dsl/spec.ts";
-import type { Config } from "../runtime/model/config.ts";
+import { type Config, configSpec } from "../runtime/model/config.ts";
 import {
   buildCorpus,
   type Corpus,
@@ -20,8 +23,17 @@ import {
 } from "../runtime/data/batches.ts";
 import { createContext } from "../runtime/gpu/context.ts";
 import { loadBrown } from "../runtime/host/corpus.ts";
-import { loadCheckpoint, loadTrainingState, saveCheckpoint } from "../runtime/host/checkpoint.ts";
-import { writeFileAtomic } from "../runtime/host/files.ts";
+import {
+  latestUnit,
+  pruneSeries,
+  removeSeries,
+  removeStaleSaveTemps,
+  saveCheckpoint,
+  seriesPath,
+  type TrainingCheckpoint,
+} from "../runtime/host/checkpoint.ts";
+import { checkWritable, writeFileAtomic } from "../runtime/host/files.ts";
+import { checkModelFits } from "../runtime/model/limits.ts";
 import type { KernelContext } from "../runtime/gpu/kernel.ts";
 import { tunedKernels } from "../runtime/host/tune_cache.ts";
 import { loadRunConfig, type RunOverrides } from "../runtime/host/config_file.ts";
@@ -29,7 +41,7 @@ import { loadTextCorpus } from "../runtime/host/token_cache.ts";
 import { resolveTokenizer } from "../runtime/host/tokenizer_file.ts";
 import { lineChart } from "../viz/chart.ts";
 import { ByteTokenizer, type Tokenizer, tokenizerFromMetadata } from "../runtime/data/tokenizer.ts";
-import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
+import { LossGuard, measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
 import { assignments, newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 
@@ -45,13 +57,15 @@ export interface TrainingRun {
   tokenizer?: Tokenizer;
   /** Checkpoint to write (its `.state.safetensors` sibling and `.loss.svg` picture beside it). */
   out: string;
-  /** Checkpoint to resume from (its training state must sit beside it). */
-  resume?: string;
+  /** The checkpoint to continue from (see `resolveResume`); its config must be `config`. */
+  resume?: TrainingCheckpoint;
   layout?: Layout;
   /** No progress bar or log lines (stderr stays quiet). */
   quiet?: boolean;
   /** Validate before training (the demo's "before" figure). */
   evalBefore?: boolean;
+  /** Stop at the next step on SIGINT or SIGTERM, save, and report `interrupted`. */
+  signals?: boolean;
 }
 
 /** What a run reports. */
@@ -61,7 +75,7 @@ export interface TrainingReport {
   /** Mean training loss of the last logged steps (nats per token). */
   train_loss: number;
   val_loss_before?: number;
-  /** Validation loss in nats per token. */
+  /** Validation loss in nats per token (NaN when interrupted). */
   val_loss_after: number;
   /** The same in bits per UTF-8 byte of the validation text (compares across tokenizers). */
   val_bits_per_byte: number;
@@ -75,6 +89,10 @@ export interface TrainingReport {
   matmul_gflops: number;
   checkpoint: string;
   plot: string;
+  /** Checkpoints written during the run (periodic ones, then the final one). */
+  saves: number;
+  /** The signal that stopped the run early (after a final save). */
+  interrupted?: "SIGINT" | "SIGTERM";
 }
 
 /** A device and pipeline cache. */
@@ -89,20 +107,47 @@ function log(quiet: boolean | undefined, msg: string) {
   if (!quiet) console.error(msg);
 }
 
-/** Trains per `run`, writes the checkpoint, state and loss picture, and returns the report. */
+/** The memory this machine has, the bound of the pre-flight check (undefined when unknown). */
+function hostMemory(): number | undefined {
+  try {
+    return Deno.systemMemoryInfo().total;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Trains per `run`: checks the model against the adapter before any data is loaded, saves a
+ * checkpoint unit every `train.save_every` steps or `train.save_every_seconds` (keeping the last
+ * `train.keep_last`), stops a diverging run keeping the last good checkpoint, and at the end
+ * writes the checkpoint, state and loss picture. Returns the report.
+ */
 export async function runTraining(
   run: TrainingRun,
   ctx?: KernelContext,
   corpus?: Corpus,
 ): Promise<{ report: TrainingReport; trainer: Trainer }> {
   const t0 = performance.now();
-  let config = run.config, spec = run.spec, tokenizer = run.tokenizer ?? new ByteTokenizer();
-  const resumed = run.resume ? await loadResume(run.resume, config) : undefined;
-  if (resumed) ({ config, spec, tokenizer } = resumed);
-  corpus ??= await corpusOf(config, tokenizer, run.quiet);
-  const evalBatch = validationBatch(corpus, config);
+  const config = run.config, t = config.train, q = run.quiet;
+  const spec = run.resume?.checkpoint.spec ?? run.spec;
+  const tokenizer = run.resume
+    ? tokenizerFromMetadata(run.resume.checkpoint.tokenizer)
+    : run.tokenizer ?? new ByteTokenizer();
   ctx ??= await kernelContext();
-  const tuned = await tunedKernels(ctx, (l) => log(run.quiet, l));
+  checkModelFits(ctx.gpu, config.model, {
+    batch: t.batch_size,
+    L: t.seq_len,
+    K: spec?.K ?? configSpec(config.phd).K,
+    training: true,
+  }, { memoryBytes: hostMemory() });
+  for (const p of await removeStaleSaveTemps(run.out)) log(q, `removed stale temp file ${p}`);
+  if (!run.resume) {
+    const n = await removeSeries(run.out);
+    if (n > 0) log(q, `removed ${n} periodic checkpoints of an earlier run into ${run.out}`);
+  }
+  corpus ??= await corpusOf(config, tokenizer, q);
+  const evalBatch = validationBatch(corpus, config);
+  const tuned = await tunedKernels(ctx, (l) => log(q, l));
   const trainer = new Trainer(ctx, config, corpus, {
     spec,
     evalBatch,
@@ -110,12 +155,12 @@ export async function runTraining(
     matmul: tuned.matmul,
     attention: tuned.attention,
   });
-  log(run.quiet, tuned.summary());
-  if (resumed) {
-    trainer.params.upload(resumed.params);
-    trainer.restore(resumed.state);
+  log(q, tuned.summary());
+  if (run.resume) {
+    trainer.params.upload(run.resume.checkpoint.params);
+    trainer.restore(run.resume.saved.state);
+    log(q, `resuming from ${run.resume.path} at step ${trainer.step}`);
   }
-  const t = config.train, q = run.quiet;
   const tokensPerStep = t.batch_size * t.seq_len;
   log(
     q,
@@ -142,42 +187,128 @@ export async function runTraining(
   bar?.start(t.steps, trainer.step, { loss: "-", tps: "-", mfu: "-" });
   const tTrain = performance.now(), startStep = trainer.step;
   let lastLoss = NaN, evalMs = 0; // validation time is not training time
-
-  while (trainer.step < t.steps) {
-    trainer.trainStep();
-    const s = trainer.step;
-    if (s % t.log_every === 0 || s === t.steps) {
-      lastLoss = (await trainer.takeLoss()).loss;
-      if (!Number.isFinite(lastLoss)) {
-        bar?.stop();
-        throw new Error(
-          `training diverged at step ${s} (loss ${lastLoss}): lower train.lr (now ${t.lr})`,
-        );
+  const guard = new LossGuard(config.model.vocab_size);
+  let lastGood = run.resume ? { path: run.resume.path, step: trainer.step } : undefined;
+  let lastSave = performance.now(), saves = 0;
+  const saveTo = async (path: string) => {
+    await saveCheckpoint(path, {
+      model: config.model,
+      phd: config.phd,
+      spec: trainer.spec,
+      tokenizer: tokenizer.metadata(),
+      context: t.seq_len,
+      params: await trainer.params.download(),
+    }, { config, state: await trainer.state() });
+    lastSave = performance.now();
+    lastGood = { path, step: trainer.step };
+    saves++;
+  };
+  const diverged = (why: string) => {
+    bar?.stop();
+    const kept = lastGood
+      ? `last good checkpoint kept: ${lastGood.path} (step ${lastGood.step})`
+      : "no checkpoint was written";
+    return new Error(
+      `training diverged at step ${trainer.step} (${why}): lower train.lr (now ${t.lr}); ${kept}`,
+    );
+  };
+  // Checks the loss of the steps since the last check and saves; a non-finite weight is caught
+  // by the encoder, so a diverged state is never written.
+  const guardedSave = async (path: string) => {
+    const { loss, steps } = await trainer.takeLoss();
+    const why = steps > 0 ? guard.check(loss) : undefined;
+    if (why) throw diverged(why);
+    if (steps > 0) lastLoss = loss;
+    try {
+      await saveTo(path);
+    } catch (e) {
+      if (e instanceof RangeError && /non-finite|holds/.test(e.message)) {
+        throw diverged(e.message);
       }
-      trainPts.push([s, lastLoss]);
-      const sec = (performance.now() - tTrain - evalMs) / 1000, done = s - startStep;
-      const tps = done * tokensPerStep / sec;
-      const mfu = done * trainer.flopsPerStep / sec / (peak * 1e9);
-      bar?.update(s, {
-        loss: lastLoss.toFixed(3),
-        tps: tps.toFixed(0),
-        mfu: `${(100 * mfu).toFixed(0)}%`,
-      });
+      throw e;
     }
-    if (t.eval_every > 0 && s % t.eval_every === 0 && s < t.steps) {
-      const e0 = performance.now();
-      const v = (await trainer.evaluate()).loss;
-      evalMs += performance.now() - e0;
-      valPts.push([s, v]);
-      bar?.stop();
-      log(q, `step ${s}: validation loss ${v.toFixed(4)}`);
-      bar?.start(t.steps, s, { loss: lastLoss.toFixed(3), tps: "-", mfu: "-" });
+  };
+
+  let stop: "SIGINT" | "SIGTERM" | undefined;
+  const listeners = run.signals
+    ? (["SIGINT", "SIGTERM"] as const).map((sig) => {
+      const h = () => stop = sig;
+      Deno.addSignalListener(sig, h);
+      return () => Deno.removeSignalListener(sig, h);
+    })
+    : [];
+  try {
+    while (trainer.step < t.steps) {
+      trainer.trainStep();
+      const s = trainer.step;
+      // Signals are delivered between event-loop turns; one turn per step costs microseconds.
+      if (run.signals) await new Promise((r) => setTimeout(r, 0));
+      if (stop) break;
+      if (s % t.log_every === 0 || s === t.steps) {
+        lastLoss = (await trainer.takeLoss()).loss;
+        const why = guard.check(lastLoss);
+        if (why) throw diverged(why);
+        trainPts.push([s, lastLoss]);
+        const sec = (performance.now() - tTrain - evalMs) / 1000, done = s - startStep;
+        const tps = done * tokensPerStep / sec;
+        const mfu = done * trainer.flopsPerStep / sec / (peak * 1e9);
+        bar?.update(s, {
+          loss: lastLoss.toFixed(3),
+          tps: tps.toFixed(0),
+          mfu: `${(100 * mfu).toFixed(0)}%`,
+        });
+      }
+      const due = (t.save_every > 0 && s % t.save_every === 0) ||
+        (t.save_every_seconds > 0 && performance.now() - lastSave >= t.save_every_seconds * 1000);
+      if (due && s < t.steps) {
+        await guardedSave(seriesPath(run.out, s));
+        await pruneSeries(run.out, t.keep_last);
+      }
+      if (t.eval_every > 0 && s % t.eval_every === 0 && s < t.steps) {
+        const e0 = performance.now();
+        const v = (await trainer.evaluate()).loss;
+        evalMs += performance.now() - e0;
+        valPts.push([s, v]);
+        bar?.stop();
+        log(q, `step ${s}: validation loss ${v.toFixed(4)}`);
+        bar?.start(t.steps, s, { loss: lastLoss.toFixed(3), tps: "-", mfu: "-" });
+      }
     }
+  } finally {
+    for (const remove of listeners) remove();
   }
   await ctx.gpu.device.queue.onSubmittedWorkDone();
   bar?.stop();
   const trainSec = (performance.now() - tTrain - evalMs) / 1000;
   const done = trainer.step - startStep;
+  const plot = run.out.replace(/(\.safetensors)?$/, ".loss.svg");
+  const common = {
+    ...report,
+    steps: trainer.step,
+    train_seconds: trainSec,
+    tokens_per_s: done > 0 ? done * tokensPerStep / trainSec : 0,
+    mfu: done > 0 ? done * trainer.flopsPerStep / trainSec / (peak * 1e9) : 0,
+    checkpoint: run.out,
+    plot,
+    spec: trainer.spec.name,
+    tokenizer: tokenizer.name,
+  };
+  if (stop) {
+    await guardedSave(run.out);
+    log(q, `${stop} at step ${trainer.step}: wrote ${run.out} (+ .state.safetensors)`);
+    return {
+      trainer,
+      report: {
+        ...common,
+        train_loss: lastLoss,
+        val_loss_after: NaN,
+        val_bits_per_byte: NaN,
+        seconds: (performance.now() - t0) / 1000,
+        saves,
+        interrupted: stop,
+      } as TrainingReport,
+    };
+  }
   const val = (await trainer.evaluate()).loss;
   valPts.push([trainer.step, val]);
   const bpb = bitsPerByte(val, tokenizer, corpus, { ...config.train, batch_size: evalBatch });
@@ -186,15 +317,7 @@ export async function runTraining(
     `validation loss after ${trainer.step} steps: ${val.toFixed(4)} nats/token ` +
       `(${bpb.toFixed(4)} bits/byte, ${tokenizer.name})`,
   );
-  await saveCheckpoint(run.out, {
-    model: config.model,
-    phd: config.phd,
-    spec: trainer.spec,
-    tokenizer: tokenizer.metadata(),
-    context: t.seq_len,
-    params: await trainer.params.download(),
-  }, { config, state: await trainer.state() });
-  const plot = run.out.replace(/(\.safetensors)?$/, ".loss.svg");
+  await guardedSave(run.out);
   await writeFileAtomic(
     plot,
     lineChart([{ name: "train", points: trainPts }, { name: "validation", points: valPts }], {
@@ -204,44 +327,74 @@ export async function runTraining(
     }),
   );
   log(q, `wrote ${run.out} (+ .state.safetensors) and ${plot}`);
-  const tps = done > 0 ? done * tokensPerStep / trainSec : 0;
   return {
     trainer,
     report: {
-      ...report,
-      steps: trainer.step,
+      ...common,
       train_loss: lastLoss,
       val_loss_after: val,
       val_bits_per_byte: bpb,
-      spec: trainer.spec.name,
-      tokenizer: tokenizer.name,
       seconds: (performance.now() - t0) / 1000,
-      train_seconds: trainSec,
-      tokens_per_s: tps,
-      mfu: done > 0 ? done * trainer.flopsPerStep / trainSec / (peak * 1e9) : 0,
-      checkpoint: run.out,
-      plot,
+      saves,
     } as TrainingReport,
   };
 }
 
-async function loadResume(path: string, config: Config) {
-  const ck = await loadCheckpoint(path);
-  const st = await loadTrainingState(path);
-  // The saved config wins, except the step count a user may raise to train further.
-  const merged: Config = { ...st.config, train: { ...st.config.train, steps: config.train.steps } };
-  if (merged.train.steps <= st.state.step) {
+/** `a.b` paths and values of the fields of two configs that differ. */
+function configDiff(a: Config, b: Config): { path: string; a: unknown; b: unknown }[] {
+  const out: { path: string; a: unknown; b: unknown }[] = [];
+  for (const section of Object.keys(a) as (keyof Config)[]) {
+    const x = a[section] as unknown as Record<string, unknown>;
+    const y = (b[section] ?? {}) as unknown as Record<string, unknown>;
+    for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) {
+      if (JSON.stringify(x[k]) !== JSON.stringify(y[k])) {
+        out.push({ path: `${section}.${k}`, a: x[k], b: y[k] });
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The checkpoint and config a `--resume` continues with: the newest complete unit of `path` (or
+ * of its periodic series), under its saved config. `asked` is the config the flags describe
+ * (the saved one with any `--config`/`--steps` applied); a difference is refused unless
+ * `override`, and model or phd differences always are. One line per refusal.
+ */
+export async function resolveResume(
+  path: string,
+  asked: Config | undefined,
+  o: { override?: boolean; warn?: (line: string) => void } = {},
+): Promise<{ unit: TrainingCheckpoint; config: Config }> {
+  const unit = await latestUnit(path);
+  for (const s of unit.skipped) o.warn?.(`warning: skipped ${s}`);
+  const saved = unit.saved.config, step = unit.saved.state.step;
+  const diff = asked ? configDiff(saved, asked) : [];
+  const shape = diff.filter((d) => !d.path.startsWith("train."));
+  if (shape.length > 0) {
     throw new UsageError(
-      `checkpoint "${path}" is already at step ${st.state.step}: pass --steps N with N > ${st.state.step}`,
+      `--resume ${unit.path}: the checkpoint's ${shape[0].path} is ${
+        JSON.stringify(shape[0].a)
+      }, the config asks ${JSON.stringify(shape[0].b)}: a checkpoint continues only its own ` +
+        `model (drop --config, or train a new run)`,
     );
   }
-  return {
-    config: merged,
-    spec: ck.spec,
-    tokenizer: tokenizerFromMetadata(ck.tokenizer),
-    params: ck.params,
-    state: st.state,
-  };
+  if (diff.length > 0 && !o.override) {
+    const list = diff.slice(0, 3).map((d) => `${d.path} ${JSON.stringify(d.b)} (saved ${d.a})`);
+    throw new UsageError(
+      `--resume ${unit.path}: the command changes ${list.join(", ")}${
+        diff.length > 3 ? ` and ${diff.length - 3} more` : ""
+      }: drop --config/--steps to continue the same run exactly, or pass --override-config`,
+    );
+  }
+  const config = diff.length > 0 ? asked! : saved;
+  if (config.train.steps <= step) {
+    throw new UsageError(
+      `checkpoint "${unit.path}" is already at step ${step} of ${config.train.steps}: ` +
+        `to train further pass --steps N (N > ${step}) with --override-config`,
+    );
+  }
+  return { unit, config };
 }
 
 /**
@@ -378,21 +531,32 @@ async function main() {
       tokenizerFlag,
     )
     .option("--out <file>", "checkpoint to write", "out/model.safetensors")
-    .option("--resume <file>", "checkpoint to continue from (needs its .state.safetensors)")
+    .option(
+      "--resume <file>",
+      "checkpoint to continue (the newest complete one of it and its .step-N series)",
+    )
+    .option("--override-config", "with --resume: continue under the changed --config/flags")
     .option("--layout <layout>", `attention storage layout: ${LAYOUTS.join(" | ")}`, "grouped")
     .option("--json", "print a JSON report on stdout")
     .option("--quiet", "no progress output")
     .addHelpText(
       "after",
-      "\nFlags override the config file. A resumed run reproduces the uninterrupted one (same " +
-        "batches, same moments).\nA trained BPE (bpe:N) is written beside the checkpoint as " +
-        "NAME.tokenizer.json (for --out NAME.safetensors) and embedded in it.",
+      "\nFlags override the config file. A trained BPE (bpe:N) is written beside the checkpoint" +
+        "\nas NAME.tokenizer.json (for --out NAME.safetensors) and embedded in it." +
+        "\nCheckpoints: every train.save_every steps (or train.save_every_seconds) a unit of model +" +
+        "\n.state.safetensors goes to <out stem>.step-NNNNNNNN.safetensors (the last train.keep_last" +
+        "\nkept), and at the end (or on SIGINT/SIGTERM, exit 130/143) to <out>. --resume takes the" +
+        "\nsaved config, step and schedule: a resumed run reproduces the uninterrupted one bit for" +
+        "\nbit (same batches, same moments, same learning rates). A NaN or exploding loss stops the" +
+        "\nrun with the last good checkpoint kept.",
     );
   const o = parseArgv(cmd).opts();
   if (!LAYOUTS.includes(o.layout)) {
     throw new UsageError(`--layout must be one of ${LAYOUTS.join(", ")}, got "${o.layout}"`);
   }
-  const { config, spec } = await loadRunConfig(o.config, {
+  if (o.overrideConfig && !o.resume) throw new UsageError("--override-config needs --resume");
+  await checkWritable(o.out, "checkpoint");
+  const over: RunOverrides = {
     spec: o.spec,
     K: o.K,
     params: o.param,
@@ -402,24 +566,61 @@ async function main() {
     seq_len: o.seqLen,
     data: o.data,
     tokenizer: o.tokenizer,
-  });
-  const tokenizer = o.resume ? undefined : await resolveTokenizer(config.data.tokenizer, {
-    train: config.data.train,
-    field: config.data.field,
-    out: o.out,
-  });
-  if (tokenizer) config.model.vocab_size = tokenizer.vocabSize;
+  };
+  let run: Omit<Parameters<typeof runTraining>[0], "out">;
+  if (o.resume) {
+    // The saved config, unless --config or flags ask for another (then refused unless overridden).
+    const fixed = (["spec", "K", "params", "data", "tokenizer"] as const).filter((k) =>
+      over[k] !== undefined
+    );
+    if (fixed.length > 0 && !o.config) {
+      throw new UsageError(
+        `--resume continues its checkpoint's spec, data and tokenizer: drop --${
+          fixed[0] === "params" ? "param" : fixed[0]
+        } (or give --config with --override-config)`,
+      );
+    }
+    let asked: Config | undefined;
+    if (o.config) asked = (await loadRunConfig(o.config, over)).config;
+    else if (o.steps || o.lr || o.batchSize || o.seqLen) {
+      const saved = (await latestUnit(o.resume)).saved.config;
+      asked = structuredClone(saved);
+      if (o.steps) asked.train.steps = o.steps;
+      if (o.lr) asked.train.lr = o.lr;
+      if (o.batchSize) asked.train.batch_size = o.batchSize;
+      if (o.seqLen) asked.train.seq_len = o.seqLen;
+    }
+    const r = await resolveResume(o.resume, asked, {
+      override: o.overrideConfig,
+      warn: (l) => log(o.quiet, l),
+    });
+    run = { config: r.config, resume: r.unit };
+  } else {
+    const { config, spec } = await loadRunConfig(o.config, over);
+    const tokenizer = await resolveTokenizer(config.data.tokenizer, {
+      train: config.data.train,
+      field: config.data.field,
+      out: o.out,
+    });
+    config.model.vocab_size = tokenizer.vocabSize;
+    run = { config, spec, tokenizer };
+  }
   const { report } = await runTraining({
-    config,
-    spec,
-    tokenizer,
+    ...run,
     out: o.out,
-    resume: o.resume,
     layout: o.layout,
     quiet: o.quiet,
+    signals: true,
   });
   if (o.json) console.log(JSON.stringify(report));
-  else {
+  if (report.interrupted) {
+    console.error(
+      `error: interrupted by ${report.interrupted} at step ${report.steps}: saved ${report.checkpoint}; ` +
+        `continue with --resume ${report.checkpoint}`,
+    );
+    Deno.exit(report.interrupted === "SIGINT" ? 130 : 143);
+  }
+  if (!o.json) {
     console.log(
       `trained ${report.spec} for ${report.steps} steps in ${report.train_seconds.toFixed(1)} s: ` +
         `val loss ${report.val_loss_after.toFixed(4)} nats/token ` +

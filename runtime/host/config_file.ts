@@ -1,9 +1,10 @@
 /**
- * Reading a config file (Deno APIs) and resolving what it names: JSON parsed and checked by
- * `parseConfig`, command-line overrides applied on top, paths (spec file, data, tokenizer)
- * resolved against the config file's folder (flags' paths against the working directory), and
- * the spec loaded (a preset, or a `.ts` file) with `phd.K`, `phd.positions` and `phd.params`
- * applied. Every problem is one line, naming the file where there is one.
+ * Reading a config file (Deno APIs) and resolving what it names: JSON (a UTF-8 byte-order mark
+ * allowed) parsed and checked by `parseConfig`, command-line overrides applied on top, paths (spec
+ * file, data, tokenizer) resolved against the config file's folder (flags' paths against the
+ * working directory), and the spec loaded (a preset, or a `.ts` file) with `phd.K`,
+ * `phd.positions` and `phd.params` applied. Every problem is one line, naming the file where there
+ * is one.
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import type { AttentionSpec } from "../../dsl/spec.ts";
@@ -48,10 +49,11 @@ async function readRaw(path: string): Promise<unknown> {
     text = await Deno.readTextFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) throw new Error(`config file "${path}" does not exist`);
-    throw e;
+    throw new Error(`cannot read config file "${path}": ${(e as Error).message}`);
   }
   try {
-    return JSON.parse(text);
+    // Editors on Windows save UTF-8 with a byte-order mark; JSON.parse refuses it.
+    return JSON.parse(text.replace(/^\uFEFF/, ""));
   } catch (e) {
     throw new Error(`config file "${path}" is not JSON: ${(e as Error).message}`);
   }

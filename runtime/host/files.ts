@@ -1,8 +1,12 @@
 /**
  * Host file helpers (Deno APIs): atomic writes (a temp file in the same directory, then rename,
- * so a reader or a crash never sees half a checkpoint or cache file).
+ * so a reader or a crash never sees half a checkpoint or cache file), removal of the temp files a
+ * killed writer left behind, and a check that an output path is writable before long work.
  */
-import { dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
+
+/** Temp files are `<path>.tmp-<pid>-<8 hex>`: the pid says whether their writer still runs. */
+const TEMP = /\.tmp-(\d+)-[0-9a-f]{8}$/;
 
 /** Writes `data` to `path` atomically, creating the directory if needed. */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
@@ -15,5 +19,69 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw e;
+  }
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes the temp files of `writeFileAtomic` beside `path` whose names start with `path`'s base
+ * name (`model` also matches `model.step-00000050.safetensors.tmp-...`) and whose writer is dead
+ * (or, where liveness cannot be told, that are older than a day). Returns the paths removed.
+ */
+export async function removeStaleTemps(path: string): Promise<string[]> {
+  const dir = dirname(path), prefix = basename(path).replace(/\.safetensors$/, "");
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch {
+    return removed; // no directory yet: nothing stale
+  }
+  for (const e of entries) {
+    const m = TEMP.exec(e.name);
+    if (!e.isFile || !m || !e.name.startsWith(prefix)) continue;
+    const p = join(dir, e.name), pid = Number(m[1]);
+    let stale: boolean;
+    if (pid === Deno.pid) stale = false;
+    else if (existsSync("/proc/self")) stale = !existsSync(`/proc/${pid}`);
+    else {
+      // Without /proc (macOS, Windows) a writer cannot be looked up: only old files are stale.
+      const mtime = (await Deno.stat(p)).mtime?.getTime() ?? Date.now();
+      stale = Date.now() - mtime > 86_400_000;
+    }
+    if (stale) {
+      await Deno.remove(p).catch(() => {});
+      removed.push(p);
+    }
+  }
+  return removed;
+}
+
+/**
+ * Checks before long work that `path` can be written: its directory exists or can be made, and a
+ * probe file can be created there and removed. Throws one line naming the path and the reason.
+ */
+export async function checkWritable(path: string, what = "output"): Promise<void> {
+  try {
+    const st = await Deno.stat(path).catch((e) => {
+      if (e instanceof Deno.errors.NotFound) return undefined;
+      throw e;
+    });
+    if (st?.isDirectory) throw new Error("it is a directory, give a file name");
+    await Deno.mkdir(dirname(path), { recursive: true });
+    const probe = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+    await Deno.writeFile(probe, new Uint8Array(0));
+    await Deno.remove(probe);
+  } catch (e) {
+    const msg = (e as Error).message.split("\n")[0];
+    throw new Error(`cannot write ${what} "${path}": ${msg}`);
   }
 }

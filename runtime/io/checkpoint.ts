@@ -1,10 +1,13 @@
 /**
- * Checkpoints (DESIGN.md 4) as bytes: the model file (Hugging Face Llama tensor names, F32,
+ * Checkpoints (docs/DESIGN.md 4) as bytes: the model file (Hugging Face Llama tensor names, F32,
  * `__metadata__` with config, phd — holding the serialised spec, `phd.mask_spec`, so a reader
  * rebuilds any spec without its source file — and tokenizer: `bytes` or an embedded
  * tokenizer.json, runtime/data/tokenizer.ts) and the training-state sibling (AdamW moments
  * `m.<name>` / `v.<name>`, and in `__metadata__` the step, data position and the whole training
- * config, so a resumed run continues exactly). Pure: the host layer reads and writes the files.
+ * config, so a resumed run continues exactly). A training checkpoint is one unit of two files:
+ * both carry the same `unit` id and `step`, and `checkUnit` refuses a pair that disagrees (a save
+ * interrupted between the two files, or files of two runs). No non-finite value is ever encoded
+ * or accepted: a NaN weight names its tensor. Pure: the host layer reads and writes the files.
  */
 import { type AttentionSpec } from "../../dsl/spec.ts";
 import { specFromJson, specToJson } from "../../dsl/serial.ts";
@@ -40,17 +43,34 @@ export interface Checkpoint {
   /** Positions per sequence it was trained on (`__metadata__.context`), when recorded. */
   context?: number;
   params: Record<string, Float32Array>;
+  /** Training steps behind these weights, when written by training (`__metadata__.step`). */
+  step?: number;
+  /** Id shared with the training-state file of the same save (`__metadata__.unit`). */
+  unit?: string;
 }
 
 /** What saving needs: a checkpoint whose spec defaults to the preset of `phd`. */
 export type CheckpointInput = Omit<Checkpoint, "spec"> & { spec?: AttentionSpec };
 
-/** The model file's bytes. */
+/**
+ * The first non-finite value of a tensor, as words for an error (`NaN at index 3 of 4096`), or
+ * undefined when every value is finite.
+ */
+export function firstNonFinite(data: ArrayLike<number>): string | undefined {
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) return `${data[i]} at index ${i} of ${data.length}`;
+  }
+  return undefined;
+}
+
+/** The model file's bytes; refuses non-finite weights (a diverged run must not be saved). */
 export function encodeCheckpoint(c: CheckpointInput): Uint8Array {
   const tensors = new Map<string, Tensor>();
   for (const [name, shape] of paramShapes(c.model)) {
     const data = c.params[name];
     if (!data) throw new Error(`cannot save: parameter "${name}" is missing`);
+    const bad = firstNonFinite(data);
+    if (bad) throw new RangeError(`cannot save: parameter "${name}" holds ${bad}`);
     tensors.set(name, { dtype: "F32", shape, data });
   }
   const spec = c.spec ?? configSpec(c.phd);
@@ -63,8 +83,11 @@ export function encodeCheckpoint(c: CheckpointInput): Uint8Array {
     tokenizer: c.tokenizer,
   });
   // "format": "pt" is what Hugging Face's loader asks of a safetensors file's metadata.
-  const all = { ...meta, format: "pt", ...(c.context ? { context: String(c.context) } : {}) };
-  return encodeSafetensors(tensors, all);
+  const extra: Record<string, string> = { format: "pt" };
+  if (c.context) extra.context = String(c.context);
+  if (c.step !== undefined) extra.step = String(c.step);
+  if (c.unit !== undefined) extra.unit = c.unit;
+  return encodeSafetensors(tensors, { ...meta, ...extra });
 }
 
 /**
@@ -87,53 +110,132 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
       );
     }
     params[name] = t.dtype === "F32" ? t.data : fromF16Bits(t.data);
+    const bad = firstNonFinite(params[name]);
+    if (bad) {
+      throw new RangeError(
+        `tensor "${name}" holds ${bad} (a diverged run?): use an earlier checkpoint`,
+      );
+    }
   }
-  const context = st.metadata.context ? Number(st.metadata.context) : undefined;
+  const md = st.metadata;
+  const context = md.context ? metaInt(md.context, "context", 1) : undefined;
+  const step = md.step !== undefined ? metaInt(md.step, "step", 0) : undefined;
   let spec: AttentionSpec;
   try {
     spec = mask_spec ? specFromJson(mask_spec) : configSpec(phd);
   } catch (e) {
     throw new Error(`its attention spec cannot be rebuilt: ${(e as Error).message}`);
   }
-  return { model, phd, spec, tokenizer: meta.tokenizer, context, params };
+  const ck: Checkpoint = { model, phd, spec, tokenizer: meta.tokenizer, context, params };
+  if (step !== undefined) ck.step = step;
+  if (md.unit !== undefined) ck.unit = md.unit;
+  return ck;
 }
 
-/** The training-state file's bytes. */
-export function encodeTrainingState(config: Config, s: TrainingState): Uint8Array {
+function metaInt(v: string, key: string, min: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min) {
+    throw new RangeError(`__metadata__.${key} must be an integer >= ${min}, got "${v}"`);
+  }
+  return n;
+}
+
+/** A decoded training-state file: the config it was made with, the state and its unit id. */
+export interface SavedState {
+  config: Config;
+  state: TrainingState;
+  unit?: string;
+}
+
+/** The training-state file's bytes; `unit` ties it to the model file of the same save. */
+export function encodeTrainingState(config: Config, s: TrainingState, unit?: string): Uint8Array {
   const tensors = new Map<string, Tensor>();
   for (const [name, shape] of paramShapes(config.model)) {
-    tensors.set(`m.${name}`, { dtype: "F32", shape, data: s.m[name] });
-    tensors.set(`v.${name}`, { dtype: "F32", shape, data: s.v[name] });
+    for (const [key, data] of [[`m.${name}`, s.m[name]], [`v.${name}`, s.v[name]]] as const) {
+      const bad = data && firstNonFinite(data);
+      if (bad) throw new RangeError(`cannot save: optimizer moment "${key}" holds ${bad}`);
+      tensors.set(key, { dtype: "F32", shape, data });
+    }
   }
-  return encodeSafetensors(tensors, {
+  const meta: Record<string, string> = {
     format: "phd-training-state-1",
     step: String(s.step),
     data: JSON.stringify(s.data),
     config: JSON.stringify(config),
-  });
+  };
+  if (unit !== undefined) meta.unit = unit;
+  return encodeSafetensors(tensors, meta);
 }
 
 /** Parses a training-state file: the config it was made with and the state. */
-export function decodeTrainingState(bytes: Uint8Array): { config: Config; state: TrainingState } {
-  const st = decodeSafetensors(bytes);
-  if (st.metadata.format !== "phd-training-state-1") {
+export function decodeTrainingState(bytes: Uint8Array): SavedState {
+  const st = decodeSafetensors(bytes), md = st.metadata;
+  if (md.format !== "phd-training-state-1") {
     throw new Error("not a training-state file (no phd-training-state-1 format mark)");
   }
-  const config = parseConfig(JSON.parse(st.metadata.config));
+  const json = (k: string) => {
+    try {
+      return JSON.parse(md[k]);
+    } catch {
+      throw new SyntaxError(`__metadata__.${k} is not JSON`);
+    }
+  };
+  const config = parseConfig(json("config"));
+  const data = json("data");
+  if (
+    typeof data !== "object" || data === null || !Number.isSafeInteger(data.rng) ||
+    !Number.isSafeInteger(data.step) || data.step < 0
+  ) {
+    throw new RangeError(`__metadata__.data must be {"rng": int, "step": int >= 0}`);
+  }
   const m: Record<string, Float32Array> = {}, v: Record<string, Float32Array> = {};
-  for (const name of paramShapes(config.model).keys()) {
+  for (const [name, shape] of paramShapes(config.model)) {
     for (const [table, prefix] of [[m, "m."], [v, "v."]] as const) {
       const t = st.tensors.get(prefix + name);
-      if (!t || t.dtype !== "F32") {
-        throw new Error(`training state lacks F32 tensor "${prefix}${name}"`);
+      if (!t || t.dtype !== "F32" || t.shape.join(",") !== shape.join(",")) {
+        throw new Error(`training state lacks F32 tensor "${prefix}${name}" [${shape}]`);
       }
+      const bad = firstNonFinite(t.data);
+      if (bad) throw new RangeError(`optimizer moment "${prefix}${name}" holds ${bad}`);
       table[name] = t.data;
     }
   }
-  return {
+  const step = metaInt(md.step ?? "", "step", 0);
+  const out: SavedState = {
     config,
-    state: { step: Number(st.metadata.step), data: JSON.parse(st.metadata.data), m, v },
+    state: { step, data: { rng: data.rng, step: data.step }, m, v },
   };
+  if (md.unit !== undefined) out.unit = md.unit;
+  return out;
+}
+
+/**
+ * Checks that a model file and a training-state file are one unit: same unit id, same step, same
+ * model and phd sections. Throws one line saying what disagrees (a save interrupted between the
+ * two files leaves a new state beside an old model).
+ */
+export function checkUnit(ck: Checkpoint, st: SavedState): void {
+  if (ck.unit === undefined || st.unit === undefined) {
+    throw new RangeError(
+      "model and training state carry no unit id (not written as one checkpoint by train)",
+    );
+  }
+  if (ck.unit !== st.unit || ck.step !== st.state.step) {
+    throw new RangeError(
+      `model (step ${ck.step}, unit ${ck.unit}) and training state (step ${st.state.step}, ` +
+        `unit ${st.unit}) are not one checkpoint: a save was interrupted; resume from an ` +
+        `earlier checkpoint of the run`,
+    );
+  }
+  for (const k of ["model", "phd"] as const) {
+    if (JSON.stringify(sorted(ck[k])) !== JSON.stringify(sorted(st.config[k]))) {
+      throw new RangeError(`model and training state disagree on the ${k} section`);
+    }
+  }
+}
+
+function sorted(o: object): [string, unknown][] {
+  return Object.entries(o).sort(([a], [b]) => a < b ? -1 : 1);
 }
 
 /** The sibling path of a checkpoint's training state: `x.safetensors` -> `x.state.safetensors`. */

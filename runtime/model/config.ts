@@ -81,6 +81,12 @@ export interface TrainConfig {
   eval_batches: number;
   /** Loss read back from the GPU every this many steps (each readback costs ~10 ms in Deno). */
   log_every: number;
+  /** A checkpoint (model + state, one unit) every this many steps (0: only at the end). */
+  save_every: number;
+  /** A checkpoint also when this many seconds passed since the last one (0: no time trigger). */
+  save_every_seconds: number;
+  /** Periodic checkpoints kept (the oldest beyond this are removed after each save). */
+  keep_last: number;
 }
 
 /** A whole config file. */
@@ -123,6 +129,9 @@ export const DEFAULT_CONFIG: Config = {
     eval_every: 75,
     eval_batches: 8,
     log_every: 10,
+    save_every: 50,
+    save_every_seconds: 600,
+    keep_last: 3,
   },
   data: { train: "", val: "", val_fraction: 0.05, field: "text", tokenizer: "bytes" },
 };
@@ -151,12 +160,13 @@ export function parseConfig(raw: unknown): Config {
     Record<string, unknown>
   >;
   for (const [section, value] of Object.entries(raw)) {
-    if (!(section in out)) {
+    // Own keys only: "__proto__" or "constructor" must not reach Object.prototype.
+    if (!Object.hasOwn(out, section)) {
       throw new TypeError(
         `config has an unknown section "${section}" (expected model, phd, train, data)`,
       );
     }
-    if (typeof value !== "object" || value === null) {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw new TypeError(`config.${section} must be an object`);
     }
     for (const [k, v] of Object.entries(value)) {
@@ -164,7 +174,8 @@ export function parseConfig(raw: unknown): Config {
         out[section as Section][k] = structuredClone(v);
         continue;
       }
-      const want = out[section as Section][k];
+      const fields = out[section as Section];
+      const want = Object.hasOwn(fields, k) ? fields[k] : undefined;
       if (want === undefined) {
         const known = Object.keys(out[section as Section]).join(", ");
         throw new TypeError(`config.${section} has an unknown field "${k}" (known: ${known})`);
@@ -174,7 +185,11 @@ export function parseConfig(raw: unknown): Config {
           `config.${section}.${k} must be a ${typeof want}, got ${JSON.stringify(v)}`,
         );
       }
-      out[section as Section][k] = v;
+      // JSON has no NaN or Infinity, but 1e400 parses to Infinity.
+      if (typeof v === "number" && !Number.isFinite(v)) {
+        throw new RangeError(`config.${section}.${k} must be a finite number, got ${v}`);
+      }
+      fields[k] = v;
     }
   }
   const c = out as unknown as Config;
@@ -183,8 +198,19 @@ export function parseConfig(raw: unknown): Config {
 }
 
 function positiveInt(path: string, v: number, min = 1) {
-  if (!Number.isInteger(v) || v < min) {
+  if (!Number.isSafeInteger(v) || v < min) {
     throw new RangeError(`${path} must be an integer >= ${min}, got ${v}`);
+  }
+}
+
+/** A number in `[lo, hi]` (ends excluded where `open` says); NaN and infinities fail. */
+function inRange(path: string, v: number, lo: number, hi: number, open: "" | "lo" | "hi" | "both") {
+  const okLo = open === "lo" || open === "both" ? v > lo : v >= lo;
+  const okHi = open === "hi" || open === "both" ? v < hi : v <= hi;
+  if (!(Number.isFinite(v) && okLo && okHi)) {
+    const l = open === "lo" || open === "both" ? "(" : "[";
+    const h = open === "hi" || open === "both" ? ")" : "]";
+    throw new RangeError(`${path} must be in ${l}${lo}, ${hi}${h}, got ${v}`);
   }
 }
 
@@ -219,9 +245,9 @@ export function checkConfig(c: Config): void {
       `config.model.num_key_value_heads (${m.num_key_value_heads}) must divide num_attention_heads (${m.num_attention_heads})`,
     );
   }
-  if (!(m.rms_norm_eps > 0) || !(m.rope_theta > 0)) {
-    throw new RangeError("rms_norm_eps and rope_theta must be > 0");
-  }
+  inRange("config.model.rms_norm_eps", m.rms_norm_eps, 0, 1, "both");
+  // theta <= 1 makes every RoPE frequency >= 1 rad per position: no slow channels.
+  inRange("config.model.rope_theta", m.rope_theta, 1, Number.MAX_VALUE, "lo");
   positiveInt("config.phd.K", p.K);
   positiveInt("config.phd.W", p.W);
   positiveInt("config.phd.C", p.C);
@@ -244,29 +270,25 @@ export function checkConfig(c: Config): void {
     );
   }
   for (
-    const k of ["steps", "batch_size", "seq_len", "seed", "eval_batches", "log_every"] as const
+    const k of ["steps", "batch_size", "seq_len", "eval_batches", "log_every", "keep_last"] as const
   ) {
-    positiveInt(`config.train.${k}`, t[k], k === "seed" ? 0 : 1);
+    positiveInt(`config.train.${k}`, t[k]);
   }
-  positiveInt("config.train.warmup", t.warmup, 0);
-  positiveInt("config.train.eval_every", t.eval_every, 0);
-  if (!(t.lr > 0)) throw new RangeError(`config.train.lr must be > 0, got ${t.lr}`);
+  for (const k of ["seed", "warmup", "eval_every", "save_every"] as const) {
+    positiveInt(`config.train.${k}`, t[k], 0);
+  }
+  inRange("config.train.save_every_seconds", t.save_every_seconds, 0, Number.MAX_VALUE, "");
+  // AdamW moves each weight by about lr per step: above 1 every step overshoots.
+  inRange("config.train.lr", t.lr, 0, 1, "lo");
   if (t.schedule !== "cosine" && t.schedule !== "constant") {
     throw new RangeError(
       `config.train.schedule must be "cosine" or "constant", got "${t.schedule}"`,
     );
   }
-  for (const k of ["beta1", "beta2"] as const) {
-    if (!(t[k] >= 0 && t[k] < 1)) {
-      throw new RangeError(`config.train.${k} must be in [0, 1), got ${t[k]}`);
-    }
-  }
-  if (!(t.min_lr_ratio >= 0 && t.min_lr_ratio <= 1)) {
-    throw new RangeError(`config.train.min_lr_ratio must be in [0, 1], got ${t.min_lr_ratio}`);
-  }
-  if (!(t.weight_decay >= 0) || !(t.grad_clip >= 0)) {
-    throw new RangeError("weight_decay and grad_clip must be >= 0");
-  }
+  for (const k of ["beta1", "beta2"] as const) inRange(`config.train.${k}`, t[k], 0, 1, "hi");
+  inRange("config.train.min_lr_ratio", t.min_lr_ratio, 0, 1, "");
+  inRange("config.train.weight_decay", t.weight_decay, 0, 1, "");
+  inRange("config.train.grad_clip", t.grad_clip, 0, Number.MAX_VALUE, "");
   checkData(c.data);
 }
 

@@ -3,7 +3,9 @@
  * AdamW), buffers allocated once, the loss read back only when asked (`takeLoss`, every
  * `log_every` steps), validation on a forward-only graph that shares the parameters, and the
  * whole training state (moments, step, data position) as plain arrays so a resumed run continues
- * bit for bit. Browser-safe: files are the host layer's job.
+ * bit for bit (the learning rate is a pure function of the saved config and step), and
+ * `LossGuard`, which tells a diverged run (NaN, inf or an exploding loss) from a healthy one.
+ * Browser-safe: files are the host layer's job.
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
@@ -33,6 +35,31 @@ export interface TrainingState {
   /** AdamW moments by parameter name. */
   m: Record<string, Float32Array>;
   v: Record<string, Float32Array>;
+}
+
+/** A logged loss this many times above the run's start (or ln V) means the run exploded. */
+export const EXPLOSION_FACTOR = 3;
+
+/**
+ * Watches the logged losses of a run: `check` returns why training must stop (a NaN or infinite
+ * loss, or one `EXPLOSION_FACTOR` times above the larger of ln(vocab), the loss of a uniform
+ * guess, and the first loss it saw), or undefined while the run is healthy.
+ */
+export class LossGuard {
+  #start?: number;
+  constructor(readonly vocab: number) {}
+
+  check(loss: number): string | undefined {
+    if (!Number.isFinite(loss)) return `loss is ${loss}`;
+    this.#start ??= loss;
+    const ref = Math.max(Math.log(this.vocab), this.#start);
+    if (loss > EXPLOSION_FACTOR * ref) {
+      return `loss ${loss.toFixed(3)} exploded above ${EXPLOSION_FACTOR} x its start ${
+        ref.toFixed(3)
+      }`;
+    }
+    return undefined;
+  }
 }
 
 /** Choices that do not change the maths (kernel layout, matmul blocking, attention variant). */

@@ -100,6 +100,7 @@ Deno.test("train writes checkpoint, state and picture; resume continues to a lat
     out,
     "--steps",
     "5",
+    "--override-config",
     "--out",
     out,
     "--json",

@@ -1,6 +1,6 @@
 /**
- * Training configs: the defaults and the example files parse; a bad field is refused with one
- * line naming it; the learning-rate schedule warms up linearly and decays to min_lr_ratio;
+ * Training configs: the defaults and the example files parse; a bad field (a non-finite or
+ * absurd value, a key of Object.prototype) is refused with one line naming it; a BOM is accepted; the learning-rate schedule warms up linearly and decays to min_lr_ratio;
  * configSpec applies K, W, C and the position scheme to the preset.
  */
 import { deepStrictEqual, ok as assert, strictEqual, throws } from "node:assert";
@@ -10,6 +10,7 @@ import {
   learningRate,
   parseConfig,
 } from "../../runtime/model/config.ts";
+import { readConfig } from "../../runtime/host/config_file.ts";
 
 Deno.test("defaults and example configs parse", async () => {
   deepStrictEqual(parseConfig({}), DEFAULT_CONFIG);
@@ -33,7 +34,7 @@ Deno.test("bad fields are refused with one line naming them", () => {
     [{ model: { num_key_value_heads: 3 } }, /must divide num_attention_heads/],
     [{ phd: { variant: "diagonal" } }, /not a preset/],
     [{ phd: { K: 0 } }, /config.phd.K must be an integer >= 1/],
-    [{ train: { lr: -1 } }, /lr must be > 0/],
+    [{ train: { lr: -1 } }, /lr must be in \(0, 1\]/],
     [{ train: { schedule: "linear" } }, /schedule must be "cosine" or "constant"/],
     [{ phd: { spec: 3 } }, /config.phd.spec must be a preset name or a .ts file path/],
     [{ phd: { params: { W: -1 } } }, /config.phd.params.W must be an integer >= 0 or an array/],
@@ -45,6 +46,22 @@ Deno.test("bad fields are refused with one line naming them", () => {
       /config.data.tokenizer must be "bytes", a tokenizer.json path/,
     ],
     [{ data: { sep: 1 } }, /config.data has an unknown field "sep"/],
+    // Non-finite and absurd values (JSON's 1e400 is Infinity).
+    [JSON.parse('{"train": {"lr": 1e400}}'), /config.train.lr must be a finite number/],
+    [{ train: { lr: 5 } }, /lr must be in \(0, 1\]/],
+    [{ train: { steps: 1e300 } }, /steps must be an integer/],
+    [{ train: { beta2: 1 } }, /beta2 must be in \[0, 1\)/],
+    [{ train: { keep_last: 0 } }, /keep_last must be an integer >= 1/],
+    [{ train: { save_every: 2.5 } }, /save_every must be an integer >= 0/],
+    [{ model: { rms_norm_eps: 0 } }, /rms_norm_eps must be in \(0, 1\)/],
+    [{ model: { rope_theta: 0.5 } }, /rope_theta must be in \(1,/],
+    // Keys of Object.prototype are unknown, not a way to reach it.
+    [JSON.parse('{"__proto__": {"x": 1}}'), /unknown section "__proto__"/],
+    [{ constructor: {} }, /unknown section "constructor"/],
+    [JSON.parse('{"train": {"__proto__": 1}}'), /unknown field "__proto__"/],
+    [{ model: { constructor: 1 } }, /unknown field "constructor"/],
+    [{ model: { toString: 1 } }, /unknown field "toString"/],
+    [{ model: [] }, /config.model must be an object/],
   ];
   for (const [raw, msg] of bad) {
     throws(() => parseConfig(raw), (e: Error) => msg.test(e.message) && !e.message.includes("\n"));
@@ -76,4 +93,12 @@ Deno.test("configSpec applies K, W, C and positions to the preset", () => {
   strictEqual(s.name, "phd_cswa_k3_w8_c16");
   strictEqual(s.positions, "flattened");
   strictEqual(configSpec({ K: 1, variant: "causal", W: 8, C: 16, positions: "shared" }).K, 1);
+});
+
+Deno.test("a config file may start with a UTF-8 byte-order mark", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/c.json`;
+  await Deno.writeTextFile(path, "\uFEFF" + JSON.stringify({ train: { steps: 7 } }));
+  strictEqual((await readConfig(path)).train.steps, 7);
+  await Deno.remove(dir, { recursive: true });
 });
