@@ -169,21 +169,25 @@ export async function removeSeries(base: string): Promise<number> {
 export async function latestUnit(
   base: string,
 ): Promise<TrainingCheckpoint & { skipped: string[] }> {
-  const candidates = (await listSeries(base)).map((s) => s.path).reverse();
+  const series = (await listSeries(base)).reverse();
   const skipped: string[] = [];
   let best: TrainingCheckpoint | undefined;
-  for (const path of [base, ...candidates]) {
+  const consider = async (path: string) => {
     try {
       const u = await loadUnit(path);
       if (!best || u.saved.state.step > best.saved.state.step) best = u;
-      // Series files are newest first: once one loads, older ones cannot beat it.
-      if (path !== base) break;
     } catch (e) {
       const msg = (e as Error).message;
-      if (!(path === base && /does not exist/.test(msg) && candidates.length > 0)) {
-        skipped.push(msg);
-      }
+      if (!(path === base && /does not exist/.test(msg) && series.length > 0)) skipped.push(msg);
     }
+  };
+  await consider(base);
+  // Newest first: the first one that loads wins; none at or below `base`'s step can.
+  for (const s of series) {
+    if (best && s.step <= best.saved.state.step) break;
+    const before = best;
+    await consider(s.path);
+    if (best !== before) break;
   }
   if (!best) {
     throw new Error(skipped[0] ?? `checkpoint "${base}" does not exist`);
