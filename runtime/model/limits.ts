@@ -93,7 +93,8 @@ export function checkBuffers(
   o: { memoryBytes?: number } = {},
 ): void {
   const max = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
-  for (const b of buffers) {
+  // The largest first: it is the one to name, and what fits it fits the rest of its fields.
+  for (const b of [...buffers].sort((x, y) => y.values - x.values)) {
     const bytes = b.values * 4;
     if (bytes <= max) continue;
     const fits = b.factors
