@@ -59,7 +59,8 @@ Deno.test("a shape over one storage binding is refused with what fits", () => {
     () => checkBuffers(gpu, graphBuffers(MODEL, shape)),
     (e: Error) =>
       /^logits .* needs 16.0 MiB in one storage binding but adapter "test" allows 1.0 MiB/
-        .test(e.message) && /use train.seq_len <= 256 or model.vocab_size <= 16$/.test(e.message) &&
+        .test(e.message) &&
+      /use train.seq_len <= 256 or model.vocab_size <= 16$/.test(e.message) &&
       !e.message.includes("\n"),
   );
   throws(
