@@ -13,7 +13,7 @@ import { loadTokenizerFile } from "../runtime/host/tokenizer_file.ts";
 import { evaluateStream } from "../runtime/train/evaluate.ts";
 import { ModelParams } from "../runtime/model/params.ts";
 import { type Tokenizer, tokenizerFromMetadata } from "../runtime/data/tokenizer.ts";
-import { checkModelFits } from "../runtime/model/limits.ts";
+import { checkForwardFits } from "../runtime/model/limits.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 import { brownCorpus, kernelContext } from "./train.ts";
 
@@ -79,11 +79,9 @@ async function main() {
   const context = o.context ?? ck.context ?? DEFAULT_CONTEXT;
   const ctx = await kernelContext();
   // Before reading any text: a context or batch the adapter cannot hold is refused now.
-  checkModelFits(ctx.gpu, ck.model, {
+  checkForwardFits(ctx.gpu, ck, {
     batch: o.batch,
     L: context,
-    K: ck.spec.K,
-    training: false,
     names: { batch: "--batch", L: "--context" },
   });
   let stream: Uint32Array;

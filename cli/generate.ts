@@ -16,7 +16,7 @@ import { ModelParams } from "../runtime/model/params.ts";
 import { checkCausality } from "../compiler/analysis/causality.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
 import { checkpointTokenizer } from "./eval.ts";
-import { checkModelFits, maxDecodePositions } from "../runtime/model/limits.ts";
+import { checkForwardFits, maxDecodePositions } from "../runtime/model/limits.ts";
 import {
   newCommand,
   nonNegativeInt,
@@ -149,11 +149,9 @@ async function main() {
         `use --max-new-tokens <= ${Math.max(0, most - longest + 1)}`,
     );
   }
-  checkModelFits(ctx.gpu, ck.model, {
+  checkForwardFits(ctx.gpu, ck, {
     batch: ids.length,
     L: longest,
-    K: ck.spec.K,
-    training: false,
     names: { batch: "prompts", L: "prompt tokens" },
   });
   const params = new ModelParams(ctx, ck.model);

@@ -131,6 +131,15 @@ export function checkModelFits(
   checkBuffers(gpu, graphBuffers(model, shape), o);
 }
 
+/** `checkModelFits` of a loaded model's forward pass (eval, generate): `batch` x `L` positions. */
+export function checkForwardFits(
+  gpu: BufferLimits,
+  m: { model: ModelConfig; spec: AttentionSpec },
+  shape: { batch: number; L: number; names: { batch: string; L: string } },
+): void {
+  checkModelFits(gpu, m.model, { ...shape, K: m.spec.K, training: false });
+}
+
 /**
  * The most positions (prompt plus new tokens) one sequence of a batch of `seqs` can decode with
  * the KV cache in one storage binding per layer: the retention plan's slope (copies kept for the
