@@ -166,6 +166,19 @@ Deno.test("a model and a state of two different saves are refused with one line"
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("a time interval saves too, and keep_last bounds the series", async () => {
+  const { dir } = await setup("cosine");
+  const cfg = join(dir, "timed.json"), c = tinyConfig("cosine");
+  const train_ = { ...c.train, steps: 6, save_every: 0, save_every_seconds: 0.001, keep_last: 2 };
+  await Deno.writeTextFile(cfg, JSON.stringify({ ...c, train: train_ }));
+  const out = join(dir, "m.safetensors");
+  strictEqual((await train(["--config", cfg, "--out", out])).saves, 6);
+  // Every step saved (steps 1..5 periodic, 6 final); only the last two periodic units remain.
+  deepStrictEqual((await listSeries(out)).map((s) => s.step), [4, 5]);
+  for (const s of [4, 5]) await Deno.stat(statePath(seriesPath(out, s)));
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("an exploding run stops with one line and never writes bad weights", async () => {
   const { dir } = await setup("constant");
   const cfg = join(dir, "hot.json");
