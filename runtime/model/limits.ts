@@ -97,8 +97,11 @@ export function checkBuffers(
   for (const b of [...buffers].sort((x, y) => y.values - x.values)) {
     const bytes = b.values * 4;
     if (bytes <= max) continue;
-    const fits = b.factors
-      .map(([field, v]) => [field, Math.floor(max / (bytes / v))] as const)
+    // A field may appear more than once (hidden x hidden): it fits at v * (max/bytes)^(1/power).
+    const power = new Map<string, [number, number]>();
+    for (const [field, v] of b.factors) power.set(field, [v, (power.get(field)?.[1] ?? 0) + 1]);
+    const fits = [...power]
+      .map(([field, [v, n]]) => [field, Math.floor(v * (max / bytes) ** (1 / n))] as const)
       .filter(([, n]) => n >= 1)
       .map(([field, n]) => `${field} <= ${n}`);
     throw new RangeError(
