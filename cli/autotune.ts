@@ -31,6 +31,7 @@ import {
 } from "../runtime/tune/attention.ts";
 import { createContext } from "../runtime/gpu/context.ts";
 import { deviceLimits } from "../runtime/gpu/device.ts";
+import { checkWritable } from "../runtime/host/files.ts";
 import {
   DEFAULT_TUNE_CACHE,
   denoVersion,
@@ -120,6 +121,8 @@ export async function autotune(
   const kernels = listOf("--kernels", f.kernels, TUNABLE);
   const layouts = listOf("--layout", f.layout ?? "grouped", LAYOUTS);
   const config = await readConfig(f.config);
+  // Minutes of tuning must not end in an unwritable cache path.
+  await checkWritable(f.cache ?? DEFAULT_TUNE_CACHE, "autotune cache");
   const ctx = await createContext();
   const cache = await loadTuneCache(f.cache, progress);
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();

@@ -125,19 +125,21 @@ for (const schedule of ["cosine", "constant"] as const) {
       { signal: "SIGKILL", after: 1 },
       { signal: "SIGKILL", after: 2 },
     ];
-    let args = ["--config", cfg];
+    let args = ["--config", cfg], interrupted = 0;
     for (const stop of stops) {
-      const delayMs = Math.floor(r() * 150);
+      const delayMs = Math.floor(r() * 40);
       const st = await trainAndStop(args, out, { ...stop, delayMs });
       const what = `${stop.signal} after ${stop.after} saves + ${delayMs} ms`;
+      if (st.success) break; // the run outran the signal: nothing left to resume
+      interrupted++;
       if (stop.signal === "SIGTERM") strictEqual(st.code, 143, what);
-      if (st.success) break; // the run outran the kill: nothing left to resume
       // What is left always holds a complete unit that loads (and at most keep_last + 1 units).
       const unit = await latestUnit(out);
       assert(unit.saved.state.step % SAVE_EVERY === 0 || unit.path === out, what);
       assert((await listSeries(out)).length <= 3, what);
       args = ["--resume", out];
     }
+    assert(interrupted > 0, "no stop landed before the run ended");
     const last = await train([...args, "--out", out]);
     strictEqual(last.steps, STEPS);
     deepStrictEqual(await weights(out), want, `${schedule}: resumed weights differ`);
