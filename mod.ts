@@ -59,7 +59,14 @@ export * from "./web/core.ts";
 
 // ---- host helpers (Deno APIs: files) ----
 export { loadBrown } from "./runtime/host/corpus.ts";
-export { loadCheckpoint, loadTrainingState, saveCheckpoint } from "./runtime/host/checkpoint.ts";
+export {
+  latestUnit,
+  loadCheckpoint,
+  loadTrainingState,
+  loadUnit,
+  saveCheckpoint,
+  seriesPath,
+} from "./runtime/host/checkpoint.ts";
 export { writeFileAtomic } from "./runtime/host/files.ts";
 export { loadRunConfig, readConfig, type RunOverrides } from "./runtime/host/config_file.ts";
 export { loadSpecRef } from "./runtime/host/spec_file.ts";
