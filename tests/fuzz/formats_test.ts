@@ -1,9 +1,10 @@
 /**
  * Fuzzing (fast-check) of every file format the project reads: random bytes and mutated valid
  * files for safetensors, model checkpoints and training states; random JSON for configs, the
- * autotune cache, the corpus cache and tokenizer names. Every case either works (and what it
- * returns passes the format's own checks) or throws one Error of one line; nothing hangs, crashes
- * with a TypeError from deep inside, or accepts a non-finite weight.
+ * autotune cache, the corpus cache and tokenizers (`bytes` or a tokenizer.json as a checkpoint
+ * embeds it). Every case either works (and what it returns passes the format's own checks) or
+ * throws one Error of one line; nothing hangs, crashes with a TypeError from deep inside, or
+ * accepts a non-finite weight.
  */
 import fc from "fast-check";
 import { ok as assert } from "node:assert";
@@ -26,7 +27,7 @@ import { toF32 } from "../../runtime/model/graph.ts";
 import { loadTuneCache } from "../../runtime/host/tune_cache.ts";
 import { isTuneCache } from "../../runtime/tune/autotune.ts";
 import { isDocumentList, loadBrown } from "../../runtime/host/corpus.ts";
-import { tokenizerByName } from "../../runtime/data/tokenizer.ts";
+import { tokenizerFromMetadata } from "../../runtime/data/tokenizer.ts";
 import { readConfig } from "../../runtime/host/config_file.ts";
 
 const RUNS = 300;
@@ -202,7 +203,7 @@ Deno.test("config, autotune and corpus cache files: random text works, warns or 
       } catch { /* not JSON */ }
       // The corpus cache trusts only a list of {name, text} documents.
       if (isDocumentList(parsed)) assert(parsed.every((d) => typeof d.text === "string"));
-      worksOrOneLine(() => tokenizerByName(text), "tokenizer name");
+      worksOrOneLine(() => tokenizerFromMetadata(text), "tokenizer metadata or tokenizer.json");
     }),
     { numRuns: RUNS },
   );
