@@ -148,6 +148,11 @@ export function tokenizerFromMetadata(meta: string): Tokenizer {
   } catch {
     throw new RangeError(`unknown tokenizer "${meta.slice(0, 40)}" (known: bytes, tokenizer.json)`);
   }
+  if (typeof m !== "object" || m === null || Array.isArray(m)) {
+    throw new RangeError(
+      `tokenizer metadata must be "bytes" or a JSON object, got ${meta.slice(0, 40)}`,
+    );
+  }
   if (m.kind !== "file" && m.kind !== "bpe") {
     throw new RangeError(`tokenizer metadata has kind ${JSON.stringify(m.kind)} (file or bpe)`);
   }
