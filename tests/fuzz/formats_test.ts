@@ -22,10 +22,10 @@ import {
   DEFAULT_CONFIG,
   parseConfig,
 } from "../../runtime/model/config.ts";
-import { initParams, paramShapes } from "../../runtime/model/params.ts";
-import { toF32 } from "../../runtime/model/graph.ts";
+import { paramShapes } from "../../runtime/model/params.ts";
+import { initParamsF32 } from "../fixtures/model.ts";
 import { loadTuneCache } from "../../runtime/host/tune_cache.ts";
-import { isTuneCache } from "../../runtime/tune/autotune.ts";
+import { isTuneCache } from "../../runtime/tune/engine.ts";
 import { isDocumentList, loadBrown } from "../../runtime/host/corpus.ts";
 import { tokenizerFromMetadata } from "../../runtime/data/tokenizer.ts";
 import { readConfig } from "../../runtime/host/config_file.ts";
@@ -55,7 +55,7 @@ const tiny: Config = (() => {
 })();
 
 function validFiles() {
-  const params = toF32(initParams(tiny.model, { seed: 3 }));
+  const params = initParamsF32(tiny.model, 3);
   const model = encodeCheckpoint({
     model: tiny.model,
     phd: tiny.phd,

@@ -9,13 +9,13 @@ import { ok as assert, strictEqual, throws } from "node:assert";
 import { join } from "node:path";
 import { DEFAULT_CONFIG, type ModelConfig } from "../../runtime/model/config.ts";
 import { checkBuffers, graphBuffers, maxDecodePositions } from "../../runtime/model/limits.ts";
-import { ModelGraph, ModelParams } from "../../runtime/model/graph.ts";
+import { ModelGraph } from "../../runtime/model/graph.ts";
+import { ModelParams } from "../../runtime/model/params.ts";
 import { phd } from "../../dsl/presets.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
 import { assertUsageError, runScript } from "../fixtures/cli.ts";
 import { encodeCheckpoint } from "../../runtime/io/checkpoint.ts";
-import { initParams } from "../../runtime/model/params.ts";
-import { toF32 } from "../../runtime/model/graph.ts";
+import { initParamsF32 } from "../fixtures/model.ts";
 
 const MODEL: ModelConfig = {
   ...DEFAULT_CONFIG.model,
@@ -87,7 +87,7 @@ Deno.test("commands refuse what cannot fit, and unwritable outputs, before any w
   const cfg = join(dir, "huge.json");
   await Deno.writeTextFile(cfg, JSON.stringify({ train: { seq_len: 10_000_000 } }));
   const ckpt = join(dir, "m.safetensors");
-  const params = toF32(initParams(MODEL, { seed: 1 }));
+  const params = initParamsF32(MODEL, 1);
   await Deno.writeFile(
     ckpt,
     encodeCheckpoint({ model: MODEL, phd: DEFAULT_CONFIG.phd, tokenizer: "bytes", params }),

@@ -11,8 +11,7 @@ import { join } from "node:path";
 import { latestUnit, listSeries, seriesPath } from "../../runtime/host/checkpoint.ts";
 import { decodeCheckpoint, encodeCheckpoint, statePath } from "../../runtime/io/checkpoint.ts";
 import { DEFAULT_CONFIG } from "../../runtime/model/config.ts";
-import { initParams } from "../../runtime/model/params.ts";
-import { toF32 } from "../../runtime/model/graph.ts";
+import { initParamsF32 } from "../fixtures/model.ts";
 import { rng } from "../fixtures/attention.ts";
 import { assertUsageError, runScript } from "../fixtures/cli.ts";
 
@@ -210,7 +209,7 @@ Deno.test("eval and generate refuse NaN weights naming the tensor", async () => 
   const model = { ...DEFAULT_CONFIG.model, hidden_size: 16, intermediate_size: 24 };
   const ckpt = join(dir, "nan.safetensors");
   // encodeCheckpoint refuses NaN, so write the file around it: a valid one, then poke a value.
-  const params = toF32(initParams(model, { seed: 1 }));
+  const params = initParamsF32(model, 1);
   const bytes = encodeCheckpoint({ model, phd: DEFAULT_CONFIG.phd, tokenizer: "bytes", params });
   const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
