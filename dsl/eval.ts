@@ -1,6 +1,6 @@
 /**
  * The reference meaning of a spec: a plain tree-walking interpreter and the dense mask it gives
- * over the expanded sequence, in the canonical interleaved order `t = p*K + c` (DESIGN.md 1.1).
+ * over the expanded sequence, in the canonical interleaved order `t = p*K + c` (docs/DESIGN.md 1.1).
  * Deliberately naive: tests and small pictures trust it; the compiler's analysis never uses it.
  */
 import type { BoolNode, FloatNode, IntNode } from "./expr.ts";

@@ -1,5 +1,5 @@
 /**
- * The preset attention patterns. The four PHD presets are exactly DESIGN.md 1.2 (a contract the
+ * The preset attention patterns. The four PHD presets are exactly docs/DESIGN.md 1.2 (a contract the
  * mask JSON is tested against); sliding window, prefix-LM and document masking show that the DSL
  * is general. Each factory returns a spec whose name carries its parameters.
  */
@@ -96,7 +96,7 @@ export function documentMask(o: { docs?: number[] } = {}): AttentionSpec {
   });
 }
 
-/** Preset factories by CLI name (DESIGN.md 3), each taking the usual K/W/C overrides. */
+/** Preset factories by CLI name (docs/DESIGN.md 3), each taking the usual K/W/C overrides. */
 export const PRESETS: Readonly<Record<string, () => AttentionSpec>> = {
   "causal": () => causal(),
   "phd": () => phd(),

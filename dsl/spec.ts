@@ -25,7 +25,7 @@ export interface TokenCoords {
   readonly hidden: BoolExpr;
   /** True for original tokens (copy == 0). */
   readonly original: BoolExpr;
-  /** Order of a hidden token among hidden tokens: `pos*(K-1) + copy-1` (DESIGN.md 1.1). */
+  /** Order of a hidden token among hidden tokens: `pos*(K-1) + copy-1` (docs/DESIGN.md 1.1). */
   readonly hiddenIndex: IntExpr;
   /** Chunk of the position: `floor(pos / C)`. */
   chunk(C: IntLike): IntExpr;
@@ -53,7 +53,7 @@ export interface ScoreContext extends MaskContext {
   readonly head: FloatExpr;
 }
 
-/** How position ids (for RoPE) are assigned to copies (DESIGN.md 1.3). */
+/** How position ids (for RoPE) are assigned to copies (docs/DESIGN.md 1.3). */
 export type PositionScheme = "shared" | "flattened";
 
 /**

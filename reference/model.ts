@@ -1,5 +1,5 @@
 /**
- * The whole PHD transformer of DESIGN.md 1.3 in float64 on the CPU, forward loss and full
+ * The whole PHD transformer of docs/DESIGN.md 1.3 in float64 on the CPU, forward loss and full
  * backward: the oracle the GPU trainer is tested against. Parameters are named Float64Arrays with
  * the Hugging Face Llama names and `[out, in]` shapes of runtime/model/params.ts. Tokens of the expanded
  * sequence are in the canonical interleaved order `t = p*K + c`; every copy of position p reads

@@ -1,5 +1,5 @@
 // PHD-SWA with a window that excludes the query: W counts the hidden tokens strictly before it,
-// h(j,n) - W <= h(i,m) < h(j,n) (the paper leaves inclusivity open; DESIGN.md 1.2 includes it).
+// h(j,n) - W <= h(i,m) < h(j,n) (the paper leaves inclusivity open; docs/DESIGN.md 1.2 includes it).
 import { and, defineAttention, or, phdBase } from "../../dsl/mod.ts";
 
 export default defineAttention({

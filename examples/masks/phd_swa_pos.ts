@@ -1,5 +1,5 @@
 // PHD-SWA with the window over positions, not hidden tokens: a hidden query (j, n) also sees every
-// hidden key of positions n-W+1 .. n-1 (the paper leaves W's unit open; DESIGN.md 1.2 counts tokens).
+// hidden key of positions n-W+1 .. n-1 (the paper leaves W's unit open; docs/DESIGN.md 1.2 counts tokens).
 import { and, defineAttention, or, phdBase } from "../../dsl/mod.ts";
 
 export default defineAttention({

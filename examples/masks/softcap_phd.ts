@@ -1,4 +1,4 @@
-// PHD-CSWA (DESIGN.md 1.2, W = 8, C = 16) with a score modifier: Gemma-style logit soft-capping
+// PHD-CSWA (docs/DESIGN.md 1.2, W = 8, C = 16) with a score modifier: Gemma-style logit soft-capping
 // at 30, a choice the paper does not make, to show that a score function rides along with a mask.
 import { and, defineAttention, or, phdBase, softcap, swaPairs } from "../../dsl/mod.ts";
 

@@ -1,5 +1,5 @@
 /**
- * safetensors encoding and decoding (DESIGN.md 4), pure bytes in and out (no Deno APIs: the host
+ * safetensors encoding and decoding (docs/DESIGN.md 4), pure bytes in and out (no Deno APIs: the host
  * layer writes the file atomically). Layout: an 8-byte little-endian header length n, n bytes of
  * JSON header padded with spaces so the data starts 8-byte aligned, then the tensors' bytes
  * back to back in header order. The header maps each name to `{dtype, shape, data_offsets}`
@@ -180,7 +180,7 @@ export interface CheckpointMetadata {
   tokenizer: string;
 }
 
-/** The `__metadata__` strings of DESIGN.md 4. */
+/** The `__metadata__` strings of docs/DESIGN.md 4. */
 export function checkpointMetadata(m: CheckpointMetadata): Record<string, string> {
   const c = m.config, p = m.phd;
   const config = {

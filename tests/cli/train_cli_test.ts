@@ -1,6 +1,6 @@
 /**
  * `deno task eval` and `deno task train` as a user runs them (subprocesses). The loss eval
- * reports for a checkpoint equals an independent implementation of DESIGN.md 1.3 (the float64
+ * reports for a checkpoint equals an independent implementation of docs/DESIGN.md 1.3 (the float64
  * reference model, fed by the minimal safetensors parser of tests/fixtures/independent_model.ts) to 1e-4 relative, over a
  * text cut into several windows with a short last one. A 3-step training run writes a checkpoint,
  * its state and a loss picture, and resuming it to step 5 works. Bad input gets one error line.

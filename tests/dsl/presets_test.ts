@@ -1,6 +1,6 @@
 /**
- * The mask JSON contract (DESIGN.md 1.1, 1.2, 3): `deno task mask <preset> --json` equals a literal
- * transcription of the DESIGN.md formulas for many (K, L, W, C), through the function the command
+ * The mask JSON contract (docs/DESIGN.md 1.1, 1.2, 3): `deno task mask <preset> --json` equals a literal
+ * transcription of the docs/DESIGN.md formulas for many (K, L, W, C), through the function the command
  * uses and through a few real runs; plus the consequences: originals never attend hidden tokens,
  * K = 1 PHD is causal, no row is fully masked.
  */
@@ -12,7 +12,7 @@ import { runScript } from "../fixtures/cli.ts";
 
 type Variant = "causal" | "phd" | "phd-swa" | "phd-cswa";
 
-/** DESIGN.md 1.2, word for word: may query (j, n) attend key (i, m)? */
+/** docs/DESIGN.md 1.2, word for word: may query (j, n) attend key (i, m)? */
 function literalAllowed(
   v: Variant,
   o: { K: number; W: number; C: number },
@@ -42,7 +42,7 @@ function flags(v: Variant, K: number, W: number, C: number): SpecFlags {
   return v === "phd-cswa" ? { K, W, C } : v === "phd-swa" ? { K, W } : { K };
 }
 
-Deno.test("--json of the PHD presets is DESIGN.md 1.2 for K 1..5, L 1..12, W 1..8, C 1..6", async () => {
+Deno.test("--json of the PHD presets is docs/DESIGN.md 1.2 for K 1..5, L 1..12, W 1..8, C 1..6", async () => {
   let cases = 0;
   for (let K = 1; K <= 5; K++) {
     for (let L = 1; L <= 12; L++) {

@@ -8,7 +8,7 @@ import { deepStrictEqual as assertEquals, ok as assert, strictEqual } from "node
 import { join } from "node:path";
 import { compare, mean, sd, t975 } from "../../runtime/experiment/stats.ts";
 import { parseSuite, slug } from "../../runtime/experiment/suite.ts";
-import { assertUsageError, runScript } from "../fixtures/cli.ts";
+import { assertUsageError, DENO_RUN, runScript } from "../fixtures/cli.ts";
 
 const close = (a: number, b: number, tol = 1e-9) =>
   Math.abs(a - b) <= tol * Math.max(1, Math.abs(b));
@@ -103,7 +103,7 @@ Deno.test("a tiny suite end to end: files, statistics, refusal, resume after SIG
 
     // A run killed once its first run is stored keeps that run; --resume does the rest.
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "cli/experiment.ts", suite, "--out", out],
+      args: [...DENO_RUN, "cli/experiment.ts", suite, "--out", out],
       cwd: new URL("../..", import.meta.url),
       stdout: "null",
       stderr: "null",

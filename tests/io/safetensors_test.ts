@@ -1,6 +1,6 @@
 /**
  * safetensors: the exact byte layout of a small file (length prefix, space-padded JSON header,
- * little-endian data), a full model checkpoint round trip with HF names and DESIGN.md 4
+ * little-endian data), a full model checkpoint round trip with HF names and docs/DESIGN.md 4
  * metadata (through an atomic file write), and one-line refusals of broken files.
  */
 import { deepStrictEqual, ok as assert, strictEqual, throws } from "node:assert";
@@ -50,7 +50,7 @@ Deno.test("header layout byte by byte", () => {
   });
 });
 
-Deno.test("a model checkpoint round-trips with HF names and DESIGN.md 4 metadata", async () => {
+Deno.test("a model checkpoint round-trips with HF names and docs/DESIGN.md 4 metadata", async () => {
   const config = { ...DEFAULT_CONFIG.model, tie_word_embeddings: false };
   const phd = DEFAULT_CONFIG.phd, spec = configSpec(phd);
   const params = initParams(config, { seed: 3 });

@@ -13,7 +13,7 @@ import { decodeCheckpoint, encodeCheckpoint, statePath } from "../../runtime/io/
 import { DEFAULT_CONFIG } from "../../runtime/model/config.ts";
 import { initParamsF32 } from "../fixtures/model.ts";
 import { rng } from "../fixtures/attention.ts";
-import { assertUsageError, runScript } from "../fixtures/cli.ts";
+import { assertUsageError, DENO_RUN, runScript } from "../fixtures/cli.ts";
 
 const ROOT = new URL("../..", import.meta.url);
 const STEPS = 16, SAVE_EVERY = 2;
@@ -77,7 +77,7 @@ async function trainAndStop(
   o: { signal: Deno.Signal; after: number; delayMs: number },
 ): Promise<Deno.CommandStatus> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/train.ts", ...args, "--out", out, "--quiet"],
+    args: [...DENO_RUN, "cli/train.ts", ...args, "--out", out, "--quiet"],
     cwd: ROOT,
     env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
     stdout: "null",
