@@ -19,8 +19,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import "@tensorflow/tfjs-backend-webgpu";
-import { causal, phd, phdCswa, phdSwa } from "../dsl/presets.ts";
-import type { AttentionSpec } from "../dsl/spec.ts";
 import type { Layout } from "../compiler/layout.ts";
 import { classifyTiles } from "../compiler/analysis/tiles.ts";
 import { createContext } from "../runtime/gpu/context.ts";
@@ -33,8 +31,9 @@ import { lineChart, type Series } from "../viz/chart.ts";
 import { median } from "../runtime/tune/engine.ts";
 import { maxErr } from "./matmul.ts";
 import { writeResults } from "./results.ts";
+import { C, specOf, W } from "./inference.ts";
 
-const W = 16, C = 32, D = 64;
+const D = 64;
 const VARIANTS = ["phd", "phd-swa", "phd-cswa"] as const;
 type Variant = "vanilla" | typeof VARIANTS[number];
 type Impl = "fused" | "dense" | "tfjs";
@@ -96,13 +95,6 @@ function parseFlags(args: string[]): Options {
     else throw new Error(`unknown flag ${a} (see --help)`);
   }
   return o;
-}
-
-function specOf(v: Variant, K: number): AttentionSpec {
-  if (v === "vanilla") return causal({ K: 1 });
-  if (v === "phd") return phd({ K });
-  if (v === "phd-swa") return phdSwa({ K, W });
-  return phdCswa({ K, W, C });
 }
 
 /** One result row (the `--json` contract: name, variant, layout, K, L, pass, median_ms). */

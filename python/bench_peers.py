@@ -26,9 +26,8 @@ import os
 import sys
 import time
 
-
-class UsageError(Exception):
-    """Bad input: printed as one `error:` line, exit status 1."""
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from one_line_errors import UsageError, run  # noqa: E402
 
 
 def blas_libraries():
@@ -212,14 +211,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except Exception as err:  # every failure is one line; PHD_DEBUG=1 shows the traceback
-        if os.environ.get("PHD_DEBUG"):
-            raise
-        what = str(err).splitlines()[0] if str(err) else ""
-        print(
-            f"error: {what if isinstance(err, UsageError) else f'{type(err).__name__}: {what}'}",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+    run(main)
