@@ -12,7 +12,8 @@ import { type Layout, LAYOUTS } from "../compiler/layout.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
 import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
 import { checkpointMetadata } from "../runtime/io/safetensors.ts";
-import { configSpec, DEFAULT_CONFIG, type PhdConfig } from "../runtime/model/config.ts";
+import { specToJson } from "../dsl/serial.ts";
+import { configSpec, DEFAULT_CONFIG, type PhdConfig, phdOf } from "../runtime/model/config.ts";
 import { PRESETS } from "../dsl/presets.ts";
 import {
   addSpecOptions,
@@ -49,6 +50,7 @@ export interface ExportFlags extends SpecFlags {
  * spec must be what the config's preset gives for these K, W, C (runtime/model/config.ts).
  */
 function presetPhd(preset: string, spec: AttentionSpec): PhdConfig | undefined {
+  if (!(preset in PRESETS)) return undefined;
   const d = DEFAULT_CONFIG.phd;
   const phd: PhdConfig = {
     K: spec.K,
@@ -73,10 +75,13 @@ async function exportedSpec(
   if (isCheckpoint(ref)) {
     const ck = await loadCheckpoint(ref);
     const spec = applySpecFlags(ck.spec, f);
-    return { spec, phd: presetPhd(ck.phd.variant, spec) };
+    // The checkpoint's own spec (any, rebuilt from phd.mask_spec) keeps its own phd section.
+    const same = spec.name === ck.spec.name && spec.source === ck.spec.source;
+    return { spec, phd: same ? ck.phd : presetPhd(ck.phd.variant, spec) };
   }
   const spec = await resolveSpec(ref, f);
-  return { spec, phd: ref in PRESETS ? presetPhd(ref, spec) : undefined };
+  // A spec file's checkpoints carry the spec itself (phd.mask_spec), so they can name it too.
+  return { spec, phd: ref in PRESETS ? presetPhd(ref, spec) : phdOf(spec, ref) };
 }
 
 /** Runs the command on parsed flags; returns the module text and the `--json` report. */
@@ -98,7 +103,7 @@ export async function exportCommand(
   const checkpointPhd = phd &&
     checkpointMetadata({
       config: DEFAULT_CONFIG.model,
-      phd: { ...phd, source: spec.source },
+      phd: { ...phd, source: spec.source, mask_spec: specToJson(spec) },
       tokenizer: "bytes",
     }).phd;
   const module = flexModule(spec, {

@@ -511,8 +511,8 @@ def cmd_train(args):
         mask = load_mask(args.mask)
         if mask.CHECKPOINT_PHD is None:
             raise UsageError(
-                f"mask {mask.NAME} is not a preset, and checkpoints name their mask by preset "
-                "(config.phd.variant): export a preset, or continue a checkpoint with --init"
+                f"mask module {mask.NAME} names no checkpoint spec (CHECKPOINT_PHD is None): "
+                "export it again with deno task export, or continue a checkpoint with --init"
             )
         phd, tokenizer, ctx = mask.CHECKPOINT_PHD, "bytes", None
         model = build_model(

@@ -200,3 +200,43 @@ Deno.test("checkpoints cross between deno tasks and PyTorch: eval loss, greedy t
   }
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a checkpoint of a spec file (score modifier) has the same loss in PyTorch from its own export", async () => {
+  // The spec travels inside the checkpoint (phd.mask_spec): `export ckpt` rebuilds it without the
+  // source file, and the module it writes names the checkpoint's own phd section.
+  const dir = await Deno.makeTempDir({ prefix: "torch_spec_" });
+  const text = join(dir, "t.txt"), ckpt = join(dir, "m.safetensors"), mask = join(dir, "m.py");
+  await Deno.writeTextFile(text, TEXT.repeat(6)); // enough for a validation window of 5%
+  await ok(runScript(
+    "cli/train.ts",
+    "--spec",
+    "examples/masks/softcap_phd.ts",
+    "--data",
+    text,
+    "--steps",
+    "6",
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "16",
+    "--lr",
+    "0.03",
+    "--out",
+    ckpt,
+    "--quiet",
+  ));
+  const want = JSON.parse(
+    (await ok(runScript("cli/eval.ts", "--ckpt", ckpt, "--text-file", text, "--json"))).stdout,
+  );
+  const exported = JSON.parse(
+    (await ok(runScript("cli/export.ts", ckpt, "--to", "flex", "--out", mask, "--json"))).stdout,
+  );
+  assert(JSON.parse(exported.checkpoint_phd).mask_spec, "the module names the spec itself");
+  const got = JSON.parse(
+    (await ok(torch("eval", "--ckpt", ckpt, "--mask", mask, "--text-file", text, "--json"))).stdout,
+  );
+  assertEquals(got.tokens, want.tokens);
+  const rel = Math.abs(got.loss - want.loss) / want.loss;
+  assert(rel <= 1e-5, `torch ${got.loss} vs deno eval ${want.loss} (${rel})`);
+  await Deno.remove(dir, { recursive: true });
+});
