@@ -11,7 +11,7 @@
  * `--write` replaces the "Browser playground" section of bench/RESULTS.md; `--screenshot` saves
  * the page (after the runs) as a PNG, the README's picture.
  */
-import { bundle } from "../cli/bundle.ts";
+import { bundle } from "../web/build.ts";
 import {
   cliGreedy,
   compileSpec,

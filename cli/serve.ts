@@ -1,5 +1,5 @@
 /**
- * `deno task serve [--port N] [--host H] [--no-build]`: builds the bundle (cli/bundle.ts) and
+ * `deno task serve [--port N] [--host H] [--no-build]`: builds the bundle (web/build.ts) and
  * serves the playground on localhost: web/ (index.html, style.css, dist/ with the bundle and its
  * source maps) at `/`, and the example specs of examples/masks/ at `/examples/masks/` with an
  * `index.json` listing them (the page's example menu). Files only, GET and HEAD, never outside
@@ -7,7 +7,7 @@
  */
 import { extname, join, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { bundle, bundleSummary, DEFAULT_OUT } from "./bundle.ts";
+import { bundle, bundleSummary, DEFAULT_OUT } from "../web/build.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 
 /** The port when none is given. */

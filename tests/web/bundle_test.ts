@@ -6,7 +6,7 @@
  */
 import { deepStrictEqual, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
-import { bundle } from "../../cli/bundle.ts";
+import { bundle } from "../../web/build.ts";
 import { analyze, phdCswa, summarize } from "../../mod.ts";
 
 Deno.test("the bundle holds no Deno or node: API and its core module runs", async () => {

@@ -8,7 +8,7 @@
  * training and generation run while the browser starts.
  */
 import { deepStrictEqual, match, ok as assert, strictEqual } from "node:assert/strict";
-import { bundle } from "../../cli/bundle.ts";
+import { bundle } from "../../web/build.ts";
 import {
   cliGreedy,
   compileSpec,
