@@ -279,7 +279,8 @@ async function main() {
     .option("--json", "print results.json on stdout")
     .addHelpText(
       "after",
-      `\nSuites: k-sweep, window, chunk, positions (experiments/*.json). Statistics: ${METHOD}.`,
+      `\nSuites (experiments/*.json): k-sweep, window, chunk, positions, reasoning, ` +
+        `reasoning-parity, reasoning-copy. Statistics: ${METHOD}.`,
     );
   const p = parseArgv(cmd), o = p.opts();
   if (!LAYOUTS.includes(o.layout)) {
