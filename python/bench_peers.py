@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from one_line_errors import UsageError, run  # noqa: E402
+from one_line_errors import Parser, UsageError, positive, run  # noqa: E402
 
 
 def blas_libraries():
@@ -178,17 +178,6 @@ def cmd_torch(args):
         header,
         {"steps": steps, "loss": loss, "matmul": lambda r: matmul_request(r, make, torch.mm)},
     )
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
-def positive(v):
-    if not v.isdigit() or int(v) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v!r}")
-    return int(v)
 
 
 def main(argv):

@@ -34,7 +34,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from one_line_errors import UsageError, run  # noqa: E402
+from one_line_errors import Parser, UsageError, positive, run  # noqa: E402
 
 import torch
 import torch.nn.functional as F
@@ -554,17 +554,6 @@ def cmd_train(args):
         if args.json
         else f"wrote {args.out} (loss {losses[0]:.4f} -> {losses[-1]:.4f})"
     )
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
-def positive(v):
-    if not v.isdigit() or int(v) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v!r}")
-    return int(v)
 
 
 def main(argv):

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { compare, mean, sd, t975 } from "../../runtime/experiment/stats.ts";
 import { parseSuite, slug } from "../../runtime/experiment/suite.ts";
 import { assertUsageError, DENO_RUN, runScript } from "../fixtures/cli.ts";
+import { tinyModel } from "../fixtures/model.ts";
 
 const close = (a: number, b: number, tol = 1e-9) =>
   Math.abs(a - b) <= tol * Math.max(1, Math.abs(b));
@@ -80,13 +81,7 @@ const TINY_SUITE = {
   budget: { tokens: 96 },
   eval_points: 1,
   base: {
-    model: {
-      hidden_size: 16,
-      intermediate_size: 24,
-      num_hidden_layers: 1,
-      num_attention_heads: 2,
-      num_key_value_heads: 1,
-    },
+    model: tinyModel({ vocab_size: 256, num_hidden_layers: 1, tie_word_embeddings: false }),
     train: { batch_size: 2, seq_len: 16, eval_batches: 1, log_every: 1 },
   },
   arms: [

@@ -21,6 +21,7 @@ import {
 import { createContext } from "../../runtime/gpu/context.ts";
 import { parseConfig } from "../../runtime/model/config.ts";
 import { Trainer } from "../../runtime/train/trainer.ts";
+import { tinyModel } from "../fixtures/model.ts";
 import { generate } from "../../runtime/infer/generate.ts";
 
 Deno.test("tasks: seeded lines whose answers are right", () => {
@@ -72,13 +73,7 @@ Deno.test("tasks: bad fields fail with one line", () => {
 Deno.test("tasks: accuracy on the device equals greedy decoding through the KV cache", async () => {
   const ctx = await createContext();
   const config = parseConfig({
-    model: {
-      hidden_size: 16,
-      intermediate_size: 24,
-      num_hidden_layers: 1,
-      num_attention_heads: 2,
-      num_key_value_heads: 1,
-    },
+    model: tinyModel({ vocab_size: 256, num_hidden_layers: 1, tie_word_embeddings: false }),
     phd: { K: 2, variant: "phd-cswa", W: 3, C: 8 },
     train: { batch_size: 8, seq_len: 16, steps: 40, lr: 0.03, warmup: 5, eval_batches: 1 },
   });
