@@ -34,6 +34,7 @@ import {
   maskSvg,
   ModelParams,
   parseConfig,
+  phdOf,
   reorderMask,
   Rng,
   type SamplingOptions,
@@ -445,10 +446,20 @@ async function generate(): Promise<void> {
 let stopRequested = false;
 let trained: Checkpoint | undefined;
 
-/** The page's tiny model: trains in seconds to a minute on a software adapter. */
-function trainConfig(): Config {
+/**
+ * The page's tiny model (trains in seconds to a minute on a software adapter) and its spec: a
+ * preset variant at the chosen K, or the spec compiled in the editor as it is (its own K).
+ */
+function trainConfig(): { config: Config; spec?: AttentionSpec } {
   const K = intField("train-K", 1, 4), variant = $<HTMLSelectElement>("variant").value;
-  return parseConfig({
+  if (variant === "editor" && !current) {
+    throw new Error("the editor's spec is not compiled: fix its error line first");
+  }
+  const spec = variant === "editor" ? current!.spec : undefined;
+  const phd = spec
+    ? phdOf(spec, spec.baseName)
+    : { K: variant === "causal" ? 1 : K, variant, W: 4, C: 8, positions: "shared" };
+  const config = parseConfig({
     model: {
       hidden_size: 32,
       intermediate_size: 96,
@@ -456,7 +467,7 @@ function trainConfig(): Config {
       num_attention_heads: 2,
       num_key_value_heads: 1,
     },
-    phd: { K: variant === "causal" ? 1 : K, variant, W: 4, C: 8, positions: "shared" },
+    phd,
     train: {
       steps: intField("steps", 1, 2000),
       batch_size: 8,
@@ -468,16 +479,17 @@ function trainConfig(): Config {
       eval_every: 0,
     },
   });
+  return { config, spec };
 }
 
 async function train(): Promise<void> {
-  const ctx = await gpu(), config = trainConfig(), t = config.train;
+  const ctx = await gpu(), { config, spec } = trainConfig(), t = config.train;
   const tok = new ByteTokenizer(), cut = Math.floor(TRAINING_TEXT.length * 0.85);
   const corpus = {
     train: tok.encode(TRAINING_TEXT.slice(0, cut)),
     val: tok.encode(TRAINING_TEXT.slice(cut)),
   };
-  const trainer = new Trainer(ctx, config, corpus);
+  const trainer = new Trainer(ctx, config, corpus, { spec });
   const stats = $("train-stats"), chart = $("loss-chart");
   delete chart.dataset.done;
   stopRequested = false;

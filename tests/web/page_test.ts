@@ -4,7 +4,8 @@
  * attention (forward and backward) matches the float64 reference on the page's adapter; a
  * checkpoint made by `deno task train` generates in the page exactly the greedy tokens `deno
  * task generate --greedy --json` prints; bad specs (a syntax error, a non-causal mask, an unknown
- * DSL name) show one error line; a 3-step training run in the page draws its loss. The CLI's
+ * DSL name) show one error line; a 3-step training run in the page draws its loss, and training
+ * can use the editor's spec. The CLI's
  * training and generation run while the browser starts.
  */
 import { deepStrictEqual, match, ok as assert, strictEqual } from "node:assert/strict";
@@ -114,6 +115,13 @@ Deno.test("the playground in headless Chromium", async (t) => {
       assert(r.valLoss > 0 && r.valLoss < 6, `validation loss ${r.valLoss}`);
       strictEqual(await page.locator("#loss-chart svg polyline").count(), 1);
       match(r.summary, /^3 steps in /);
+    });
+    await t.step("training can use the editor's spec", async () => {
+      await page.selectOption("#variant", "editor");
+      const r = await trainInPage(page, 2);
+      strictEqual(await page.textContent("#error"), "");
+      match(r.summary, /^2 steps in /);
+      match(await page.innerHTML("#loss-chart") ?? "", /phd_lag_k2_w2: \d+ parameters/);
     });
     deepStrictEqual(pg.pageErrors, []);
   } finally {
