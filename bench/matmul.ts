@@ -47,19 +47,7 @@ import {
 import { matmulRef } from "../reference/kernels.ts";
 import { Trainer } from "../runtime/train/trainer.ts";
 import { readConfig } from "../runtime/host/config_file.ts";
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const v = args[i + 1];
-  if (v === undefined || v.startsWith("--")) fail(`${name} needs a value`);
-  return v;
-}
-
-function fail(msg: string): never {
-  console.error(`error: ${msg}`);
-  Deno.exit(1);
-}
+import { fail, flag } from "./results.ts";
 
 const HELP =
   `usage: deno task bench matmul [--json] [--rounds N] [--cache F] [--config F.json] [--no-train]

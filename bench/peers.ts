@@ -59,7 +59,7 @@ import {
 } from "../runtime/host/tune_cache.ts";
 import { writeFileAtomic } from "../runtime/host/files.ts";
 import { Trainer } from "../runtime/train/trainer.ts";
-import { writeResults } from "./results.ts";
+import { fail, flag, writeResults } from "./results.ts";
 
 const base = (p: string) => p.split("/").at(-1)!;
 
@@ -93,19 +93,6 @@ the CPU, alternated round by round; matmul GFLOP/s next to numpy's and torch.mm'
                      then --torch-blas ${OPENBLAS_DIR}
   --quick            the 1024x512x512 matmul only, fewer rounds
   --write            replace the "Peers" section of bench/RESULTS.md`;
-
-function fail(msg: string): never {
-  console.error(`error: ${msg}`);
-  Deno.exit(1);
-}
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const v = args[i + 1];
-  if (v === undefined || v.startsWith("--")) fail(`${name} needs a value`);
-  return v;
-}
 
 function positiveFlag(args: string[], name: string, fallback?: number): number | undefined {
   const v = flag(args, name);

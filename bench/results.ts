@@ -1,7 +1,7 @@
 /**
  * Writing a benchmark's section of bench/RESULTS.md (and its plots) in place: the section titled
  * `## <title>` is replaced (or appended), files are written atomically and then formatted with
- * `deno fmt` so `deno fmt --check` stays clean.
+ * `deno fmt` so `deno fmt --check` stays clean; and the flag helpers the benchmarks share.
  */
 import { writeFileAtomic } from "../runtime/host/files.ts";
 
@@ -35,4 +35,19 @@ export async function writeResults(
   written.push(RESULTS_PATH);
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", ...written] }).output();
   return written;
+}
+
+/** Bad input to a benchmark: one `error:` line and exit status 1. */
+export function fail(msg: string): never {
+  console.error(`error: ${msg}`);
+  Deno.exit(1);
+}
+
+/** The value after `--name` in `args` (undefined when absent; a missing value is bad input). */
+export function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith("--")) fail(`${name} needs a value`);
+  return v;
 }
