@@ -22,6 +22,7 @@ import "@tensorflow/tfjs-backend-webgpu";
 import type { Layout } from "../compiler/layout.ts";
 import { classifyTiles } from "../compiler/analysis/tiles.ts";
 import { createContext } from "../runtime/gpu/context.ts";
+import { gpuOptionsFromEnv } from "../runtime/host/gpu_options.ts";
 import type { GpuContext } from "../runtime/gpu/device.ts";
 import { PipelineCache, readback, storageBuffer } from "../runtime/gpu/resources.ts";
 import { FlashAttention } from "../runtime/kernels/attention.ts";
@@ -326,7 +327,7 @@ export async function main(args: string[]) {
     Deno.exit(1);
   }
   const log = (s: string) => o.json || console.error(s);
-  const ctx = await createContext();
+  const ctx = await createContext(gpuOptionsFromEnv());
   const gpu = ctx.gpu, cache = new PipelineCache(gpu.device);
   await tf.setBackend("webgpu");
   await tf.ready();

@@ -19,6 +19,7 @@
 import { causal, phd, phdCswa, phdSwa } from "../dsl/presets.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
 import { createContext } from "../runtime/gpu/context.ts";
+import { gpuOptionsFromEnv } from "../runtime/host/gpu_options.ts";
 import { DEFAULT_CONFIG, type ModelConfig } from "../runtime/model/config.ts";
 import { Rng } from "../runtime/data/rng.ts";
 import { Decoder } from "../runtime/infer/decoder.ts";
@@ -175,7 +176,7 @@ export async function main(args: string[]) {
     Deno.exit(1);
   }
   const log = (s: string) => json || console.error(s);
-  const ctx = await createContext();
+  const ctx = await createContext(gpuOptionsFromEnv());
   const params = new ModelParams(ctx, BENCH_MODEL);
   params.upload(initParams(BENCH_MODEL, { seed: 1 }));
   const t0 = performance.now();

@@ -1,11 +1,13 @@
 /**
  * Matmul side by side, for the matmul shapes of one training step of the demo model (or
- * `--config`): the default variant, the tuned variant (from the autotune cache; shapes not in it
- * are tuned first with `--quick`'s candidates and saved) and `@tensorflow/tfjs-backend-webgpu`'s
- * matMul on the same data, timed in interleaved rounds (one run of each per round, so load from
- * other processes hits all three alike), medians; every result is checked against float64 first.
- * Then, unless `--no-train`, whole training steps of the config with the default and the tuned
- * (one-dispatch) matmuls, interleaved the same way: tokens/s.
+ * `--config`): the default variant of each adapter class (`defaultMatmul`: `cpu` is llvmpipe's,
+ * `gpu` the 256-invocation staged vec4 one; "default" is this adapter's class, "other default" the
+ * other one's), the tuned variant (from the autotune cache; shapes not in it are tuned first with
+ * `--quick`'s candidates and saved) and `@tensorflow/tfjs-backend-webgpu`'s matMul on the same
+ * data, timed in interleaved rounds (one run of each per round, so load from other processes hits
+ * all of them alike), medians; every result is checked against float64 first. Then, unless
+ * `--no-train`, whole training steps of the config with the default and the tuned (one-dispatch)
+ * matmuls, interleaved the same way: tokens/s.
  *
  *   deno task bench matmul [--json] [--rounds N] [--cache F] [--config F.json] [--no-train]
  */
@@ -28,6 +30,7 @@ import {
   tunedMatmulParams,
 } from "../runtime/tune/matmul.ts";
 import { createContext } from "../runtime/gpu/context.ts";
+import { gpuOptionsFromEnv } from "../runtime/host/gpu_options.ts";
 import { Rng } from "../runtime/data/rng.ts";
 import { readback, storageBuffer } from "../runtime/gpu/resources.ts";
 import {
@@ -37,9 +40,9 @@ import {
   saveTuneCache,
 } from "../runtime/host/tune_cache.ts";
 import { destroyDispatches, submit } from "../runtime/gpu/kernel.ts";
-import { deviceLimits } from "../runtime/gpu/device.ts";
+import { type AdapterClass, deviceLimits } from "../runtime/gpu/device.ts";
 import {
-  DEFAULT_MATMUL,
+  defaultMatmul,
   type MatmulBlocking,
   matmulDispatches,
   matmulVariantName,
@@ -52,8 +55,10 @@ import { fail, flag } from "./results.ts";
 const HELP =
   `usage: deno task bench matmul [--json] [--rounds N] [--cache F] [--config F.json] [--no-train]
 
-Default vs tuned matmul vs tfjs-backend-webgpu matMul on the training-step shapes of a config
-(default: the demo model), then training tokens/s with default vs tuned matmuls.`;
+Default (this adapter class's and the other class's: cpu = llvmpipe-shaped, gpu = 256 invocations,
+staged vec4 tiles) vs tuned matmul vs tfjs-backend-webgpu matMul on the training-step shapes of a
+config (default: the demo model), then training tokens/s with default vs tuned matmuls.
+PHD_ADAPTER_CLASS=cpu|gpu overrides the adapter's class (which default is "default").`;
 
 export async function main(args: string[]) {
   if (args.includes("--help") || args.includes("-h")) {
@@ -69,9 +74,10 @@ export async function main(args: string[]) {
   const config = await readConfig(flag(args, "--config")).catch((e) => fail(e.message));
   const log = (s: string) => console.error(s);
 
-  const ctx = await createContext(), dev = ctx.gpu.device;
+  const ctx = await createContext(gpuOptionsFromEnv()), dev = ctx.gpu.device;
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
   const limits = deviceLimits(dev);
+  const own = ctx.gpu.adapterClass, other: AdapterClass = own === "cpu" ? "gpu" : "cpu";
   const cache = await loadTuneCache(cachePath, log);
   const shapes = configMatmulShapes(ctx, config);
 
@@ -80,7 +86,9 @@ export async function main(args: string[]) {
   for (const s of shapes) {
     if (tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s)) continue;
     log(`tuning matmul ${s.trans} ${s.M}x${s.N}x${s.inner} (not in ${cachePath})`);
-    const task = matmulTask(ctx, s, { candidates: matmulCandidates({ quick: true }) });
+    const task = matmulTask(ctx, s, {
+      candidates: matmulCandidates({ adapterClass: own, quick: true, shape: s, limits }),
+    });
     try {
       await tuner.tune(task);
     } finally {
@@ -103,11 +111,12 @@ export async function main(args: string[]) {
     const ab = storageBuffer(dev, a),
       bb = storageBuffer(dev, b),
       cb = storageBuffer(dev, M * N * 4);
+    const byDefault = defaultMatmul(own, s, limits), otherDefault = defaultMatmul(other, s, limits);
     const tuned = tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s) ??
-      DEFAULT_MATMUL;
+      byDefault;
     const prep = (params: MatmulBlocking) =>
       matmulDispatches(ctx, { a: ab, b: bb, c: cb, M, N, inner, trans, params });
-    const ours = { default: prep(DEFAULT_MATMUL), tuned: prep(tuned) };
+    const ours = { default: prep(byDefault), other: prep(otherDefault), tuned: prep(tuned) };
     const err: Record<string, number> = {};
     for (const [name, ds] of Object.entries(ours)) {
       submit(ctx, ds);
@@ -137,10 +146,11 @@ export async function main(args: string[]) {
       for (const o of outs) o.dispose();
       return ms;
     };
-    const times: Record<string, number[]> = { default: [], tuned: [], tfjs: [] };
+    const times: Record<string, number[]> = { default: [], other: [], tuned: [], tfjs: [] };
     for (let r = 0; r <= rounds; r++) { // round 0 warms up
       const t = {
         default: await timeDispatches(ctx, ours.default, reps),
+        other: await timeDispatches(ctx, ours.other, reps),
         tuned: await timeDispatches(ctx, ours.tuned, reps),
         tfjs: await tfTime(r === 0),
       };
@@ -148,6 +158,7 @@ export async function main(args: string[]) {
     }
     const ms = {
       default: median(times.default),
+      other: median(times.other),
       tuned: median(times.tuned),
       tfjs: median(times.tfjs),
     };
@@ -156,12 +167,17 @@ export async function main(args: string[]) {
       what: s.what,
       uses: s.count,
       variant: matmulVariantName(tuned),
+      default_variant: matmulVariantName(byDefault),
+      other_default_variant: matmulVariantName(otherDefault),
       default_ms: +ms.default.toFixed(3),
+      other_default_ms: +ms.other.toFixed(3),
       tuned_ms: +ms.tuned.toFixed(3),
       tfjs_ms: +ms.tfjs.toFixed(3),
       default_gflops: +(flops / ms.default / 1e6).toFixed(3),
+      other_default_gflops: +(flops / ms.other / 1e6).toFixed(3),
       tuned_gflops: +(flops / ms.tuned / 1e6).toFixed(3),
       tfjs_gflops: +(flops / ms.tfjs / 1e6).toFixed(3),
+      other_vs_default: +(ms.default / ms.other).toFixed(2),
       tuned_vs_default: +(ms.default / ms.tuned).toFixed(2),
       tuned_vs_tfjs: +(ms.tfjs / ms.tuned).toFixed(2),
       max_abs_err: Object.fromEntries(
@@ -170,15 +186,17 @@ export async function main(args: string[]) {
     };
     rows.push(row);
     log(JSON.stringify(row));
-    destroyDispatches([...ours.default, ...ours.tuned]);
+    destroyDispatches([...ours.default, ...ours.other, ...ours.tuned]);
     for (const x of [ab, bb, cb]) x.destroy();
     ta.dispose();
     tb.dispose();
   }
-  const total = (k: "default_ms" | "tuned_ms" | "tfjs_ms") =>
+  const total = (k: "default_ms" | "other_default_ms" | "tuned_ms" | "tfjs_ms") =>
     rows.reduce((t, r) => t + r.uses * r[k], 0);
   const step = {
     default_ms: +total("default_ms").toFixed(1),
+    other_default_ms: +total("other_default_ms").toFixed(1),
+    other_vs_default: +(total("default_ms") / total("other_default_ms")).toFixed(2),
     tuned_ms: +total("tuned_ms").toFixed(1),
     tfjs_ms: +total("tfjs_ms").toFixed(1),
     tuned_vs_default: +(total("default_ms") / total("tuned_ms")).toFixed(2),
@@ -192,6 +210,8 @@ export async function main(args: string[]) {
 
   const result = {
     adapter: ctx.gpu.adapterName,
+    adapter_class: own,
+    other_class: other,
     tfjs: tfName,
     deno,
     rounds,
@@ -207,6 +227,7 @@ export async function main(args: string[]) {
     "shape",
     "uses",
     "default ms",
+    `${other} default ms`,
     "tuned ms",
     "tfjs ms",
     "default GF/s",
@@ -214,12 +235,15 @@ export async function main(args: string[]) {
     "tfjs GF/s",
     "tuned/default",
     "tuned/tfjs",
-    "variant",
+    "default variant",
+    `${other} default variant`,
+    "tuned variant",
   ];
   const body = rows.map((r) => [
     r.shape,
     `${r.uses}`,
     r.default_ms.toFixed(2),
+    r.other_default_ms.toFixed(2),
     r.tuned_ms.toFixed(2),
     r.tfjs_ms.toFixed(2),
     r.default_gflops.toFixed(2),
@@ -227,12 +251,17 @@ export async function main(args: string[]) {
     r.tfjs_gflops.toFixed(2),
     `${r.tuned_vs_default.toFixed(2)}x`,
     `${r.tuned_vs_tfjs.toFixed(2)}x`,
+    r.default_variant,
+    r.other_default_variant,
     r.variant,
   ]);
-  console.log(`adapter: ${result.adapter} | ${tfName} | median of ${rounds} interleaved rounds`);
+  console.log(
+    `adapter: ${result.adapter} (${own} class) | ${tfName} | median of ${rounds} interleaved rounds`,
+  );
   console.log(markdownTable(head, body));
   console.log(
-    `one training step's matmuls (sum of uses x ms): default ${step.default_ms} ms, tuned ` +
+    `one training step's matmuls (sum of uses x ms): default (${own}) ${step.default_ms} ms, ` +
+      `${other} default ${step.other_default_ms} ms (${step.other_vs_default}x), tuned ` +
       `${step.tuned_ms} ms, tfjs ${step.tfjs_ms} ms: tuned ${step.tuned_vs_default}x default, ` +
       `${step.tuned_vs_tfjs}x tfjs`,
   );
@@ -291,12 +320,19 @@ interface Row {
   what: string;
   uses: number;
   variant: string;
+  /** This adapter class's default and the other class's (`defaultMatmul`). */
+  default_variant: string;
+  other_default_variant: string;
   default_ms: number;
+  other_default_ms: number;
   tuned_ms: number;
   tfjs_ms: number;
   default_gflops: number;
+  other_default_gflops: number;
   tuned_gflops: number;
   tfjs_gflops: number;
+  /** Speed of the other class's default relative to this class's (below 1: slower). */
+  other_vs_default: number;
   tuned_vs_default: number;
   tuned_vs_tfjs: number;
   max_abs_err: Record<string, number>;

@@ -22,6 +22,7 @@
  */
 import { flexModule } from "../compiler/codegen/flex.ts";
 import { createContext } from "../runtime/gpu/context.ts";
+import { gpuOptionsFromEnv } from "../runtime/host/gpu_options.ts";
 import { destroyDispatches, type Dispatch, type KernelContext } from "../runtime/gpu/kernel.ts";
 import { storageBuffer } from "../runtime/gpu/resources.ts";
 import { Batches } from "../runtime/data/batches.ts";
@@ -30,7 +31,7 @@ import { encodeCheckpoint } from "../runtime/io/checkpoint.ts";
 import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
 import { deviceLimits } from "../runtime/gpu/device.ts";
 import {
-  DEFAULT_MATMUL,
+  defaultMatmul,
   matmulDispatches,
   type MatmulShape,
   matmulVariantName,
@@ -388,7 +389,14 @@ async function tuneReference(ctx: KernelContext, s: Shape, path: string) {
   const limits = deviceLimits(ctx.gpu.device);
   if (tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s)) return cache;
   log(`tuning matmul ${shapeKey(s)} (not in ${path})`);
-  const task = matmulTask(ctx, s, { candidates: matmulCandidates({ quick: true }) });
+  const task = matmulTask(ctx, s, {
+    candidates: matmulCandidates({
+      adapterClass: ctx.gpu.adapterClass,
+      quick: true,
+      shape: s,
+      limits,
+    }),
+  });
   try {
     await new Autotuner(cache, { adapter, deno, warmup: 1, runs: 3 }).tune(task);
   } finally {
@@ -418,7 +426,8 @@ async function matmuls(
     const c = storageBuffer(dev, M * N * 4);
     const tuned = tunedMatmulParams(o.cache, chooser, s);
     const ours = new Map<string, Dispatch[]>();
-    for (const [side, params] of [["default", DEFAULT_MATMUL], ["tuned", tuned]] as const) {
+    const byDefault = defaultMatmul(ctx.gpu.adapterClass, s, chooser.limits);
+    for (const [side, params] of [["default", byDefault], ["tuned", tuned]] as const) {
       if (params) ours.set(side, matmulDispatches(ctx, { a, b, c, M, N, inner, trans, params }));
     }
     const peers = new Map(o.numpy.map((n) => [n.name, n.peer]));
@@ -542,7 +551,7 @@ async function measure(o: Options) {
       peer: await Peer.start("numpy", o.numpyPython, ["numpy"], env),
     });
   }
-  const ctx = await createContext();
+  const ctx = await createContext(gpuOptionsFromEnv());
   const mfu: Shape = { M: 1024, N: 512, inner: 512, trans: "nt", what: "MFU reference" };
   const dir = await Deno.makeTempDir({ prefix: "bench_peers_" });
   const contenders: Contender[] = [];

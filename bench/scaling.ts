@@ -19,6 +19,7 @@
  * a GPU) are built and measured for memory but not timed.
  */
 import { createContext } from "../runtime/gpu/context.ts";
+import { gpuOptionsFromEnv } from "../runtime/host/gpu_options.ts";
 import type { KernelContext } from "../runtime/gpu/kernel.ts";
 import { storageBuffer } from "../runtime/gpu/resources.ts";
 import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
@@ -244,7 +245,7 @@ export async function main(args: string[]) {
   const write = args.includes("--write");
   const log = (s: string) => json || console.error(s);
   const t0 = performance.now();
-  const ctx = await createContext();
+  const ctx = await createContext(gpuOptionsFromEnv());
   const meter = new MemoryMeter(ctx.gpu.device);
   const adapter = ctx.gpu.adapterName, cpu = cpuAdapter(adapter);
   const maxTrain = flagValue(args, "--max-train-tokens") ??

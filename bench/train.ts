@@ -11,6 +11,7 @@
  */
 import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
 import { createContext } from "../runtime/gpu/context.ts";
+import { gpuOptionsFromEnv } from "../runtime/host/gpu_options.ts";
 import { Rng } from "../runtime/data/rng.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
 import { countedKernels, loadKernelChoosers } from "../runtime/host/tune_cache.ts";
@@ -58,7 +59,7 @@ export async function main(args: string[]) {
     Deno.exit(1);
   }
   const t0 = performance.now();
-  const ctx = await createContext();
+  const ctx = await createContext(gpuOptionsFromEnv());
   const gflops = await measureMatmulGflops(ctx);
   // The autotuner's variants where .cache/autotune.json has them (read once, counted per config).
   const choosers = await loadKernelChoosers(ctx, { warn: (l) => console.error(l) });

@@ -30,6 +30,7 @@ import {
   configAttentionShape,
 } from "../runtime/tune/attention.ts";
 import { createContext } from "../runtime/gpu/context.ts";
+import { gpuOptionsFromEnv } from "../runtime/host/gpu_options.ts";
 import { deviceLimits } from "../runtime/gpu/device.ts";
 import { checkWritable } from "../runtime/host/files.ts";
 import {
@@ -88,6 +89,8 @@ export interface AutotuneRow {
 /** The whole report (`--json`). */
 export interface AutotuneReport {
   adapter: string;
+  /** The adapter class whose variant space was tuned (`PHD_ADAPTER_CLASS` overrides it). */
+  adapter_class: string;
   deno: string;
   cache: string;
   quick: boolean;
@@ -123,11 +126,11 @@ export async function autotune(
   const config = await readConfig(f.config);
   // Minutes of tuning must not end in an unwritable cache path.
   await checkWritable(f.cache ?? DEFAULT_TUNE_CACHE, "autotune cache");
-  const ctx = await createContext();
+  const ctx = await createContext(gpuOptionsFromEnv());
   const cache = await loadTuneCache(f.cache, progress);
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
   const tuner = new Autotuner(cache, { adapter, deno, warmup: 1, runs: f.quick ? 3 : 5 });
-  const limits = deviceLimits(ctx.gpu.device);
+  const limits = deviceLimits(ctx.gpu.device), adapterClass = ctx.gpu.adapterClass;
   const shapes = kernels.includes("matmul") ? configMatmulShapes(ctx, config) : [];
   const attention = kernels.includes("attention")
     ? layouts.map((l) => configAttentionShape(config, l))
@@ -168,9 +171,11 @@ export async function autotune(
     const { entry, measured } = await tuneOne(
       i,
       `matmul ${s.trans} ${s.M}x${s.N}x${s.inner} (${s.what})`,
-      matmulKeyParts(s),
+      matmulKeyParts(s, adapterClass),
       () => {
-        const task = matmulTask(ctx, s, { candidates: matmulCandidates({ quick: f.quick }) });
+        const task = matmulTask(ctx, s, {
+          candidates: matmulCandidates({ adapterClass, quick: f.quick, shape: s, limits }),
+        });
         return { task, destroy: task.destroy, n: task.candidates.length };
       },
     );
@@ -197,10 +202,10 @@ export async function autotune(
     const { entry, measured } = await tuneOne(
       shapes.length + j,
       `attention ${shape} (${s.spec.name}, forward + backward)`,
-      attentionKeyParts(s),
+      attentionKeyParts(s, adapterClass),
       () => {
         const task = attentionTask(ctx, s, {
-          candidates: attentionCandidates(s.headDim, { quick: f.quick }),
+          candidates: attentionCandidates(s.headDim, { adapterClass, quick: f.quick, limits }),
         });
         return { task, destroy: task.destroy, n: task.candidates.length };
       },
@@ -219,6 +224,7 @@ export async function autotune(
     rows.filter((r) => r.kernel === kernel).reduce((t, r) => t + r.count * f(r), 0);
   return {
     adapter: ctx.gpu.adapterName,
+    adapter_class: adapterClass,
     deno,
     cache: f.cache,
     quick: Boolean(f.quick),
@@ -264,7 +270,7 @@ function formatReport(r: AutotuneReport): string {
   const measured = r.rows.filter((x) => x.measured).length;
   const has = (k: string) => r.rows.some((x) => x.kernel === k);
   return [
-    `adapter: ${r.adapter} | deno ${r.deno} | cache ${r.cache}`,
+    `adapter: ${r.adapter} (${r.adapter_class} class) | deno ${r.deno} | cache ${r.cache}`,
     measured === 0
       ? `warm cache: nothing measured (every shape was already tuned)`
       : `tuned ${measured} of ${r.rows.length} shapes (${r.measured_candidates} candidates timed)`,
@@ -294,7 +300,9 @@ if (import.meta.main) {
     const cmd = parseArgv(
       newCommand(
         "deno task autotune",
-        "tune the kernels of a config's training step on this adapter; the winners go to the cache",
+        "tune the kernels of a config's training step on this adapter; the winners go to the " +
+          "cache. The variant space follows the adapter class (cpu: llvmpipe-like CPU " +
+          "rasterizers, gpu: the rest); PHD_ADAPTER_CLASS=cpu|gpu overrides it",
       )
         .option("--quick", "fewer candidates and runs (the variants that matter most)")
         .option(

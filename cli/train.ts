@@ -21,7 +21,8 @@ import {
   evalBatches,
   type MemoryCorpus,
 } from "../runtime/data/batches.ts";
-import { createContext } from "../runtime/gpu/context.ts";
+import { type ContextOptions, createContext } from "../runtime/gpu/context.ts";
+import { gpuOptionsFromEnv } from "../runtime/host/gpu_options.ts";
 import { loadBrown } from "../runtime/host/corpus.ts";
 import {
   latestUnit,
@@ -95,8 +96,10 @@ export interface TrainingReport {
   interrupted?: "SIGINT" | "SIGTERM";
 }
 
-/** A device and pipeline cache. */
-export const kernelContext = createContext;
+/** A device and pipeline cache (the adapter class from `PHD_ADAPTER_CLASS` when set). */
+export function kernelContext(o: ContextOptions = {}): Promise<KernelContext> {
+  return createContext({ ...gpuOptionsFromEnv(), ...o });
+}
 
 /** The Brown corpus as byte tokens (cleaned text cached under `.cache`). */
 export async function brownCorpus(): Promise<MemoryCorpus> {

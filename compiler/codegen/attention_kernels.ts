@@ -79,21 +79,49 @@ export interface TileShape {
   blockK: number;
 }
 
+/** WebGPU's guaranteed values of `KernelLimits`: what defaults assume without a device. */
+export const WEBGPU_KERNEL_LIMITS: KernelLimits = {
+  maxComputeWorkgroupStorageSize: 16384,
+  maxComputeInvocationsPerWorkgroup: 256,
+};
+
 /**
- * Default tiles: 32 x 32. Streaming from storage (`direct`, the llvmpipe choice), an invocation
- * owns 4 query rows (forward, dQ) or 2 key rows (dK/dV), so a workgroup is 8 or 16 invocations
- * (one or two AVX2 SIMD rows on llvmpipe) and every streamed row serves several rows. With
- * workgroup staging (real GPUs: one row per invocation, wide workgroups) tiles shrink so the two
- * shared d-wide tiles of a pass fit 16 KiB (WebGPU's default workgroup memory), e.g. 16 x 16 at
- * d = 128.
+ * What a configuration's defaults are chosen for: the adapter class (runtime/gpu/device.ts
+ * `AdapterClass`: `cpu` for a CPU rasterizer such as llvmpipe, `gpu` otherwise) and the device's
+ * limits. Without one, defaults are the cpu class's under WebGPU's guaranteed limits.
  */
-export function defaultTiles(headDim: number, staging: Staging = "direct"): TileShape {
+export interface KernelTarget {
+  adapterClass: "cpu" | "gpu";
+  limits: KernelLimits;
+}
+
+/** Workgroup memory of the staged passes' shared tiles of `t` rows (the dK/dV pass's, the most). */
+function stagedBytes(t: number, headDim: number): number {
+  return 2 * t * headDim * 4 + 4 * t * 4;
+}
+
+/**
+ * Default tiles. Streaming from storage (`direct`, the cpu class's choice): 32 x 32, an
+ * invocation owns 4 query rows (forward, dQ) or 2 key rows (dK/dV), so a workgroup is 8 or 16
+ * invocations (one or two AVX2 SIMD rows on llvmpipe) and every streamed row serves several rows.
+ * With workgroup staging (the gpu class: one row per invocation, wide workgroups) tiles are the
+ * largest power of two whose two shared d-wide tiles fit the workgroup memory: without a device's
+ * `limits` at most 32 in WebGPU's guaranteed 16 KiB (e.g. 16 x 16 at d = 64), with them at most
+ * 64 and the device's invocation limit in its own memory (64 x 64 at d = 64 in 48 KiB).
+ */
+export function defaultTiles(
+  headDim: number,
+  staging: Staging = "direct",
+  limits?: KernelLimits,
+): TileShape {
   checkHeadDim(headDim);
-  let t = 32;
-  while (staging === "workgroup" && t > 4 && 2 * t * headDim * 4 + 4 * t * 4 > 16384) t /= 2;
-  return staging === "direct"
-    ? { tileQ: t, tileK: t, blockQ: 4, blockK: 2 }
-    : { tileQ: t, tileK: t, blockQ: 1, blockK: 1 };
+  if (staging === "direct") return { tileQ: 32, tileK: 32, blockQ: 4, blockK: 2 };
+  const bytes = limits?.maxComputeWorkgroupStorageSize ??
+    WEBGPU_KERNEL_LIMITS.maxComputeWorkgroupStorageSize;
+  let t = limits ? 64 : 32;
+  while (limits && t > limits.maxComputeInvocationsPerWorkgroup) t /= 2;
+  while (t > 4 && stagedBytes(t, headDim) > bytes) t /= 2;
+  return { tileQ: t, tileK: t, blockQ: 1, blockK: 1 };
 }
 
 /** The largest divisor of `tile` that is at most `block` (a block must divide its tile). */
@@ -111,11 +139,14 @@ export interface AttentionChoices {
   dtype?: StorageType;
   /** `fused` (tile skipping, default) or `dense` (every tile, mask everywhere: the baseline). */
   variant?: KernelVariant;
-  /** Streamed rows from storage (`direct`, default) or via workgroup memory. */
+  /**
+   * Streamed rows from storage (`direct`, the cpu class's default) or via workgroup memory (the
+   * gpu class's).
+   */
   staging?: Staging;
-  /** Query rows per tile. Default from `defaultTiles(headDim, staging)`. */
+  /** Query rows per tile. Default from `defaultTiles(headDim, staging, limits)`. */
   tileQ?: number;
-  /** Key rows per tile. Default from `defaultTiles(headDim, staging)`. */
+  /** Key rows per tile. Default from `defaultTiles(headDim, staging, limits)`. */
   tileK?: number;
   /**
    * Query rows per invocation (forward, dQ). Default from `defaultTiles`, reduced to a divisor of
@@ -128,7 +159,7 @@ export interface AttentionChoices {
   blockK?: number;
 }
 
-/** The defaults of the choices that are not tile shapes. */
+/** The defaults of the choices that are not tile shapes (the cpu class's: no target given). */
 export const ATTENTION_DEFAULTS = {
   layout: "interleaved",
   dtype: "f32",
@@ -139,13 +170,16 @@ export const ATTENTION_DEFAULTS = {
 /**
  * Every choice of a configuration, the missing ones filled in: the one definition of the default
  * kernel, shared by `FlashAttention`, `deno task compile` and the autotuner's default candidate.
+ * A `gpu` target stages streamed rows through workgroup memory, tiles sized from its limits.
  */
 export function attentionDefaults(
   headDim: number,
   c: AttentionChoices = {},
+  target?: KernelTarget,
 ): Required<AttentionChoices> {
-  const staging = c.staging ?? ATTENTION_DEFAULTS.staging;
-  const t = defaultTiles(headDim, staging);
+  const staging = c.staging ??
+    (target?.adapterClass === "gpu" ? "workgroup" : ATTENTION_DEFAULTS.staging);
+  const t = defaultTiles(headDim, staging, target?.limits);
   const tileQ = c.tileQ ?? t.tileQ, tileK = c.tileK ?? t.tileK;
   return {
     tileQ,
@@ -159,13 +193,17 @@ export function attentionDefaults(
   };
 }
 
-/** The kernel parameters of a spec, head dim and choices (`attentionDefaults` for the rest). */
+/**
+ * The kernel parameters of a spec, head dim and choices (`attentionDefaults` for the rest, for
+ * `target` when given).
+ */
 export function attentionParams(
   spec: SpecCode,
   headDim: number,
   c: AttentionChoices = {},
+  target?: KernelTarget,
 ): AttentionKernelParams {
-  return { spec, headDim, ...attentionDefaults(headDim, c) };
+  return { spec, headDim, ...attentionDefaults(headDim, c, target) };
 }
 
 /** The pipeline cache key: every field that changes the WGSL, and nothing else. */

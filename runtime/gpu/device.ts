@@ -57,12 +57,52 @@ export function deviceLimits(device: GPUDevice): DeviceLimits {
   return Object.fromEntries(names.map((k) => [k, device.limits[k]])) as DeviceLimits;
 }
 
+/**
+ * What the kernel defaults are shaped for (docs/DESIGN.md 6, README "Autotuning"): `cpu`, a
+ * software rasterizer (Mesa's llvmpipe and lavapipe, SwiftShader, WARP, any fallback adapter),
+ * which runs a workgroup as SIMD loops on CPU cores and rewards large register blocks in one SIMD
+ * row of invocations; `gpu`, anything else (64-256 invocations, tiles staged in workgroup memory).
+ */
+export type AdapterClass = "cpu" | "gpu";
+
+/** The adapter classes, in the order `--help` texts list them. */
+export const ADAPTER_CLASSES: readonly AdapterClass[] = ["cpu", "gpu"];
+
+/** Names in an adapter's info that mark a CPU rasterizer. */
+const CPU_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|basic render|\bwarp\b/i;
+
+/**
+ * The class of an adapter from its `GPUAdapterInfo`: `cpu` for a fallback adapter or one whose
+ * vendor, architecture, device or description names a CPU rasterizer, else `gpu`.
+ */
+export function adapterClassOf(info: {
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  description?: string;
+  isFallbackAdapter?: boolean;
+}): AdapterClass {
+  if (info.isFallbackAdapter) return "cpu";
+  const names = [info.vendor, info.architecture, info.device, info.description].join(" ");
+  return CPU_ADAPTER.test(names) ? "cpu" : "gpu";
+}
+
 /** A device plus what the runtime needs to know about it. */
 export interface GpuContext {
   adapter: GPUAdapter;
   device: GPUDevice;
   /** Human-readable adapter name (for errors, logs and tuning keys). */
   adapterName: string;
+  /**
+   * The class the kernel defaults and the tuner's space follow: `adapterClassOf` the adapter's
+   * info unless `GpuOptions.adapterClass` overrode it.
+   */
+  adapterClass: AdapterClass;
+  /**
+   * Whether the `subgroups` feature was enabled, and the adapter's least subgroup size (a
+   * workgroup of at most that many invocations is one subgroup); 0 without the feature.
+   */
+  subgroupMinSize: number;
   /** Whether `shader-f16` was enabled (f16 storage kernels). */
   f16: boolean;
   /** Whether `timestamp-query` was enabled (GPU-side timing in benchmarks). */
@@ -79,6 +119,13 @@ export interface GpuOptions {
   f16?: boolean;
   /** Enable `timestamp-query` when the adapter has it. Default true. */
   timestamps?: boolean;
+  /** Enable `subgroups` when the adapter grants it. Default true. */
+  subgroups?: boolean;
+  /**
+   * The class the kernel defaults follow instead of the adapter's own (`adapterClassOf`): `gpu`
+   * runs the GPU-shaped defaults on llvmpipe (tests; the host reads `PHD_ADAPTER_CLASS`).
+   */
+  adapterClass?: AdapterClass;
 }
 
 const FIX = "install a Vulkan driver (apt-get install mesa-vulkan-drivers) and set " +
@@ -116,11 +163,27 @@ export async function requestGpu(o: GpuOptions = {}): Promise<GpuContext> {
   const timestamps = (o.timestamps ?? true) && adapter.features.has("timestamp-query");
   if (f16) features.push("shader-f16");
   if (timestamps) features.push("timestamp-query");
-  const device = await adapter.requestDevice({
-    requiredLimits: limits,
-    requiredFeatures: features,
-  });
-  return { adapter, device, adapterName: name, f16, timestamps, limits };
+  const request = (extra: GPUFeatureName[]) =>
+    adapter.requestDevice({ requiredLimits: limits, requiredFeatures: [...features, ...extra] });
+  // Deno 2.9.6 grants `subgroups` on lavapipe (Vulkan) without listing it among the adapter's
+  // features, so it is asked for and the refusal (a TypeError, adapter untouched) taken as "no".
+  let device: GPUDevice | undefined;
+  if (o.subgroups ?? true) {
+    device = await request(["subgroups" as GPUFeatureName]).catch(() => undefined);
+  }
+  const subgroups = device?.features.has("subgroups") ?? false;
+  device ??= await request([]);
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+  return {
+    adapter,
+    device,
+    adapterName: name,
+    adapterClass: o.adapterClass ?? adapterClassOf(adapter.info),
+    subgroupMinSize: subgroups ? info.subgroupMinSize ?? 0 : 0,
+    f16,
+    timestamps,
+    limits,
+  };
 }
 
 /**

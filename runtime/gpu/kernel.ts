@@ -37,6 +37,8 @@ const ELEMENTWISE_WG = 64;
 export interface KernelSpec {
   /** Cache key and label: the family and every parameter baked into the code. */
   key: string;
+  /** WGSL extensions the code enables (`f16`), written first; the device must have them. */
+  enable?: readonly string[];
   /**
    * Uniform structs by binding name, bound first and in order: `{ u: "rows: u32, eps: f32" }`
    * declares `struct U { rows: u32, eps: f32 }` and `var<uniform> u: U`. Fields are 4-byte
@@ -85,6 +87,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   ${spec.main.body.trim()}
 }`;
   const code = [
+    ...(spec.enable ?? []).map((e) => `enable ${e};`),
     "",
     ...structs.map((u) => u.decl),
     ...lines,

@@ -39,7 +39,7 @@ import {
 
 /**
  * Choices baked into the kernels (each combination is its own set of pipelines); the ones left out
- * take `attentionDefaults`.
+ * take `attentionDefaults` of the device's adapter class and limits.
  */
 export interface AttentionConfig extends AttentionChoices {
   /** Head dimension (multiple of 4). */
@@ -122,7 +122,10 @@ export class FlashAttention {
     readonly spec: AttentionSpec,
     config: AttentionConfig,
   ) {
-    this.params = attentionParams(spec, config.headDim, config);
+    this.params = attentionParams(spec, config.headDim, config, {
+      adapterClass: gpu.adapterClass,
+      limits: gpu.limits,
+    });
     if (this.params.dtype === "f16" && !gpu.f16) {
       throw new Error(
         `f16 storage needs the shader-f16 feature, which adapter "${gpu.adapterName}" lacks: ` +

@@ -15,13 +15,20 @@
  * - `vec: 4`: vec4 loads along each operand's contiguous dimension (nt: both along inner; nn: A
  *   along inner, B along N; tn: A along M, B along N), when those dimensions are multiples of 4;
  * - `bk`: stage `bk`-deep slices of the inner dimension of the A and B tiles through workgroup
- *   memory (0: read global memory directly, the default: on llvmpipe every load is a gather
- *   either way);
+ *   memory (0: read global memory directly, the cpu default: on llvmpipe every load is a gather
+ *   either way), with `vec: 4` loaded into it as vec4s (the gpu default);
  * - `kz`: split the inner dimension inside a workgroup across `kz` invocations along z, reduced
  *   through workgroup memory (one dispatch);
  * - `splitK`: split the inner dimension across workgroups into a scratch buffer, then a reduction
  *   pass (two dispatches: use `matmulDispatches`, which also takes every other variant).
- * f16 storage is not in the space: the model's tensors are f32 (see README, autotuning).
+ * - `f16` (not tuned; `shader-f16`): operands rounded to f16 as they are loaded (staged tiles are
+ *   f16 too), products in f16 and sums in f32 (`products`), or sums in f16 too (`accumulate`): a
+ *   forward/inference knob, never chosen by the tuner, whose check holds variants to f32 error.
+ * Storage stays f32 (the model's tensors are f32, see README, autotuning).
+ *
+ * The default blocking follows the adapter class (`defaultMatmul`, runtime/gpu/device.ts
+ * `AdapterClass`): llvmpipe's `DEFAULT_MATMUL` on a CPU rasterizer, 64-256 invocations with staged
+ * vec4 tiles (`GPU_MATMUL`) on a GPU.
  *
  * A model takes its blocking per product from a `MatmulChooser`; the autotuner's
  * (`tunedMatmulChooser`, runtime/tune/matmul.ts) returns the tuned variant of the shape's bucket
@@ -30,6 +37,7 @@
  * `matmul(ctx, call)` (one dispatch) accepts everything it returns.
  */
 import {
+  type AdapterClass,
   checkBindingSize,
   type DeviceLimits,
   deviceLimits,
@@ -72,7 +80,16 @@ export interface MatmulParams {
    * `matmulDispatches`).
    */
   splitK?: number;
+  /**
+   * f16 arithmetic (needs `shader-f16`; combines with neither `kz` nor `splitK`): `products`
+   * rounds operands and products to f16 and sums in f32, `accumulate` sums in f16 too. Default
+   * unset: f32 throughout.
+   */
+  f16?: MatmulF16;
 }
+
+/** The f16 arithmetic of a matmul: f16 products with f32 sums, or everything in f16. */
+export type MatmulF16 = "products" | "accumulate";
 
 /** The blocking part of the parameters (what a caller or the tuner passes per call). */
 export type MatmulBlocking = Omit<MatmulParams, "trans">;
@@ -83,6 +100,21 @@ export type MatmulBlocking = Omit<MatmulParams, "trans">;
  * load is a gather there, so the block size (FMAs per load) is what counts.
  */
 export const DEFAULT_MATMUL: MatmulBlocking = { tm: 8, tn: 8, wgx: 8, wgy: 8 };
+
+/**
+ * The gpu class's defaults in order of preference, the first that fits a shape and the device
+ * being used: 4 x 4 per invocation in 16 x 16 invocations (a 64 x 64 tile of C, 256 invocations),
+ * 8-deep inner slices of A and B staged through 4 KiB of workgroup memory, in vec4s when the shape
+ * allows; 8 x 8 invocations (64, every device's least) where 256 do not fit. 8 rather than 16
+ * deep: llvmpipe's GL backend compiles a staged kernel in time proportional to the slice depth
+ * (10-40 s at 16), and the tests run these defaults there.
+ */
+export const GPU_MATMUL: readonly MatmulBlocking[] = [
+  { tm: 4, tn: 4, wgx: 16, wgy: 16, vec: 4, bk: 8 },
+  { tm: 4, tn: 4, wgx: 16, wgy: 16, bk: 8 },
+  { tm: 4, tn: 4, wgx: 8, wgy: 8, vec: 4, bk: 8 },
+  { tm: 4, tn: 4, wgx: 8, wgy: 8, bk: 8 },
+];
 
 /** Accumulators one invocation may hold (registers). */
 const MAX_ACCUMULATORS = 256;
@@ -114,15 +146,32 @@ export interface MatmulShape {
  */
 export type MatmulChooser = (shape: MatmulShape) => MatmulBlocking | undefined;
 
-/** Normalised parameters (every optional knob filled in). */
-function full(p: MatmulParams): Required<MatmulParams> {
-  return { vec: 1, bk: 0, kz: 1, splitK: 1, ...p } as Required<MatmulParams>;
+/**
+ * The default blocking of a product on an adapter class: `DEFAULT_MATMUL` for `cpu`; for `gpu`
+ * the first of `GPU_MATMUL` that fits the shape (vec4 divisibility) and `limits` (default:
+ * WebGPU's guaranteed ones, which the last always fits).
+ */
+export function defaultMatmul(
+  adapterClass: AdapterClass,
+  shape: MatmulShape,
+  limits: MatmulLimits = WEBGPU_DEFAULT_LIMITS,
+): MatmulBlocking {
+  if (adapterClass === "cpu") return DEFAULT_MATMUL;
+  return GPU_MATMUL.find((p) => {
+    const q = { ...p, trans: shape.trans };
+    return !matmulShapeProblem(q, shape) && !matmulLimitsProblem(q, limits);
+  }) ?? GPU_MATMUL[GPU_MATMUL.length - 1];
+}
+
+/** Normalised parameters (every optional knob filled in; `f16` stays optional). */
+function full(p: MatmulParams): Required<Omit<MatmulParams, "f16">> & Pick<MatmulParams, "f16"> {
+  return { vec: 1, bk: 0, kz: 1, splitK: 1, ...p };
 }
 
 /** Bytes of workgroup memory a variant declares. */
 function matmulWorkgroupBytes(p: MatmulParams): number {
   const q = full(p);
-  const staged = q.bk > 0 ? (q.wgy * q.tm + q.wgx * q.tn) * q.bk * 4 : 0;
+  const staged = q.bk > 0 ? (q.wgy * q.tm + q.wgx * q.tn) * q.bk * (q.f16 ? 2 : 4) : 0;
   const reduce = q.kz > 1 ? (q.kz - 1) * q.wgx * q.wgy * q.tm * q.tn * 4 : 0;
   return staged + reduce;
 }
@@ -171,7 +220,8 @@ export function matmulKey(p: MatmulParams): string {
   const q = full(p);
   return `matmul:${q.trans}:tm${q.tm}:tn${q.tn}:wg${q.wgx}x${q.wgy}` +
     (q.vec !== 1 ? `:v${q.vec}` : "") + (q.bk ? `:bk${q.bk}` : "") +
-    (q.kz > 1 ? `:kz${q.kz}` : "") + (q.splitK > 1 ? `:sk` : "");
+    (q.kz > 1 ? `:kz${q.kz}` : "") + (q.splitK > 1 ? `:sk` : "") +
+    (q.f16 ? `:f16${q.f16[0]}` : "");
 }
 
 /** A short human name of a blocking, e.g. `8x16 wg8x1 v4 kz4`. */
@@ -179,7 +229,7 @@ export function matmulVariantName(p: MatmulBlocking): string {
   const q = full({ trans: "nt", ...p });
   return `${q.tm}x${q.tn} wg${q.wgx}x${q.wgy}` + (q.vec === 4 ? " v4" : "") +
     (q.bk ? ` bk${q.bk}` : "") + (q.kz > 1 ? ` kz${q.kz}` : "") +
-    (q.splitK > 1 ? ` sk${q.splitK}` : "");
+    (q.splitK > 1 ? ` sk${q.splitK}` : "") + (q.f16 ? ` f16${q.f16[0]}` : "");
 }
 
 /**
@@ -200,8 +250,16 @@ export function matmulKernel(
   if (vec === 4 && trans === "tn" && (tm % 4 || tn % 4)) {
     throw new RangeError(`matmul tn vec4: tm and tn must be multiples of 4`);
   }
-  if (bk > 0 && (vec !== 1 || kz > 1)) {
-    throw new RangeError(`matmul: workgroup staging (bk) combines with neither vec4 nor kz`);
+  if (bk > 0 && kz > 1) throw new RangeError(`matmul: workgroup staging (bk) excludes kz`);
+  if (bk > 0 && vec === 4 && bk % 4) {
+    throw new RangeError(`matmul: vec4 loads into staged tiles need bk % 4 == 0, got ${bk}`);
+  }
+  const f16 = q.f16;
+  if (f16 !== undefined && f16 !== "products" && f16 !== "accumulate") {
+    throw new RangeError(`matmul: f16 must be "products" or "accumulate", got ${f16}`);
+  }
+  if (f16 && (kz > 1 || splitK > 1)) {
+    throw new RangeError(`matmul: f16 arithmetic combines with neither kz nor splitK`);
   }
   const problem = matmulLimitsProblem(q, limits);
   if (problem) throw new RangeError(`matmul ${matmulKey(q)}: ${problem}`);
@@ -210,6 +268,13 @@ export function matmulKernel(
   const IJ = I.flatMap((i) => J.map((j) => [i, j] as const));
   const each = (f: (i: number, j: number) => string, sep = "\n    ") =>
     IJ.map(([i, j]) => f(i, j)).join(sep);
+  // f16: loaded values become f16 (`half`); an accumulator gains x·y, rounded to f16 first
+  // (`products`) or summed in f16 (`accumulate`).
+  const half = (x: string, v = false) => f16 ? `${v ? "vec4<f16>" : "f16"}(${x})` : x;
+  const mac = (i: number, j: number, x: string, y: string) =>
+    f16 === "products"
+      ? `acc${i}_${j} += f32(${x} * ${y});`
+      : `acc${i}_${j} = fma(${x}, ${y}, acc${i}_${j});`;
   const barriers = bk > 0 || kz > 1;
   const C = ["x", "y", "z", "w"];
   // Vector along inner: the loop advances 4 k per step (nt: A and B; nn: A).
@@ -227,9 +292,9 @@ export function matmulKernel(
   // The inner step: loads of one k (or 4 k) and the FMAs; `av(i, kk)`/`bv(kk, j)` name values.
   let indices: string, step: string;
   const fmas = (av: (i: number, kk: number) => string, bv: (kk: number, j: number) => string) =>
-    [...Array(kv).keys()].map((kk) =>
-      each((i, j) => `acc${i}_${j} = fma(${av(i, kk)}, ${bv(kk, j)}, acc${i}_${j});`)
-    ).join("\n    ");
+    [...Array(kv).keys()].map((kk) => each((i, j) => mac(i, j, av(i, kk), bv(kk, j)))).join(
+      "\n    ",
+    );
   if (bk > 0) {
     indices = "";
     step = "";
@@ -239,8 +304,8 @@ export function matmulKernel(
       ...J.map((j) => `let c${j} = min(n0 + ${j}u, u.N - 1u);`),
     ].join("\n  ");
     step = [
-      ...I.map((i) => `let a${i} = ${aAt(`r${i}`, "k")};`),
-      ...J.map((j) => `let b${j} = ${bAt("k", `c${j}`)};`),
+      ...I.map((i) => `let a${i} = ${half(aAt(`r${i}`, "k"))};`),
+      ...J.map((j) => `let b${j} = ${half(bAt("k", `c${j}`))};`),
       fmas((i) => `a${i}`, (_, j) => `b${j}`),
     ].join("\n    ");
   } else if (trans === "nt") {
@@ -250,8 +315,8 @@ export function matmulKernel(
       ...J.map((j) => `let c${j} = min(n0 + ${j}u, u.N - 1u) * (u.inner / 4u);`),
     ].join("\n  ");
     step = [
-      ...I.map((i) => `let a${i} = a[r${i} + k / 4u];`),
-      ...J.map((j) => `let b${j} = b[c${j} + k / 4u];`),
+      ...I.map((i) => `let a${i} = ${half(`a[r${i} + k / 4u]`, true)};`),
+      ...J.map((j) => `let b${j} = ${half(`b[c${j} + k / 4u]`, true)};`),
       fmas((i, kk) => `a${i}.${C[kk]}`, (kk, j) => `b${j}.${C[kk]}`),
     ].join("\n    ");
   } else if (trans === "nn") {
@@ -262,9 +327,9 @@ export function matmulKernel(
       ...G.map((g) => `let c${g} = min(n0 / 4u + ${g}u, u.N / 4u - 1u);`),
     ].join("\n  ");
     step = [
-      ...I.map((i) => `let a${i} = a[r${i} + k / 4u];`),
+      ...I.map((i) => `let a${i} = ${half(`a[r${i} + k / 4u]`, true)};`),
       ...[0, 1, 2, 3].flatMap((kk) =>
-        G.map((g) => `let b${kk}_${g} = b[(k + ${kk}u) * (u.N / 4u) + c${g}];`)
+        G.map((g) => `let b${kk}_${g} = ${half(`b[(k + ${kk}u) * (u.N / 4u) + c${g}]`, true)};`)
       ),
       fmas((i, kk) => `a${i}.${C[kk]}`, (kk, j) => `b${kk}_${j >> 2}.${C[j & 3]}`),
     ].join("\n    ");
@@ -276,8 +341,8 @@ export function matmulKernel(
       ...GJ.map((g) => `let c${g} = min(n0 / 4u + ${g}u, u.N / 4u - 1u);`),
     ].join("\n  ");
     step = [
-      ...GI.map((g) => `let a${g} = a[k * (u.M / 4u) + r${g}];`),
-      ...GJ.map((g) => `let b${g} = b[k * (u.N / 4u) + c${g}];`),
+      ...GI.map((g) => `let a${g} = ${half(`a[k * (u.M / 4u) + r${g}]`, true)};`),
+      ...GJ.map((g) => `let b${g} = ${half(`b[k * (u.N / 4u) + c${g}]`, true)};`),
       fmas((i) => `a${i >> 2}.${C[i & 3]}`, (_, j) => `b${j >> 2}.${C[j & 3]}`),
     ].join("\n    ");
   }
@@ -300,11 +365,12 @@ export function matmulKernel(
 
   let loop: string;
   let decls = "";
-  if (bk > 0) {
+  if (bk > 0 && vec === 1) {
     // Cooperative loads of a (BM x bk) slice of A' and a (bk x BN) slice of B' per inner step.
     const BM = wgy * tm, BN = wgx * tn, NT = wgx * wgy;
-    decls = `var<workgroup> As: array<f32, ${BM * bk}>;
-var<workgroup> Bs: array<f32, ${bk * BN}>;`;
+    const st = f16 ? "f16" : "f32";
+    decls = `var<workgroup> As: array<${st}, ${BM * bk}>;
+var<workgroup> Bs: array<${st}, ${bk * BN}>;`;
     // Follow each operand's contiguous dimension so neighbouring invocations load neighbours.
     const aIdx = trans === "tn"
       ? `let kk = e / ${BM}u; let mm = e % ${BM}u;`
@@ -318,18 +384,96 @@ var<workgroup> Bs: array<f32, ${bk * BN}>;`;
   for (var kt = kb; kt < ke; kt += ${bk}u) {
     for (var e = t; e < ${BM * bk}u; e += ${NT}u) {
       ${aIdx}
-      As[mm * ${bk}u + kk] = ${aAt(`min(mb + mm, u.M - 1u)`, `min(kt + kk, u.inner - 1u)`)};
+      As[mm * ${bk}u + kk] = ${half(aAt(`min(mb + mm, u.M - 1u)`, `min(kt + kk, u.inner - 1u)`))};
     }
     for (var e = t; e < ${bk * BN}u; e += ${NT}u) {
       ${bIdx}
-      Bs[kk * ${BN}u + nn] = ${bAt(`min(kt + kk, u.inner - 1u)`, `min(nb + nn, u.N - 1u)`)};
+      Bs[kk * ${BN}u + nn] = ${half(bAt(`min(kt + kk, u.inner - 1u)`, `min(nb + nn, u.N - 1u)`))};
     }
     workgroupBarrier();
     let kn = min(${bk}u, ke - kt);
     for (var kk = 0u; kk < kn; kk++) {
       ${I.map((i) => `let a${i} = As[(l.y * ${tm}u + ${i}u) * ${bk}u + kk];`).join("\n      ")}
       ${J.map((j) => `let b${j} = Bs[kk * ${BN}u + l.x * ${tn}u + ${j}u];`).join("\n      ")}
-      ${each((i, j) => `acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`, "\n      ")}
+      ${each((i, j) => mac(i, j, `a${i}`, `b${j}`), "\n      ")}
+    }
+    workgroupBarrier();
+  }`;
+  } else if (bk > 0) {
+    // Staged vec4 tiles: each operand's slice keeps its contiguous dimension in vec4s (A' and B'
+    // of nt along inner, B' of nn and tn along N, A' of tn along M), loaded with one vec4 per
+    // invocation and step and read back as vec4s by the same FMAs as the unstaged vec4 path.
+    const BM = wgy * tm, BN = wgx * tn, NT = wgx * wgy, K4 = bk / 4;
+    const aAlongM = trans === "tn", bAlongN = trans !== "nt";
+    const st = f16 ? "vec4<f16>" : "vec4f";
+    decls = `var<workgroup> As: array<${st}, ${(BM * bk) / 4}>;
+var<workgroup> Bs: array<${st}, ${(bk * BN) / 4}>;`;
+    const aLoad = aAlongM
+      ? `let kk = e / ${BM / 4}u; let m4 = e % ${BM / 4}u;
+      As[e] = ${
+        half(`a[min(kt + kk, u.inner - 1u) * (u.M / 4u) + min(mb / 4u + m4, u.M / 4u - 1u)]`, true)
+      };`
+      : `let mm = e / ${K4}u; let k4 = e % ${K4}u;
+      As[e] = ${
+        half(
+          `a[min(mb + mm, u.M - 1u) * (u.inner / 4u) + min(kt / 4u + k4, u.inner / 4u - 1u)]`,
+          true,
+        )
+      };`;
+    const bLoad = bAlongN
+      ? `let kk = e / ${BN / 4}u; let n4 = e % ${BN / 4}u;
+      Bs[e] = ${
+        half(`b[min(kt + kk, u.inner - 1u) * (u.N / 4u) + min(nb / 4u + n4, u.N / 4u - 1u)]`, true)
+      };`
+      : `let nn = e / ${K4}u; let k4 = e % ${K4}u;
+      Bs[e] = ${
+        half(
+          `b[min(nb + nn, u.N - 1u) * (u.inner / 4u) + min(kt / 4u + k4, u.inner / 4u - 1u)]`,
+          true,
+        )
+      };`;
+    // One step: 4 k (A' along inner) or 1 k (tn), as the unstaged vec4 step of the form.
+    let body: string, stride: number;
+    if (trans === "nt") {
+      stride = 4;
+      body = [
+        ...I.map((i) => `let a${i} = As[(l.y * ${tm}u + ${i}u) * ${K4}u + kk / 4u];`),
+        ...J.map((j) => `let b${j} = Bs[(l.x * ${tn}u + ${j}u) * ${K4}u + kk / 4u];`),
+        fmas((i, q) => `a${i}.${C[q]}`, (q, j) => `b${j}.${C[q]}`),
+      ].join("\n      ");
+    } else if (trans === "nn") {
+      stride = 4;
+      const G = [...Array(tn / 4).keys()];
+      body = [
+        ...I.map((i) => `let a${i} = As[(l.y * ${tm}u + ${i}u) * ${K4}u + kk / 4u];`),
+        ...[0, 1, 2, 3].flatMap((q) =>
+          G.map((g) => `let b${q}_${g} = Bs[(kk + ${q}u) * ${BN / 4}u + l.x * ${tn / 4}u + ${g}u];`)
+        ),
+        fmas((i, q) => `a${i}.${C[q]}`, (q, j) => `b${q}_${j >> 2}.${C[j & 3]}`),
+      ].join("\n      ");
+    } else {
+      stride = 1;
+      const GI = [...Array(tm / 4).keys()], GJ = [...Array(tn / 4).keys()];
+      body = [
+        ...GI.map((g) => `let a${g} = As[kk * ${BM / 4}u + l.y * ${tm / 4}u + ${g}u];`),
+        ...GJ.map((g) => `let b${g} = Bs[kk * ${BN / 4}u + l.x * ${tn / 4}u + ${g}u];`),
+        fmas((i) => `a${i >> 2}.${C[i & 3]}`, (_, j) => `b${j >> 2}.${C[j & 3]}`),
+      ].join("\n      ");
+    }
+    loop = `let t = l.y * ${wgx}u + l.x;
+  let mb = wg.y * ${BM}u;
+  let nb = wg.x * ${BN}u;
+  for (var kt = kb; kt < ke; kt += ${bk}u) {
+    for (var e = t; e < ${(BM * bk) / 4}u; e += ${NT}u) {
+      ${aLoad}
+    }
+    for (var e = t; e < ${(bk * BN) / 4}u; e += ${NT}u) {
+      ${bLoad}
+    }
+    workgroupBarrier();
+    let kn = min(${bk}u, ke - kt);
+    for (var kk = 0u; kk < kn; kk += ${stride}u) {
+      ${body}
     }
     workgroupBarrier();
   }`;
@@ -362,12 +506,16 @@ var<workgroup> Bs: array<f32, ${bk * BN}>;`;
   const stores = each(
     (i, j) =>
       `if (m0 + ${i}u < u.M && n0 + ${j}u < u.N) { ${
-        out(`(m0 + ${i}u) * u.N + n0 + ${j}u`, `acc${i}_${j}`)
+        out(
+          `(m0 + ${i}u) * u.N + n0 + ${j}u`,
+          f16 === "accumulate" ? `f32(acc${i}_${j})` : `acc${i}_${j}`,
+        )
       } }`,
     "\n  ",
   );
   return makeKernel({
     key: matmulKey(q),
+    enable: f16 ? ["f16"] : undefined,
     uniforms: { u: "M: u32, N: u32, inner: u32, alpha: f32, beta: f32, slice: u32" },
     reads: { a: type, b: type },
     writes: splitK > 1 ? { p: "f32" } : { c: "f32" },
@@ -385,7 +533,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   let n0 = ${wgx === 1 ? "wg.x" : `(wg.x * ${wgx}u + l.x)`} * ${tn}u;
   ${barriers ? "" : "if (m0 >= u.M || n0 >= u.N) { return; }"}
   ${range}
-  ${each((i, j) => `var acc${i}_${j} = 0.0;`, "\n  ")}
+  ${each((i, j) => `var acc${i}_${j} = ${f16 === "accumulate" ? "0.0h" : "0.0"};`, "\n  ")}
   ${loop}
   ${reduce}
   ${stores}
@@ -426,7 +574,7 @@ export interface MatmulCall {
   alpha?: number;
   /** Scale of the old C (1 accumulates). Default 0: C is overwritten, never read. */
   beta?: number;
-  /** Blocking and variant. Default `DEFAULT_MATMUL`. */
+  /** Blocking and variant. Default `defaultMatmul` of the context's adapter class. */
   params?: MatmulBlocking;
 }
 
@@ -450,10 +598,17 @@ export function matmul(ctx: KernelContext, call: MatmulCall): Dispatch {
 export function matmulDispatches(ctx: KernelContext, call: MatmulCall): Dispatch[] {
   const { M, N, inner, trans } = call;
   checkDims("matmul", { M, N, inner });
-  const p = full({ ...DEFAULT_MATMUL, ...call.params, trans });
+  const limits = deviceLimits(ctx.gpu.device);
+  const p = full({ ...(call.params ?? defaultMatmul(ctx.gpu.adapterClass, call, limits)), trans });
   const shapeProblem = matmulShapeProblem(p, call);
   if (shapeProblem) throw new RangeError(`matmul ${M}x${N}x${inner}: ${shapeProblem}`);
-  const kernel = matmulKernel(p, deviceLimits(ctx.gpu.device));
+  if (p.f16 && !ctx.gpu.f16) {
+    throw new Error(
+      `matmul f16 arithmetic needs the shader-f16 feature, which adapter "${ctx.gpu.adapterName}" ` +
+        `lacks: leave f16 unset, or use a Vulkan driver (DENO_WEBGPU_BACKEND=vulkan)`,
+    );
+  }
+  const kernel = matmulKernel(p, limits);
   const sizes = { a: M * inner, b: N * inner, c: M * N };
   for (const [name, n] of Object.entries(sizes)) {
     checkBindingSize(ctx.gpu, n * 4, `matmul ${name} (${n} f32)`);

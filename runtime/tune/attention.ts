@@ -14,7 +14,12 @@
  * Browser-safe.
  */
 import { readback, storageBuffer, upload } from "../gpu/resources.ts";
-import { type DeviceLimits, deviceLimits, WEBGPU_DEFAULT_LIMITS } from "../gpu/device.ts";
+import {
+  type AdapterClass,
+  type DeviceLimits,
+  deviceLimits,
+  WEBGPU_DEFAULT_LIMITS,
+} from "../gpu/device.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
 import {
   attentionDefaults,
@@ -90,23 +95,46 @@ export function attentionVariantName(p: AttentionVariant): string {
     (p.staging === "workgroup" ? "_wg" : "") + (p.variant === "dense" ? "_dense" : "");
 }
 
-/** The variant `FlashAttention` builds when given no choices (`attentionDefaults`). */
-export function defaultAttentionVariant(headDim: number): AttentionVariant {
-  const { tileQ, tileK, blockQ, blockK, staging, variant } = attentionDefaults(headDim);
+/**
+ * The variant `FlashAttention` builds when given no choices (`attentionDefaults`) on an adapter
+ * class; `limits` (default WebGPU's guaranteed ones) size the gpu class's staged tiles.
+ */
+export function defaultAttentionVariant(
+  headDim: number,
+  adapterClass: AdapterClass,
+  limits: KernelLimits = WEBGPU_DEFAULT_LIMITS,
+): AttentionVariant {
+  const { tileQ, tileK, blockQ, blockK, staging, variant } = attentionDefaults(headDim, {}, {
+    adapterClass,
+    limits,
+  });
   return { tileQ, tileK, blockQ, blockK, staging, variant };
 }
 
+/** Options of `attentionCandidates`. */
+export interface AttentionSpaceOptions {
+  /** The adapter class whose space this is (runtime/gpu/device.ts `AdapterClass`). */
+  adapterClass: AdapterClass;
+  /** The variants around the default only. Default false (the full space). */
+  quick?: boolean;
+  /** The device's limits, for the gpu class's default. Default: WebGPU's. */
+  limits?: KernelLimits;
+}
+
 /**
- * The attention variant space for a head dim, the default (`defaultAttentionVariant`) first.
- * `quick` keeps direct-staged fused variants around the default (tiles 16 to 64, register blocks
- * up to 8: what llvmpipe rewards); the full space adds smaller blocks, uneven tiles, workgroup
- * staging (wide workgroups of one row per invocation: real GPUs; pruned where the two shared
- * tiles exceed the device's workgroup memory) and the dense baseline. Blocks are fitted to divide
- * their tiles; duplicates are dropped.
+ * The attention variant space for a head dim on an adapter class, the default
+ * (`defaultAttentionVariant`) first. `cpu`: `quick` keeps direct-staged fused variants around the
+ * default (tiles 16 to 64, register blocks up to 8: what llvmpipe rewards); the full space adds
+ * smaller blocks, uneven tiles, workgroup staging (wide workgroups of one row per invocation;
+ * pruned where the two shared tiles exceed the device's workgroup memory) and the dense baseline.
+ * `gpu`: `quick` keeps staged tiles of 16 to 64 rows, one or two per invocation, and one direct
+ * variant; the full space adds every staged square tile the default can be (4 to 64), uneven
+ * staged tiles and the dense baseline. Blocks are fitted to divide their tiles; duplicates are
+ * dropped.
  */
 export function attentionCandidates(
   headDim: number,
-  o: { quick?: boolean } = {},
+  o: AttentionSpaceOptions,
 ): Candidate<AttentionVariant>[] {
   const v = (
     tileQ: number,
@@ -123,36 +151,28 @@ export function attentionCandidates(
     staging,
     variant,
   });
-  const w = defaultTiles(headDim, "workgroup");
-  const list: AttentionVariant[] = [
-    defaultAttentionVariant(headDim),
-    v(32, 32, 8, 4),
-    v(64, 64, 8, 4),
-    v(64, 32, 8, 4),
-    v(16, 16, 4, 2),
-    v(64, 64, 4, 2),
-  ];
-  if (!o.quick) {
-    list.push(
-      v(32, 32, 8, 8),
-      v(32, 32, 4, 4),
-      v(32, 32, 2, 2),
-      v(32, 32, 1, 1),
-      v(16, 16, 8, 4),
-      v(16, 16, 2, 2),
-      v(32, 16, 4, 2),
-      v(16, 32, 4, 4),
-      v(32, 64, 4, 4),
-      v(64, 64, 8, 8),
-      v(w.tileQ, w.tileK, 1, 1, "workgroup"),
+  const first = defaultAttentionVariant(headDim, o.adapterClass, o.limits);
+  const list: AttentionVariant[] = o.adapterClass === "gpu"
+    ? [
+      first,
       v(16, 16, 1, 1, "workgroup"),
       v(32, 32, 1, 1, "workgroup"),
       v(64, 64, 1, 1, "workgroup"),
-      v(32, 32, 4, 2, "workgroup"),
-      { ...defaultAttentionVariant(headDim), variant: "dense" },
-      v(64, 64, 8, 4, "direct", "dense"),
+      v(64, 64, 2, 2, "workgroup"),
+      v(32, 32, 1, 1),
+    ]
+    : cpuAttentionSpace(headDim, v);
+  if (!o.quick && o.adapterClass === "gpu") {
+    list.push(
+      v(4, 4, 1, 1, "workgroup"),
+      v(8, 8, 1, 1, "workgroup"),
+      v(64, 32, 1, 1, "workgroup"),
+      v(32, 64, 1, 1, "workgroup"),
+      v(32, 32, 2, 2, "workgroup"),
+      { ...first, variant: "dense" },
     );
   }
+  if (!o.quick && o.adapterClass === "cpu") list.push(...cpuAttentionFull(headDim, v));
   const seen = new Set<string>();
   return list.flatMap((params) => {
     const name = attentionVariantName(params);
@@ -162,12 +182,61 @@ export function attentionCandidates(
   });
 }
 
-/** What keys an attention problem's tuning result (with the adapter and the Deno version). */
-export function attentionKeyParts(s: AttentionShape): TuneKeyParts {
+/** A variant of tiles, blocks (fitted to divide them), staging and variant. */
+type MakeVariant = (
+  tileQ: number,
+  tileK: number,
+  blockQ: number,
+  blockK: number,
+  staging?: Staging,
+  variant?: KernelVariant,
+) => AttentionVariant;
+
+/** The cpu class's quick space (see `attentionCandidates`): what the tuner has always searched. */
+function cpuAttentionSpace(headDim: number, v: MakeVariant): AttentionVariant[] {
+  return [
+    defaultAttentionVariant(headDim, "cpu"),
+    v(32, 32, 8, 4),
+    v(64, 64, 8, 4),
+    v(64, 32, 8, 4),
+    v(16, 16, 4, 2),
+    v(64, 64, 4, 2),
+  ];
+}
+
+/** What the cpu class's full space adds to its quick one. */
+function cpuAttentionFull(headDim: number, v: MakeVariant): AttentionVariant[] {
+  const w = defaultTiles(headDim, "workgroup");
+  return [
+    v(32, 32, 8, 8),
+    v(32, 32, 4, 4),
+    v(32, 32, 2, 2),
+    v(32, 32, 1, 1),
+    v(16, 16, 8, 4),
+    v(16, 16, 2, 2),
+    v(32, 16, 4, 2),
+    v(16, 32, 4, 4),
+    v(32, 64, 4, 4),
+    v(64, 64, 8, 8),
+    v(w.tileQ, w.tileK, 1, 1, "workgroup"),
+    v(16, 16, 1, 1, "workgroup"),
+    v(32, 32, 1, 1, "workgroup"),
+    v(64, 64, 1, 1, "workgroup"),
+    v(32, 32, 4, 2, "workgroup"),
+    { ...defaultAttentionVariant(headDim, "cpu"), variant: "dense" },
+    v(64, 64, 8, 4, "direct", "dense"),
+  ];
+}
+
+/**
+ * What keys an attention problem's tuning result (with the adapter and the Deno version): the
+ * source hash covers the adapter class's space, so a result tuned as the other class is a miss.
+ */
+export function attentionKeyParts(s: AttentionShape, adapterClass: AdapterClass): TuneKeyParts {
   return {
     kernel: attentionKernelName(s.layout),
     bucket: attentionBucket(s),
-    sourceHash: attentionSourceHash(s),
+    sourceHash: attentionSourceHash(s, adapterClass),
   };
 }
 
@@ -205,7 +274,7 @@ function attentionParams(p: AttentionVariant, s: AttentionShape) {
  * (W, C, tables: they decide which tiles the fused kernels skip), so a change to the generator,
  * the mask or its parameters makes old entries misses.
  */
-function attentionSourceHash(s: AttentionShape): string {
+function attentionSourceHash(s: AttentionShape, adapterClass: AdapterClass): string {
   const bindings = JSON.stringify(specBindings(s.spec));
   const id = JSON.stringify([
     s.spec.name,
@@ -216,8 +285,9 @@ function attentionSourceHash(s: AttentionShape): string {
     s.dtype ?? "f32",
     bindings,
   ]);
-  return sourceHash(`attention:${id}`, () => [
-    ...attentionCandidates(s.headDim).flatMap((c) =>
+  const memo = adapterClass === "cpu" ? `attention:${id}` : `attention:${adapterClass}:${id}`;
+  return sourceHash(memo, () => [
+    ...attentionCandidates(s.headDim, { adapterClass }).flatMap((c) =>
       KINDS.map((k) => buildAttentionKernel(k, attentionParams(c.params, s)).code)
     ),
     bindings,
@@ -254,7 +324,7 @@ function attentionPrune(
 
 /** Options of `attentionTask`. */
 export interface AttentionTaskOptions {
-  /** Candidates (default `attentionCandidates(headDim)`), the default first. */
+  /** Candidates (default: the adapter class's full space), the default first. */
   candidates?: Candidate<AttentionVariant>[];
   /** Seed of the random inputs. Default 1. */
   seed?: number;
@@ -364,7 +434,8 @@ export function attentionTask(
   };
   const work = B * H * N * N * d;
   const mode = work <= (o.referenceLimit ?? 2 ** 25) ? "float64" : "default";
-  const candidates = o.candidates ?? attentionCandidates(d);
+  const adapterClass = ctx.gpu.adapterClass;
+  const candidates = o.candidates ?? attentionCandidates(d, { adapterClass, limits });
   let ref: Promise<ArrayLike<number>[]> | undefined;
   const reference = () => {
     ref ??= mode === "float64"
@@ -383,7 +454,7 @@ export function attentionTask(
   const rtol = o.rtol ?? 1e-3;
   const reps = Math.max(1, Math.min(16, Math.round(2 ** 23 / work)));
   return {
-    ...attentionKeyParts(shape),
+    ...attentionKeyParts(shape, adapterClass),
     candidates,
     reference: mode,
     prune: (p) => attentionPrune(p, shape, limits),
@@ -437,7 +508,8 @@ export function tunedAttentionParams(
   s: AttentionShape,
 ): AttentionVariant | undefined {
   const limits = o.limits ?? WEBGPU_DEFAULT_LIMITS;
-  return timedTrials(cache, { ...o, ...attentionKeyParts(s) }, isAttentionVariant)
+  const parts = attentionKeyParts(s, o.adapter.adapterClass);
+  return timedTrials(cache, { ...o, ...parts }, isAttentionVariant)
     .find((p) => !attentionPrune(p, s, limits));
 }
 

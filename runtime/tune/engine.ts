@@ -26,21 +26,30 @@
 import { readback } from "../gpu/resources.ts";
 import { type Dispatch, type KernelContext, record, submit } from "../gpu/kernel.ts";
 import { Rng } from "../data/rng.ts";
+import type { AdapterClass, GpuContext } from "../gpu/device.ts";
 
-/** Identity of an adapter, as part of a tuning key. */
+/**
+ * Identity of an adapter, as part of a tuning key: vendor, architecture and description name it
+ * in the key; its class picks the variant space, which the families' source hashes cover
+ * (`matmulKeyParts`), so a result tuned as the other class is a miss too.
+ */
 export interface AdapterId {
   vendor: string;
   architecture: string;
   description: string;
+  adapterClass: AdapterClass;
 }
 
 /** The identity of a context's adapter (the tuning key's adapter part). */
-export function adapterIdOf(gpu: { adapter: GPUAdapter; adapterName: string }): AdapterId {
+export function adapterIdOf(
+  gpu: Pick<GpuContext, "adapter" | "adapterName" | "adapterClass">,
+): AdapterId {
   const i = gpu.adapter.info;
   return {
     vendor: i.vendor || "unknown",
     architecture: i.architecture || "",
     description: i.description || gpu.adapterName,
+    adapterClass: gpu.adapterClass,
   };
 }
 

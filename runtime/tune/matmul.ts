@@ -7,6 +7,7 @@
  *
  * The runtime calls, once per model build:
  *   tunedMatmulChooser(cache, { adapter: adapterIdOf(ctx.gpu), deno, limits }) -> MatmulChooser
+ *   (the adapter's id carries its class, whose space the key's source hash covers)
  *   (host: `loadKernelChoosers(ctx).matmul` in runtime/host/tune_cache.ts reads
  *   .cache/autotune.json)
  * and passes it as `GraphOptions.matmul`: `(shape: {trans, M, N, inner}) => MatmulBlocking |
@@ -14,10 +15,12 @@
  * tuned. Browser-safe.
  */
 import { readback, storageBuffer, upload } from "../gpu/resources.ts";
-import { deviceLimits, WEBGPU_DEFAULT_LIMITS } from "../gpu/device.ts";
+import { type AdapterClass, deviceLimits, WEBGPU_DEFAULT_LIMITS } from "../gpu/device.ts";
 import { destroyDispatches, type Dispatch, type KernelContext, submit } from "../gpu/kernel.ts";
 import {
   DEFAULT_MATMUL,
+  defaultMatmul,
+  GPU_MATMUL,
   type MatmulBlocking,
   type MatmulCall,
   type MatmulChooser,
@@ -45,12 +48,15 @@ import {
   timingReps,
 } from "./engine.ts";
 
-/** What keys a product's tuning result (with the adapter and the Deno version). */
-export function matmulKeyParts(s: MatmulShape): TuneKeyParts {
+/**
+ * What keys a product's tuning result (with the adapter and the Deno version): the source hash
+ * covers the adapter class's space, so a result tuned over the other class's space is a miss.
+ */
+export function matmulKeyParts(s: MatmulShape, adapterClass: AdapterClass): TuneKeyParts {
   return {
     kernel: matmulKernelName(s.trans),
     bucket: matmulBucket(s),
-    sourceHash: matmulSourceHash(s.trans),
+    sourceHash: matmulSourceHash(s.trans, adapterClass),
   };
 }
 
@@ -64,18 +70,76 @@ function matmulBucket(s: MatmulShape): string {
   return shapeBucket({ m: s.M, n: s.N, inner: s.inner });
 }
 
+/** Options of `matmulCandidates`. */
+export interface MatmulSpaceOptions {
+  /** The adapter class whose space this is (runtime/gpu/device.ts `AdapterClass`). */
+  adapterClass: AdapterClass;
+  /** The variants that won so far only. Default false (the full space). */
+  quick?: boolean;
+  /** Include the two-dispatch split-K variants. Default true. */
+  splitK?: boolean;
+  /** The product being tuned: its default (`defaultMatmul`) comes first. */
+  shape?: MatmulShape;
+  /** The device's limits, for the default of `shape`. Default: WebGPU's. */
+  limits?: MatmulLimits;
+}
+
 /**
- * The variant space (the same for the three forms), the safe default first. `quick` keeps the
- * variants that won on the adapters measured so far (llvmpipe: the largest register blocks, one
- * SIMD row of invocations, vec4 loads; split-K for long reductions); the full space adds smaller
- * blocks and wider workgroups (what discrete GPUs prefer), workgroup-memory staging and the
+ * The variant space of an adapter class (the same for the three forms), the class's default
+ * first (for `shape` when given). `cpu`: `quick` keeps the variants that won on llvmpipe (the
+ * largest register blocks, one SIMD row of invocations, vec4 loads; split-K for long reductions);
+ * the full space adds smaller blocks and wider workgroups, workgroup-memory staging and the
  * in-workgroup split-K, whose compiles take up to a minute each on llvmpipe (cached by Mesa
- * afterwards). `splitK: false` leaves out the two-dispatch variants.
+ * afterwards). `gpu`: 64-256 invocations with tiles staged in workgroup memory and vec4 loads
+ * (`GPU_MATMUL` and wider or taller tiles, split-K for long reductions); the full space adds
+ * unstaged, in-workgroup split-K and larger-tile variants. `splitK: false` leaves out the
+ * two-dispatch variants.
  */
-export function matmulCandidates(
-  o: { quick?: boolean; splitK?: boolean } = {},
-): Candidate<MatmulBlocking>[] {
+export function matmulCandidates(o: MatmulSpaceOptions): Candidate<MatmulBlocking>[] {
   const sk = o.splitK !== false;
+  const list = o.adapterClass === "gpu" ? gpuSpace(o, sk) : cpuSpace(o, sk);
+  const seen = new Set<string>();
+  return list.flatMap((params) => {
+    const name = matmulVariantName(params);
+    if (seen.has(name)) return [];
+    seen.add(name);
+    return [{ name, params }];
+  });
+}
+
+/** The gpu class's space (see `matmulCandidates`). */
+function gpuSpace(o: MatmulSpaceOptions, sk: boolean): MatmulBlocking[] {
+  const v4 = 4 as const;
+  const list: MatmulBlocking[] = [
+    ...(o.shape ? [defaultMatmul("gpu", o.shape, o.limits)] : []),
+    ...GPU_MATMUL,
+    { tm: 8, tn: 8, wgx: 16, wgy: 16, vec: v4, bk: 8 },
+    { tm: 4, tn: 8, wgx: 16, wgy: 8, vec: v4, bk: 16 },
+    { tm: 8, tn: 4, wgx: 8, wgy: 16, vec: v4, bk: 16 },
+    { tm: 2, tn: 2, wgx: 16, wgy: 16, bk: 16 },
+    { tm: 4, tn: 4, wgx: 16, wgy: 16, vec: v4 },
+    ...(sk ? [{ tm: 4, tn: 4, wgx: 16, wgy: 16, vec: v4, bk: 16, splitK: 4 }] : []),
+  ];
+  if (!o.quick) {
+    list.push(
+      { tm: 4, tn: 4, wgx: 16, wgy: 16 },
+      { tm: 8, tn: 8, wgx: 16, wgy: 16, vec: v4, bk: 16 },
+      { tm: 8, tn: 8, wgx: 8, wgy: 8, vec: v4, bk: 16 },
+      { tm: 4, tn: 4, wgx: 16, wgy: 4, vec: v4, kz: 4 },
+      { tm: 4, tn: 4, wgx: 64, wgy: 1, vec: v4 },
+    );
+    if (sk) {
+      list.push(
+        { tm: 4, tn: 4, wgx: 16, wgy: 16, vec: v4, bk: 16, splitK: 2 },
+        { tm: 4, tn: 4, wgx: 16, wgy: 16, vec: v4, bk: 16, splitK: 8 },
+      );
+    }
+  }
+  return list;
+}
+
+/** The cpu class's space (see `matmulCandidates`): what the tuner has always searched. */
+function cpuSpace(o: MatmulSpaceOptions, sk: boolean): MatmulBlocking[] {
   const list: MatmulBlocking[] = [
     DEFAULT_MATMUL,
     { tm: 8, tn: 16, wgx: 8, wgy: 1 },
@@ -108,7 +172,7 @@ export function matmulCandidates(
       );
     }
   }
-  return list.map((params) => ({ name: matmulVariantName(params), params }));
+  return list;
 }
 
 /** Limits no candidate of the space reaches: every variant's WGSL can be generated. */
@@ -121,12 +185,13 @@ const UNBOUNDED: MatmulLimits = {
 };
 
 /**
- * Hash of the matmul generator's output for a form: the WGSL of every variant of the full space
- * (and of the split-K reduction), so a change to any kernel's code makes old entries misses.
+ * Hash of the matmul generator's output for a form and an adapter class: the WGSL of every
+ * variant of the class's full space (and of the split-K reduction), so a change to any kernel's
+ * code makes old entries misses.
  */
-function matmulSourceHash(trans: MatmulTrans): string {
-  return sourceHash(`matmul:${trans}`, () => [
-    ...matmulCandidates({ splitK: true }).map((c) =>
+function matmulSourceHash(trans: MatmulTrans, adapterClass: AdapterClass): string {
+  return sourceHash(`matmul:${trans}:${adapterClass}`, () => [
+    ...matmulCandidates({ adapterClass, splitK: true }).map((c) =>
       matmulKernel({ ...c.params, trans }, UNBOUNDED).code
     ),
     matmulReduceKernel().code,
@@ -155,7 +220,7 @@ export function matmulPrune(
 
 /** Options of `matmulTask`. */
 export interface MatmulTaskOptions {
-  /** Candidates (default `matmulCandidates()`), the default first. */
+  /** Candidates (default: the adapter class's full space for the shape), the default first. */
   candidates?: Candidate<MatmulBlocking>[];
   /** Seed of the random operands. Default 1. */
   seed?: number;
@@ -213,11 +278,13 @@ export function matmulTask(
     return ds;
   };
   const reps = timingReps(2 * M * N * inner);
-  const candidates = o.candidates ?? matmulCandidates();
+  const adapterClass = ctx.gpu.adapterClass;
+  const candidates = o.candidates ?? matmulCandidates({ adapterClass, shape, limits });
   return {
-    ...matmulKeyParts(shape),
+    ...matmulKeyParts(shape, adapterClass),
     candidates,
-    prune: (p) => matmulPrune(p, shape, limits),
+    prune: (p) =>
+      p.f16 && !ctx.gpu.f16 ? "adapter lacks shader-f16" : matmulPrune(p, shape, limits),
     check: async (p) => {
       upload(dev, cb, new Float32Array(M * N).fill(NaN));
       dev.pushErrorScope("validation");
@@ -270,7 +337,8 @@ export function tunedMatmulParams(
   s: MatmulShape,
 ): MatmulBlocking | undefined {
   const limits = o.limits ?? WEBGPU_DEFAULT_LIMITS;
-  return timedTrials(cache, { ...o, ...matmulKeyParts(s) }, isMatmulBlocking).find((p) =>
+  const parts = matmulKeyParts(s, o.adapter.adapterClass);
+  return timedTrials(cache, { ...o, ...parts }, isMatmulBlocking).find((p) =>
     ((p.splitK ?? 1) === 1 || o.allowSplitK) &&
     !matmulShapeProblem({ ...p, trans: s.trans }, s) &&
     !matmulLimitsProblem({ ...p, trans: s.trans }, limits)
@@ -289,7 +357,7 @@ function isMatmulBlocking(x: unknown): x is MatmulBlocking {
     (p.vec === undefined || p.vec === 1 || p.vec === 4) &&
     (p.bk === undefined || int(p.bk, 0)) && (p.kz === undefined || int(p.kz, 1)) &&
     (p.splitK === undefined || int(p.splitK, 1)) &&
-    !(typeof p.bk === "number" && p.bk > 0 && ((p.vec ?? 1) !== 1 || (p.kz ?? 1) !== 1));
+    !(typeof p.bk === "number" && p.bk > 0 && ((p.kz ?? 1) !== 1 || (p.vec === 4 && p.bk % 4)));
 }
 
 /** One matmul shape of a training step: how many times a step runs it, and what it computes. */

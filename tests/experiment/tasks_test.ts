@@ -19,6 +19,7 @@ import {
   taskCorpus,
 } from "../../runtime/experiment/tasks.ts";
 import { createContext } from "../../runtime/gpu/context.ts";
+import { gpuOptionsFromEnv } from "../../runtime/host/gpu_options.ts";
 import { parseConfig } from "../../runtime/model/config.ts";
 import { Trainer } from "../../runtime/train/trainer.ts";
 import { tinyModel } from "../fixtures/model.ts";
@@ -71,7 +72,7 @@ Deno.test("tasks: bad fields fail with one line", () => {
 });
 
 Deno.test("tasks: accuracy on the device equals greedy decoding through the KV cache", async () => {
-  const ctx = await createContext();
+  const ctx = await createContext(gpuOptionsFromEnv());
   const config = parseConfig({
     model: tinyModel({ vocab_size: 256, num_hidden_layers: 1, tie_word_embeddings: false }),
     phd: { K: 2, variant: "phd-cswa", W: 3, C: 8 },

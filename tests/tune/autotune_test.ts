@@ -12,6 +12,7 @@
 import { deepStrictEqual as assertEquals, fail, ok } from "node:assert/strict";
 import { join } from "node:path";
 import {
+  type AdapterId,
   adapterIdOf,
   Autotuner,
   type Candidate,
@@ -42,7 +43,7 @@ import {
   tunedAttentionChooser,
   tunedAttentionParams,
 } from "../../runtime/tune/attention.ts";
-import { deviceLimits } from "../../runtime/gpu/device.ts";
+import { type AdapterClass, deviceLimits } from "../../runtime/gpu/device.ts";
 import { type Config, configSpec, DEFAULT_CONFIG } from "../../runtime/model/config.ts";
 import { FlashAttention } from "../../runtime/kernels/attention.ts";
 import { ModelGraph } from "../../runtime/model/graph.ts";
@@ -59,7 +60,17 @@ import { destroyDispatches } from "../../runtime/gpu/kernel.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
 import { runScript } from "../fixtures/cli.ts";
 
-const adapter = { vendor: "test", architecture: "", description: "scripted" };
+const adapter: AdapterId = {
+  vendor: "test",
+  architecture: "",
+  description: "scripted",
+  adapterClass: "cpu",
+};
+
+/** The scripted adapter as the class of a device's context (the tasks key with its class). */
+function scriptedOn(ctx: { gpu: { adapterClass: AdapterClass } }): AdapterId {
+  return { ...adapter, adapterClass: ctx.gpu.adapterClass };
+}
 
 function task(times: Record<string, number[]>): TuneTask<{ id: string }> {
   const calls: Record<string, number> = {};
@@ -167,7 +178,12 @@ Deno.test("matmul tuning on the device: wrong numbers and failed builds are disq
       return matmulDispatches(c, name === wrong ? { ...call, alpha: 1.001 } : call);
     },
   });
-  const tuner = new Autotuner(emptyCache(), { adapter, deno: DENO, warmup: 0, runs: 1 });
+  const tuner = new Autotuner(emptyCache(), {
+    adapter: scriptedOn(ctx),
+    deno: DENO,
+    warmup: 0,
+    runs: 1,
+  });
   const e = await tuner.tune(task);
   task.destroy();
   const by = Object.fromEntries(e.trials.map((t) => [t.name, t.skipped ?? t.ms]));
@@ -203,7 +219,12 @@ Deno.test("timing reads GPU timestamp queries when the device has them", async (
 Deno.test("matmul tasks prune by shape (vec4 with inner % 4 != 0, short split-K)", async () => {
   const ctx = await gpuOnce();
   const task = matmulTask(ctx, { trans: "nt", M: 9, N: 7, inner: 30 }, { candidates: SMALL });
-  const e = await new Autotuner(emptyCache(), { adapter, deno: DENO, warmup: 0, runs: 1 }).tune(
+  const e = await new Autotuner(emptyCache(), {
+    adapter: scriptedOn(ctx),
+    deno: DENO,
+    warmup: 0,
+    runs: 1,
+  }).tune(
     task,
   );
   task.destroy();
@@ -221,17 +242,17 @@ Deno.test("cache file: warm runs measure nothing; the chooser falls back per sha
   const shape = { trans: "nn" as const, M: 33, N: 20, inner: 300 };
   const cache = await loadTuneCache(path, () => fail("a missing cache is not a warning"));
   const task = matmulTask(ctx, shape, { candidates: SMALL });
-  const cold = new Autotuner(cache, { adapter, deno: DENO, warmup: 0, runs: 1 });
+  const cold = new Autotuner(cache, { adapter: scriptedOn(ctx), deno: DENO, warmup: 0, runs: 1 });
   const entry = await cold.tune(task);
   await saveTuneCache(cache, path);
   ok(cold.measured > 0);
-  const warm = new Autotuner(await loadTuneCache(path), { adapter, deno: DENO });
+  const warm = new Autotuner(await loadTuneCache(path), { adapter: scriptedOn(ctx), deno: DENO });
   assertEquals((await warm.tune(task)).variant, entry.variant);
   assertEquals(warm.measured, 0, "a warm cache does no measuring");
   task.destroy();
   // The chooser: the winner (split-K allowed), else the fastest one-dispatch trial.
   const loaded = await loadTuneCache(path);
-  const o = { adapter, deno: DENO, limits: deviceLimits(ctx.gpu.device) };
+  const o = { adapter: scriptedOn(ctx), deno: DENO, limits: deviceLimits(ctx.gpu.device) };
   const best = tunedMatmulParams(loaded, { ...o, allowSplitK: true }, shape);
   assertEquals(best && matmulVariantName(best), entry.variant);
   const onePass = tunedMatmulParams(loaded, o, shape)!;
@@ -247,7 +268,15 @@ Deno.test("cache file: warm runs measure nothing; the chooser falls back per sha
   assertEquals(choose({ ...shape, M: 2000 }), undefined);
   assertEquals(tunedMatmulChooser(loaded, { ...o, deno: "0.0.0" })(shape), undefined);
   assertEquals(
-    tunedMatmulChooser(loaded, { ...o, adapter: { ...adapter, description: "x" } })(shape),
+    tunedMatmulChooser(loaded, { ...o, adapter: { ...o.adapter, description: "x" } })(shape),
+    undefined,
+  );
+  // Tuned as one adapter class, never used as the other (its space's source hash differs).
+  const otherClass = ctx.gpu.adapterClass === "cpu" ? "gpu" : "cpu";
+  assertEquals(
+    tunedMatmulChooser(loaded, { ...o, adapter: { ...o.adapter, adapterClass: otherClass } })(
+      shape,
+    ),
     undefined,
   );
   await Deno.remove(dir, { recursive: true });
@@ -357,7 +386,7 @@ const TINY_ATTENTION: AttentionShape = {
 };
 
 const variant = (p: Partial<AttentionVariant>): Candidate<AttentionVariant> => {
-  const params = { ...defaultAttentionVariant(8), ...p };
+  const params = { ...defaultAttentionVariant(8, "cpu"), ...p };
   return { name: attentionVariantName(params), params };
 };
 
@@ -374,19 +403,31 @@ const ATTENTION = [
 ];
 
 Deno.test("attention variant space: default first, unique names, blocks dividing their tiles", () => {
-  for (const quick of [true, false]) {
-    const cs = attentionCandidates(64, { quick });
-    assertEquals(cs[0].params, defaultAttentionVariant(64));
-    assertEquals(new Set(cs.map((c) => c.name)).size, cs.length);
-    ok(cs.every((c) => isAttentionVariant(c.params)), JSON.stringify(cs));
+  for (const adapterClass of ["cpu", "gpu"] as const) {
+    for (const quick of [true, false]) {
+      const cs = attentionCandidates(64, { adapterClass, quick });
+      assertEquals(cs[0].params, defaultAttentionVariant(64, adapterClass));
+      assertEquals(new Set(cs.map((c) => c.name)).size, cs.length);
+      ok(cs.every((c) => isAttentionVariant(c.params)), JSON.stringify(cs));
+    }
+    const full = attentionCandidates(64, { adapterClass });
+    ok(full.some((c) => c.params.staging === "workgroup"));
+    ok(full.some((c) => c.params.variant === "dense"));
   }
-  ok(attentionCandidates(64).some((c) => c.params.staging === "workgroup"));
-  ok(attentionCandidates(64).some((c) => c.params.variant === "dense"));
+  // The gpu class stages by default, tiles sized from the device's limits (WebGPU's 16 KiB:
+  // 16 x 16 at d = 64; 48 KiB: 64 x 64); its quick space is mostly staged.
+  assertEquals(defaultAttentionVariant(64, "gpu").staging, "workgroup");
+  assertEquals(defaultAttentionVariant(64, "gpu").tileQ, 16);
+  const big = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
+  assertEquals(defaultAttentionVariant(64, "gpu", big).tileQ, 64);
+  const gpuQuick = attentionCandidates(64, { adapterClass: "gpu", quick: true, limits: big });
+  assertEquals(gpuQuick[0].params.tileQ, 64);
+  ok(gpuQuick.filter((c) => c.params.staging === "workgroup").length > gpuQuick.length / 2);
   for (
-    const bad of [null, { ...defaultAttentionVariant(8), blockQ: 3 }, {
-      ...defaultAttentionVariant(8),
+    const bad of [null, { ...defaultAttentionVariant(8, "cpu"), blockQ: 3 }, {
+      ...defaultAttentionVariant(8, "cpu"),
       staging: "shared",
-    }, { ...defaultAttentionVariant(8), extra: 1 }]
+    }, { ...defaultAttentionVariant(8, "cpu"), extra: 1 }]
   ) {
     ok(!isAttentionVariant(bad), JSON.stringify(bad));
   }
@@ -417,7 +458,7 @@ Deno.test("attention tuning on the device: wrong, broken and oversized candidate
   const dir = await Deno.makeTempDir();
   const path = join(dir, "autotune.json");
   const cache = emptyCache();
-  const cold = new Autotuner(cache, { adapter, deno: DENO, warmup: 0, runs: 1 });
+  const cold = new Autotuner(cache, { adapter: scriptedOn(ctx), deno: DENO, warmup: 0, runs: 1 });
   const entry = await cold.tune(task);
   await saveTuneCache(cache, path);
   const by = Object.fromEntries(entry.trials.map((t) => [t.name, t.skipped ?? t.ms]));
@@ -429,12 +470,12 @@ Deno.test("attention tuning on the device: wrong, broken and oversized candidate
   assertEquals(cold.measured, 2);
   // A warm cache measures nothing.
   const loaded = await loadTuneCache(path);
-  const warm = new Autotuner(loaded, { adapter, deno: DENO });
+  const warm = new Autotuner(loaded, { adapter: scriptedOn(ctx), deno: DENO });
   assertEquals((await warm.tune(task)).variant, entry.variant);
   assertEquals(warm.measured, 0);
   task.destroy();
   // The chooser returns the stored variant for the problem's bucket, the default elsewhere.
-  const o = { adapter, deno: DENO, limits: deviceLimits(ctx.gpu.device) };
+  const o = { adapter: scriptedOn(ctx), deno: DENO, limits: deviceLimits(ctx.gpu.device) };
   const chosen = tunedAttentionParams(loaded, o, TINY_ATTENTION);
   assertEquals(chosen, entry.params);
   const choose = tunedAttentionChooser(loaded, o);
@@ -442,6 +483,15 @@ Deno.test("attention tuning on the device: wrong, broken and oversized candidate
   assertEquals(choose({ ...TINY_ATTENTION, L: 64 }), undefined);
   assertEquals(choose({ ...TINY_ATTENTION, layout: "interleaved" }), undefined);
   assertEquals(tunedAttentionChooser(loaded, { ...o, deno: "0.0.0" })(TINY_ATTENTION), undefined);
+  const otherClass = ctx.gpu.adapterClass === "cpu" ? "gpu" : "cpu";
+  const asOther = { ...o, adapter: { ...o.adapter, adapterClass: otherClass } } as const;
+  assertEquals(tunedAttentionChooser(loaded, asOther)(TINY_ATTENTION), undefined);
+  assertEquals(
+    tunedAttentionChooser(loaded, { ...o, adapter: { ...o.adapter, vendor: "other" } })(
+      TINY_ATTENTION,
+    ),
+    undefined,
+  );
   ok(attentionBucket({ ...TINY_ATTENTION, L: 7 }) === entry.bucket);
   // A model graph of that shape builds the chosen variant; explicit knobs win over the chooser.
   const model = {
