@@ -25,7 +25,8 @@ import { initParams, ModelParams } from "../../runtime/model/params.ts";
 import { Decoder, type GenerationStats } from "../../runtime/infer/decoder.ts";
 import { generate } from "../../runtime/infer/generate.ts";
 import { KvCache } from "../../runtime/infer/kv_cache.ts";
-import { gpuOnce } from "../fixtures/attention.ts";
+import type { AdapterClass } from "../../runtime/gpu/device.ts";
+import { gpuAsClass, gpuOnce } from "../fixtures/attention.ts";
 import { randomTokens, tinyModel } from "../fixtures/model.ts";
 
 const V = tinyModel().vocab_size;
@@ -58,10 +59,16 @@ const PROMPTS = [11, 6]; // crosses chunks of C = 4, and a batch of unequal leng
 
 /**
  * Prefill + decoding with teacher forcing for two prompts in one batch; checks every step's
- * logits against the full recompute and returns the run's figures.
+ * logits against the full recompute and returns the run's figures. `adapterClass`: the decoder
+ * runs that class's kernel defaults (the recompute keeps the device's own).
  */
-async function checkCached(spec: AttentionSpec, config = tinyModel()): Promise<GenerationStats> {
-  const ctx = await gpuOnce(), params = await modelParams(config);
+async function checkCached(
+  spec: AttentionSpec,
+  config = tinyModel(),
+  adapterClass?: AdapterClass,
+): Promise<GenerationStats> {
+  const ctx = adapterClass ? await gpuAsClass(adapterClass) : await gpuOnce();
+  const params = await modelParams(config);
   const seqs = PROMPTS.map((P, b) => randomTokens(10 + b, P + NEW, V));
   const dec = new Decoder(ctx, params, spec, {
     batch: seqs.length,
@@ -121,6 +128,10 @@ Deno.test("flattened positions, GQA and an untied head: cached = full recompute"
     spec,
     tinyModel({ num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: false }),
   );
+});
+
+Deno.test("the gpu adapter class's kernels: cached decoding = full recompute", async () => {
+  await checkCached(phdCswa({ K, W, C }), tinyModel(), "gpu");
 });
 
 /** Every spec file of examples/masks/ (score modifier and document table among them). */

@@ -1,11 +1,14 @@
 /**
  * Pipelines: runtime parameters (W, C, L, tables, heads) never create a pipeline, K does; every
- * kernel the generator emits compiles without errors; f16 storage where the adapter has it.
+ * kernel the generator emits compiles without errors; each adapter class's default configuration
+ * (the gpu class's staged tiles sized from the device's limits) matches float64; f16 storage
+ * where the adapter has it.
  */
 import { ok as assert, strictEqual } from "node:assert";
 import { documentMask, phdCswa, PRESETS } from "../../dsl/presets.ts";
 import { respec } from "../../dsl/spec.ts";
 import {
+  attentionDefaults,
   type AttentionKernelKind,
   buildAttentionKernel,
   defaultTiles,
@@ -17,6 +20,7 @@ import { referenceAttention } from "../../reference/attention.ts";
 import {
   checkCase,
   ERROR_FLOOR,
+  gpuAsClass,
   gpuOnce,
   maxAbsErr,
   randomArray,
@@ -124,6 +128,38 @@ Deno.test("every emitted f32 kernel compiles (getCompilationInfo has no errors)"
   for (const p of (await gpuOnce()).cache.entries()) {
     strictEqual((await compilationErrors(p)).length, 0);
   }
+});
+
+Deno.test("each adapter class's default configuration matches float64", async () => {
+  const spec = phdCswa({ K: 3, W: 3, C: 4 });
+  // cpu: today's llvmpipe default (direct, 32 x 32 tiles, register blocks), whatever the limits.
+  const cpu = await gpuAsClass("cpu");
+  const fc = new FlashAttention(cpu.gpu, cpu.cache, spec, { headDim: 8, layout: "grouped" });
+  strictEqual(
+    JSON.stringify(fc.params),
+    JSON.stringify({ spec, headDim: 8, ...attentionDefaults(8, { layout: "grouped" }) }),
+  );
+  // gpu: staged, one row per invocation, the largest tile (<= 64, <= the invocation limit) whose
+  // shared tiles fit this device's workgroup memory.
+  const { gpu, cache } = await gpuAsClass("gpu");
+  const fg = new FlashAttention(gpu, cache, spec, { headDim: 8, layout: "grouped" });
+  strictEqual(fg.params.staging, "workgroup");
+  const t = fg.params.tileQ;
+  assert(t <= 64 && t <= gpu.limits.maxComputeInvocationsPerWorkgroup);
+  assert(2 * t * 8 * 4 + 16 * t <= gpu.limits.maxComputeWorkgroupStorageSize);
+  assert(t === 64 || 2 * (2 * t) * 8 * 4 + 32 * t > gpu.limits.maxComputeWorkgroupStorageSize);
+  // Several tiles per sequence (N = 3 x 50 = 150 tokens), grouped KV heads; one case only (the
+  // model's in tests/model/model_test.ts, same kernels): llvmpipe's GL backend compiles each
+  // 64-invocation staged pass in seconds.
+  await checkCase({
+    spec,
+    L: 50,
+    layout: "grouped",
+    headDim: 8,
+    heads: 2,
+    kvHeads: 1,
+    adapterClass: "gpu",
+  });
 });
 
 Deno.test("kernel builder asserts tile arithmetic", () => {

@@ -2,7 +2,9 @@
  * The GPU model (runtime/model/graph.ts, its blocks runtime/model/block.ts) against the float64
  * reference model on tiny configs: loss and every parameter's gradient, for vanilla, PHD, PHD-SWA
  * and PHD-CSWA, both storage layouts, shared and flattened positions, tied and untied heads, GQA;
- * K = 1 PHD gives exactly the vanilla path's loss. Tolerance: loss to 2e-6 relative; each gradient tensor to 1e-4 of its largest
+ * K = 1 PHD gives exactly the vanilla path's loss; one case again with the gpu adapter class's
+ * kernel defaults (staged matmuls and attention, run here through a gpu-class view of this
+ * adapter). Tolerance: loss to 2e-6 relative; each gradient tensor to 1e-4 of its largest
  * entry (float32 accumulation over a few hundred terms, measured ~1e-6).
  */
 import { ok as assert, strictEqual } from "node:assert";
@@ -14,7 +16,8 @@ import { readback } from "../../runtime/gpu/resources.ts";
 import { ModelGraph } from "../../runtime/model/graph.ts";
 import { forwardBackward } from "../../reference/model.ts";
 import { initParams, ModelParams } from "../../runtime/model/params.ts";
-import { gpuOnce } from "../fixtures/attention.ts";
+import type { AdapterClass } from "../../runtime/gpu/device.ts";
+import { gpuAsClass, gpuOnce } from "../fixtures/attention.ts";
 import { randomTokens, tinyModel } from "../fixtures/model.ts";
 
 interface Case {
@@ -24,10 +27,12 @@ interface Case {
   layout: Layout;
   B: number;
   L: number;
+  /** Run with this adapter class's kernel defaults (default: the device's own). */
+  adapterClass?: AdapterClass;
 }
 
 async function gpuLossAndGrads(c: Case, seed: number) {
-  const ctx = await gpuOnce();
+  const ctx = c.adapterClass ? await gpuAsClass(c.adapterClass) : await gpuOnce();
   const ref = initParams(c.config, { seed, std: 0.3 });
   const params = new ModelParams(ctx, c.config);
   params.upload(ref);
@@ -37,6 +42,7 @@ async function gpuLossAndGrads(c: Case, seed: number) {
     training: true,
     attention: { layout: c.layout },
   });
+  if (c.adapterClass === "gpu") strictEqual(graph.attention.params.staging, "workgroup");
   const x = randomTokens(seed + 1, c.B * (c.L + 1), c.config.vocab_size);
   graph.setBatch(x);
   const enc = ctx.gpu.device.createCommandEncoder();
@@ -110,6 +116,18 @@ const cases: Case[] = [
     layout: "grouped",
     B: 2,
     L: 9,
+  },
+  // The gpu class: tests/kernels/attention_pipelines_test.ts checks the same attention kernels
+  // (spec, K, layout, head dim 8), whose cold compile on llvmpipe's GL backend takes tens of
+  // seconds; Mesa's shader cache then serves this file.
+  {
+    name: "phd-cswa K=3 grouped, gpu-class kernels",
+    spec: phdCswa({ K: 3, W: 3, C: 4 }),
+    config: cfg,
+    layout: "grouped",
+    B: 2,
+    L: 9,
+    adapterClass: "gpu",
   },
 ];
 
