@@ -87,6 +87,13 @@ export function adapterClassOf(info: {
   return CPU_ADAPTER.test(names) ? "cpu" : "gpu";
 }
 
+/** What a device's `subgroups` feature offers the kernels (`GpuContext.subgroups`). */
+export interface Subgroups {
+  minSize: number;
+  /** Whether a subgroup kernel's WGSL starts with `enable subgroups;`. */
+  enable: boolean;
+}
+
 /** A device plus what the runtime needs to know about it. */
 export interface GpuContext {
   adapter: GPUAdapter;
@@ -99,10 +106,11 @@ export interface GpuContext {
    */
   adapterClass: AdapterClass;
   /**
-   * Whether the `subgroups` feature was enabled, and the adapter's least subgroup size (a
-   * workgroup of at most that many invocations is one subgroup); 0 without the feature.
+   * The `subgroups` feature when enabled: the adapter's least subgroup size (a workgroup of at
+   * most that many invocations is one subgroup) and whether WGSL must say `enable subgroups;`
+   * (Dawn requires it, Deno 2.9.6's naga refuses it). Undefined without the feature.
    */
-  subgroupMinSize: number;
+  subgroups?: Subgroups;
   /** Whether `shader-f16` was enabled (f16 storage kernels). */
   f16: boolean;
   /** Whether `timestamp-query` was enabled (GPU-side timing in benchmarks). */
@@ -171,19 +179,34 @@ export async function requestGpu(o: GpuOptions = {}): Promise<GpuContext> {
   if (o.subgroups ?? true) {
     device = await request(["subgroups" as GPUFeatureName]).catch(() => undefined);
   }
-  const subgroups = device?.features.has("subgroups") ?? false;
-  device ??= await request([]);
   const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+  const subgroups = device?.features.has("subgroups") && info.subgroupMinSize
+    ? { minSize: info.subgroupMinSize, enable: await needsEnable(device) }
+    : undefined;
+  device ??= await request([]);
   return {
     adapter,
     device,
     adapterName: name,
     adapterClass: o.adapterClass ?? adapterClassOf(adapter.info),
-    subgroupMinSize: subgroups ? info.subgroupMinSize ?? 0 : 0,
+    subgroups,
     f16,
     timestamps,
     limits,
   };
+}
+
+/** Whether this device's WGSL compiler wants `enable subgroups;` before subgroup builtins. */
+async function needsEnable(device: GPUDevice): Promise<boolean> {
+  const probe = (enable: boolean) =>
+    device.createShaderModule({
+      code: `${enable ? "enable subgroups;\n" : ""}@compute @workgroup_size(1)
+fn main(@builtin(subgroup_size) n: u32) { _ = subgroupAdd(n); }`,
+    }).getCompilationInfo().then((i) => !i.messages.some((m) => m.type === "error"));
+  device.pushErrorScope("validation");
+  const plain = await probe(false);
+  await device.popErrorScope();
+  return !plain;
 }
 
 /**

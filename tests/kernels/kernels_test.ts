@@ -15,7 +15,11 @@ import {
 } from "../../runtime/gpu/kernel.ts";
 import { matmul, type MatmulParams, type MatmulTrans } from "../../runtime/kernels/matmul.ts";
 import { gather, rowIndex, scatterAdd } from "../../runtime/kernels/embedding.ts";
-import { rmsnormBackward, rmsnormForward } from "../../runtime/kernels/rmsnorm.ts";
+import {
+  rmsnormBackward,
+  rmsnormForward,
+  rmsnormSubgroupLanes,
+} from "../../runtime/kernels/rmsnorm.ts";
 import { ropeBackward, ropeForward, ropeTable } from "../../runtime/kernels/rope.ts";
 import { swigluBackward, swigluForward } from "../../runtime/kernels/swiglu.ts";
 import { crossEntropy } from "../../runtime/kernels/cross_entropy.ts";
@@ -182,18 +186,20 @@ Deno.test("embedding gather is exact; scatter-add sums duplicate ids (and accumu
   }
 });
 
-Deno.test("rmsnorm forward and backward (dx accumulates into the residual gradient)", async () => {
-  const ctx = await context(), r = rng(5);
-  const R = 19, C = 37, x = randomArray(r, R * C).map((v) => 3 * v), w = randomArray(r, C);
+/** RMSNorm forward and backward of R x C against float64; `subgroups` as `RmsNormShape`'s. */
+async function checkRmsNorm(ctx: KernelContext, R: number, C: number, subgroups: boolean) {
+  const r = rng(5 + C);
+  const x = randomArray(r, R * C).map((v) => 3 * v), w = randomArray(r, C);
   const dy = randomArray(r, R * C), dx0 = randomArray(r, R * C);
   const xb = buf(ctx, x), wb = buf(ctx, w), y = buf(ctx, R * C * 4), rstd = buf(ctx, R * 4);
   const dx = buf(ctx, dx0), dw = buf(ctx, C * 4);
   await run(ctx, [
-    rmsnormForward(ctx, { x: xb, w: wb, y, rstd }, { rows: R, cols: C }),
+    rmsnormForward(ctx, { x: xb, w: wb, y, rstd }, { rows: R, cols: C, subgroups }),
     ...rmsnormBackward(ctx, { dy: buf(ctx, dy), x: xb, w: wb, rstd, dx, dw }, {
       rows: R,
       cols: C,
       accumulateDx: true,
+      subgroups,
     }),
   ]);
   const ref = oracle.rmsnormRef(x, w, { C }),
@@ -209,6 +215,35 @@ Deno.test("rmsnorm forward and backward (dx accumulates into the residual gradie
     bnaive.dx.map((v, i) => Math.fround(v + dx0[i])),
   );
   near("dw", await read(ctx, dw, C), bref.dw, bnaive.dw);
+}
+
+Deno.test("rmsnorm forward and backward (dx accumulates into the residual gradient)", async () => {
+  await checkRmsNorm(await context(), 19, 37, false);
+});
+
+Deno.test("rmsnorm with subgroupAdd row reductions (the gpu class's, where subgroups exist)", async () => {
+  const ctx = await context();
+  // .ci/run sets this on the Vulkan backend: lavapipe grants subgroups (size 8), so the
+  // subgroup kernels must run there; llvmpipe over GL has none.
+  if (!ctx.gpu.subgroups) {
+    if (Deno.env.get("PHD_REQUIRE_SUBGROUPS")) {
+      fail(`PHD_REQUIRE_SUBGROUPS is set but "${ctx.gpu.adapterName}" gave no subgroups`);
+    }
+    console.log(
+      `skipped: adapter "${ctx.gpu.adapterName}" has no subgroups feature (llvmpipe over GL); ` +
+        "DENO_WEBGPU_BACKEND=vulkan (lavapipe) has it",
+    );
+    strictEqual(rmsnormSubgroupLanes({ ...ctx.gpu, adapterClass: "gpu" }), 0);
+    return;
+  }
+  // The gpu class uses them by default, the cpu class only when forced.
+  const lanes = rmsnormSubgroupLanes({ ...ctx.gpu, adapterClass: "gpu" });
+  assert(lanes >= 4 && lanes <= ctx.gpu.subgroups.minSize, `${lanes} lanes`);
+  strictEqual(rmsnormSubgroupLanes({ ...ctx.gpu, adapterClass: "cpu" }), 0);
+  // Rows shorter than, not a multiple of, and many times the subgroup; one row alone.
+  for (const [R, C] of [[19, 37], [3, 5], [1, 300], [70, 16]]) {
+    await checkRmsNorm(ctx, R, C, true);
+  }
 });
 
 Deno.test("rope forward/backward with shared and flattened PHD positions; transposes exact", async () => {
