@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench/gpu.sh: every benchmark on whatever WebGPU adapter is present, in at most 8 minutes, with
 # each benchmark's JSON, its log and a markdown summary written to $OUT (default out/gpu).
-# CPU rasterizers (llvmpipe, lavapipe, SwiftShader) run the --quick forms; a GPU runs the full
-# ones. Each benchmark gets its share of the time left and is stopped when it runs past it (its
-# status says so). Deno: $DENO, else `deno` on PATH, else `npx --yes deno@2.9.6` (needs the npm registry).
+# CPU rasterizers (the cpu adapter class: llvmpipe, lavapipe, SwiftShader) run the --quick forms
+# and the cpu-class kernels; a GPU runs the full ones and the gpu-class kernels (bench matmul
+# times both classes' defaults side by side either way). Each benchmark gets its share of the
+# time left and is stopped when it runs past it (its status says so). Deno: $DENO, else `deno` on PATH, else `npx --yes deno@2.9.6` (needs the npm registry).
 #   bash bench/gpu.sh            OUT=/some/dir bash bench/gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,19 +17,25 @@ fi
 BUDGET="${BUDGET_S:-470}"
 start=$(date +%s)
 
-adapter=$($DENO eval 'const a = await navigator.gpu.requestAdapter(); console.log(a ? a.info.description || a.info.vendor || "unknown" : "none")' 2>/dev/null)
-echo "adapter: $adapter" | tee "$OUT/adapter.txt"
-if [ "$adapter" = "none" ] || [ -z "$adapter" ]; then
+# The adapter and its class as the runtime decides it (runtime/gpu/device.ts adapterClassOf): the
+# kernel defaults and the tuner's space follow the class (PHD_ADAPTER_CLASS overrides it for every
+# benchmark), and so do the --quick forms here.
+probe=$($DENO eval 'import { adapterClassOf } from "./runtime/gpu/device.ts"; const a = await navigator.gpu.requestAdapter(); console.log(a ? `${adapterClassOf(a.info)}\t${a.info.description || a.info.vendor || "unknown"}` : "none")' 2>/dev/null)
+if [ "$probe" = "none" ] || [ -z "$probe" ]; then
   echo "error: no WebGPU adapter (see docs/DESIGN.md 5)" >&2
   exit 1
 fi
-if echo "$adapter" | grep -qiE 'llvmpipe|lavapipe|swiftshader'; then
+IFS=$'\t' read -r class adapter <<<"$probe"
+class="${PHD_ADAPTER_CLASS:-$class}"
+echo "adapter: $adapter" | tee "$OUT/adapter.txt"
+if [ "$class" = cpu ]; then
   cpu=1
   mode=quick
 else
   cpu=0
   mode=full
 fi
+echo "class: $class (kernel defaults and tuning space)" | tee -a "$OUT/adapter.txt"
 echo "mode: $mode" | tee -a "$OUT/adapter.txt"
 
 # name, share of the budget (percent), flags on a CPU adapter, flags on a GPU
