@@ -7,9 +7,11 @@
  * data, timed in interleaved rounds (one run of each per round, so load from other processes hits
  * all of them alike), medians; every result is checked against float64 first. Then, unless
  * `--no-train`, whole training steps of the config with the default and the tuned (one-dispatch)
- * matmuls, interleaved the same way: tokens/s.
+ * matmuls, interleaved the same way: tokens/s. `--no-tune` leaves shapes the cache lacks untuned
+ * (their "tuned" column is this class's default): the class comparison without minutes of tuning.
  *
  *   deno task bench matmul [--json] [--rounds N] [--cache F] [--config F.json] [--no-train]
+ *     [--no-tune]
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
@@ -54,18 +56,20 @@ import { fail, flag } from "./results.ts";
 
 const HELP =
   `usage: deno task bench matmul [--json] [--rounds N] [--cache F] [--config F.json] [--no-train]
+       [--no-tune]
 
 Default (this adapter class's and the other class's: cpu = llvmpipe-shaped, gpu = 256 invocations,
 staged vec4 tiles) vs tuned matmul vs tfjs-backend-webgpu matMul on the training-step shapes of a
 config (default: the demo model), then training tokens/s with default vs tuned matmuls.
-PHD_ADAPTER_CLASS=cpu|gpu overrides the adapter's class (which default is "default").`;
+PHD_ADAPTER_CLASS=cpu|gpu overrides the adapter's class (which default is "default"). Shapes the
+cache lacks are tuned first (quick candidates) unless --no-tune (then "tuned" is the default).`;
 
 export async function main(args: string[]) {
   if (args.includes("--help") || args.includes("-h")) {
     console.log(HELP);
     return;
   }
-  const known = new Set(["--json", "--rounds", "--cache", "--config", "--no-train"]);
+  const known = new Set(["--json", "--rounds", "--cache", "--config", "--no-train", "--no-tune"]);
   for (const a of args) if (a.startsWith("--") && !known.has(a)) fail(`unknown flag ${a}`);
   const json = args.includes("--json"), train = !args.includes("--no-train");
   const rounds = Number(flag(args, "--rounds") ?? 7);
@@ -83,7 +87,7 @@ export async function main(args: string[]) {
 
   // Shapes the cache lacks are tuned first (quick candidates), so "tuned" always means tuned.
   const tuner = new Autotuner(cache, { adapter, deno, warmup: 1, runs: 3 });
-  for (const s of shapes) {
+  for (const s of args.includes("--no-tune") ? [] : shapes) {
     if (tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s)) continue;
     log(`tuning matmul ${s.trans} ${s.M}x${s.N}x${s.inner} (not in ${cachePath})`);
     const task = matmulTask(ctx, s, {

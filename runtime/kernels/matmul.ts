@@ -408,30 +408,27 @@ var<workgroup> Bs: array<${st}, ${bk * BN}>;`;
     const st = f16 ? "vec4<f16>" : "vec4f";
     decls = `var<workgroup> As: array<${st}, ${(BM * bk) / 4}>;
 var<workgroup> Bs: array<${st}, ${(bk * BN) / 4}>;`;
-    const aLoad = aAlongM
-      ? `let kk = e / ${BM / 4}u; let m4 = e % ${BM / 4}u;
-      As[e] = ${
-        half(`a[min(kt + kk, u.inner - 1u) * (u.M / 4u) + min(mb / 4u + m4, u.M / 4u - 1u)]`, true)
-      };`
-      : `let mm = e / ${K4}u; let k4 = e % ${K4}u;
-      As[e] = ${
-        half(
-          `a[min(mb + mm, u.M - 1u) * (u.inner / 4u) + min(kt / 4u + k4, u.inner / 4u - 1u)]`,
-          true,
-        )
-      };`;
-    const bLoad = bAlongN
-      ? `let kk = e / ${BN / 4}u; let n4 = e % ${BN / 4}u;
-      Bs[e] = ${
-        half(`b[min(kt + kk, u.inner - 1u) * (u.N / 4u) + min(nb / 4u + n4, u.N / 4u - 1u)]`, true)
-      };`
-      : `let nn = e / ${K4}u; let k4 = e % ${K4}u;
-      Bs[e] = ${
-        half(
-          `b[min(nb + nn, u.N - 1u) * (u.inner / 4u) + min(kt / 4u + k4, u.inner / 4u - 1u)]`,
-          true,
-        )
-      };`;
+    // Slice element e of an operand's tile: (row, vec4 along inner) of an operand contiguous
+    // along inner, else (k, vec4 along M or N); clamped to the last row, column and k.
+    const load = (
+      o: { tile: string; src: string; alongInner: boolean; base: string; dim: string; D: number },
+    ) => {
+      const [outer, vecIdx, at] = o.alongInner
+        ? [
+          `let r = e / ${K4}u;`,
+          `let k4 = e % ${K4}u;`,
+          `min(${o.base} + r, u.${o.dim} - 1u) * (u.inner / 4u) + min(kt / 4u + k4, u.inner / 4u - 1u)`,
+        ]
+        : [
+          `let kk = e / ${o.D / 4}u;`,
+          `let d4 = e % ${o.D / 4}u;`,
+          `min(kt + kk, u.inner - 1u) * (u.${o.dim} / 4u) + min(${o.base} / 4u + d4, u.${o.dim} / 4u - 1u)`,
+        ];
+      return `${outer} ${vecIdx}
+      ${o.tile}[e] = ${half(`${o.src}[${at}]`, true)};`;
+    };
+    const aLoad = load({ tile: "As", src: "a", alongInner: !aAlongM, base: "mb", dim: "M", D: BM });
+    const bLoad = load({ tile: "Bs", src: "b", alongInner: !bAlongN, base: "nb", dim: "N", D: BN });
     // One step: 4 k (A' along inner) or 1 k (tn), as the unstaged vec4 step of the form.
     let body: string, stride: number;
     if (trans === "nt") {

@@ -45,7 +45,13 @@ import {
 } from "../kernels/attention.ts";
 import { referenceAttention } from "../../reference/attention.ts";
 import type { Candidate, TuneCacheData, TunedOn, TuneKeyParts, TuneTask } from "./engine.ts";
-import { randomOperands, shapeBucket, sourceHash, timedTrials } from "./engine.ts";
+import {
+  randomOperands,
+  shapeBucket,
+  sourceHash,
+  timedTrials,
+  uniqueCandidates,
+} from "./engine.ts";
 
 /** The knobs of an attention variant the tuner chooses (every one baked into the kernels). */
 export interface AttentionVariant {
@@ -173,13 +179,7 @@ export function attentionCandidates(
     );
   }
   if (!o.quick && o.adapterClass === "cpu") list.push(...cpuAttentionFull(headDim, v));
-  const seen = new Set<string>();
-  return list.flatMap((params) => {
-    const name = attentionVariantName(params);
-    if (seen.has(name)) return [];
-    seen.add(name);
-    return [{ name, params }];
-  });
+  return uniqueCandidates(list, attentionVariantName);
 }
 
 /** A variant of tiles, blocks (fitted to divide them), staging and variant. */

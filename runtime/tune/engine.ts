@@ -59,6 +59,17 @@ export interface Candidate<P> {
   params: P;
 }
 
+/** Named candidates of a list of parameters, the first of each name kept (the default first). */
+export function uniqueCandidates<P>(list: readonly P[], name: (p: P) => string): Candidate<P>[] {
+  const seen = new Set<string>();
+  return list.flatMap((params) => {
+    const n = name(params);
+    if (seen.has(n)) return [];
+    seen.add(n);
+    return [{ name: n, params }];
+  });
+}
+
 /** What a tuning run found for one key. */
 export interface TuneEntry {
   kernel: string;

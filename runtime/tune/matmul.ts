@@ -46,6 +46,7 @@ import {
   timeDispatches,
   timedTrials,
   timingReps,
+  uniqueCandidates,
 } from "./engine.ts";
 
 /**
@@ -98,13 +99,7 @@ export interface MatmulSpaceOptions {
 export function matmulCandidates(o: MatmulSpaceOptions): Candidate<MatmulBlocking>[] {
   const sk = o.splitK !== false;
   const list = o.adapterClass === "gpu" ? gpuSpace(o, sk) : cpuSpace(o, sk);
-  const seen = new Set<string>();
-  return list.flatMap((params) => {
-    const name = matmulVariantName(params);
-    if (seen.has(name)) return [];
-    seen.add(name);
-    return [{ name, params }];
-  });
+  return uniqueCandidates(list, matmulVariantName);
 }
 
 /** The gpu class's space (see `matmulCandidates`). */
