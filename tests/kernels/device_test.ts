@@ -1,7 +1,16 @@
-/** Device acquisition, binding-size refusal, f16 conversion and the pipeline cache counter. */
-import { ok as assert, strictEqual } from "node:assert";
+/**
+ * Device acquisition, the adapter class and its override, binding-size refusal, f16 conversion
+ * and the pipeline cache counter.
+ */
+import { ok as assert, strictEqual, throws } from "node:assert";
 import { causal } from "../../dsl/presets.ts";
-import { checkBindingSize, requestGpu, REQUIRED_LIMITS } from "../../runtime/gpu/device.ts";
+import {
+  adapterClassOf,
+  checkBindingSize,
+  requestGpu,
+  REQUIRED_LIMITS,
+} from "../../runtime/gpu/device.ts";
+import { ADAPTER_CLASS_ENV, gpuOptionsFromEnv } from "../../runtime/host/gpu_options.ts";
 import {
   fromF16Bits,
   PipelineCache,
@@ -23,6 +32,49 @@ Deno.test("requestGpu raises every required limit to at least the kernels' need"
   const back = new Float32Array(await readback(gpu.device, buf, 12));
   strictEqual(back.join(), "1,2,3");
   gpu.device.destroy();
+});
+
+Deno.test("adapter class: CPU rasterizers and fallback adapters are cpu, the rest gpu; overridable", async () => {
+  strictEqual(
+    adapterClassOf({ vendor: "65541", description: "llvmpipe (LLVM 15.0.6, 256 bits)" }),
+    "cpu",
+  );
+  strictEqual(adapterClassOf({ vendor: "google", architecture: "swiftshader" }), "cpu");
+  strictEqual(
+    adapterClassOf({ vendor: "microsoft", description: "Microsoft Basic Render Driver" }),
+    "cpu",
+  );
+  strictEqual(
+    adapterClassOf({ vendor: "nvidia", architecture: "ampere", isFallbackAdapter: true }),
+    "cpu",
+  );
+  strictEqual(
+    adapterClassOf({ vendor: "nvidia", architecture: "ampere", description: "NVIDIA H200" }),
+    "gpu",
+  );
+  strictEqual(adapterClassOf({ vendor: "apple", architecture: "metal-3" }), "gpu");
+  const gpu = await requestGpu({ adapterClass: "gpu" });
+  strictEqual(gpu.adapterClass, "gpu");
+  const own = await requestGpu();
+  strictEqual(own.adapterClass, adapterClassOf(own.adapter.info));
+  gpu.device.destroy();
+  own.device.destroy();
+  // PHD_ADAPTER_CLASS: cpu or gpu, anything else one line naming both.
+  const before = Deno.env.get(ADAPTER_CLASS_ENV);
+  try {
+    Deno.env.set(ADAPTER_CLASS_ENV, "gpu");
+    strictEqual(gpuOptionsFromEnv().adapterClass, "gpu");
+    Deno.env.set(ADAPTER_CLASS_ENV, "tpu");
+    throws(
+      () => gpuOptionsFromEnv(),
+      /PHD_ADAPTER_CLASS=tpu is not an adapter class: set it to cpu or gpu/,
+    );
+    Deno.env.delete(ADAPTER_CLASS_ENV);
+    strictEqual(gpuOptionsFromEnv().adapterClass, undefined);
+  } finally {
+    if (before === undefined) Deno.env.delete(ADAPTER_CLASS_ENV);
+    else Deno.env.set(ADAPTER_CLASS_ENV, before);
+  }
 });
 
 Deno.test("shapes too big for one storage binding are refused with the size that fits", async () => {
