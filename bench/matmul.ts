@@ -4,8 +4,8 @@
  * `gpu` the 256-invocation staged vec4 one; "default" is this adapter's class, "other default" the
  * other one's), the tuned variant (from the autotune cache; shapes not in it are tuned first with
  * `--quick`'s candidates and saved) and `@tensorflow/tfjs-backend-webgpu`'s matMul on the same
- * data, timed in interleaved rounds (one run of each per round, so load from other processes hits
- * all of them alike), medians; every result is checked against float64 first. Then, unless
+ * data, timed in interleaved rounds (one run of each per round, in an order rotating from round to
+ * round, so load from other processes and wake-up costs hit all of them alike), medians; every result is checked against float64 first. Then, unless
  * `--no-train`, whole training steps of the config with the default and the tuned (one-dispatch)
  * matmuls, interleaved the same way: tokens/s. `--no-tune` leaves shapes the cache lacks untuned
  * (their "tuned" column is this class's default): the class comparison without minutes of tuning.
@@ -151,14 +151,18 @@ export async function main(args: string[]) {
       return ms;
     };
     const times: Record<string, number[]> = { default: [], other: [], tuned: [], tfjs: [] };
+    // Each round times every side once, starting one side later than the round before: the
+    // first timing after tfjs's host-side work runs measurably slower on llvmpipe (its threads
+    // wake up), so no side may always come first.
+    const sides = ["default", "other", "tuned", "tfjs"] as const;
     for (let r = 0; r <= rounds; r++) { // round 0 warms up
-      const t = {
-        default: await timeDispatches(ctx, ours.default, reps),
-        other: await timeDispatches(ctx, ours.other, reps),
-        tuned: await timeDispatches(ctx, ours.tuned, reps),
-        tfjs: await tfTime(r === 0),
-      };
-      if (r > 0) { for (const k of Object.keys(t) as (keyof typeof t)[]) times[k].push(t[k]); }
+      for (let i = 0; i < sides.length; i++) {
+        const side = sides[(r + i) % sides.length];
+        const ms = side === "tfjs"
+          ? await tfTime(r === 0)
+          : await timeDispatches(ctx, ours[side], reps);
+        if (r > 0) times[side].push(ms);
+      }
     }
     const ms = {
       default: median(times.default),
