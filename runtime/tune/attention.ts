@@ -158,27 +158,8 @@ export function attentionCandidates(
     variant,
   });
   const first = defaultAttentionVariant(headDim, o.adapterClass, o.limits);
-  const list: AttentionVariant[] = o.adapterClass === "gpu"
-    ? [
-      first,
-      v(16, 16, 1, 1, "workgroup"),
-      v(32, 32, 1, 1, "workgroup"),
-      v(64, 64, 1, 1, "workgroup"),
-      v(64, 64, 2, 2, "workgroup"),
-      v(32, 32, 1, 1),
-    ]
-    : cpuAttentionSpace(headDim, v);
-  if (!o.quick && o.adapterClass === "gpu") {
-    list.push(
-      v(4, 4, 1, 1, "workgroup"),
-      v(8, 8, 1, 1, "workgroup"),
-      v(64, 32, 1, 1, "workgroup"),
-      v(32, 64, 1, 1, "workgroup"),
-      v(32, 32, 2, 2, "workgroup"),
-      { ...first, variant: "dense" },
-    );
-  }
-  if (!o.quick && o.adapterClass === "cpu") list.push(...cpuAttentionFull(headDim, v));
+  const space = o.adapterClass === "gpu" ? GPU_ATTENTION_SPACE : CPU_ATTENTION_SPACE;
+  const list = [...space.quick(first, v), ...(o.quick ? [] : space.full(first, v, headDim))];
   return uniqueCandidates(list, attentionVariantName);
 }
 
@@ -192,41 +173,65 @@ type MakeVariant = (
   variant?: KernelVariant,
 ) => AttentionVariant;
 
-/** The cpu class's quick space (see `attentionCandidates`): what the tuner has always searched. */
-function cpuAttentionSpace(headDim: number, v: MakeVariant): AttentionVariant[] {
-  return [
-    defaultAttentionVariant(headDim, "cpu"),
+/** A class's space: the quick variants, then what the full space adds (the default first). */
+interface AttentionSpace {
+  quick(first: AttentionVariant, v: MakeVariant): AttentionVariant[];
+  full(first: AttentionVariant, v: MakeVariant, headDim: number): AttentionVariant[];
+}
+
+/** The gpu class's space (see `attentionCandidates`). */
+const GPU_ATTENTION_SPACE: AttentionSpace = {
+  quick: (first, v) => [
+    first,
+    v(16, 16, 1, 1, "workgroup"),
+    v(32, 32, 1, 1, "workgroup"),
+    v(64, 64, 1, 1, "workgroup"),
+    v(64, 64, 2, 2, "workgroup"),
+    v(32, 32, 1, 1),
+  ],
+  full: (first, v) => [
+    v(4, 4, 1, 1, "workgroup"),
+    v(8, 8, 1, 1, "workgroup"),
+    v(64, 32, 1, 1, "workgroup"),
+    v(32, 64, 1, 1, "workgroup"),
+    v(32, 32, 2, 2, "workgroup"),
+    { ...first, variant: "dense" },
+  ],
+};
+
+/** The cpu class's space (see `attentionCandidates`): what the tuner has always searched. */
+const CPU_ATTENTION_SPACE: AttentionSpace = {
+  quick: (first, v) => [
+    first,
     v(32, 32, 8, 4),
     v(64, 64, 8, 4),
     v(64, 32, 8, 4),
     v(16, 16, 4, 2),
     v(64, 64, 4, 2),
-  ];
-}
-
-/** What the cpu class's full space adds to its quick one. */
-function cpuAttentionFull(headDim: number, v: MakeVariant): AttentionVariant[] {
-  const w = defaultTiles(headDim, "workgroup");
-  return [
-    v(32, 32, 8, 8),
-    v(32, 32, 4, 4),
-    v(32, 32, 2, 2),
-    v(32, 32, 1, 1),
-    v(16, 16, 8, 4),
-    v(16, 16, 2, 2),
-    v(32, 16, 4, 2),
-    v(16, 32, 4, 4),
-    v(32, 64, 4, 4),
-    v(64, 64, 8, 8),
-    v(w.tileQ, w.tileK, 1, 1, "workgroup"),
-    v(16, 16, 1, 1, "workgroup"),
-    v(32, 32, 1, 1, "workgroup"),
-    v(64, 64, 1, 1, "workgroup"),
-    v(32, 32, 4, 2, "workgroup"),
-    { ...defaultAttentionVariant(headDim, "cpu"), variant: "dense" },
-    v(64, 64, 8, 4, "direct", "dense"),
-  ];
-}
+  ],
+  full: (first, v, headDim) => {
+    const w = defaultTiles(headDim, "workgroup");
+    return [
+      v(32, 32, 8, 8),
+      v(32, 32, 4, 4),
+      v(32, 32, 2, 2),
+      v(32, 32, 1, 1),
+      v(16, 16, 8, 4),
+      v(16, 16, 2, 2),
+      v(32, 16, 4, 2),
+      v(16, 32, 4, 4),
+      v(32, 64, 4, 4),
+      v(64, 64, 8, 8),
+      v(w.tileQ, w.tileK, 1, 1, "workgroup"),
+      v(16, 16, 1, 1, "workgroup"),
+      v(32, 32, 1, 1, "workgroup"),
+      v(64, 64, 1, 1, "workgroup"),
+      v(32, 32, 4, 2, "workgroup"),
+      { ...first, variant: "dense" },
+      v(64, 64, 8, 4, "direct", "dense"),
+    ];
+  },
+};
 
 /**
  * What keys an attention problem's tuning result (with the adapter and the Deno version): the
