@@ -3,8 +3,8 @@
  * timing, warm-cache hits that measure nothing, rejection of malformed caches), then on real
  * matmul tasks: a wrong kernel and a failing build are disqualified, the cache file round-trips
  * atomically and a warm run measures nothing, a corrupt file falls back with one warning, the
- * runtime's chooser falls back to the default for other shapes, adapters and Deno versions, the
- * training step's shapes are the ones its model graph records, and `deno task autotune` says when
+ * runtime's chooser falls back to the default for other shapes, adapters, adapter classes and
+ * Deno versions, tuning as the gpu class keys its own space, the training step's shapes are the ones its model graph records, and `deno task autotune` says when
  * it measured nothing. Then a tiny training-attention tuning run:
  * a wrong candidate and a failed build are disqualified, an oversized one is pruned, a warm cache
  * measures nothing, the chooser returns the stored variant (and a model graph builds it).
@@ -27,6 +27,8 @@ import {
 } from "../../runtime/tune/engine.ts";
 import {
   configMatmulShapes,
+  matmulCandidates,
+  matmulKeyParts,
   matmulTask,
   tunedMatmulChooser,
   tunedMatmulParams,
@@ -51,13 +53,14 @@ import { ModelParams } from "../../runtime/model/params.ts";
 import { loadTuneCache, saveTuneCache } from "../../runtime/host/tune_cache.ts";
 import {
   DEFAULT_MATMUL,
+  defaultMatmul,
   type MatmulBlocking,
   matmulDispatches,
   matmulVariantName,
 } from "../../runtime/kernels/matmul.ts";
 import { storageBuffer } from "../../runtime/gpu/resources.ts";
 import { destroyDispatches } from "../../runtime/gpu/kernel.ts";
-import { gpuOnce } from "../fixtures/attention.ts";
+import { gpuAsClass, gpuOnce } from "../fixtures/attention.ts";
 import { runScript } from "../fixtures/cli.ts";
 
 const adapter: AdapterId = {
@@ -280,6 +283,32 @@ Deno.test("cache file: warm runs measure nothing; the chooser falls back per sha
     undefined,
   );
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("tuning as the gpu class: its default first, its own key, never chosen as cpu", async () => {
+  const ctx = await gpuAsClass("gpu"), limits = deviceLimits(ctx.gpu.device);
+  const shape = { trans: "nt" as const, M: 64, N: 64, inner: 64 };
+  // The gpu default and its scalar sibling (the kernels tests/kernels compiles already).
+  const candidates = matmulCandidates({ adapterClass: "gpu", quick: true, shape, limits }).slice(
+    0,
+    2,
+  );
+  assertEquals(candidates[0].params, defaultMatmul("gpu", shape, limits));
+  ok((candidates[0].params.bk ?? 0) > 0 && candidates[0].params.vec === 4);
+  const task = matmulTask(ctx, shape, { candidates });
+  ok(task.sourceHash !== matmulKeyParts(shape, "cpu").sourceHash);
+  const cache = emptyCache(), on = scriptedOn(ctx);
+  const entry = await new Autotuner(cache, { adapter: on, deno: DENO, warmup: 0, runs: 1 }).tune(
+    task,
+  );
+  task.destroy();
+  ok(entry.trials.every((t) => typeof t.ms === "number"), JSON.stringify(entry.trials));
+  const o = { deno: DENO, limits };
+  assertEquals(tunedMatmulParams(cache, { ...o, adapter: on }, shape), entry.params);
+  assertEquals(
+    tunedMatmulParams(cache, { ...o, adapter: { ...on, adapterClass: "cpu" } }, shape),
+    undefined,
+  );
 });
 
 Deno.test("a corrupt or stale cache file is ignored with one warning line", async () => {
