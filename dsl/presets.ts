@@ -65,6 +65,20 @@ export function swaPairs({ q, k, p }: MaskContext): BoolExpr {
   );
 }
 
+/**
+ * SHD (Sequential Hidden Decoding style): full causal attention over the interleaved expanded
+ * sequence `(pos, copy)`, so every copy's KV stays for the whole sequence (K times vanilla's
+ * cache). Pair it with per-copy embeddings (`phd.embeddings: "per-copy"`) for the SHD model.
+ */
+export function shd(o: { K?: number } = {}): AttentionSpec {
+  return defineAttention({
+    name: "shd",
+    K: o.K ?? 2,
+    description: "SHD: every token sees every earlier (pos, copy) token; all copies' KV kept",
+    mask: ({ q, k }) => or(k.pos.lt(q.pos), and(k.pos.eq(q.pos), k.copy.le(q.copy))),
+  });
+}
+
 /** Vanilla sliding-window attention over positions: `n - W < m <= n`. */
 export function slidingWindow(o: { W?: number } = {}): AttentionSpec {
   return defineAttention({
@@ -102,6 +116,7 @@ export const PRESETS: Readonly<Record<string, () => AttentionSpec>> = {
   "phd": () => phd(),
   "phd-swa": () => phdSwa(),
   "phd-cswa": () => phdCswa(),
+  "shd": () => shd(),
   "sliding-window": () => slidingWindow(),
   "prefix-lm": () => prefixLm(),
   "document": () => documentMask(),

@@ -394,6 +394,11 @@ def load_model(args, ckpt, dtype):
     """A checkpoint as a model, checked against the --mask module."""
     meta, tensors = read_safetensors(ckpt)
     m = checkpoint_meta(ckpt, meta)
+    if m["phd"].get("embeddings", "shared") != "shared":
+        raise UsageError(
+            f'"{ckpt}" has per-copy embedding tables (phd.embeddings "per-copy"), which this '
+            "PyTorch port does not build: use deno task generate/eval, or train with shared ones"
+        )
     mask = load_mask(args.mask)
     check_mask(mask, m["phd"], ckpt)
     model = build_model(m["config"], mask, m["phd"]["positions"], args.attention)

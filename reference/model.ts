@@ -3,7 +3,8 @@
  * backward: the oracle the GPU trainer is tested against. Parameters are named Float64Arrays with
  * the Hugging Face Llama names and `[out, in]` shapes of runtime/model/params.ts. Tokens of the expanded
  * sequence are in the canonical interleaved order `t = p*K + c`; every copy of position p reads
- * embed(x_p); attention uses the spec's mask (reference/attention.ts, via
+ * embed(x_p) (with per-copy embeddings copy c reads its own table, rows `c*V ..` of the stacked
+ * `model.embed_tokens.weight`; a tied head is copy 0's table); attention uses the spec's mask (reference/attention.ts, via
  * dsl/eval.ts evalBool); the loss is the cross-entropy of copy K-1 at position p predicting
  * x_{p+1}, averaged over positions and sequences. Readable over fast: one layer per block.
  */
@@ -72,7 +73,13 @@ function addInto(a: Float64Array, b: ArrayLike<number>): void {
  * parameter. The spec gives K, the mask and the position scheme.
  */
 export function forwardBackward(
-  model: { config: ModelConfig; spec: AttentionSpec; params: Params },
+  model: {
+    config: ModelConfig;
+    spec: AttentionSpec;
+    params: Params;
+    /** Default "shared". */
+    embeddings?: "shared" | "per-copy";
+  },
   o: { tokens: ArrayLike<number>; batch: number; grads?: boolean },
 ): ReferenceResult {
   const { config: cfg, spec, params: P } = model;
@@ -86,7 +93,12 @@ export function forwardBackward(
   const H = cfg.num_attention_heads, HKV = cfg.num_key_value_heads, d = headDim(cfg);
   const eps = cfg.rms_norm_eps, theta = cfg.rope_theta;
   const pos = positionIds(spec, L);
-  const head = cfg.tie_word_embeddings ? P["model.embed_tokens.weight"] : P["lm_head.weight"];
+  const perCopy = model.embeddings === "per-copy", tables = perCopy ? K : 1;
+  const embed = P["model.embed_tokens.weight"];
+  if (embed.length !== tables * V * C) {
+    throw new RangeError(`model.embed_tokens.weight must hold ${tables} x ${V} x ${C} values`);
+  }
+  const head = cfg.tie_word_embeddings ? embed.subarray(0, V * C) : P["lm_head.weight"];
   const W = (i: number, n: string) => P[`model.layers.${i}.${n}.weight`];
   const lin = (x: ArrayLike<number>, w: Float64Array, rows: number, out: number, inp: number) =>
     matmulRef(x, w, { M: rows, N: out, inner: inp, trans: "nt" });
@@ -101,18 +113,21 @@ export function forwardBackward(
     headDim: d,
   };
 
-  // ids (B, N): every copy of position p reads x_p; targets: x_{p+1} for the last copy.
+  // ids (B, N): every copy of position p reads x_p (per-copy: row x_p + c*V); targets: x_{p+1}
+  // for the last copy.
   const ids = new Uint32Array(R), rows = new Uint32Array(B * L), targets = new Uint32Array(B * L);
   for (let b = 0; b < B; b++) {
     for (let p = 0; p < L; p++) {
-      for (let c = 0; c < K; c++) ids[b * N + p * K + c] = o.tokens[b * (L + 1) + p];
+      for (let c = 0; c < K; c++) {
+        ids[b * N + p * K + c] = o.tokens[b * (L + 1) + p] + (perCopy ? c * V : 0);
+      }
       rows[b * L + p] = b * N + p * K + K - 1;
       targets[b * L + p] = o.tokens[b * (L + 1) + p + 1];
     }
   }
 
   // forward: x is (R, C) throughout
-  let x: Float64Array = gatherRef(P["model.embed_tokens.weight"], ids, C);
+  let x: Float64Array = gatherRef(embed, ids, C);
   const caches: LayerCache[] = [];
   for (let i = 0; i < cfg.num_hidden_layers; i++) {
     const { y: n1, rstd: rstd1 } = rmsnormRef(x, W(i, "input_layernorm"), { C, eps });
@@ -144,7 +159,8 @@ export function forwardBackward(
   const G: Params = {};
   for (const [name, p] of Object.entries(P)) G[name] = new Float64Array(p.length);
   const dHead = matmulRef(ce.dlogits, sel, { M: V, N: C, inner: M, trans: "tn" });
-  addInto(cfg.tie_word_embeddings ? G["model.embed_tokens.weight"] : G["lm_head.weight"], dHead);
+  const gEmbed = G["model.embed_tokens.weight"];
+  addInto(cfg.tie_word_embeddings ? gEmbed.subarray(0, V * C) : G["lm_head.weight"], dHead);
   const dsel = matmulRef(ce.dlogits, head, { M, N: C, inner: V, trans: "nn" });
   const dnf = scatterAddRef(dsel, rows, { V: R, C });
   const fb = rmsnormBackwardRef({ dy: dnf, x, w: P["model.norm.weight"], rstd: rstdf }, { C });
@@ -199,6 +215,6 @@ export function forwardBackward(
     addInto(gW(i, "input_layernorm"), b1.dw);
     dx = add(dx2, b1.dx);
   }
-  addInto(G["model.embed_tokens.weight"], scatterAddRef(dx, ids, { V, C }));
+  addInto(gEmbed, scatterAddRef(dx, ids, { V: tables * V, C }));
   return { loss, grads: G };
 }

@@ -13,6 +13,7 @@ import {
   configSpec,
   DEFAULT_CONFIG,
   parseConfig,
+  type PhdConfig,
   phdOf,
   specWithOverrides,
 } from "../model/config.ts";
@@ -142,7 +143,9 @@ export async function resolveRunConfig(
     } catch (e) {
       throw where(e);
     }
-    r.phd = phdOf(spec, phd.spec) as unknown as Record<string, unknown>;
+    // phd.embeddings is checked by parseConfig below.
+    const embeddings = (phd.embeddings ?? "shared") as PhdConfig["embeddings"];
+    r.phd = phdOf(spec, phd.spec, embeddings) as unknown as Record<string, unknown>;
   }
   let config: Config;
   try {

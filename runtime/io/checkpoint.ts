@@ -1,6 +1,6 @@
 /**
  * Checkpoints (docs/DESIGN.md 4) as bytes: the model file (Hugging Face Llama tensor names, F32,
- * `__metadata__` with config, phd — holding the serialised spec, `phd.mask_spec`, so a reader
+ * per-copy embeddings stacked in `model.embed_tokens.weight` `[K·V, C]`; `__metadata__` with config, phd — holding the serialised spec, `phd.mask_spec`, so a reader
  * rebuilds any spec without its source file — and tokenizer: `bytes` or an embedded
  * tokenizer.json, runtime/data/tokenizer.ts) and the training-state sibling (AdamW moments
  * `m.<name>` / `v.<name>`, and in `__metadata__` the step, data position and the whole training
@@ -14,6 +14,7 @@ import { specFromJson, specToJson } from "../../dsl/serial.ts";
 import {
   type Config,
   configSpec,
+  embeddingTables,
   type ModelConfig,
   parseConfig,
   type PhdConfig,
@@ -66,7 +67,7 @@ export function firstNonFinite(data: ArrayLike<number>): string | undefined {
 /** The model file's bytes; refuses non-finite weights (a diverged run must not be saved). */
 export function encodeCheckpoint(c: CheckpointInput): Uint8Array {
   const tensors = new Map<string, Tensor>();
-  for (const [name, shape] of paramShapes(c.model)) {
+  for (const [name, shape] of paramShapes(c.model, { embedTables: embeddingTables(c.phd) })) {
     const data = c.params[name];
     if (!data) throw new Error(`cannot save: parameter "${name}" is missing`);
     const bad = firstNonFinite(data);
@@ -101,7 +102,7 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
   const defaults = parseConfig({ model: meta.config, phd: phdFields });
   const model = defaults.model, phd = defaults.phd;
   const params: Record<string, Float32Array> = {};
-  for (const [name, shape] of paramShapes(model)) {
+  for (const [name, shape] of paramShapes(model, { embedTables: embeddingTables(phd) })) {
     const t = st.tensors.get(name);
     if (!t) throw new Error(`checkpoint lacks tensor "${name}"`);
     if (t.shape.join(",") !== shape.join(",")) {
@@ -140,6 +141,10 @@ function metaInt(v: string, key: string, min: number): number {
   return n;
 }
 
+function modelShapes(c: Config): Map<string, number[]> {
+  return paramShapes(c.model, { embedTables: embeddingTables(c.phd) });
+}
+
 /** A decoded training-state file: the config it was made with, the state and its unit id. */
 export interface SavedState {
   config: Config;
@@ -150,7 +155,7 @@ export interface SavedState {
 /** The training-state file's bytes; `unit` ties it to the model file of the same save. */
 export function encodeTrainingState(config: Config, s: TrainingState, unit?: string): Uint8Array {
   const tensors = new Map<string, Tensor>();
-  for (const [name, shape] of paramShapes(config.model)) {
+  for (const [name, shape] of modelShapes(config)) {
     for (const [key, data] of [[`m.${name}`, s.m[name]], [`v.${name}`, s.v[name]]] as const) {
       const bad = data && firstNonFinite(data);
       if (bad) throw new RangeError(`cannot save: optimizer moment "${key}" holds ${bad}`);
@@ -189,7 +194,7 @@ export function decodeTrainingState(bytes: Uint8Array): SavedState {
     throw new RangeError(`__metadata__.data must be {"rng": int, "step": int >= 0}`);
   }
   const m: Record<string, Float32Array> = {}, v: Record<string, Float32Array> = {};
-  for (const [name, shape] of paramShapes(config.model)) {
+  for (const [name, shape] of modelShapes(config)) {
     for (const [table, prefix] of [[m, "m."], [v, "v."]] as const) {
       const t = st.tensors.get(prefix + name);
       if (!t || t.dtype !== "F32" || t.shape.join(",") !== shape.join(",")) {

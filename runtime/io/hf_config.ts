@@ -4,7 +4,7 @@
  * python/phd_torch.py writes the same object for the checkpoints it saves (tests/export compare
  * them). Pure: the host layer writes the file.
  */
-import type { ModelConfig, PhdConfig } from "../model/config.ts";
+import { embeddingTables, type ModelConfig, type PhdConfig } from "../model/config.ts";
 
 /** The `config.json` object of a checkpoint. */
 export function hfConfig(c: {
@@ -36,7 +36,16 @@ export function hfConfig(c: {
     ...(c.context === undefined ? {} : {
       max_position_embeddings: c.phd.positions === "flattened" ? c.context * K : c.context,
     }),
-    phd: { K, variant: c.phd.variant, W: c.phd.W, C: c.phd.C, positions: c.phd.positions },
+    phd: {
+      K,
+      variant: c.phd.variant,
+      W: c.phd.W,
+      C: c.phd.C,
+      positions: c.phd.positions,
+      // Per-copy tables stack K tables in embed_tokens [K·V, C] (docs/DESIGN.md 4): no Llama
+      // loader reads that, so it is named here (and K > 1 is never model_type llama).
+      ...(embeddingTables(c.phd) > 1 ? { embeddings: c.phd.embeddings } : {}),
+    },
     tokenizer: c.tokenizer,
   };
 }

@@ -49,7 +49,7 @@ function gatherKernel() {
 function scatterKernel() {
   return makeKernel({
     key: "scatter_add",
-    uniforms: { u: "table_rows: u32, cols: u32, accumulate: u32" },
+    uniforms: { u: "table_rows: u32, cols: u32, accumulate_rows: u32" },
     reads: { dout: "f32", offsets: "u32", perm: "u32" },
     writes: { dtable: "f32" },
     main: {
@@ -59,7 +59,7 @@ function scatterKernel() {
   let c = i % u.cols;
   var acc = 0.0;
   for (var s = offsets[v]; s < offsets[v + 1u]; s++) { acc += dout[perm[s] * u.cols + c]; }
-  if (u.accumulate != 0u) { acc += dtable[i]; }
+  if (v < u.accumulate_rows) { acc += dtable[i]; }
   dtable[i] = acc;`,
     },
   });
@@ -86,18 +86,18 @@ export function gather(
 
 /**
  * Backward of `gather`: dout is (R, C), offsets is (V+1,) and perm is (R,) from `rowIndex(ids,
- * V)`, dtable is (V, C), overwritten, or added to when `accumulate` (tied embeddings: the LM head
- * gradient is already there).
+ * V)`, dtable is (V, C), overwritten, except its first `accumulateRows` rows (default 0), which
+ * are added to (tied embeddings: the LM head gradient is already there, in copy 0's rows).
  */
 export function scatterAdd(
   ctx: KernelContext,
   io: { dout: GPUBuffer; offsets: GPUBuffer; perm: GPUBuffer; dtable: GPUBuffer },
-  shape: { cols: number; tableRows: number; accumulate?: boolean },
+  shape: { cols: number; tableRows: number; accumulateRows?: number },
 ): Dispatch {
   const { cols, tableRows } = shape;
   return dispatchKernel(ctx, scatterKernel(), {
     dims: { cols, tableRows },
-    u: [{ u32: tableRows }, { u32: cols }, { u32: shape.accumulate ? 1 : 0 }],
+    u: [{ u32: tableRows }, { u32: cols }, { u32: shape.accumulateRows ?? 0 }],
     buffers: io,
     grid: tableRows * cols,
   });

@@ -1,45 +1,56 @@
 /**
  * The PHD expansion on the GPU. Forward: `expandEmbed` builds the expanded sequence straight from
- * the batch's token ids (every copy of position p reads embed(x_p)), so the host never copies a
- * sequence K times. Backward: `foldCopies` sums the K copies' gradients per position, so the
- * embedding scatter works on B·L rows, not B·K·L. `lossSum` adds a step's mean loss into a
+ * the batch's token ids (every copy of position p reads embed(x_p), or with per-copy tables copy
+ * c's embed_c(x_p)), so the host never copies a sequence K times. Backward: `foldCopies` sums the K
+ * copies' gradients per position, so the embedding scatter of a shared table works on B·L rows,
+ * not B·K·L. `lossSum` adds a step's mean loss into a
  * two-float accumulator `[sum, steps]` on the GPU, read back only every few steps. Browser-safe.
  */
 import { type Dispatch, dispatchKernel, type KernelContext, makeKernel } from "../gpu/kernel.ts";
 
-/** Expansion kernel: one invocation per output element. */
-function expandKernel() {
+/**
+ * Expansion kernel: one invocation per output element. With `rowBase`, slot s reads table row
+ * `id + row_base[s]` (per-copy embedding tables stacked in one table: copy c's from `c·V`).
+ */
+function expandKernel(rowBase: boolean) {
   return makeKernel({
-    key: "phd_expand",
+    key: rowBase ? "phd_expand_rows" : "phd_expand",
     uniforms: { u: "batch: u32, tokens: u32, stride: u32, cols: u32, table_rows: u32" },
-    reads: { table: "f32", ids: "u32", pos: "u32" },
+    reads: rowBase
+      ? { table: "f32", ids: "u32", pos: "u32", row_base: "u32" }
+      : { table: "f32", ids: "u32", pos: "u32" },
     writes: { out: "f32" },
     main: {
       count: "u.batch * u.tokens * u.cols",
       body: `
   let row = i / u.cols;
   let b = row / u.tokens;
-  let id = min(ids[b * u.stride + pos[row % u.tokens]], u.table_rows - 1u);
+  let id = min(ids[b * u.stride + pos[row % u.tokens]], u.table_rows - 1u)${
+        rowBase ? " + row_base[row % u.tokens]" : ""
+      };
   out[i] = table[id * u.cols + i % u.cols];`,
     },
   });
 }
 
 /**
- * table (V, C); ids (B, stride) u32 (a batch row of L+1 ids: inputs then the last target); pos
- * (N,) u32: the position p of each storage slot; out (B·N, C).
+ * table (T·V, C); ids (B, stride) u32 (a batch row of L+1 ids: inputs then the last target); pos
+ * (N,) u32: the position p of each storage slot; rowBase (N,) u32, optional: the first table row
+ * of each slot's table (per-copy embeddings: c·V for copy c); out (B·N, C). `tableRows` is V: ids
+ * are clamped below it.
  */
 export function expandEmbed(
   ctx: KernelContext,
-  io: { table: GPUBuffer; ids: GPUBuffer; pos: GPUBuffer; out: GPUBuffer },
+  io: { table: GPUBuffer; ids: GPUBuffer; pos: GPUBuffer; rowBase?: GPUBuffer; out: GPUBuffer },
   s: { batch: number; tokens: number; stride: number; cols: number; tableRows: number },
 ): Dispatch {
-  return dispatchKernel(ctx, expandKernel(), {
+  const { rowBase, ...rest } = io;
+  return dispatchKernel(ctx, expandKernel(rowBase !== undefined), {
     dims: s,
     u: [{ u32: s.batch }, { u32: s.tokens }, { u32: s.stride }, { u32: s.cols }, {
       u32: s.tableRows,
     }],
-    buffers: io,
+    buffers: rowBase ? { ...rest, row_base: rowBase } : rest,
     grid: s.batch * s.tokens * s.cols,
   });
 }

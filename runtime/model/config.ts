@@ -39,6 +39,13 @@ export interface PhdConfig {
   spec?: string;
   /** Spec parameters (numbers) and tables (arrays of starts), overriding the spec's. */
   params?: Record<string, number | number[]>;
+  /**
+   * Input embedding tables. `shared` (default, the paper): every copy of position p reads
+   * embed(x_p). `per-copy` (Sequential Hidden Decoding style): copy c reads its own table, rows
+   * `c·V .. (c+1)·V - 1` of `model.embed_tokens.weight` (copy 0 is the original table, the one a
+   * tied head shares); K times the embedding parameters, no other cost (docs/DESIGN.md 1.3).
+   */
+  embeddings: "shared" | "per-copy";
 }
 
 /** Tokenizer choice: UTF-8 bytes, a `tokenizer.json` file, or a byte-level BPE trained on the text. */
@@ -112,7 +119,7 @@ export const DEFAULT_CONFIG: Config = {
     // (validation 2.79 vs 3.11 nats after 50 steps of the demo; bench/RESULTS.md).
     tie_word_embeddings: false,
   },
-  phd: { K: 2, variant: "phd-cswa", W: 16, C: 32, positions: "shared" },
+  phd: { K: 2, variant: "phd-cswa", W: 16, C: 32, positions: "shared", embeddings: "shared" },
   train: {
     steps: 150,
     batch_size: 16,
@@ -269,6 +276,11 @@ export function checkConfig(c: Config): void {
       `config.phd.positions must be "shared" or "flattened", got "${p.positions}"`,
     );
   }
+  if (p.embeddings !== "shared" && p.embeddings !== "per-copy") {
+    throw new RangeError(
+      `config.phd.embeddings must be "shared" or "per-copy", got "${p.embeddings}"`,
+    );
+  }
   for (
     const k of ["steps", "batch_size", "seq_len", "eval_batches", "log_every", "keep_last"] as const
   ) {
@@ -379,8 +391,20 @@ export function specWithOverrides(base: AttentionSpec, o: SpecOverridesConfig): 
   return o.positions && o.positions !== spec.positions ? { ...spec, positions: o.positions } : spec;
 }
 
-/** The resolved `phd` section of a spec: every field holds the spec's value. */
-export function phdOf(spec: AttentionSpec, ref: string): PhdConfig {
+/** Input embedding tables of a model: K with per-copy embeddings, else 1. */
+export function embeddingTables(p: Pick<PhdConfig, "K" | "embeddings">): number {
+  return p.embeddings === "per-copy" ? p.K : 1;
+}
+
+/**
+ * The resolved `phd` section of a spec: every field holds the spec's value (and `embeddings`,
+ * which is the model's, not the spec's, the given one).
+ */
+export function phdOf(
+  spec: AttentionSpec,
+  ref: string,
+  embeddings: PhdConfig["embeddings"] = "shared",
+): PhdConfig {
   return {
     K: spec.K,
     variant: ref in PRESETS ? ref : spec.baseName,
@@ -389,6 +413,7 @@ export function phdOf(spec: AttentionSpec, ref: string): PhdConfig {
     positions: spec.positions,
     spec: ref,
     params: { ...spec.params, ...structuredClone(spec.tables) as Record<string, number[]> },
+    embeddings,
   };
 }
 

@@ -90,6 +90,9 @@ export class ModelGraph {
   #targets: GPUBuffer;
   #embedOffsets?: GPUBuffer;
   #embedPerm?: GPUBuffer;
+  /** Per-copy tables: the first table row of each storage slot (c·V), else undefined. */
+  #rowBase?: Uint32Array;
+  #posOfSlot: Uint32Array;
   /** The attention call's shape and bindings, read when a pass is recorded. */
   #attRun: AttentionRun;
 
@@ -125,14 +128,22 @@ export class ModelGraph {
       (what, shape) => this.matmuls.push({ what, shape }),
     );
     const model = { ctx, params, mm };
+    const tables = params.embedTables;
+    if (tables !== 1 && tables !== K) {
+      throw new RangeError(
+        `the model has ${tables} embedding tables: per-copy embeddings need K = ${tables}, the spec has K = ${K}`,
+      );
+    }
 
     // Index tables of this shape: position of each storage slot, slot of each (p, c), loss rows.
-    const posOfSlot = new Uint32Array(N), slotOf = new Uint32Array(L * K);
+    const posOfSlot = this.#posOfSlot = new Uint32Array(N), slotOf = new Uint32Array(L * K);
+    const rowBase = tables > 1 ? this.#rowBase = new Uint32Array(N) : undefined;
     const ropePos = new Uint32Array(N), lossRows = new Uint32Array(M);
     for (let p = 0; p < L; p++) {
       for (let c = 0; c < K; c++) {
         const s = storageIndex(layout, K, L, c, p);
         posOfSlot[s] = p;
+        if (rowBase) rowBase[s] = c * V;
         slotOf[p * K + c] = s;
         ropePos[s] = spec.positions === "flattened" ? p * K + c : p;
       }
@@ -182,12 +193,13 @@ export class ModelGraph {
     const F = this.forwardOps;
     const layers: LayerActs[] = [];
     const embedOut = f32(R * C, "x0");
-    // x0 (R, C) = embed[ids[b, pos(slot)]]
+    // x0 (R, C) = embed[ids[b, pos(slot)]] (per-copy: + rowBase(slot) = c·V)
     F.push(
       expandEmbed(ctx, {
         table: P("model.embed_tokens.weight"),
         ids: this.ids,
         pos: posBuf,
+        rowBase: rowBase && u32(rowBase, "row_base"),
         out: embedOut,
       }, {
         batch: B,
@@ -392,21 +404,25 @@ export class ModelGraph {
         }),
       );
     }
-    // embedding: fold the copies (B·L, C), then scatter-add by token id into the table gradient
-    const dpos = f32(M * C, "d_pos");
-    Bk.push(foldCopies(ctx, { dx, slots: slotBuf, out: dpos }, { batch: B, L, K, cols: C }));
-    this.#embedOffsets = f32(V + 1, "embed_offsets");
-    this.#embedPerm = f32(M, "embed_perm");
+    // Embedding. Shared table: fold the copies (B·L, C), then scatter-add by token id into the
+    // table gradient (V, C). Per-copy tables: scatter-add every row (R, C) by id + c·V into the
+    // stacked tables (K·V, C). A tied head's gradient is already in the first V rows.
+    const dEmbed = tables > 1 ? dx : f32(M * C, "d_pos");
+    if (tables === 1) {
+      Bk.push(foldCopies(ctx, { dx, slots: slotBuf, out: dEmbed }, { batch: B, L, K, cols: C }));
+    }
+    this.#embedOffsets = f32(tables * V + 1, "embed_offsets");
+    this.#embedPerm = f32(tables > 1 ? R : M, "embed_perm");
     Bk.push(
       scatterAdd(ctx, {
-        dout: dpos,
+        dout: dEmbed,
         offsets: this.#embedOffsets,
         perm: this.#embedPerm,
         dtable: G("model.embed_tokens.weight"),
       }, {
         cols: C,
-        tableRows: V,
-        accumulate: cfg.tie_word_embeddings,
+        tableRows: tables * V,
+        accumulateRows: cfg.tie_word_embeddings ? V : 0,
       }),
     );
   }
@@ -444,10 +460,24 @@ export class ModelGraph {
     upload(dev, this.ids, tokens);
     upload(dev, this.#targets, targets);
     if (this.#embedOffsets && this.#embedPerm) {
-      const idx = rowIndex(inputs, V);
+      const idx = this.#rowBase
+        ? rowIndex(this.#slotIds(tokens), V * this.copies)
+        : rowIndex(inputs, V);
       upload(dev, this.#embedOffsets, idx.offsets);
       upload(dev, this.#embedPerm, idx.perm);
     }
+  }
+
+  /** Per-copy tables: the stacked-table row of every activation row (b, slot): id + c·V. */
+  #slotIds(tokens: Uint32Array): Uint32Array {
+    const { batch: B, L } = this.options, N = this.N, base = this.#rowBase!;
+    const out = new Uint32Array(B * N);
+    for (let b = 0; b < B; b++) {
+      for (let s = 0; s < N; s++) {
+        out[b * N + s] = tokens[b * (L + 1) + this.#posOfSlot[s]] + base[s];
+      }
+    }
+    return out;
   }
 
   /** Records the forward pass (and the backward pass of a training graph with `backward`). */

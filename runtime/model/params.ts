@@ -22,11 +22,21 @@ export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/**
+ * How many input embedding tables a model has: 1, or K with per-copy embeddings (`phd.embeddings`,
+ * config.ts `embeddingTables`). The tables are stacked in `model.embed_tokens.weight`
+ * `[tables·V, C]`, copy c's rows from `c·V`, so one gather with a row offset serves every copy.
+ */
+export interface EmbeddingOptions {
+  /** Default 1. */
+  embedTables?: number;
+}
+
 /** Every parameter's name and shape (`[out, in]` for linear layers), in checkpoint order. */
-export function paramShapes(c: ModelConfig): Map<string, number[]> {
+export function paramShapes(c: ModelConfig, o: EmbeddingOptions = {}): Map<string, number[]> {
   const C = c.hidden_size, d = headDim(c), H = c.num_attention_heads;
-  const HKV = c.num_key_value_heads, I = c.intermediate_size;
-  const s = new Map<string, number[]>([["model.embed_tokens.weight", [c.vocab_size, C]]]);
+  const HKV = c.num_key_value_heads, I = c.intermediate_size, T = embedTables(o);
+  const s = new Map<string, number[]>([["model.embed_tokens.weight", [T * c.vocab_size, C]]]);
   for (let i = 0; i < c.num_hidden_layers; i++) {
     const p = `model.layers.${i}.`;
     s.set(p + "input_layernorm.weight", [C]);
@@ -44,10 +54,19 @@ export function paramShapes(c: ModelConfig): Map<string, number[]> {
   return s;
 }
 
+function embedTables(o: EmbeddingOptions): number {
+  const T = o.embedTables ?? 1;
+  if (!Number.isInteger(T) || T < 1) throw new RangeError(`embedTables must be >= 1, got ${T}`);
+  return T;
+}
+
 /** Initial parameters: norms 1, matrices normal(0, std) (default 0.02), from a seed. */
-export function initParams(c: ModelConfig, o: { seed: number; std?: number }): Params {
+export function initParams(
+  c: ModelConfig,
+  o: { seed: number; std?: number } & EmbeddingOptions,
+): Params {
   const rng = new Rng(o.seed), std = o.std ?? 0.02, out: Params = {};
-  for (const [name, shape] of paramShapes(c)) {
+  for (const [name, shape] of paramShapes(c, o)) {
     const a = new Float64Array(numel(shape));
     if (shape.length === 1) a.fill(1);
     else for (let i = 0; i < a.length; i++) a[i] = std * rng.normal();
@@ -60,9 +79,12 @@ export function initParams(c: ModelConfig, o: { seed: number; std?: number }): P
 export class ModelParams {
   readonly shapes: Map<string, number[]>;
   readonly buffers = new Map<string, GPUBuffer>();
+  /** Input embedding tables stacked in `model.embed_tokens.weight` (1, or K: per-copy). */
+  readonly embedTables: number;
 
-  constructor(readonly ctx: KernelContext, readonly config: ModelConfig) {
-    this.shapes = paramShapes(config);
+  constructor(readonly ctx: KernelContext, readonly config: ModelConfig, o: EmbeddingOptions = {}) {
+    this.embedTables = embedTables(o);
+    this.shapes = paramShapes(config, o);
     for (const [name, shape] of this.shapes) {
       this.buffers.set(name, storageBuffer(ctx.gpu.device, numel(shape) * 4, name));
     }
@@ -75,7 +97,10 @@ export class ModelParams {
     return b;
   }
 
-  /** The LM head's weight `[vocab, hidden]`: the embedding table when tied. */
+  /**
+   * The LM head's weight `[vocab, hidden]`: the embedding table when tied (with per-copy tables,
+   * its first V rows: copy 0's).
+   */
   get head(): GPUBuffer {
     return this.get(
       this.config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight",

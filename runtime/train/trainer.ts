@@ -9,7 +9,7 @@
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
-import { type Config, configSpec, learningRate } from "../model/config.ts";
+import { type Config, configSpec, embeddingTables, learningRate } from "../model/config.ts";
 import {
   Batches,
   type BatchShape,
@@ -100,8 +100,9 @@ export class Trainer {
   ) {
     const t = config.train;
     this.spec = options.spec ?? configSpec(config.phd);
-    this.params = new ModelParams(ctx, config.model);
-    this.params.upload(initParams(config.model, { seed: t.seed, std: 0.02 }));
+    const embedTables = embeddingTables({ K: this.spec.K, embeddings: config.phd.embeddings });
+    this.params = new ModelParams(ctx, config.model, { embedTables });
+    this.params.upload(initParams(config.model, { seed: t.seed, std: 0.02, embedTables }));
     this.graph = new ModelGraph(ctx, this.params, this.spec, {
       batch: t.batch_size,
       L: t.seq_len,

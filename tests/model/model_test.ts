@@ -1,14 +1,15 @@
 /**
  * The GPU model (runtime/model/graph.ts, its blocks runtime/model/block.ts) against the float64
  * reference model on tiny configs: loss and every parameter's gradient, for vanilla, PHD, PHD-SWA
- * and PHD-CSWA, both storage layouts, shared and flattened positions, tied and untied heads, GQA;
+ * and PHD-CSWA, SHD, both storage layouts, shared and flattened positions, tied and untied heads,
+ * shared and per-copy embedding tables, GQA;
  * K = 1 PHD gives exactly the vanilla path's loss; one case again with the gpu adapter class's
  * kernel defaults (staged matmuls and attention, run here through a gpu-class view of this
  * adapter). Tolerance: loss to 2e-6 relative; each gradient tensor to 1e-4 of its largest
  * entry (float32 accumulation over a few hundred terms, measured ~1e-6).
  */
 import { ok as assert, strictEqual } from "node:assert";
-import { causal, phd, phdCswa, phdSwa } from "../../dsl/presets.ts";
+import { causal, phd, phdCswa, phdSwa, shd } from "../../dsl/presets.ts";
 import { type AttentionSpec, respec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import type { ModelConfig } from "../../runtime/model/config.ts";
@@ -29,12 +30,15 @@ interface Case {
   L: number;
   /** Run with this adapter class's kernel defaults (default: the device's own). */
   adapterClass?: AdapterClass;
+  /** Default "shared". */
+  embeddings?: "shared" | "per-copy";
 }
 
 async function gpuLossAndGrads(c: Case, seed: number) {
   const ctx = c.adapterClass ? await gpuAsClass(c.adapterClass) : await gpuOnce();
-  const ref = initParams(c.config, { seed, std: 0.3 });
-  const params = new ModelParams(ctx, c.config);
+  const embedTables = c.embeddings === "per-copy" ? c.spec.K : 1;
+  const ref = initParams(c.config, { seed, std: 0.3, embedTables });
+  const params = new ModelParams(ctx, c.config, { embedTables });
   params.upload(ref);
   const graph = new ModelGraph(ctx, params, c.spec, {
     batch: c.B,
@@ -55,7 +59,12 @@ async function gpuLossAndGrads(c: Case, seed: number) {
   }
   graph.destroy();
   params.destroy();
-  const want = forwardBackward({ config: c.config, spec: c.spec, params: ref }, {
+  const want = forwardBackward({
+    config: c.config,
+    spec: c.spec,
+    params: ref,
+    embeddings: c.embeddings,
+  }, {
     tokens: x,
     batch: c.B,
     grads: true,
@@ -128,6 +137,24 @@ const cases: Case[] = [
     B: 2,
     L: 9,
     adapterClass: "gpu",
+  },
+  {
+    name: "shd K=3 per-copy embeddings (tied head: copy 0's table)",
+    spec: shd({ K: 3 }),
+    config: cfg,
+    layout: "interleaved",
+    B: 2,
+    L: 5,
+    embeddings: "per-copy",
+  },
+  {
+    name: "phd-swa K=2 W=2 per-copy embeddings grouped (untied)",
+    spec: respec(phdSwa(), { K: 2, params: { W: 2 } }),
+    config: tinyModel({ tie_word_embeddings: false }),
+    layout: "grouped",
+    B: 2,
+    L: 6,
+    embeddings: "per-copy",
   },
 ];
 

@@ -1,10 +1,11 @@
 /**
  * The float64 reference model: gradients match central finite differences on tiny configs
- * (vanilla K=1 and PHD-CSWA K=3 with shared and flattened positions, tied and untied heads, GQA),
+ * (vanilla K=1 and PHD-CSWA K=3 with shared and flattened positions, tied and untied heads, GQA;
+ * SHD and PHD with per-copy embedding tables),
  * K=1 PHD equals vanilla causal, and the loss of an untrained model is about ln(vocab).
  */
 import { ok as assert } from "node:assert";
-import { causal, phd, phdCswa } from "../../dsl/presets.ts";
+import { causal, phd, phdCswa, shd } from "../../dsl/presets.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { defineAttention } from "../../dsl/spec.ts";
 import type { ModelConfig } from "../../runtime/model/config.ts";
@@ -19,19 +20,24 @@ function tiny(o: Partial<ModelConfig> = {}): ModelConfig {
 }
 
 /** Checks a few entries of every parameter against central differences (relative 1e-5). */
-function gradCheck(config: ModelConfig, spec: AttentionSpec, seed: number) {
-  const B = 2, L = 4;
+function gradCheck(
+  config: ModelConfig,
+  spec: AttentionSpec,
+  seed: number,
+  embeddings: "shared" | "per-copy" = "shared",
+) {
+  const B = 2, L = 4, embedTables = embeddings === "per-copy" ? spec.K : 1;
   // std 0.5: activations large enough that every path (attention, RoPE) matters to the loss.
-  const params = initParams(config, { seed, std: 0.5 });
+  const params = initParams(config, { seed, std: 0.5, embedTables });
   const r = new Rng(seed + 1);
   for (const p of Object.values(params)) {
     for (let i = 0; i < p.length; i++) p[i] += 0.1 * r.normal();
   }
   const x = randomTokens(seed + 2, B * (L + 1), config.vocab_size);
-  const model = { config, spec, params };
+  const model = { config, spec, params, embeddings };
   const { grads } = forwardBackward(model, { tokens: x, batch: B, grads: true });
   const h = 1e-5;
-  for (const [name] of paramShapes(config)) {
+  for (const [name] of paramShapes(config, { embedTables })) {
     const p = params[name], g = grads![name];
     for (let s = 0; s < 4; s++) {
       const i = r.int(p.length), keep = p[i];
@@ -59,6 +65,14 @@ Deno.test("PHD-CSWA K=2 gradients match finite differences (flattened positions,
   const base = phdCswa({ K: 2, W: 3, C: 2 });
   const flat = defineAttention({ ...base.input, positions: "flattened" });
   gradCheck(tiny({ num_key_value_heads: 2 }), flat, 3);
+});
+
+Deno.test("SHD K=3 with per-copy embeddings: gradients match finite differences (tied head)", () => {
+  gradCheck(tiny(), shd({ K: 3 }), 6, "per-copy");
+});
+
+Deno.test("PHD K=2 with per-copy embeddings: gradients match finite differences (untied)", () => {
+  gradCheck(tiny({ tie_word_embeddings: false }), phd({ K: 2 }), 7, "per-copy");
 });
 
 Deno.test("K=1 PHD is vanilla causal; K=3 differs; untrained loss is about ln(vocab)", () => {
