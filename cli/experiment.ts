@@ -1,11 +1,14 @@
 /**
  * `deno task experiment <suite> [--budget-tokens N | --budget-flops F | --minutes M] [--seeds S]
- * [--json] [--resume | --fresh] [--out DIR]`: trains every arm of a suite (experiments/<suite>.json,
- * or a path) at several seeds on the Brown corpus, one run after another with progress across
- * runs, and writes under experiments/results/<suite>/ each finished run (runs/, so a killed suite
- * resumes where it stopped), results.json, results.md (table, paired statistics against the
- * baseline, the command, adapter and commit) and two pictures (validation curves, final bits per
- * byte with the seed spread).
+ * [--json] [--resume | --fresh | --render-only] [--out DIR]`: trains every arm of a suite
+ * (experiments/<suite>.json, or a path) at several seeds on the Brown corpus, one run after another
+ * with progress across runs, and writes under experiments/results/<suite>/ each finished run
+ * (runs/, so a killed suite resumes where it stopped), results.json, results.md (table, paired
+ * statistics against the baseline, each arm's KV bytes per token and prefill cost
+ * (runtime/experiment/costs.ts), the command, adapter and commit) and two pictures (validation
+ * curves, final bits per byte with the seed spread). `--render-only` writes the summary, table and
+ * pictures again from an existing results.json (its runs, command, adapter, commit and date kept)
+ * and the suite file, training nothing and needing no GPU.
  */
 import { dirname, join, resolve } from "node:path";
 import {
@@ -19,6 +22,7 @@ import {
 } from "../runtime/experiment/suite.ts";
 import { runArm, type RunResult } from "../runtime/experiment/run.ts";
 import { compare, type Comparison, mean, sd } from "../runtime/experiment/stats.ts";
+import { type ArmCosts, armCosts, COSTS_METHOD } from "../runtime/experiment/costs.ts";
 import { type Example, examples, taskCorpus } from "../runtime/experiment/tasks.ts";
 import {
   clearRuns,
@@ -53,6 +57,11 @@ export interface ArmSummary {
   val_bpb_mean: number;
   val_bpb_sd: number;
   vs_baseline?: Comparison;
+  /** Serving costs at the arm's config (runtime/experiment/costs.ts). */
+  kv_bytes_per_token: number;
+  kv_formula: string;
+  prefill_rows: number;
+  prefill_flops: number;
   /** Task suites: greedy exact-match accuracy over seeds, and against the baseline. */
   accuracy_mean?: number;
   accuracy_sd?: number;
@@ -71,6 +80,8 @@ export interface SuiteResults {
   seeds: number[];
   baseline: string;
   method: string;
+  /** How the KV and prefill columns are computed, at which context. */
+  costs_method: string;
   arms: ArmSummary[];
   runs: RunResult[];
 }
@@ -108,8 +119,12 @@ async function readSuite(ref: string): Promise<{ suite: Suite; file: string }> {
   }
 }
 
-/** Per-arm statistics, the baseline comparison included. */
-export function summarize(suite: Suite, runs: RunResult[]): ArmSummary[] {
+/** Per-arm statistics, the baseline comparison included, and each arm's serving costs. */
+export function summarize(
+  suite: Suite,
+  runs: RunResult[],
+  costs: ReadonlyMap<string, ArmCosts>,
+): ArmSummary[] {
   const by = (arm: string, f: (r: RunResult) => number | undefined) =>
     new Map(runs.filter((r) => r.arm === arm && f(r) !== undefined).map((r) => [r.seed, f(r)!]));
   const bpb = (arm: string) => by(arm, (r) => r.val_bpb);
@@ -141,8 +156,19 @@ export function summarize(suite: Suite, runs: RunResult[]): ArmSummary[] {
       val_bpb_sd: sd(v),
       vs_baseline: arm.name === suite.baseline ? undefined : compare(bpb(arm.name), base),
       ...accuracy,
+      ...costColumns(costs.get(arm.name)!),
     }];
   });
+}
+
+function costColumns(c: ArmCosts) {
+  const { kv_bytes_per_token, kv_formula, prefill_rows, prefill_flops } = c;
+  return { kv_bytes_per_token, kv_formula, prefill_rows, prefill_flops };
+}
+
+/** Every arm's serving costs, from its resolved config and spec. */
+function suiteCosts(armRuns: ReadonlyMap<string, RunConfig>): Map<string, ArmCosts> {
+  return new Map([...armRuns].map(([arm, r]) => [arm, armCosts(r.config.model, r.spec)]));
 }
 
 const f4 = (x: number) => x.toFixed(4);
@@ -172,12 +198,12 @@ export function markdown(r: SuiteResults): string {
     "",
     ...(r.description ? [r.description, ""] : []),
     `\`${r.command}\` on ${r.adapter}, commit ${r.commit}, ${r.date}. Budget per run: ${budget}; ` +
-    `seeds ${r.seeds.join(", ")}. Statistics: ${r.method}.`,
+    `seeds ${r.seeds.join(", ")}. Statistics: ${r.method}. Costs: ${r.costs_method}.`,
     "",
-    `| arm | spec | params | steps | tokens | train GFLOP | train s | val bits/byte (mean ± sd) | vs baseline [95% CI] |${
+    `| arm | spec | params | steps | tokens | train GFLOP | train s | val bits/byte (mean ± sd) | vs baseline [95% CI] | KV bytes/token | prefill GFLOP |${
       task ? " accuracy (mean ± sd) | vs baseline [95% CI] |" : ""
     }`,
-    `| --- | ---- | -----: | ----: | -----: | ----------: | ------: | ------------------------: | -------------------- |${
+    `| --- | ---- | -----: | ----: | -----: | ----------: | ------: | ------------------------: | -------------------- | -------------: | ------------: |${
       task ? " ---: | --- |" : ""
     }`,
     ...r.arms.map((a) => {
@@ -187,7 +213,8 @@ export function markdown(r: SuiteResults): string {
         : "";
       return `| ${name} | ${a.spec} | ${a.params} | ${a.steps} | ${a.tokens} | ` +
         `${(a.flops / 1e9).toPrecision(3)} | ${a.train_seconds} | ${f4(a.val_bpb_mean)} ± ` +
-        `${f4(a.val_bpb_sd)} | ${vsCell(a.vs_baseline)} |${acc}`;
+        `${f4(a.val_bpb_sd)} | ${vsCell(a.vs_baseline)} | ${+a.kv_bytes_per_token.toFixed(1)} ` +
+        `(${a.kv_formula}) | ${(a.prefill_flops / 1e9).toPrecision(3)} |${acc}`;
     }),
     "",
     ...r.arms.filter((a) => a.vs_baseline).flatMap((a) => [
@@ -274,23 +301,31 @@ async function main() {
     .option("--seeds <s>", "seeds per arm (default: the suite's)", positiveInt("--seeds"))
     .option("--resume", "keep the finished runs in the results folder and run the rest")
     .option("--fresh", "delete the finished runs in the results folder first")
+    .option(
+      "--render-only",
+      "write results.md, the pictures and results.json's summary again from results.json " +
+        "(training nothing)",
+    )
     .option("--out <dir>", "results folder (default experiments/results/<suite>)")
     .option("--layout <layout>", `attention storage layout: ${LAYOUTS.join(" | ")}`, "grouped")
     .option("--json", "print results.json on stdout")
     .addHelpText(
       "after",
-      `\nSuites (experiments/*.json): k-sweep, window, chunk, positions, reasoning, ` +
-        `reasoning-parity, reasoning-copy. Statistics: ${METHOD}.`,
+      `\nSuites (experiments/*.json): k-sweep, window, chunk, positions, follow-ups, reasoning, ` +
+        `reasoning-parity, reasoning-copy. Statistics: ${METHOD}. Costs: ${COSTS_METHOD}.`,
     );
   const p = parseArgv(cmd), o = p.opts();
   if (!LAYOUTS.includes(o.layout)) {
     throw new UsageError(`--layout must be one of ${LAYOUTS.join(", ")}, got "${o.layout}"`);
   }
-  if (o.resume && o.fresh) throw new UsageError("give --resume or --fresh, not both");
+  const modes = ["resume", "fresh", "renderOnly"].filter((k) => o[k]);
+  if (modes.length > 1) throw new UsageError("give one of --resume, --fresh, --render-only");
   const { suite, file } = await readSuite(p.args[0]);
   if (o.seeds) suite.seeds = o.seeds;
   const budget = budgetOf(o, suite);
   const dir = o.out ?? join("experiments", "results", suite.name);
+  const armRuns = await resolveArms(suite, file);
+  if (o.renderOnly) return await render(dir, suite, armRuns, o.json);
   if (o.fresh) await clearRuns(dir);
   else if (!o.resume && await hasRuns(dir)) {
     throw new UsageError(
@@ -299,18 +334,6 @@ async function main() {
   }
   await Deno.mkdir(dir, { recursive: true });
   const log = (s: string) => console.error(s);
-  // Every arm's config and spec (spec files relative to the suite file) before any training.
-  const armRuns = new Map<string, RunConfig>();
-  for (const arm of suite.arms) {
-    try {
-      armRuns.set(
-        arm.name,
-        await resolveRunConfig(armSections(suite, arm), { base: dirname(file) }),
-      );
-    } catch (e) {
-      throw new UsageError(`suite ${suite.name}, arm "${arm.name}": ${(e as Error).message}`);
-    }
-  }
   const ctx = await kernelContext();
   // A task suite trains on its generated lines; its accuracy is measured on validation lines.
   const corpus = suite.task
@@ -376,9 +399,75 @@ async function main() {
     seeds,
     baseline: suite.baseline,
     method: METHOD,
-    arms: summarize(suite, runs),
+    costs_method: COSTS_METHOD,
+    arms: summarize(suite, runs, suiteCosts(armRuns)),
     runs,
   };
+  await writeResults(dir, results, o.json);
+}
+
+/** Every arm's config and spec (spec files relative to the suite file), before any work. */
+async function resolveArms(suite: Suite, file: string): Promise<Map<string, RunConfig>> {
+  const armRuns = new Map<string, RunConfig>();
+  for (const arm of suite.arms) {
+    try {
+      armRuns.set(
+        arm.name,
+        await resolveRunConfig(armSections(suite, arm), { base: dirname(file) }),
+      );
+    } catch (e) {
+      throw new UsageError(`suite ${suite.name}, arm "${arm.name}": ${(e as Error).message}`);
+    }
+  }
+  return armRuns;
+}
+
+/**
+ * `--render-only`: the summary, table and pictures of an existing results.json again, with the
+ * suite file's arms and today's columns; its runs, command, adapter, commit and date are kept.
+ */
+async function render(
+  dir: string,
+  suite: Suite,
+  armRuns: ReadonlyMap<string, RunConfig>,
+  json: boolean | undefined,
+) {
+  const path = join(dir, "results.json");
+  let old: SuiteResults;
+  try {
+    old = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new UsageError(
+      `--render-only needs ${path} from a finished suite (${(e as Error).message.split("\n")[0]})`,
+    );
+  }
+  const known = new Set(suite.arms.map((a) => a.name));
+  const stray = old.runs.find((r) => !known.has(r.arm));
+  if (stray) {
+    throw new UsageError(
+      `${path} holds runs of arm "${stray.arm}", which suite ${suite.name} lacks`,
+    );
+  }
+  const { command, adapter, commit, date, budget, seeds, runs } = old;
+  const results: SuiteResults = {
+    suite: suite.name,
+    description: suite.description,
+    command,
+    adapter,
+    commit,
+    date,
+    budget,
+    seeds,
+    baseline: suite.baseline,
+    method: METHOD,
+    costs_method: COSTS_METHOD,
+    arms: summarize(suite, runs, suiteCosts(armRuns)),
+    runs,
+  };
+  await writeResults(dir, results, json);
+}
+
+async function writeResults(dir: string, results: SuiteResults, json: boolean | undefined) {
   const enc = new TextEncoder();
   await writeFileAtomic(
     join(dir, "results.json"),
@@ -388,8 +477,8 @@ async function main() {
   for (const [name, svg] of Object.entries(pictures(results))) {
     await writeFileAtomic(join(dir, name), enc.encode(svg));
   }
-  log(`wrote ${dir}/results.{json,md}, loss_curves.svg, bars.svg`);
-  if (o.json) console.log(JSON.stringify(results));
+  console.error(`wrote ${dir}/results.{json,md}, loss_curves.svg, bars.svg`);
+  if (json) console.log(JSON.stringify(results));
   else console.log(markdown(results));
 }
 

@@ -58,7 +58,6 @@ function presetPhd(preset: string, spec: AttentionSpec): PhdConfig | undefined {
     W: spec.params.W ?? d.W,
     C: spec.params.C ?? d.C,
     positions: spec.positions,
-    embeddings: d.embeddings,
   };
   const s = configSpec(phd);
   return s.name === spec.name && s.source === spec.source ? phd : undefined;

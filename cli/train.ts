@@ -14,7 +14,7 @@
 import cliProgress from "cli-progress";
 import process from "node:process";
 import type { AttentionSpec } from "../dsl/spec.ts";
-import { type Config, configSpec } from "../runtime/model/config.ts";
+import { type Config, configSpec, embeddingTables } from "../runtime/model/config.ts";
 import {
   buildCorpus,
   type Corpus,
@@ -137,11 +137,13 @@ export async function runTraining(
     ? tokenizerFromMetadata(run.resume.checkpoint.tokenizer)
     : run.tokenizer ?? new ByteTokenizer();
   ctx ??= await kernelContext();
+  const K = spec?.K ?? configSpec(config.phd).K;
   checkModelFits(ctx.gpu, config.model, {
     batch: t.batch_size,
     L: t.seq_len,
-    K: spec?.K ?? configSpec(config.phd).K,
+    K,
     training: true,
+    embedTables: embeddingTables({ K, embeddings: config.phd.embeddings }),
   }, { memoryBytes: hostMemory() });
   for (const p of await removeStaleSaveTemps(run.out)) log(q, `removed stale temp file ${p}`);
   if (!run.resume) {

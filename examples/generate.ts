@@ -10,6 +10,7 @@
 import {
   createContext,
   Decoder,
+  embeddingTables,
   generate,
   loadCheckpoint,
   ModelParams,
@@ -22,7 +23,7 @@ const ck = await loadCheckpoint(path).catch((e) => {
   Deno.exit(1);
 });
 const ctx = await createContext();
-const params = new ModelParams(ctx, ck.model);
+const params = new ModelParams(ctx, ck.model, { embedTables: embeddingTables(ck.phd) });
 params.upload(ck.params);
 const tok = tokenizerFromMetadata(ck.tokenizer);
 console.log(

@@ -11,6 +11,7 @@ import {
   ByteTokenizer,
   createContext,
   DEFAULT_CONFIG,
+  embeddingTables,
   evaluateStream,
   loadBrown,
   loadCheckpoint,
@@ -50,7 +51,7 @@ await saveCheckpoint(path, {
   params: await trainer.params.download(),
 });
 const ck = await loadCheckpoint(path);
-const params = new ModelParams(ctx, ck.model);
+const params = new ModelParams(ctx, ck.model, { embedTables: embeddingTables(ck.phd) });
 params.upload(ck.params);
 const first = corpus.val.subarray(0, 8 * 128 + 1);
 const again = await evaluateStream(ctx, params, ck.spec, first, { context: 128 });

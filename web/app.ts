@@ -25,6 +25,7 @@ import {
   createContext,
   decodeCheckpoint,
   Decoder,
+  embeddingTables,
   encodeCheckpoint,
   FlashAttention,
   type KernelContext,
@@ -357,7 +358,7 @@ let model: LoadedModel | undefined;
 async function useModel(name: string, ck: Checkpoint): Promise<void> {
   const ctx = await gpu();
   model?.params.destroy();
-  const params = new ModelParams(ctx, ck.model);
+  const params = new ModelParams(ctx, ck.model, { embedTables: embeddingTables(ck.phd) });
   params.upload(ck.params);
   model = { name, ck, params };
   const m = ck.model;

@@ -50,6 +50,7 @@ export {
   configSpec,
   type DataConfig,
   DEFAULT_CONFIG,
+  embeddingTables,
   learningRate,
   type ModelConfig,
   parseConfig,

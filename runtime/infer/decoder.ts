@@ -8,7 +8,8 @@
  *   scratch slots (one per row) that prefill attention reads, and after each layer the keys the
  *   retention plan keeps are scattered into their cache slots; the last copy of the last
  *   position gives the first new token.
- * - Decode step: `next[seq]` (written by the sampler) -> embedding of K rows per sequence -> each
+ * - Decode step: `next[seq]` (written by the sampler) -> embedding of K rows per sequence (copy c's
+ *   table with per-copy embeddings, `ModelParams.embedRowBase`) -> each
  *   layer stores its K copies' keys in their slots and attends them against the cache -> logits of
  *   copy K-1 -> sampler -> `next[seq]`. The host knows every step's slots in advance (they do not
  *   depend on the tokens), so it writes a schedule for a whole submit and each step begins by
@@ -140,6 +141,7 @@ export class Decoder {
   #sched: GPUBuffer;
   #stride: number;
   #zerosK: GPUBuffer;
+  #rowBaseK?: GPUBuffer;
   #zeroI: GPUBuffer;
   #lastRows: GPUBuffer;
   #decodeRanges: GPUBuffer;
@@ -207,6 +209,9 @@ export class Decoder {
     this.#cur = this.#alloc(this.#stride * 4, "step");
     this.#sched = this.#alloc(this.stepsPerSubmit * this.#stride * 4, "schedule");
     this.#zerosK = this.#keep(storageBuffer(dev, new Uint32Array(K), "zeros_k"));
+    // Per-copy embedding tables: decode row seq·K + c reads copy c's table.
+    const base = params.embedRowBase(K, Array.from({ length: K }, (_, c) => c));
+    this.#rowBaseK = base && this.#keep(storageBuffer(dev, base, "row_base_k"));
     this.#zeroI = this.#keep(storageBuffer(dev, new Int32Array(4), "zero"));
     this.#lastRows = this.#keep(
       storageBuffer(dev, Uint32Array.from({ length: B }, (_, b) => b * K + K - 1), "last_rows"),
@@ -403,6 +408,8 @@ export class Decoder {
     const infoC = keep(storageBuffer(dev, slots, "prefill_slots"));
     const rangesBuf = keep(storageBuffer(dev, packRanges(pre.ranges), "prefill_ranges"));
     const lastBuf = keep(storageBuffer(dev, Uint32Array.of(pre.last), "prefill_last"));
+    const base = this.params.embedRowBase(this.copies, pre.coords.filter((_, i) => i % 2 === 0));
+    const rowBase = base && keep(storageBuffer(dev, base, "prefill_row_base"));
     const C = cfg.hidden_size, V = cfg.vocab_size;
     const sel = f32(C, "prefill_sel"), nf = f32(C, "prefill_nf"), rstd = f32(1, "prefill_rstd");
     const logits = f32(V, "prefill_logits");
@@ -411,6 +418,7 @@ export class Decoder {
         table: this.params.get("model.embed_tokens.weight"),
         ids,
         pos: posBuf,
+        rowBase,
         out: acts.x,
       }, { batch: 1, tokens: NP, stride: P, cols: C, tableRows: V }),
       ...this.#blocks(acts, NP, {
@@ -466,6 +474,7 @@ export class Decoder {
         table: this.params.get("model.embed_tokens.weight"),
         ids: this.#next,
         pos: this.#zerosK,
+        rowBase: this.#rowBaseK,
         out: this.#acts.x,
       }, { batch: B, tokens: K, stride: 1, cols: C, tableRows: V }),
       ...this.#blocks(this.#acts, R, {

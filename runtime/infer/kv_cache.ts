@@ -61,6 +61,11 @@ interface SeqState {
   positions: number;
 }
 
+/** Bytes of one cached key of a model: K and V of every layer and KV head, f32. */
+export function kvBytesPerKey(c: ModelConfig): number {
+  return 2 * c.num_hidden_layers * c.num_key_value_heads * headDim(c) * 4;
+}
+
 /** Options of a cache. */
 export interface KvCacheOptions {
   /** Sequences (the batch). */
@@ -207,7 +212,7 @@ export class KvCache {
 
   /** Bytes of one cached key over all layers (K and V, f32). */
   get bytesPerToken(): number {
-    return 2 * this.layers * this.width * 4;
+    return kvBytesPerKey(this.config);
   }
 
   /** What the cache holds and held. */

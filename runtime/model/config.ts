@@ -44,8 +44,9 @@ export interface PhdConfig {
    * embed(x_p). `per-copy` (Sequential Hidden Decoding style): copy c reads its own table, rows
    * `c·V .. (c+1)·V - 1` of `model.embed_tokens.weight` (copy 0 is the original table, the one a
    * tied head shares); K times the embedding parameters, no other cost (docs/DESIGN.md 1.3).
+   * Absent: shared (parseConfig always sets it).
    */
-  embeddings: "shared" | "per-copy";
+  embeddings?: "shared" | "per-copy";
 }
 
 /** Tokenizer choice: UTF-8 bytes, a `tokenizer.json` file, or a byte-level BPE trained on the text. */

@@ -129,21 +129,16 @@ export class ModelGraph {
     );
     const model = { ctx, params, mm };
     const tables = params.embedTables;
-    if (tables !== 1 && tables !== K) {
-      throw new RangeError(
-        `the model has ${tables} embedding tables: per-copy embeddings need K = ${tables}, the spec has K = ${K}`,
-      );
-    }
 
     // Index tables of this shape: position of each storage slot, slot of each (p, c), loss rows.
     const posOfSlot = this.#posOfSlot = new Uint32Array(N), slotOf = new Uint32Array(L * K);
-    const rowBase = tables > 1 ? this.#rowBase = new Uint32Array(N) : undefined;
+    const copyOfSlot = new Uint32Array(N);
     const ropePos = new Uint32Array(N), lossRows = new Uint32Array(M);
     for (let p = 0; p < L; p++) {
       for (let c = 0; c < K; c++) {
         const s = storageIndex(layout, K, L, c, p);
         posOfSlot[s] = p;
-        if (rowBase) rowBase[s] = c * V;
+        copyOfSlot[s] = c;
         slotOf[p * K + c] = s;
         ropePos[s] = spec.positions === "flattened" ? p * K + c : p;
       }
@@ -151,6 +146,7 @@ export class ModelGraph {
     for (let b = 0; b < B; b++) {
       for (let p = 0; p < L; p++) lossRows[b * L + p] = b * N + slotOf[p * K + K - 1];
     }
+    const rowBase = this.#rowBase = params.embedRowBase(K, copyOfSlot);
     const posBuf = u32(posOfSlot, "pos_of_slot"), slotBuf = u32(slotOf, "slot_of");
     const ropePosBuf = u32(ropePos, "rope_pos");
     const rowsBuf = u32(lossRows, "loss_rows");

@@ -9,7 +9,7 @@
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { planRetention } from "../../compiler/analysis/retention.ts";
-import type { ModelConfig } from "./config.ts";
+import { embeddingTables, type ModelConfig, type PhdConfig } from "./config.ts";
 import { headDim } from "./params.ts";
 
 /** The adapter limits that bound one buffer (a `GpuContext` has them). */
@@ -37,6 +37,8 @@ export interface GraphShape {
   /** Copies per position (the spec's K). */
   K: number;
   training: boolean;
+  /** Input embedding tables (K with per-copy embeddings). Default 1. */
+  embedTables?: number;
   /** Config-field names for batch and L in messages (default `train.batch_size`, `train.seq_len`). */
   names?: { batch?: string; L?: string };
 }
@@ -57,9 +59,11 @@ export function graphBuffers(m: ModelConfig, shape: GraphShape): PlannedBuffer[]
   const kvC: [string, number] = ["model.num_key_value_heads", m.num_key_value_heads];
   const heads = m.num_attention_heads;
   // Parameters, and in training their gradient and two AdamW moments.
-  const copies = shape.training ? 4 : 1;
+  const copies = shape.training ? 4 : 1, tables = shape.embedTables ?? 1;
   const out = [
-    buffer("parameter model.embed_tokens.weight", [V, C], copies * (m.tie_word_embeddings ? 1 : 2)),
+    // the (stacked) input tables, and an untied head of one table's size
+    buffer("parameter model.embed_tokens.weight", tables > 1 ? [K, V, C] : [V, C], copies),
+    buffer("parameter lm_head.weight", [V, C], m.tie_word_embeddings ? 0 : copies),
     buffer("parameter mlp weights", [I, C], copies * 3 * layers),
     buffer("parameter attention weights", [C, C], copies * 2 * layers),
     buffer("parameter k/v weights", [kvC, C], copies * 2 * layers, d),
@@ -72,7 +76,7 @@ export function graphBuffers(m: ModelConfig, shape: GraphShape): PlannedBuffer[]
   ];
   // The backward pass keeps gradients of about the forward activations.
   if (shape.training) {
-    for (const b of out.slice(4, 8)) out.push({ ...b, name: `gradient of ${b.name}` });
+    for (const b of out.slice(5, 9)) out.push({ ...b, name: `gradient of ${b.name}` });
   }
   return out;
 }
@@ -137,10 +141,15 @@ export function checkModelFits(
 /** `checkModelFits` of a loaded model's forward pass (eval, generate): `batch` x `L` positions. */
 export function checkForwardFits(
   gpu: BufferLimits,
-  m: { model: ModelConfig; spec: AttentionSpec },
+  m: { model: ModelConfig; phd: PhdConfig; spec: AttentionSpec },
   shape: { batch: number; L: number; names: { batch: string; L: string } },
 ): void {
-  checkModelFits(gpu, m.model, { ...shape, K: m.spec.K, training: false });
+  checkModelFits(gpu, m.model, {
+    ...shape,
+    K: m.spec.K,
+    training: false,
+    embedTables: embeddingTables(m.phd),
+  });
 }
 
 /**

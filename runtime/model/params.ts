@@ -107,6 +107,22 @@ export class ModelParams {
     );
   }
 
+  /**
+   * Per-copy tables: the first table row (c·V) of each row's copy, for a spec of K copies
+   * (`copyOf[r]` is row r's copy); undefined with one shared table. Throws when the tables are
+   * not K.
+   */
+  embedRowBase(K: number, copyOf: ArrayLike<number>): Uint32Array | undefined {
+    if (this.embedTables === 1) return undefined;
+    if (this.embedTables !== K) {
+      throw new RangeError(
+        `the model has ${this.embedTables} embedding tables (per-copy): the spec must have ` +
+          `K = ${this.embedTables}, not ${K}`,
+      );
+    }
+    return Uint32Array.from(copyOf, (c) => c * this.config.vocab_size);
+  }
+
   /** Number of parameter values. */
   get count(): number {
     let n = 0;

@@ -1,8 +1,9 @@
 /**
  * Experiments: the statistics on known inputs, suite validation, and a tiny suite end to end (two
  * arms, two seeds, a few steps of a tiny model) through `deno task experiment`: the files it
- * writes, statistics that agree with its own runs, refusal to overwrite, `--resume` after a
- * SIGKILL keeping what was finished and `--resume` of a finished suite training nothing.
+ * writes, statistics that agree with its own runs, the KV-bytes and prefill-cost columns on known
+ * shapes, refusal to overwrite, `--resume` after a SIGKILL keeping what was finished, `--resume`
+ * of a finished suite training nothing and `--render-only` rewriting the files from results.json.
  */
 import { deepStrictEqual as assertEquals, ok as assert, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
@@ -145,6 +146,41 @@ Deno.test("a tiny suite end to end: files, statistics, refusal, resume after SIG
     assert(["better", "worse", "within seed noise"].includes(vs.verdict));
     const md = await Deno.readTextFile(join(out, "results.md"));
     assert(md.includes("phd-cswa K=2") && md.includes("95% CI"), md);
+    // Serving costs at 1024 positions: one key is K and V of 1 layer x 1 KV head x d 8 in f32 =
+    // 64 bytes; vanilla keeps every position's key and prefills 1024 rows; PHD-CSWA W=3 C=8
+    // keeps W-1 = 2 hidden keys more (capacity L + 2; the most cached is after position 1022:
+    // 1023 originals + 2 hidden, as position 1023 ends a chunk) and prefills the originals plus
+    // the last chunk's 8 hidden tokens.
+    const [van, cswa] = res.arms;
+    assertEquals([van.kv_formula, van.kv_bytes_per_token, van.prefill_rows], ["L", 64, 1024]);
+    assertEquals([cswa.kv_formula, cswa.kv_bytes_per_token, cswa.prefill_rows], [
+      "L + 2",
+      (1023 + 2) * 64 / 1024,
+      1024 + 8,
+    ]);
+    // Prefill FLOPs: rows x per-row linear FLOPs + attention pairs + the head; vanilla's
+    // attention is tile-granular causal, so between the exact lower triangle and the full square.
+    const lin = 2 * (16 * (16 + 2 * 8) + 16 * 16 + 3 * 16 * 24), head = 2 * 16 * 256;
+    const att = (van.prefill_flops - 1024 * lin - head) / (4 * 2 * 8);
+    assert(att >= 1024 * 1025 / 2 && att <= 1024 * 1024, `vanilla attention pairs ${att}`);
+    assert(cswa.prefill_flops > van.prefill_flops, "more rows cost more");
+    assert(md.includes("KV bytes/token") && md.includes("64.1 (L + 2)"), md);
+
+    // --render-only writes the table and pictures again from results.json, training nothing.
+    await Deno.remove(join(out, "results.md"));
+    const rendered = await runScript("cli/experiment.ts", suite, "--out", out, "--render-only");
+    strictEqual(rendered.code, 0, rendered.stderr);
+    assert(!rendered.stderr.includes("step"), rendered.stderr);
+    strictEqual(await Deno.readTextFile(join(out, "results.md")), md);
+    assertEquals(JSON.parse(await Deno.readTextFile(join(out, "results.json"))), res);
+    const noResults = await runScript(
+      "cli/experiment.ts",
+      suite,
+      "--out",
+      join(dir, "none"),
+      "--render-only",
+    );
+    assertUsageError(noResults, /--render-only needs .*results\.json/, "render-only, no results");
 
     // A finished suite resumed trains nothing.
     const again = await runScript("cli/experiment.ts", suite, "--out", out, "--resume");

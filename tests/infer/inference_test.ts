@@ -1,7 +1,8 @@
 /**
  * Cached inference (runtime/infer/) against a full recompute: for every variant (vanilla, PHD,
  * PHD-SWA, PHD-CSWA with small W and C so prompts and generations cross chunk boundaries,
- * flattened positions, and DSL specs that are not presets), the logits of prefill + incremental
+ * flattened positions, SHD and PHD-CSWA with per-copy embedding tables, and DSL specs that are not
+ * presets), the logits of prefill + incremental
  * decoding equal the teacher-forced logits of the whole sequence through the training graph
  * (runtime/model/graph.ts: `recomputeOracle`) to float32 tolerance, for a batch of two prompts of
  * different lengths, with the cache growing from 2 slots and 3 decode steps per submit. The cache holds what the plan says:
@@ -10,8 +11,8 @@
  * draws follow the temperature / top-k / top-p distribution, and a seed gives the same tokens
  * whatever the steps per submit.
  */
-import { deepStrictEqual, ok as assert, strictEqual } from "node:assert/strict";
-import { causal, documentMask, phd, phdCswa, phdSwa, prefixLm } from "../../dsl/presets.ts";
+import { deepStrictEqual, ok as assert, strictEqual, throws } from "node:assert/strict";
+import { causal, documentMask, phd, phdCswa, phdSwa, prefixLm, shd } from "../../dsl/presets.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { prefillSet } from "../../compiler/analysis/prefill.ts";
 import { planRetention } from "../../compiler/analysis/retention.ts";
@@ -31,10 +32,10 @@ import { randomTokens, tinyModel } from "../fixtures/model.ts";
 
 const V = tinyModel().vocab_size;
 
-async function modelParams(config: ModelConfig, seed = 3) {
+async function modelParams(config: ModelConfig, o: { seed?: number; embedTables?: number } = {}) {
   const ctx = await gpuOnce();
-  const params = new ModelParams(ctx, config);
-  params.upload(initParams(config, { seed, std: 0.3 }));
+  const params = new ModelParams(ctx, config, o);
+  params.upload(initParams(config, { seed: o.seed ?? 3, std: 0.3, ...o }));
   return params;
 }
 
@@ -65,10 +66,10 @@ const PROMPTS = [11, 6]; // crosses chunks of C = 4, and a batch of unequal leng
 async function checkCached(
   spec: AttentionSpec,
   config = tinyModel(),
-  adapterClass?: AdapterClass,
+  o: { embedTables?: number; adapterClass?: AdapterClass } = {},
 ): Promise<GenerationStats> {
-  const ctx = adapterClass ? await gpuAsClass(adapterClass) : await gpuOnce();
-  const params = await modelParams(config);
+  const ctx = o.adapterClass ? await gpuAsClass(o.adapterClass) : await gpuOnce();
+  const params = await modelParams(config, { embedTables: o.embedTables });
   const seqs = PROMPTS.map((P, b) => randomTokens(10 + b, P + NEW, V));
   const dec = new Decoder(ctx, params, spec, {
     batch: seqs.length,
@@ -131,7 +132,34 @@ Deno.test("flattened positions, GQA and an untied head: cached = full recompute"
 });
 
 Deno.test("the gpu adapter class's kernels: cached decoding = full recompute", async () => {
-  await checkCached(phdCswa({ K, W, C }), tinyModel(), "gpu");
+  await checkCached(phdCswa({ K, W, C }), tinyModel(), { adapterClass: "gpu" });
+});
+
+Deno.test("SHD with per-copy embeddings: cached = full recompute; every copy's KV is kept", async () => {
+  const spec = shd({ K });
+  const plan = planRetention(spec, { L: Math.max(...PROMPTS) + NEW - 1 });
+  deepStrictEqual(plan.perCopy.map((c) => c.kind), Array(K).fill("all"));
+  strictEqual(plan.formula, `${K}·L`);
+  const s = await checkCached(spec, tinyModel(), { embedTables: K });
+  strictEqual(s.kv.retainedTokens, K * PROMPTS.reduce((a, P) => a + P + NEW - 1, 0));
+  strictEqual(s.kv.originals, PROMPTS.reduce((a, P) => a + P + NEW - 1, 0));
+  // Every copy of every prompt position is prefilled (all are kept).
+  deepStrictEqual(s.prefillRows, PROMPTS.map((P) => K * P));
+});
+
+Deno.test("per-copy embeddings with PHD-CSWA and an untied head: cached = full recompute", async () => {
+  await checkCached(phdCswa({ K: 2, W, C }), tinyModel({ tie_word_embeddings: false }), {
+    embedTables: 2,
+  });
+});
+
+Deno.test("a per-copy model refuses a spec of another K", async () => {
+  const ctx = await gpuOnce(), params = await modelParams(tinyModel(), { embedTables: 3 });
+  throws(
+    () => new Decoder(ctx, params, phd({ K: 2 }), { maxPositions: 8 }),
+    /3 embedding tables \(per-copy\): the spec must have K = 3, not 2/,
+  );
+  params.destroy();
 });
 
 /** Every spec file of examples/masks/ (score modifier and document table among them). */
@@ -266,7 +294,7 @@ Deno.test("GPU sampler: greedy is the argmax; draws follow temperature, top-k an
 
 Deno.test("seeded sampling is reproducible whatever the steps per submit; greedy = argmax", async () => {
   const ctx = await gpuOnce(),
-    params = await modelParams(tinyModel(), 4),
+    params = await modelParams(tinyModel(), { seed: 4 }),
     spec = phdCswa({ K, W, C });
   const prompts = [randomTokens(20, 7, V), randomTokens(21, 4, V)];
   const run = async (stepsPerSubmit: number, sampling: object) =>
