@@ -41,6 +41,16 @@ Deno.test("phd.spec: a file relative to the config, its own K unless stated, par
   );
   strictEqual(set.spec.name, "phd_swa_pos_k2_w6");
   strictEqual(set.spec.positions, "flattened");
+  strictEqual(set.config.phd.embeddings, "shared");
+  // phd.embeddings belongs to the model, not the spec: a spec file keeps it
+  const perCopy = await loadRunConfig(
+    await configIn(dir, "e.json", { phd: { spec: "mine.ts", embeddings: "per-copy" } }),
+  );
+  strictEqual(perCopy.config.phd.embeddings, "per-copy");
+  await rejects(
+    loadRunConfig(await configIn(dir, "f.json", { phd: { spec: "shd", embeddings: "own" } })),
+    /config.phd.embeddings must be "shared" or "per-copy"/,
+  );
   // flags win over the file; W is a shorthand of params.W
   const flags = await loadRunConfig(
     await configIn(dir, "c.json", { phd: { spec: "mine.ts", W: 5 } }),

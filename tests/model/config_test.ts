@@ -1,12 +1,14 @@
 /**
  * Training configs: the defaults and the example files parse; a bad field (a non-finite or
  * absurd value, a key of Object.prototype) is refused with one line naming it; a BOM is accepted; the learning-rate schedule warms up linearly and decays to min_lr_ratio;
- * configSpec applies K, W, C and the position scheme to the preset.
+ * configSpec applies K, W, C and the position scheme to the preset; phd.embeddings sets the
+ * number of embedding tables.
  */
 import { deepStrictEqual, ok as assert, strictEqual, throws } from "node:assert";
 import {
   configSpec,
   DEFAULT_CONFIG,
+  embeddingTables,
   learningRate,
   parseConfig,
 } from "../../runtime/model/config.ts";
@@ -34,6 +36,11 @@ Deno.test("bad fields are refused with one line naming them", () => {
     [{ model: { num_key_value_heads: 3 } }, /must divide num_attention_heads/],
     [{ phd: { variant: "diagonal" } }, /not a preset/],
     [{ phd: { K: 0 } }, /config.phd.K must be an integer >= 1/],
+    [
+      { phd: { embeddings: "own" } },
+      /config.phd.embeddings must be "shared" or "per-copy", got "own"/,
+    ],
+    [{ phd: { embeddings: 2 } }, /config.phd.embeddings must be a string, got 2/],
     [{ train: { lr: -1 } }, /lr must be in \(0, 1\]/],
     [{ train: { schedule: "linear" } }, /schedule must be "cosine" or "constant"/],
     [{ phd: { spec: 3 } }, /config.phd.spec must be a preset name or a .ts file path/],
@@ -66,6 +73,14 @@ Deno.test("bad fields are refused with one line naming them", () => {
   for (const [raw, msg] of bad) {
     throws(() => parseConfig(raw), (e: Error) => msg.test(e.message) && !e.message.includes("\n"));
   }
+});
+
+Deno.test("phd.embeddings: shared by default; per-copy gives K tables (one at K = 1)", () => {
+  strictEqual(parseConfig({}).phd.embeddings, "shared");
+  strictEqual(embeddingTables(parseConfig({}).phd), 1);
+  strictEqual(embeddingTables(parseConfig({ phd: { K: 3, embeddings: "per-copy" } }).phd), 3);
+  strictEqual(embeddingTables({ K: 1, embeddings: "per-copy" }), 1);
+  strictEqual(embeddingTables({ K: 3 }), 1);
 });
 
 Deno.test("learning rate: linear warm-up, cosine to min_lr_ratio", () => {
