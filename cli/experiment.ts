@@ -386,9 +386,7 @@ async function main() {
     );
     runs.push(result);
   }
-  const results: SuiteResults = {
-    suite: suite.name,
-    description: suite.description,
+  const results = suiteResults(suite, armRuns, {
     command: `npx --yes deno@2.9.6 task experiment ${
       Deno.args.filter((a) => !["--resume", "--fresh", "--json"].includes(a)).join(" ")
     }`,
@@ -397,13 +395,39 @@ async function main() {
     date: new Date().toISOString().slice(0, 10),
     budget,
     seeds,
+    runs,
+  });
+  await writeResults(dir, results, o.json);
+}
+
+/** What a suite's runs were made by, and the runs. */
+type RunsMade = Pick<
+  SuiteResults,
+  "command" | "adapter" | "commit" | "date" | "budget" | "seeds" | "runs"
+>;
+
+/** results.json of a suite's runs: the suite's text, statistics and costs of today's code. */
+function suiteResults(
+  suite: Suite,
+  armRuns: ReadonlyMap<string, RunConfig>,
+  made: RunsMade,
+): SuiteResults {
+  const { command, adapter, commit, date, budget, seeds, runs } = made;
+  return {
+    suite: suite.name,
+    description: suite.description,
+    command,
+    adapter,
+    commit,
+    date,
+    budget,
+    seeds,
     baseline: suite.baseline,
     method: METHOD,
     costs_method: COSTS_METHOD,
     arms: summarize(suite, runs, suiteCosts(armRuns)),
     runs,
   };
-  await writeResults(dir, results, o.json);
 }
 
 /** Every arm's config and spec (spec files relative to the suite file), before any work. */
@@ -448,23 +472,7 @@ async function render(
       `${path} holds runs of arm "${stray.arm}", which suite ${suite.name} lacks`,
     );
   }
-  const { command, adapter, commit, date, budget, seeds, runs } = old;
-  const results: SuiteResults = {
-    suite: suite.name,
-    description: suite.description,
-    command,
-    adapter,
-    commit,
-    date,
-    budget,
-    seeds,
-    baseline: suite.baseline,
-    method: METHOD,
-    costs_method: COSTS_METHOD,
-    arms: summarize(suite, runs, suiteCosts(armRuns)),
-    runs,
-  };
-  await writeResults(dir, results, json);
+  await writeResults(dir, suiteResults(suite, armRuns, old), json);
 }
 
 async function writeResults(dir: string, results: SuiteResults, json: boolean | undefined) {

@@ -73,7 +73,7 @@ export function swaPairs({ q, k, p }: MaskContext): BoolExpr {
 export function shd(o: { K?: number } = {}): AttentionSpec {
   return defineAttention({
     name: "shd",
-    K: o.K ?? 2,
+    K: o.K ?? 3,
     description: "SHD: every token sees every earlier (pos, copy) token; all copies' KV kept",
     mask: ({ q, k }) => or(k.pos.lt(q.pos), and(k.pos.eq(q.pos), k.copy.le(q.copy))),
   });

@@ -10,7 +10,7 @@ import { type MaskJson, maskJson } from "../../cli/mask.ts";
 import { PRESETS } from "../../dsl/presets.ts";
 import { runScript } from "../fixtures/cli.ts";
 
-type Variant = "causal" | "phd" | "phd-swa" | "phd-cswa";
+type Variant = "causal" | "phd" | "phd-swa" | "phd-cswa" | "shd";
 
 /** docs/DESIGN.md 1.2, word for word: may query (j, n) attend key (i, m)? */
 function literalAllowed(
@@ -22,6 +22,7 @@ function literalAllowed(
   const h = (c: number, p: number) => p * (o.K - 1) + (c - 1);
   const chunk = (p: number) => Math.floor(p / o.C);
   if (v === "causal") return m <= n;
+  if (v === "shd") return m < n || (m === n && i <= j);
   const phd = (i === 0 && m < n) || (m === n && i <= j);
   if (v === "phd") return phd;
   const swa = i >= 1 && j >= 1 && h(j, n) - o.W < h(i, m) && h(i, m) <= h(j, n);
@@ -42,11 +43,11 @@ function flags(v: Variant, K: number, W: number, C: number): SpecFlags {
   return v === "phd-cswa" ? { K, W, C } : v === "phd-swa" ? { K, W } : { K };
 }
 
-Deno.test("--json of the PHD presets is docs/DESIGN.md 1.2 for K 1..5, L 1..12, W 1..8, C 1..6", async () => {
+Deno.test("--json of the PHD and SHD presets is docs/DESIGN.md 1.2 for K 1..5, L 1..12, W 1..8, C 1..6", async () => {
   let cases = 0;
   for (let K = 1; K <= 5; K++) {
     for (let L = 1; L <= 12; L++) {
-      for (const v of ["causal", "phd"] as const) {
+      for (const v of ["causal", "phd", "shd"] as const) {
         assertEquals(
           maskJson(await resolveSpec(v, { K }), L),
           literalJson(v, { K, L, W: 1, C: 1 }),
@@ -68,7 +69,7 @@ Deno.test("--json of the PHD presets is docs/DESIGN.md 1.2 for K 1..5, L 1..12, 
       }
     }
   }
-  assertEquals(cases, 60 * 2 + 480 + 2880);
+  assertEquals(cases, 60 * 3 + 480 + 2880);
 });
 
 Deno.test("consequences: originals see no hidden token, K=1 PHD is causal, no row fully masked", async () => {
