@@ -11,6 +11,7 @@ import {
   phdCswa,
   phdSwa,
   prefixLm,
+  shd,
   slidingWindow,
 } from "../../dsl/presets.ts";
 import { LAYOUTS } from "../../compiler/layout.ts";
@@ -21,6 +22,7 @@ const SMALL = [
   phd({ K: 3 }),
   phdSwa({ K: 3, W: 3 }),
   phdCswa({ K: 3, W: 3, C: 4 }),
+  shd({ K: 3 }),
   slidingWindow({ W: 5 }),
   prefixLm({ P: 5 }),
   documentMask({ docs: [0, 7, 11] }),
