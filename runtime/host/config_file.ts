@@ -144,7 +144,7 @@ export async function resolveRunConfig(
       throw where(e);
     }
     // phd.embeddings is checked by parseConfig below.
-    const embeddings = (phd.embeddings ?? "shared") as PhdConfig["embeddings"];
+    const embeddings = phd.embeddings as PhdConfig["embeddings"];
     r.phd = phdOf(spec, phd.spec, embeddings) as unknown as Record<string, unknown>;
   }
   let config: Config;

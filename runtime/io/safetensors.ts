@@ -202,8 +202,8 @@ export function checkpointMetadata(m: CheckpointMetadata): Record<string, string
     positions: p.positions,
     ...(p.spec !== undefined ? { spec: p.spec } : {}),
     ...(p.params !== undefined ? { params: p.params } : {}),
-    // Only when not the default, so shared-table files stay byte-identical to earlier ones.
-    ...(p.embeddings === "per-copy" ? { embeddings: p.embeddings } : {}),
+    // Only when stated (absent is shared), so such files stay byte-identical to earlier ones.
+    ...(p.embeddings !== undefined ? { embeddings: p.embeddings } : {}),
     source: p.source,
     ...(p.mask_spec ? { mask_spec: p.mask_spec } : {}),
   };

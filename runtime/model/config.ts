@@ -44,7 +44,8 @@ export interface PhdConfig {
    * embed(x_p). `per-copy` (Sequential Hidden Decoding style): copy c reads its own table, rows
    * `c·V .. (c+1)·V - 1` of `model.embed_tokens.weight` (copy 0 is the original table, the one a
    * tied head shares); K times the embedding parameters, no other cost (docs/DESIGN.md 1.3).
-   * Absent: shared (parseConfig always sets it).
+   * Absent means shared, and stays absent, so configs, checkpoints and stored experiment runs of
+   * shared-table models read as before the option existed.
    */
   embeddings?: "shared" | "per-copy";
 }
@@ -120,7 +121,7 @@ export const DEFAULT_CONFIG: Config = {
     // (validation 2.79 vs 3.11 nats after 50 steps of the demo; bench/RESULTS.md).
     tie_word_embeddings: false,
   },
-  phd: { K: 2, variant: "phd-cswa", W: 16, C: 32, positions: "shared", embeddings: "shared" },
+  phd: { K: 2, variant: "phd-cswa", W: 16, C: 32, positions: "shared" },
   train: {
     steps: 150,
     batch_size: 16,
@@ -147,6 +148,7 @@ export const DEFAULT_CONFIG: Config = {
 /** Fields whose type is checked by `checkConfig` rather than by the default's type. */
 const FREE_FIELDS = new Set([
   "phd.spec",
+  "phd.embeddings",
   "phd.params",
   "data.train",
   "data.val",
@@ -277,9 +279,9 @@ export function checkConfig(c: Config): void {
       `config.phd.positions must be "shared" or "flattened", got "${p.positions}"`,
     );
   }
-  if (p.embeddings !== "shared" && p.embeddings !== "per-copy") {
+  if (p.embeddings !== undefined && p.embeddings !== "shared" && p.embeddings !== "per-copy") {
     throw new RangeError(
-      `config.phd.embeddings must be "shared" or "per-copy", got "${p.embeddings}"`,
+      `config.phd.embeddings must be "shared" or "per-copy", got ${JSON.stringify(p.embeddings)}`,
     );
   }
   for (
@@ -399,12 +401,12 @@ export function embeddingTables(p: Pick<PhdConfig, "K" | "embeddings">): number 
 
 /**
  * The resolved `phd` section of a spec: every field holds the spec's value (and `embeddings`,
- * which is the model's, not the spec's, the given one).
+ * which is the model's, not the spec's, the given one when given).
  */
 export function phdOf(
   spec: AttentionSpec,
   ref: string,
-  embeddings: PhdConfig["embeddings"] = "shared",
+  embeddings?: PhdConfig["embeddings"],
 ): PhdConfig {
   return {
     K: spec.K,
@@ -414,7 +416,7 @@ export function phdOf(
     positions: spec.positions,
     spec: ref,
     params: { ...spec.params, ...structuredClone(spec.tables) as Record<string, number[]> },
-    embeddings,
+    ...(embeddings === undefined ? {} : { embeddings }),
   };
 }
 

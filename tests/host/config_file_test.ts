@@ -41,7 +41,7 @@ Deno.test("phd.spec: a file relative to the config, its own K unless stated, par
   );
   strictEqual(set.spec.name, "phd_swa_pos_k2_w6");
   strictEqual(set.spec.positions, "flattened");
-  strictEqual(set.config.phd.embeddings, "shared");
+  strictEqual(set.config.phd.embeddings, undefined);
   // phd.embeddings belongs to the model, not the spec: a spec file keeps it
   const perCopy = await loadRunConfig(
     await configIn(dir, "e.json", { phd: { spec: "mine.ts", embeddings: "per-copy" } }),

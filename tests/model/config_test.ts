@@ -40,7 +40,7 @@ Deno.test("bad fields are refused with one line naming them", () => {
       { phd: { embeddings: "own" } },
       /config.phd.embeddings must be "shared" or "per-copy", got "own"/,
     ],
-    [{ phd: { embeddings: 2 } }, /config.phd.embeddings must be a string, got 2/],
+    [{ phd: { embeddings: 2 } }, /config.phd.embeddings must be "shared" or "per-copy", got 2/],
     [{ train: { lr: -1 } }, /lr must be in \(0, 1\]/],
     [{ train: { schedule: "linear" } }, /schedule must be "cosine" or "constant"/],
     [{ phd: { spec: 3 } }, /config.phd.spec must be a preset name or a .ts file path/],
@@ -76,7 +76,9 @@ Deno.test("bad fields are refused with one line naming them", () => {
 });
 
 Deno.test("phd.embeddings: shared by default; per-copy gives K tables (one at K = 1)", () => {
-  strictEqual(parseConfig({}).phd.embeddings, "shared");
+  // absent stays absent (shared): configs of shared-table models read as before the option
+  strictEqual("embeddings" in parseConfig({}).phd, false);
+  strictEqual(parseConfig({ phd: { embeddings: "shared" } }).phd.embeddings, "shared");
   strictEqual(embeddingTables(parseConfig({}).phd), 1);
   strictEqual(embeddingTables(parseConfig({ phd: { K: 3, embeddings: "per-copy" } }).phd), 3);
   strictEqual(embeddingTables({ K: 1, embeddings: "per-copy" }), 1);

@@ -29,7 +29,7 @@ import { tinyModel } from "../fixtures/model.ts";
 function tinyConfig(): Config {
   const c = structuredClone(DEFAULT_CONFIG);
   c.model = tinyModel({ vocab_size: 31, tie_word_embeddings: false });
-  c.phd = { K: 2, variant: "phd-cswa", W: 2, C: 3, positions: "shared", embeddings: "shared" };
+  c.phd = { K: 2, variant: "phd-cswa", W: 2, C: 3, positions: "shared" };
   c.train = {
     ...c.train,
     steps: 10,
