@@ -43,6 +43,8 @@ import { matmulVariantName } from "../runtime/kernels/matmul.ts";
 import { LAYOUTS } from "../compiler/layout.ts";
 import { newCommand, parseArgv, runCommand, UsageError } from "./args.ts";
 import { readConfig } from "../runtime/host/config_file.ts";
+import type { Config } from "../runtime/model/config.ts";
+import type { KernelContext } from "../runtime/gpu/kernel.ts";
 
 /** Kernel families `--kernels` accepts. */
 const TUNABLE = ["matmul", "attention"] as const;
@@ -96,6 +98,8 @@ export interface AutotuneReport {
   quick: boolean;
   measured_candidates: number;
   rows: AutotuneRow[];
+  /** Shapes left to their defaults because the deadline came first (see `AutotuneRun`). */
+  skipped: number;
   /** Matmul time of one training step (sum of count x ms): default, best, best one-pass. */
   step_ms: { default: number; best: number; one_pass: number };
   /** Attention time of one training step (forward + backward of every layer): default, best. */
@@ -116,27 +120,46 @@ function listOf<T extends string>(flag: string, list: string, allowed: readonly 
   return [...new Set(xs)] as T[];
 }
 
+/** What a program that tunes inside its own run (`deno task demo`) hands `autotune`. */
+export interface AutotuneRun {
+  /** The device to tune on (default: a new context). */
+  ctx?: KernelContext;
+  /** The config whose shapes are tuned (instead of `--config`). */
+  config?: Config;
+  /**
+   * No new shape is started after this time (`performance.now()` ms); shapes then go by
+   * decreasing FLOPs per training step, so the ones that matter most are tuned first, and the
+   * next run tunes the rest (the cache keeps what was measured).
+   */
+  deadline?: number;
+}
+
 /** Runs the tuning; progress lines go to `progress`. */
 export async function autotune(
   f: AutotuneFlags,
   progress: (line: string) => void,
+  run: AutotuneRun = {},
 ): Promise<AutotuneReport> {
   const kernels = listOf("--kernels", f.kernels, TUNABLE);
   const layouts = listOf("--layout", f.layout ?? "grouped", LAYOUTS);
-  const config = await readConfig(f.config);
+  const config = run.config ?? await readConfig(f.config);
   // Minutes of tuning must not end in an unwritable cache path.
   await checkWritable(f.cache ?? DEFAULT_TUNE_CACHE, "autotune cache");
-  const ctx = await createContext(gpuOptionsFromEnv());
+  const ctx = run.ctx ?? await createContext(gpuOptionsFromEnv());
   const cache = await loadTuneCache(f.cache, progress);
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
   const tuner = new Autotuner(cache, { adapter, deno, warmup: 1, runs: f.quick ? 3 : 5 });
   const limits = deviceLimits(ctx.gpu.device), adapterClass = ctx.gpu.adapterClass;
   const shapes = kernels.includes("matmul") ? configMatmulShapes(ctx, config) : [];
+  if (run.deadline !== undefined) {
+    shapes.sort((a, b) => b.count * b.M * b.N * b.inner - a.count * a.M * a.N * a.inner);
+  }
   const attention = kernels.includes("attention")
     ? layouts.map((l) => configAttentionShape(config, l))
     : [];
   const total = shapes.length + attention.length;
   const rows: AutotuneRow[] = [];
+  let skipped = 0;
   /** The cached entry of a task, else tunes it (progress lines, then saves the cache). */
   const tuneOne = async <P>(
     i: number,
@@ -146,6 +169,10 @@ export async function autotune(
   ) => {
     const cached = tuner.lookup(lookup);
     if (cached) return { entry: cached, measured: false };
+    if (run.deadline !== undefined && performance.now() >= run.deadline) {
+      skipped++;
+      return undefined;
+    }
     const { task, destroy, n } = make();
     progress(`[${i + 1}/${total}] ${head}: ${n} candidates`);
     tuner.o.progress = (line) => progress(`  ${line}`);
@@ -168,7 +195,7 @@ export async function autotune(
     variant: entry.variant,
   });
   for (const [i, s] of shapes.entries()) {
-    const { entry, measured } = await tuneOne(
+    const tuned = await tuneOne(
       i,
       `matmul ${s.trans} ${s.M}x${s.N}x${s.inner} (${s.what})`,
       matmulKeyParts(s, adapterClass),
@@ -179,6 +206,8 @@ export async function autotune(
         return { task, destroy: task.destroy, n: task.candidates.length };
       },
     );
+    if (!tuned) continue;
+    const { entry, measured } = tuned;
     const onePass = tunedMatmulParams(cache, { adapter, deno, limits }, s);
     const onePassName = onePass ? matmulVariantName(onePass) : entry.trials[0].name;
     const onePassMs = entry.trials.find((t) => t.name === onePassName)?.ms ?? entry.default_ms;
@@ -199,7 +228,7 @@ export async function autotune(
   for (const [j, s] of attention.entries()) {
     const shape =
       `${s.layout} ${s.batch}x${s.heads}/${s.kvHeads} L${s.L} K${s.spec.K} d${s.headDim}`;
-    const { entry, measured } = await tuneOne(
+    const tuned = await tuneOne(
       shapes.length + j,
       `attention ${shape} (${s.spec.name}, forward + backward)`,
       attentionKeyParts(s, adapterClass),
@@ -210,6 +239,8 @@ export async function autotune(
         return { task, destroy: task.destroy, n: task.candidates.length };
       },
     );
+    if (!tuned) continue;
+    const { entry, measured } = tuned;
     rows.push({
       kernel: "attention",
       shape,
@@ -230,6 +261,7 @@ export async function autotune(
     quick: Boolean(f.quick),
     measured_candidates: tuner.measured,
     rows,
+    skipped,
     step_ms: {
       default: sum("matmul", (r) => r.default_ms),
       best: sum("matmul", (r) => r.best_ms),

@@ -43,6 +43,7 @@ import { resolveTokenizer } from "../runtime/host/tokenizer_file.ts";
 import { lineChart } from "../viz/chart.ts";
 import { ByteTokenizer, type Tokenizer, tokenizerFromMetadata } from "../runtime/data/tokenizer.ts";
 import { LossGuard, measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
+import { StepPlanner } from "../runtime/train/budget.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
 import { assignments, newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 
@@ -67,6 +68,12 @@ export interface TrainingRun {
   evalBefore?: boolean;
   /** Stop at the next step on SIGINT or SIGTERM, save, and report `interrupted`. */
   signals?: boolean;
+  /**
+   * Train until this time (`performance.now()` ms) instead of to `train.steps`: the total is
+   * planned from measured step times (runtime/train/budget.ts) and written to `config.train.steps`,
+   * so the schedule ends at the deadline; the deadline is also a hard stop.
+   */
+  deadline?: number;
 }
 
 /** What a run reports. */
@@ -94,6 +101,10 @@ export interface TrainingReport {
   saves: number;
   /** The signal that stopped the run early (after a final save). */
   interrupted?: "SIGINT" | "SIGTERM";
+  /** With a deadline: whether it stopped training before the planned steps. */
+  budget_cut?: boolean;
+  /** With a deadline: times the step plan was re-made after the first (load changed). */
+  budget_replans?: number;
 }
 
 /** A device and pipeline cache (the adapter class from `PHD_ADAPTER_CLASS` when set). */
@@ -171,27 +182,42 @@ export async function runTraining(
     q,
     `adapter: ${ctx.gpu.adapterName} | model: ${trainer.params.count} params, ` +
       `${config.model.num_hidden_layers} layers, hidden ${config.model.hidden_size} | ` +
-      `${trainer.spec.name} | ${t.steps} steps of ${t.batch_size}x${t.seq_len} tokens (x${trainer.spec.K} copies)`,
+      `${trainer.spec.name} | ${
+        run.deadline === undefined ? `${t.steps} steps` : "steps planned to the deadline"
+      } of ${t.batch_size}x${t.seq_len} tokens (x${trainer.spec.K} copies)`,
   );
   const peak = await measureMatmulGflops(ctx);
   const report: Partial<TrainingReport> = { adapter: ctx.gpu.adapterName, matmul_gflops: peak };
+  let evalMs = 0; // validation time is not training time (until here: the one before)
   if (run.evalBefore) {
+    const e0 = performance.now();
     report.val_loss_before = (await trainer.evaluate()).loss;
+    evalMs = performance.now() - e0;
     log(q, `validation loss before training: ${report.val_loss_before.toFixed(4)} nats/token`);
   }
   const trainPts: [number, number][] = [], valPts: [number, number][] = [];
+  // The final validation costs what the one before did (a margin for the save): its time is
+  // taken off the deadline the steps are planned to.
+  const planner = run.deadline === undefined ? undefined : new StepPlanner({
+    deadline: run.deadline - 1.25 * evalMs,
+    minSteps: trainer.step + t.warmup + 1,
+  });
+  // Until the first plan the steps are warm-up, whose rates do not depend on the total.
+  if (planner) t.steps = Number.MAX_SAFE_INTEGER;
   const bar = q ? undefined : new cliProgress.SingleBar({
-    format:
-      "train [{bar}] {value}/{total} | loss {loss} | {tps} tok/s | MFU {mfu} | ETA {eta_formatted}",
+    format: "train [{bar}] {value}/{total} | loss {loss} | {tps} tok/s | MFU {mfu} | " +
+      (planner ? "{left} s left" : "ETA {eta_formatted}"),
     stream: process.stderr,
     hideCursor: true,
     noTTYOutput: true,
     notTTYSchedule: 15000,
     etaBuffer: 50,
   }, cliProgress.Presets.shades_classic);
-  bar?.start(t.steps, trainer.step, { loss: "-", tps: "-", mfu: "-" });
+  const left = () => planner ? planner.secondsLeft(performance.now()).toFixed(0) : "";
+  bar?.start(planner ? 0 : t.steps, trainer.step, { loss: "-", tps: "-", mfu: "-", left: left() });
   const tTrain = performance.now(), startStep = trainer.step;
-  let lastLoss = NaN, evalMs = 0; // validation time is not training time
+  evalMs = 0;
+  let lastLoss = NaN;
   const guard = new LossGuard(config.model.vocab_size);
   let lastGood = run.resume ? { path: run.resume.path, step: trainer.step } : undefined;
   let lastSave = performance.now(), saves = 0;
@@ -234,7 +260,7 @@ export async function runTraining(
     }
   };
 
-  let stop: "SIGINT" | "SIGTERM" | undefined;
+  let stop: "SIGINT" | "SIGTERM" | undefined, cut = false;
   const listeners = run.signals
     ? (["SIGINT", "SIGTERM"] as const).map((sig) => {
       const h = () => stop = sig;
@@ -249,11 +275,25 @@ export async function runTraining(
       // Signals are delivered between event-loop turns; one turn per step costs microseconds.
       if (run.signals) await new Promise((r) => setTimeout(r, 0));
       if (stop) break;
+      if (planner && s === startStep + 1) {
+        // The first step carries the pipeline compilation: step times are measured from here.
+        await ctx.gpu.device.queue.onSubmittedWorkDone();
+        planner.observe(s, performance.now());
+      }
       if (s % t.log_every === 0 || s === t.steps) {
         lastLoss = (await trainer.takeLoss()).loss;
         const why = guard.check(lastLoss);
         if (why) throw diverged(why);
         trainPts.push([s, lastLoss]);
+        if (planner) {
+          const now = performance.now();
+          t.steps = planner.observe(s, now) ?? t.steps;
+          if (planner.steps !== undefined) bar?.setTotal(t.steps);
+          if (planner.expired(now) && s < t.steps) {
+            cut = true;
+            break;
+          }
+        }
         const sec = (performance.now() - tTrain - evalMs) / 1000, done = s - startStep;
         const tps = done * tokensPerStep / sec;
         const mfu = done * trainer.flopsPerStep / sec / (peak * 1e9);
@@ -261,6 +301,7 @@ export async function runTraining(
           loss: lastLoss.toFixed(3),
           tps: tps.toFixed(0),
           mfu: `${(100 * mfu).toFixed(0)}%`,
+          left: left(),
         });
       }
       const due = (t.save_every > 0 && s % t.save_every === 0) ||
@@ -276,7 +317,7 @@ export async function runTraining(
         valPts.push([s, v]);
         bar?.stop();
         log(q, `step ${s}: validation loss ${v.toFixed(4)}`);
-        bar?.start(t.steps, s, { loss: lastLoss.toFixed(3), tps: "-", mfu: "-" });
+        bar?.start(t.steps, s, { loss: lastLoss.toFixed(3), tps: "-", mfu: "-", left: left() });
       }
     }
   } finally {
@@ -284,6 +325,8 @@ export async function runTraining(
   }
   await ctx.gpu.device.queue.onSubmittedWorkDone();
   bar?.stop();
+  // What was trained is what the checkpoint's config says (a resume continues from there).
+  if (planner) t.steps = trainer.step;
   const trainSec = (performance.now() - tTrain - evalMs) / 1000;
   const done = trainer.step - startStep;
   const plot = run.out.replace(/(\.safetensors)?$/, ".loss.svg");
@@ -297,6 +340,7 @@ export async function runTraining(
     plot,
     spec: trainer.spec.name,
     tokenizer: tokenizer.name,
+    ...(planner ? { budget_cut: cut, budget_replans: planner.replans } : {}),
   };
   if (stop) {
     await guardedSave(run.out);

@@ -145,6 +145,20 @@ export const DEFAULT_CONFIG: Config = {
   data: { train: "", val: "", val_fraction: 0.05, field: "text", tokenizer: "bytes" },
 };
 
+/**
+ * The demo's recipe (`deno task demo`), chosen by measurement (bench/demo_recipe.ts; table in
+ * bench/RESULTS.md, Demo): trained to a time budget, so `train.steps` is only what `--steps`
+ * replaces. Kept apart from `DEFAULT_CONFIG`, which experiments and tests build on.
+ */
+export const DEMO_CONFIG: Config = {
+  ...DEFAULT_CONFIG,
+  model: { ...DEFAULT_CONFIG.model },
+  phd: { ...DEFAULT_CONFIG.phd },
+  // No periodic checkpoints or validations: minutes of training need neither, and both cost steps.
+  train: { ...DEFAULT_CONFIG.train, eval_every: 0, save_every: 0 },
+  data: { ...DEFAULT_CONFIG.data },
+};
+
 /** Fields whose type is checked by `checkConfig` rather than by the default's type. */
 const FREE_FIELDS = new Set([
   "phd.spec",

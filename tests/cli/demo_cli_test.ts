@@ -1,0 +1,54 @@
+/**
+ * `deno task demo` as a user runs it (a subprocess), on a budget of seconds: it trains to the
+ * budget (the step count planned, not given), evaluates, generates, and reports its budget
+ * fields; with `--steps` it trains exactly that many. `--no-tune` keeps the test from timing
+ * kernels into the repository's autotune cache. Bad flags get one error line.
+ */
+import { ok as assert, strictEqual } from "node:assert";
+import { assertUsageError, runScript } from "../fixtures/cli.ts";
+
+Deno.test("the demo trains to its budget and reports the budget fields", async () => {
+  const out = await Deno.makeTempDir();
+  const budget = 0.5; // minutes: startup, evaluation and generation leave a few seconds to train
+  const r = await runScript(
+    "cli/demo.ts",
+    ...["--minutes", `${budget}`, "--no-tune", "--max-new-tokens", "8", "--json", "--quiet"],
+    ...["--out", out],
+  );
+  strictEqual(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  strictEqual(j.budget_seconds, budget * 60);
+  strictEqual(j.tuned_shapes, 0);
+  assert(j.steps >= 1 && Number.isFinite(j.val_loss_after), JSON.stringify(j));
+  assert(typeof j.budget_cut === "boolean" && j.budget_replans >= 0, JSON.stringify(j));
+  assert(j.within_budget === (j.seconds <= j.budget_seconds), JSON.stringify(j));
+  // The deadline is planned for, not just hit: a loaded test machine may overrun it a little.
+  assert(j.seconds < 1.5 * j.budget_seconds, `${j.seconds} s of ${j.budget_seconds}`);
+  strictEqual(typeof j.continuation, "string");
+  await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("--steps trains exactly that many steps", async () => {
+  const out = await Deno.makeTempDir();
+  const r = await runScript(
+    "cli/demo.ts",
+    ...["--steps", "3", "--no-tune", "--max-new-tokens", "4", "--json", "--quiet", "--out", out],
+  );
+  strictEqual(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  strictEqual(j.steps, 3);
+  strictEqual(j.budget_cut, undefined);
+  await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("bad demo flags: one error line", async () => {
+  for (
+    const [flags, msg] of [
+      [["--minutes", "0"], /--minutes must be a number > 0/],
+      [["--minutes", "soon"], /--minutes must be a number > 0/],
+      [["--steps", "-3"], /--steps/],
+    ] as [string[], RegExp][]
+  ) {
+    assertUsageError(await runScript("cli/demo.ts", ...flags), msg, flags.join(" "));
+  }
+});
