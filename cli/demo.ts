@@ -122,7 +122,8 @@ async function main() {
     const t0 = performance.now();
     const r = await autotune(
       { quick: true, kernels: "matmul,attention", cache: DEFAULT_TUNE_CACHE },
-      (l) => say(`tune: ${l.trim()}`),
+      // Shape by shape (the candidates' lines would be eight per shape).
+      (l) => /^(\[|warning)/.test(l) && say(`tune ${l}`),
       { ctx, config, deadline: TUNE_SHARE * budgetMs },
     );
     tuneSeconds = (performance.now() - t0) / 1000;
