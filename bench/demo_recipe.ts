@@ -57,6 +57,7 @@ const ARMS: Arm[] = [
     train: { lr: 4e-3, batch_size: 8 },
   },
   { name: "h64-l2-t128", train: { batch_size: 8, seq_len: 128 } },
+  { name: "h64-l2-t256", train: { batch_size: 4, seq_len: 256 } },
   { name: "h64-l2-k3", phd: { K: 3 } },
 ];
 

@@ -2,10 +2,15 @@
  * `deno task demo` as a user runs it (a subprocess), on a budget of seconds: it trains to the
  * budget (the step count planned, not given), evaluates, generates, and reports its budget
  * fields; with `--steps` it trains exactly that many. `--no-tune` keeps the test from timing
- * kernels into the repository's autotune cache. Bad flags get one error line.
+ * kernels into the repository's autotune cache. The tuning it does otherwise stops at its
+ * deadline and counts what it left. Bad flags get one error line.
  */
 import { ok as assert, strictEqual } from "node:assert";
+import { join } from "node:path";
 import { assertUsageError, runScript } from "../fixtures/cli.ts";
+import { autotune } from "../../cli/autotune.ts";
+import { DEMO_CONFIG } from "../../runtime/model/config.ts";
+import { createContext } from "../../runtime/gpu/context.ts";
 
 Deno.test("the demo trains to its budget and reports the budget fields", async () => {
   const out = await Deno.makeTempDir();
@@ -51,4 +56,18 @@ Deno.test("bad demo flags: one error line", async () => {
   ) {
     assertUsageError(await runScript("cli/demo.ts", ...flags), msg, flags.join(" "));
   }
+});
+
+Deno.test("tuning inside the demo starts no shape after its deadline", async () => {
+  const dir = await Deno.makeTempDir(), cache = join(dir, "autotune.json");
+  const ctx = await createContext();
+  const r = await autotune({ quick: true, kernels: "matmul,attention", cache }, () => {}, {
+    ctx,
+    config: DEMO_CONFIG,
+    deadline: performance.now(),
+  });
+  strictEqual(r.rows.length, 0);
+  strictEqual(r.measured_candidates, 0);
+  assert(r.skipped > 1, `${r.skipped} shapes skipped`); // every matmul shape and the attention
+  await Deno.remove(dir, { recursive: true });
 });
