@@ -154,8 +154,11 @@ export const DEMO_CONFIG: Config = {
   ...DEFAULT_CONFIG,
   model: { ...DEFAULT_CONFIG.model },
   phd: { ...DEFAULT_CONFIG.phd },
-  // No periodic checkpoints or validations: minutes of training need neither, and both cost steps.
-  train: { ...DEFAULT_CONFIG.train, eval_every: 0, save_every: 0 },
+  // 8 x 128 rather than 16 x 64 bytes a step: a little higher validation loss in the same time
+  // (2.02 vs 1.96) for a context that holds the prompt and most of the continuation, whose words
+  // then stay words (74% vs 62% found in Brown). No periodic checkpoints or validations: minutes
+  // of training need neither, and both cost steps.
+  train: { ...DEFAULT_CONFIG.train, batch_size: 8, seq_len: 128, eval_every: 0, save_every: 0 },
   data: { ...DEFAULT_CONFIG.data },
 };
 
