@@ -35,7 +35,7 @@ function models(): { name: string; config: Config }[] {
 }
 
 /** Median step time of `steps` training steps after one warm-up step. */
-export async function stepMs(trainer: Trainer, steps: number): Promise<number> {
+async function stepMs(trainer: Trainer, steps: number): Promise<number> {
   const queue = trainer.ctx.gpu.device.queue;
   trainer.trainStep(); // warm-up: pipelines, first uploads
   await queue.onSubmittedWorkDone();
