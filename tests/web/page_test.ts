@@ -56,13 +56,31 @@ Deno.test("the playground in headless Chromium", async (t) => {
       strictEqual(r.error, "");
       strictEqual(r.compiled, "phd_lag_k2_w2");
       for (const layout of ["interleaved", "grouped"]) {
-        const svg = await page.$eval(`#pic-${layout} svg`, (el) => ({
-          title: el.querySelector("title")?.textContent ?? "",
-          rects: el.querySelectorAll("rect").length,
-          width: el.getBoundingClientRect().width,
-        }));
+        // Under a heavy CPU load Chromium has once reported a laid-out width of 0 for the second
+        // picture right after compile (twice today, at load averages above 10): give layout up to 10 s
+        // to settle, then report the widths along the picture's ancestors.
+        const laidOut = await page.waitForFunction(
+          (id) => (document.querySelector(`#${id} svg`)?.getBoundingClientRect().width ?? 0) > 200,
+          `pic-${layout}`,
+          { timeout: 10_000 },
+        ).then(() => true, () => false);
+        const svg = await page.$eval(`#pic-${layout} svg`, (el) => {
+          const widths: string[] = [];
+          for (let e: Element | null = el; e; e = e.parentElement) {
+            widths.push(
+              `${e.tagName.toLowerCase()}${
+                e.id ? "#" + e.id : ""
+              }=${e.getBoundingClientRect().width}`,
+            );
+          }
+          return {
+            title: el.querySelector("title")?.textContent ?? "",
+            rects: el.querySelectorAll("rect").length,
+            widths: widths.join(" < "),
+          };
+        });
         assert(svg.title.startsWith("phd_lag_k2_w2: K=2 L=24"), svg.title);
-        assert(svg.rects > 100 && svg.width > 200, `${layout}: ${JSON.stringify(svg)}`);
+        assert(svg.rects > 100 && laidOut, `${layout}: ${JSON.stringify(svg)}`);
       }
       match(await page.textContent("#analysis dd[data-key=causality]") ?? "", /causal/);
       match(await page.textContent("#analysis dd[data-key='KV retention']") ?? "", /^L \+ 1 /);
