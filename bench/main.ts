@@ -12,6 +12,7 @@ const BENCHES = [
   "web",
   "corpus-memory",
   "peers",
+  "refusals",
 ];
 
 const [name, ...args] = Deno.args;
@@ -20,6 +21,7 @@ if (!name || name === "--help" || name === "-h") {
 
 Runs one benchmark on this machine's adapter and prints a table (--json: one JSON object).
 peers: the same model's training in PyTorch on the CPU, and numpy's matmul, side by side.
+refusals: how long each command takes to refuse input that cannot fit (vs process start-up).
 Figures in bench/RESULTS.md come from these commands.`);
   Deno.exit(name ? 0 : 1);
 }
