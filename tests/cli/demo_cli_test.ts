@@ -27,8 +27,8 @@ Deno.test("the demo trains to its budget and reports the budget fields", async (
   assert(j.steps >= 1 && Number.isFinite(j.val_loss_after), JSON.stringify(j));
   assert(typeof j.budget_cut === "boolean" && j.budget_replans >= 0, JSON.stringify(j));
   assert(j.within_budget === (j.seconds <= j.budget_seconds), JSON.stringify(j));
-  // The deadline is planned for, not just hit: a loaded test machine may overrun it a little.
-  assert(j.seconds < 1.5 * j.budget_seconds, `${j.seconds} s of ${j.budget_seconds}`);
+  // How close to its budget a run ends is the planner's (tests/train/budget_test.ts, on a simulated
+  // clock) and a wall-clock figure (bench/RESULTS.md, Demo), not a timed assertion here.
   strictEqual(typeof j.continuation, "string");
   await Deno.remove(out, { recursive: true });
 });
