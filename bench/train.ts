@@ -60,9 +60,9 @@ export async function main(args: string[]) {
   }
   const t0 = performance.now();
   const ctx = await createContext(gpuOptionsFromEnv());
-  const gflops = await measureMatmulGflops(ctx);
   // The autotuner's variants where .cache/autotune.json has them (read once, counted per config).
   const choosers = await loadKernelChoosers(ctx, { warn: (l) => console.error(l) });
+  const gflops = await measureMatmulGflops(ctx, choosers.matmul);
   const r = new Rng(1);
   const stream = Uint32Array.from({ length: 1 << 16 }, () => r.int(256));
   const corpus = { train: stream, val: stream };

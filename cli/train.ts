@@ -186,7 +186,7 @@ export async function runTraining(
         run.deadline === undefined ? `${t.steps} steps` : "steps planned to the deadline"
       } of ${t.batch_size}x${t.seq_len} tokens (x${trainer.spec.K} copies)`,
   );
-  const peak = await measureMatmulGflops(ctx);
+  const peak = await measureMatmulGflops(ctx, tuned.matmul);
   const report: Partial<TrainingReport> = { adapter: ctx.gpu.adapterName, matmul_gflops: peak };
   let evalMs = 0; // validation time is not training time (until here: the one before)
   if (run.evalBefore) {
