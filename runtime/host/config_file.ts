@@ -18,6 +18,7 @@ import {
   specWithOverrides,
 } from "../model/config.ts";
 import { isSpecPath, loadSpecRef } from "./spec_file.ts";
+import { parseJson } from "../io/json.ts";
 
 /** What flags may override (paths relative to the working directory). */
 export interface RunOverrides {
@@ -52,12 +53,8 @@ async function readRaw(path: string): Promise<unknown> {
     if (e instanceof Deno.errors.NotFound) throw new Error(`config file "${path}" does not exist`);
     throw new Error(`cannot read config file "${path}": ${(e as Error).message}`);
   }
-  try {
-    // Editors on Windows save UTF-8 with a byte-order mark; JSON.parse refuses it.
-    return JSON.parse(text.replace(/^\uFEFF/, ""));
-  } catch (e) {
-    throw new Error(`config file "${path}" is not JSON: ${(e as Error).message}`);
-  }
+  // Editors on Windows save UTF-8 with a byte-order mark; JSON.parse refuses it.
+  return parseJson(text.replace(/^\uFEFF/, ""), `config file "${path}"`);
 }
 
 const abs = (base: string, p: string) => isAbsolute(p) ? p : resolve(base, p);

@@ -9,6 +9,7 @@
  */
 import type { ModelConfig, PhdConfig } from "../model/config.ts";
 import type { SpecJson } from "../../dsl/serial.ts";
+import { parseJson } from "./json.ts";
 
 /** Element types this runtime stores. F16 data travels as raw IEEE half bits. */
 export type Dtype = "F32" | "F16";
@@ -90,12 +91,13 @@ export function decodeSafetensors(bytes: Uint8Array): Safetensors {
       `safetensors: header of ${n} bytes runs past the end (${bytes.length} bytes)`,
     );
   }
-  let header: Record<string, unknown>;
+  let text: string;
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n)));
-  } catch (e) {
-    throw new SyntaxError(`safetensors: header is not JSON (${(e as Error).message})`);
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n));
+  } catch {
+    throw new SyntaxError("safetensors: header is not UTF-8");
   }
+  const header = parseJson(text, "safetensors: header") as Record<string, unknown>;
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     throw new SyntaxError("safetensors: header must be a JSON object");
   }
@@ -222,13 +224,10 @@ export function parseCheckpointMetadata(
     }
     return meta[k];
   };
-  const json = (k: string) => {
-    try {
-      return JSON.parse(field(k));
-    } catch (e) {
-      if (e instanceof RangeError) throw e;
-      throw new SyntaxError(`checkpoint __metadata__.${k} is not JSON: ${(e as Error).message}`);
-    }
+  const json = (k: string) => parseJson(field(k), `checkpoint __metadata__.${k}`);
+  return {
+    config: json("config") as ModelConfig,
+    phd: json("phd") as PhdMetadata,
+    tokenizer: field("tokenizer"),
   };
-  return { config: json("config"), phd: json("phd"), tokenizer: field("tokenizer") };
 }

@@ -5,10 +5,11 @@
  * against the config's folder, flags' against the working directory; a parameter the spec lacks
  * is one line naming the file and the spec's own.
  */
-import { deepStrictEqual, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, rejects, strictEqual, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { loadRunConfig } from "../../runtime/host/config_file.ts";
 import { configSpec } from "../../runtime/model/config.ts";
+import { parseCheckpointMetadata } from "../../runtime/io/safetensors.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -108,6 +109,22 @@ Deno.test("variant stays an alias with the config's defaults; paths resolve agai
   await rejects(
     loadRunConfig(await configIn(dir, "t.json", { data: { tokenizer: { bpe: 10 } } })),
     /t.json: config.data.tokenizer \{"bpe": N\} needs an integer N in \[258, 65536\]/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a config or checkpoint metadata that is not JSON is one line", async () => {
+  const dir = await Deno.makeTempDir();
+  // V8 quotes the text around the fault; a multi-line file put its newlines into the message.
+  const bad = join(dir, "bad.json");
+  await Deno.writeTextFile(bad, '{\n  "train": {\n    "steps": 10,\n  }\n}\n');
+  await rejects(
+    loadRunConfig(bad),
+    (e: Error) => /is not JSON: /.test(e.message) && !/\n/.test(e.message),
+  );
+  throws(
+    () => parseCheckpointMetadata({ config: "{}", phd: '{"mask":\n  var}', tokenizer: "bytes" }),
+    (e: Error) => /__metadata__\.phd is not JSON: /.test(e.message) && !/\n/.test(e.message),
   );
   await Deno.remove(dir, { recursive: true });
 });
