@@ -10,10 +10,9 @@
  * and the loss picture, and continues a prompt through the PHD KV cache
  * (runtime/infer/generate.ts).
  */
-import { type Config, DEMO_CONFIG } from "../runtime/model/config.ts";
+import { type Config, configSpec, DEMO_CONFIG } from "../runtime/model/config.ts";
 import { generate } from "../runtime/infer/generate.ts";
 import { ByteTokenizer } from "../runtime/data/tokenizer.ts";
-import { configSpec } from "../runtime/model/config.ts";
 import { initParams, ModelParams } from "../runtime/model/params.ts";
 import { loadRunConfig } from "../runtime/host/config_file.ts";
 import { DEFAULT_TUNE_CACHE } from "../runtime/host/tune_cache.ts";

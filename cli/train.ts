@@ -188,18 +188,18 @@ export async function runTraining(
   );
   const peak = await measureMatmulGflops(ctx, tuned.matmul);
   const report: Partial<TrainingReport> = { adapter: ctx.gpu.adapterName, matmul_gflops: peak };
-  let evalMs = 0; // validation time is not training time (until here: the one before)
+  let evalBeforeMs = 0;
   if (run.evalBefore) {
     const e0 = performance.now();
     report.val_loss_before = (await trainer.evaluate()).loss;
-    evalMs = performance.now() - e0;
+    evalBeforeMs = performance.now() - e0;
     log(q, `validation loss before training: ${report.val_loss_before.toFixed(4)} nats/token`);
   }
   const trainPts: [number, number][] = [], valPts: [number, number][] = [];
   // The final validation costs what the one before did (a margin for the save): its time is
   // taken off the deadline the steps are planned to.
   const planner = run.deadline === undefined ? undefined : new StepPlanner({
-    deadline: run.deadline - 1.25 * evalMs,
+    deadline: run.deadline - 1.25 * evalBeforeMs,
     minSteps: trainer.step + t.warmup + 1,
   });
   // Until the first plan the steps are warm-up, whose rates do not depend on the total.
@@ -216,8 +216,7 @@ export async function runTraining(
   const left = () => planner ? planner.secondsLeft(performance.now()).toFixed(0) : "";
   bar?.start(planner ? 0 : t.steps, trainer.step, { loss: "-", tps: "-", mfu: "-", left: left() });
   const tTrain = performance.now(), startStep = trainer.step;
-  evalMs = 0;
-  let lastLoss = NaN;
+  let lastLoss = NaN, evalMs = 0; // validation time is not training time
   const guard = new LossGuard(config.model.vocab_size);
   let lastGood = run.resume ? { path: run.resume.path, step: trainer.step } : undefined;
   let lastSave = performance.now(), saves = 0;

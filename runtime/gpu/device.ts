@@ -198,15 +198,14 @@ export async function requestGpu(o: GpuOptions = {}): Promise<GpuContext> {
 
 /** Whether this device's WGSL compiler wants `enable subgroups;` before subgroup builtins. */
 async function needsEnable(device: GPUDevice): Promise<boolean> {
-  const probe = (enable: boolean) =>
-    device.createShaderModule({
-      code: `${enable ? "enable subgroups;\n" : ""}@compute @workgroup_size(1)
-fn main(@builtin(subgroup_size) n: u32) { _ = subgroupAdd(n); }`,
-    }).getCompilationInfo().then((i) => !i.messages.some((m) => m.type === "error"));
+  // A subgroup builtin without the directive: where it compiles, the directive is not wanted.
   device.pushErrorScope("validation");
-  const plain = await probe(false);
+  const info = await device.createShaderModule({
+    code: `@compute @workgroup_size(1)
+fn main(@builtin(subgroup_size) n: u32) { _ = subgroupAdd(n); }`,
+  }).getCompilationInfo();
   await device.popErrorScope();
-  return !plain;
+  return info.messages.some((m) => m.type === "error");
 }
 
 /**
