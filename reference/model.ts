@@ -1,12 +1,13 @@
 /**
  * The whole PHD transformer of docs/DESIGN.md 1.3 in float64 on the CPU, forward loss and full
  * backward: the oracle the GPU trainer is tested against. Parameters are named Float64Arrays with
- * the Hugging Face Llama names and `[out, in]` shapes of runtime/model/params.ts. Tokens of the expanded
- * sequence are in the canonical interleaved order `t = p*K + c`; every copy of position p reads
- * embed(x_p) (with per-copy embeddings copy c reads its own table, rows `c*V ..` of the stacked
- * `model.embed_tokens.weight`; a tied head is copy 0's table); attention uses the spec's mask (reference/attention.ts, via
- * dsl/eval.ts evalBool); the loss is the cross-entropy of copy K-1 at position p predicting
- * x_{p+1}, averaged over positions and sequences. Readable over fast: one layer per block.
+ * the Hugging Face Llama names and `[out, in]` shapes of runtime/model/params.ts. Tokens of the
+ * expanded sequence are in the canonical interleaved order `t = p*K + c`; every copy of position p
+ * reads embed(x_p) (with per-copy embeddings copy c reads its own table, rows `c*V ..` of the
+ * stacked `model.embed_tokens.weight`; a tied head is copy 0's table); attention uses the spec's
+ * mask (reference/attention.ts, via dsl/eval.ts evalBool); the loss is the cross-entropy of copy
+ * K-1 at position p predicting x_{p+1}, averaged over positions and sequences. Readable over fast:
+ * one layer per block.
  */
 import type { AttentionSpec } from "../dsl/spec.ts";
 import type { ModelConfig } from "../runtime/model/config.ts";

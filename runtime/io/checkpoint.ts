@@ -1,13 +1,14 @@
 /**
  * Checkpoints (docs/DESIGN.md 4) as bytes: the model file (Hugging Face Llama tensor names, F32,
- * per-copy embeddings stacked in `model.embed_tokens.weight` `[K·V, C]`; `__metadata__` with config, phd — holding the serialised spec, `phd.mask_spec`, so a reader
- * rebuilds any spec without its source file — and tokenizer: `bytes` or an embedded
- * tokenizer.json, runtime/data/tokenizer.ts) and the training-state sibling (AdamW moments
- * `m.<name>` / `v.<name>`, and in `__metadata__` the step, data position and the whole training
- * config, so a resumed run continues exactly). A training checkpoint is one unit of two files:
- * both carry the same `unit` id and `step`, and `checkUnit` refuses a pair that disagrees (a save
- * interrupted between the two files, or files of two runs). No non-finite value is ever encoded
- * or accepted: a NaN weight names its tensor. Pure: the host layer reads and writes the files.
+ * per-copy embeddings stacked in `model.embed_tokens.weight` `[K·V, C]`; `__metadata__` with
+ * config, phd — holding the serialised spec, `phd.mask_spec`, so a reader rebuilds any spec without
+ * its source file — and tokenizer: `bytes` or an embedded tokenizer.json,
+ * runtime/data/tokenizer.ts) and the training-state sibling (AdamW moments `m.<name>` / `v.<name>`,
+ * and in `__metadata__` the step, data position and the whole training config, so a resumed run
+ * continues exactly). A training checkpoint is one unit of two files: both carry the same `unit` id
+ * and `step`, and `checkUnit` refuses a pair that disagrees (a save interrupted between the two
+ * files, or files of two runs). No non-finite value is ever encoded or accepted: a NaN weight names
+ * its tensor. Pure: the host layer reads and writes the files.
  */
 import { type AttentionSpec } from "../../dsl/spec.ts";
 import { specFromJson, specToJson } from "../../dsl/serial.ts";
@@ -64,10 +65,15 @@ export function firstNonFinite(data: ArrayLike<number>): string | undefined {
   return undefined;
 }
 
+/** The parameter shapes of a model and its `phd` section (per-copy tables stack in the embedding). */
+function modelShapes(model: ModelConfig, phd: PhdConfig): Map<string, number[]> {
+  return paramShapes(model, { embedTables: embeddingTables(phd) });
+}
+
 /** The model file's bytes; refuses non-finite weights (a diverged run must not be saved). */
 export function encodeCheckpoint(c: CheckpointInput): Uint8Array {
   const tensors = new Map<string, Tensor>();
-  for (const [name, shape] of paramShapes(c.model, { embedTables: embeddingTables(c.phd) })) {
+  for (const [name, shape] of modelShapes(c.model, c.phd)) {
     const data = c.params[name];
     if (!data) throw new Error(`cannot save: parameter "${name}" is missing`);
     const bad = firstNonFinite(data);
@@ -102,7 +108,7 @@ export function decodeCheckpoint(bytes: Uint8Array): Checkpoint {
   const defaults = parseConfig({ model: meta.config, phd: phdFields });
   const model = defaults.model, phd = defaults.phd;
   const params: Record<string, Float32Array> = {};
-  for (const [name, shape] of paramShapes(model, { embedTables: embeddingTables(phd) })) {
+  for (const [name, shape] of modelShapes(model, phd)) {
     const t = st.tensors.get(name);
     if (!t) throw new Error(`checkpoint lacks tensor "${name}"`);
     if (t.shape.join(",") !== shape.join(",")) {
@@ -141,10 +147,6 @@ function metaInt(v: string, key: string, min: number): number {
   return n;
 }
 
-function modelShapes(c: Config): Map<string, number[]> {
-  return paramShapes(c.model, { embedTables: embeddingTables(c.phd) });
-}
-
 /** A decoded training-state file: the config it was made with, the state and its unit id. */
 export interface SavedState {
   config: Config;
@@ -155,7 +157,7 @@ export interface SavedState {
 /** The training-state file's bytes; `unit` ties it to the model file of the same save. */
 export function encodeTrainingState(config: Config, s: TrainingState, unit?: string): Uint8Array {
   const tensors = new Map<string, Tensor>();
-  for (const [name, shape] of modelShapes(config)) {
+  for (const [name, shape] of modelShapes(config.model, config.phd)) {
     for (const [key, data] of [[`m.${name}`, s.m[name]], [`v.${name}`, s.v[name]]] as const) {
       const bad = data && firstNonFinite(data);
       if (bad) throw new RangeError(`cannot save: optimizer moment "${key}" holds ${bad}`);
@@ -194,7 +196,7 @@ export function decodeTrainingState(bytes: Uint8Array): SavedState {
     throw new RangeError(`__metadata__.data must be {"rng": int, "step": int >= 0}`);
   }
   const m: Record<string, Float32Array> = {}, v: Record<string, Float32Array> = {};
-  for (const [name, shape] of modelShapes(config)) {
+  for (const [name, shape] of modelShapes(config.model, config.phd)) {
     for (const [table, prefix] of [[m, "m."], [v, "v."]] as const) {
       const t = st.tensors.get(prefix + name);
       if (!t || t.dtype !== "F32" || t.shape.join(",") !== shape.join(",")) {
