@@ -41,12 +41,10 @@
  *
  * @example Generate through the KV cache (see examples/generate.ts)
  * ```ts
- * import { ByteTokenizer, createContext, embeddingTables, generate, loadCheckpoint, ModelParams }
- *   from "./mod.ts";
+ * import { ByteTokenizer, createContext, generate, loadCheckpoint, ModelParams } from "./mod.ts";
  * const ck = await loadCheckpoint("out/demo/model.safetensors");
  * const ctx = await createContext();
- * const params = new ModelParams(ctx, ck.model, { embedTables: embeddingTables(ck.phd) });
- * params.upload(ck.params);
+ * const params = ModelParams.loaded(ctx, ck);
  * const tok = new ByteTokenizer();
  * const r = await generate(ctx, params, ck.spec, {
  *   prompts: [tok.encode("The jury said")],

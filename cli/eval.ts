@@ -12,7 +12,6 @@ import type { Checkpoint } from "../runtime/io/checkpoint.ts";
 import { loadTokenizerFile } from "../runtime/host/tokenizer_file.ts";
 import { evaluateStream } from "../runtime/train/evaluate.ts";
 import { ModelParams } from "../runtime/model/params.ts";
-import { embeddingTables } from "../runtime/model/config.ts";
 import { type Tokenizer, tokenizerFromMetadata } from "../runtime/data/tokenizer.ts";
 import { checkForwardFits } from "../runtime/model/limits.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
@@ -104,8 +103,7 @@ async function main() {
     stream = (await brownCorpus())[o.split as "val" | "train"];
   }
   if (stream.length < 2) throw new UsageError("the text must hold at least 2 tokens");
-  const params = new ModelParams(ctx, ck.model, { embedTables: embeddingTables(ck.phd) });
-  params.upload(ck.params);
+  const params = ModelParams.loaded(ctx, ck);
   const t0 = performance.now();
   const quiet = o.json || !Deno.stderr.isTerminal();
   const r = await evaluateStream(ctx, params, ck.spec, stream, {

@@ -13,7 +13,6 @@
 import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
 import { Decoder, type SamplingOptions } from "../runtime/infer/decoder.ts";
 import { ModelParams } from "../runtime/model/params.ts";
-import { embeddingTables } from "../runtime/model/config.ts";
 import { checkCausality } from "../compiler/analysis/causality.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
 import { checkpointTokenizer } from "./eval.ts";
@@ -155,8 +154,7 @@ async function main() {
     L: longest,
     names: { batch: "prompts", L: "prompt tokens" },
   });
-  const params = new ModelParams(ctx, ck.model, { embedTables: embeddingTables(ck.phd) });
-  params.upload(ck.params);
+  const params = ModelParams.loaded(ctx, ck);
   const dec = new Decoder(ctx, params, ck.spec, {
     batch: ids.length,
     maxPositions: longest + maxNew - 1,

@@ -10,7 +10,6 @@
 import {
   createContext,
   Decoder,
-  embeddingTables,
   generate,
   loadCheckpoint,
   ModelParams,
@@ -23,8 +22,7 @@ const ck = await loadCheckpoint(path).catch((e) => {
   Deno.exit(1);
 });
 const ctx = await createContext();
-const params = new ModelParams(ctx, ck.model, { embedTables: embeddingTables(ck.phd) });
-params.upload(ck.params);
+const params = ModelParams.loaded(ctx, ck);
 const tok = tokenizerFromMetadata(ck.tokenizer);
 console.log(
   `${ck.spec.name} (KV cache ${ck.spec.K > 1 ? "PHD" : "vanilla"}) on ${ctx.gpu.adapterName}`,

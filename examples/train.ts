@@ -11,7 +11,6 @@ import {
   ByteTokenizer,
   createContext,
   DEFAULT_CONFIG,
-  embeddingTables,
   evaluateStream,
   loadBrown,
   loadCheckpoint,
@@ -51,8 +50,7 @@ await saveCheckpoint(path, {
   params: await trainer.params.download(),
 });
 const ck = await loadCheckpoint(path);
-const params = new ModelParams(ctx, ck.model, { embedTables: embeddingTables(ck.phd) });
-params.upload(ck.params);
+const params = ModelParams.loaded(ctx, ck);
 const first = corpus.val.subarray(0, 8 * 128 + 1);
 const again = await evaluateStream(ctx, params, ck.spec, first, { context: 128 });
 console.log(`reloaded ${path}: loss on the first 1024 validation bytes ${again.loss.toFixed(3)}`);

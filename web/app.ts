@@ -25,7 +25,6 @@ import {
   createContext,
   decodeCheckpoint,
   Decoder,
-  embeddingTables,
   encodeCheckpoint,
   FlashAttention,
   type KernelContext,
@@ -358,8 +357,7 @@ let model: LoadedModel | undefined;
 async function useModel(name: string, ck: Checkpoint): Promise<void> {
   const ctx = await gpu();
   model?.params.destroy();
-  const params = new ModelParams(ctx, ck.model, { embedTables: embeddingTables(ck.phd) });
-  params.upload(ck.params);
+  const params = ModelParams.loaded(ctx, ck);
   model = { name, ck, params };
   const m = ck.model;
   $("ckpt-info").textContent = `${name}: ${ck.spec.name}, ${m.num_hidden_layers} layers, hidden ` +

@@ -4,7 +4,7 @@
  * seeded initialisation that the GPU trainer and the float64 reference both start from, and
  * `ModelParams`, the same table as one GPU buffer per tensor. Browser-safe.
  */
-import type { ModelConfig } from "./config.ts";
+import { embeddingTables, type ModelConfig, type PhdConfig } from "./config.ts";
 import { Rng } from "../data/rng.ts";
 import { readback, storageBuffer, upload } from "../gpu/resources.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
@@ -88,6 +88,23 @@ export class ModelParams {
     for (const [name, shape] of this.shapes) {
       this.buffers.set(name, storageBuffer(ctx.gpu.device, numel(shape) * 4, name));
     }
+  }
+
+  /**
+   * A saved model's parameters on the device (a decoded checkpoint has all three fields): buffers
+   * of its shapes, per-copy embedding tables included, with its weights uploaded.
+   */
+  static loaded(
+    ctx: KernelContext,
+    m: {
+      model: ModelConfig;
+      phd: Pick<PhdConfig, "K" | "embeddings">;
+      params: Record<string, ArrayLike<number>>;
+    },
+  ): ModelParams {
+    const p = new ModelParams(ctx, m.model, { embedTables: embeddingTables(m.phd) });
+    p.upload(m.params);
+    return p;
   }
 
   /** The buffer of one parameter. */
