@@ -9,6 +9,7 @@ import { flexModule } from "../../compiler/codegen/flex.ts";
 import { defineAttention, exp2, phdBase, softcap, toFloat } from "../../dsl/mod.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import { runPython } from "../fixtures/python.ts";
+import { needs } from "../fixtures/packages.ts";
 
 const specs = [
   defineAttention({
@@ -32,23 +33,29 @@ const specs = [
   }),
 ];
 
-Deno.test("phd_torch dense attention equals a per-row float64 softmax; masked rows give zeros", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "dense_" });
-  const jobs: [string, number][] = [];
-  for (const [i, spec] of specs.entries()) {
-    for (const layout of ["interleaved", "grouped"] as Layout[]) {
-      const path = join(dir, `m${i}_${layout}.py`), L = 5;
-      await Deno.writeTextFile(
-        path,
-        flexModule(spec, { layout, L, analysis: "(test)", command: "dense_attention_test" }),
-      );
-      jobs.push([path, L]);
-    }
-  }
-  const r = await runPython("tests/export/check_attention.py", JSON.stringify(jobs));
-  assertEquals(r.code, 0, r.stderr);
-  const got = JSON.parse(r.stdout);
-  assert(got.worst <= 1e-12, `dense attention off by ${got.worst}`);
-  assert(got.finite_grads, "a fully masked row gave non-finite gradients");
-  await Deno.remove(dir, { recursive: true });
-});
+Deno.test(
+  needs(
+    "python3-torch",
+    "phd_torch dense attention equals a per-row float64 softmax; masked rows give zeros",
+    async () => {
+      const dir = await Deno.makeTempDir({ prefix: "dense_" });
+      const jobs: [string, number][] = [];
+      for (const [i, spec] of specs.entries()) {
+        for (const layout of ["interleaved", "grouped"] as Layout[]) {
+          const path = join(dir, `m${i}_${layout}.py`), L = 5;
+          await Deno.writeTextFile(
+            path,
+            flexModule(spec, { layout, L, analysis: "(test)", command: "dense_attention_test" }),
+          );
+          jobs.push([path, L]);
+        }
+      }
+      const r = await runPython("tests/export/check_attention.py", JSON.stringify(jobs));
+      assertEquals(r.code, 0, r.stderr);
+      const got = JSON.parse(r.stdout);
+      assert(got.worst <= 1e-12, `dense attention off by ${got.worst}`);
+      assert(got.finite_grads, "a fully masked row gave non-finite gradients");
+      await Deno.remove(dir, { recursive: true });
+    },
+  ),
+);

@@ -32,6 +32,7 @@ import { assertUsageError, runScript, specFiles } from "../fixtures/cli.ts";
 import { runPython } from "../fixtures/python.ts";
 import { type Term, termArb } from "../fixtures/random_specs.ts";
 import { specArbOf } from "../fixtures/random_specs.ts";
+import { needs } from "../fixtures/packages.ts";
 
 /** Expected mask in storage order: row = query storage index, column = key storage index. */
 function storageMask(spec: AttentionSpec, L: number, layout: Layout): string {
@@ -144,61 +145,79 @@ function scores(n: number, seed: number): number[] {
   return Array.from({ length: n }, (_, i) => 60 * Math.sin(seed + i * 1.37) * Math.cos(i * 0.11));
 }
 
-Deno.test("exported mask_mod and score_mod equal the DSL interpreter (presets, examples, random)", async () => {
-  const specs = [...presetCases(), ...await exampleCases()];
-  const jobs: Job[] = specs.flatMap((spec) => LAYOUTS.map((layout) => ({ spec, L: 6, layout })));
-  const random = fc.sample(
-    fc.tuple(
-      specArbOf(exportTerms, { docs: [0, 2, 5] }),
-      fc.integer({ min: 1, max: 7 }),
-      fc.constantFrom(...LAYOUTS),
-    ),
-    { numRuns: 150, seed: 16 },
-  );
-  for (const [spec, L, layout] of random) jobs.push({ spec, L, layout });
-  const scored = [(await exampleCases()).find((s) => s.score)!, alibi];
-  const H = 3;
-  for (const spec of scored) {
-    for (const layout of LAYOUTS) {
-      const L = 5, N = spec.K * L;
-      jobs.push({ spec, L, layout, heads: H, scores: scores(H * N * N, jobs.length) });
-    }
-  }
-  const got = await evaluate(jobs);
-  jobs.forEach((j, i) => {
-    const what = `${j.spec.name} (${j.spec.source}) L=${j.L} ${j.layout}`;
-    const res = got.results[i];
-    assertEquals(res.mask, storageMask(j.spec, j.L, j.layout), what);
-    assert(res.dense_agrees, `${what}: dense_mask(L) differs from mask_mod`);
-    assert(res.vmap_agrees, `${what}: mask_mod under vmap differs from broadcasting`);
-    if (!j.scores) return;
-    const K = j.spec.K, N = K * j.L, b = specBindings(j.spec);
-    let worst = 0;
-    for (let h = 0; h < H; h++) {
-      for (let i = 0; i < N; i++) {
-        for (let k = 0; k < N; k++) {
-          const [qc, qp] = tokenAt(j.layout, K, j.L, i), [kc, kp] = tokenAt(j.layout, K, j.L, k);
-          const x = (h * N + i) * N + k;
-          const want = evalFloat(j.spec.score!, { qc, qp, kc, kp }, b, j.scores[x], h);
-          worst = Math.max(worst, Math.abs(res.scores![x] - want) / Math.max(1, Math.abs(want)));
+Deno.test(
+  needs(
+    "python3-torch",
+    "exported mask_mod and score_mod equal the DSL interpreter (presets, examples, random)",
+    async () => {
+      const specs = [...presetCases(), ...await exampleCases()];
+      const jobs: Job[] = specs.flatMap((spec) =>
+        LAYOUTS.map((layout) => ({ spec, L: 6, layout }))
+      );
+      const random = fc.sample(
+        fc.tuple(
+          specArbOf(exportTerms, { docs: [0, 2, 5] }),
+          fc.integer({ min: 1, max: 7 }),
+          fc.constantFrom(...LAYOUTS),
+        ),
+        { numRuns: 150, seed: 16 },
+      );
+      for (const [spec, L, layout] of random) jobs.push({ spec, L, layout });
+      const scored = [(await exampleCases()).find((s) => s.score)!, alibi];
+      const H = 3;
+      for (const spec of scored) {
+        for (const layout of LAYOUTS) {
+          const L = 5, N = spec.K * L;
+          jobs.push({ spec, L, layout, heads: H, scores: scores(H * N * N, jobs.length) });
         }
       }
-    }
-    assert(worst <= 1e-12, `${what}: score_mod off by ${worst} (relative)`);
-    assert(res.vmap_scores_agree, `${what}: score_mod under vmap differs from broadcasting`);
-  });
-});
+      const got = await evaluate(jobs);
+      jobs.forEach((j, i) => {
+        const what = `${j.spec.name} (${j.spec.source}) L=${j.L} ${j.layout}`;
+        const res = got.results[i];
+        assertEquals(res.mask, storageMask(j.spec, j.L, j.layout), what);
+        assert(res.dense_agrees, `${what}: dense_mask(L) differs from mask_mod`);
+        assert(res.vmap_agrees, `${what}: mask_mod under vmap differs from broadcasting`);
+        if (!j.scores) return;
+        const K = j.spec.K, N = K * j.L, b = specBindings(j.spec);
+        let worst = 0;
+        for (let h = 0; h < H; h++) {
+          for (let i = 0; i < N; i++) {
+            for (let k = 0; k < N; k++) {
+              const [qc, qp] = tokenAt(j.layout, K, j.L, i),
+                [kc, kp] = tokenAt(j.layout, K, j.L, k);
+              const x = (h * N + i) * N + k;
+              const want = evalFloat(j.spec.score!, { qc, qp, kc, kp }, b, j.scores[x], h);
+              worst = Math.max(
+                worst,
+                Math.abs(res.scores![x] - want) / Math.max(1, Math.abs(want)),
+              );
+            }
+          }
+        }
+        assert(worst <= 1e-12, `${what}: score_mod off by ${worst} (relative)`);
+        assert(res.vmap_scores_agree, `${what}: score_mod under vmap differs from broadcasting`);
+      });
+    },
+  ),
+);
 
-Deno.test("version check: flex_attention needs torch >= 2.5, block_mask says so on an older one", async () => {
-  const got = await evaluate([{ spec: PRESETS["phd"](), L: 4, layout: "interleaved" }]);
-  const [major, minor] = got.torch.split(".").map((x) => parseInt(x));
-  const older = major < 2 || (major === 2 && minor < 5);
-  assertEquals(got.flex, !older, `torch ${got.torch}`);
-  if (older) {
-    match(got.block_mask_error!, /^flex_attention needs torch >= 2\.5; this torch is /);
-    console.log(`torch ${got.torch} is older than 2.5: ${got.block_mask_error}`);
-  } else assertEquals(got.block_mask_error, null);
-});
+Deno.test(
+  needs(
+    "python3-torch",
+    "version check: flex_attention needs torch >= 2.5, block_mask says so on an older one",
+    async () => {
+      const got = await evaluate([{ spec: PRESETS["phd"](), L: 4, layout: "interleaved" }]);
+      const [major, minor] = got.torch.split(".").map((x) => parseInt(x));
+      const older = major < 2 || (major === 2 && minor < 5);
+      assertEquals(got.flex, !older, `torch ${got.torch}`);
+      if (older) {
+        match(got.block_mask_error!, /^flex_attention needs torch >= 2\.5; this torch is /);
+        console.log(`torch ${got.torch} is older than 2.5: ${got.block_mask_error}`);
+      } else assertEquals(got.block_mask_error, null);
+    },
+  ),
+);
 
 Deno.test("export: a spec the target cannot express, a non-causal one, bad flags get one line", async () => {
   const dir = await specFiles("export_", ["peek"]);

@@ -23,6 +23,7 @@ import {
   gpuAsClass,
   gpuOnce,
   maxAbsErr,
+  needsFeature,
   randomArray,
   rng,
 } from "../fixtures/attention.ts";
@@ -191,48 +192,43 @@ Deno.test("kernel builder asserts tile arithmetic", () => {
   assert(bad.includes("multiple of 4"), bad);
 });
 
-Deno.test("f16 storage (needs shader-f16)", async (t) => {
+Deno.test("without shader-f16, f16 storage is refused naming the feature", async () => {
   const { gpu, cache } = await gpuOnce();
-  // .ci/run sets this on the Vulkan backend (lavapipe has shader-f16): there the path must run.
-  if (!gpu.f16 && Deno.env.get("PHD_REQUIRE_F16")) {
-    throw new Error(`PHD_REQUIRE_F16 is set but "${gpu.adapterName}" has no shader-f16`);
+  let msg = "";
+  try {
+    new FlashAttention({ ...gpu, f16: false }, cache, phdCswa(), { headDim: 32, dtype: "f16" });
+  } catch (e) {
+    msg = (e as Error).message;
   }
-  if (!gpu.f16) {
-    console.log(
-      `  skipped: adapter "${gpu.adapterName}" has no shader-f16 (llvmpipe over GL); ` +
-        "install mesa-vulkan-drivers and set DENO_WEBGPU_BACKEND=vulkan to run it",
-    );
-    let msg = "";
-    try {
-      new FlashAttention(gpu, cache, phdCswa(), { headDim: 32, dtype: "f16" });
-    } catch (e) {
-      msg = (e as Error).message;
-    }
-    assert(msg.includes("shader-f16"), msg);
-    return;
-  }
-  await t.step("phd-cswa grouped, f16 in memory", async () => {
-    const spec = phdCswa({ K: 3, W: 3, C: 4 }), L = 9, N = 3 * L, d = 32, r = rng(9);
-    const q16 = (a: Float32Array) => a.map((x) => Math.round(x * 1024) / 1024); // exact in f16
-    const x = {
-      q: q16(randomArray(r, 2 * N * d)),
-      k: q16(randomArray(r, 2 * N * d)),
-      v: q16(randomArray(r, 2 * N * d)),
-      dO: q16(randomArray(r, 2 * N * d)),
-    };
-    const fa = new FlashAttention(gpu, cache, spec, {
-      headDim: d,
-      layout: "grouped",
-      dtype: "f16",
-    });
-    const got = await fa.run(x, { L, heads: 2 });
-    const p = { spec, L, layout: "grouped" as const, batch: 1, heads: 2, kvHeads: 2, headDim: d };
-    const ref = referenceAttention(p, x), naive = referenceAttention(p, x, "f32");
-    for (const k of ["o", "dq", "dk", "dv"] as const) {
-      const big = Math.max(...ref[k]!.map(Math.abs));
-      const e = maxAbsErr(got[k]!, ref[k]!), base = maxAbsErr(naive[k]!, ref[k]!);
-      // f16 outputs: add half an f16 ulp of the largest value to the f32 tolerance.
-      assert(e <= 2 * base + big * 2 ** -11 + ERROR_FLOOR, `f16 ${k}: ${e}`);
-    }
-  });
+  assert(msg.includes("shader-f16"), msg);
 });
+
+Deno.test(
+  await needsFeature("f16", "f16 storage (needs shader-f16)", async (t) => {
+    const { gpu, cache } = await gpuOnce();
+    await t.step("phd-cswa grouped, f16 in memory", async () => {
+      const spec = phdCswa({ K: 3, W: 3, C: 4 }), L = 9, N = 3 * L, d = 32, r = rng(9);
+      const q16 = (a: Float32Array) => a.map((x) => Math.round(x * 1024) / 1024); // exact in f16
+      const x = {
+        q: q16(randomArray(r, 2 * N * d)),
+        k: q16(randomArray(r, 2 * N * d)),
+        v: q16(randomArray(r, 2 * N * d)),
+        dO: q16(randomArray(r, 2 * N * d)),
+      };
+      const fa = new FlashAttention(gpu, cache, spec, {
+        headDim: d,
+        layout: "grouped",
+        dtype: "f16",
+      });
+      const got = await fa.run(x, { L, heads: 2 });
+      const p = { spec, L, layout: "grouped" as const, batch: 1, heads: 2, kvHeads: 2, headDim: d };
+      const ref = referenceAttention(p, x), naive = referenceAttention(p, x, "f32");
+      for (const k of ["o", "dq", "dk", "dv"] as const) {
+        const big = Math.max(...ref[k]!.map(Math.abs));
+        const e = maxAbsErr(got[k]!, ref[k]!), base = maxAbsErr(naive[k]!, ref[k]!);
+        // f16 outputs: add half an f16 ulp of the largest value to the f32 tolerance.
+        assert(e <= 2 * base + big * 2 ** -11 + ERROR_FLOOR, `f16 ${k}: ${e}`);
+      }
+    });
+  }),
+);

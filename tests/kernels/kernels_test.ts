@@ -4,7 +4,7 @@
  * CPU error plus a tiny floor (FlashAttention-test style); gathers and transposes must be exact.
  */
 import { deepStrictEqual, fail, ok as assert, strictEqual } from "node:assert";
-import { gpuOnce, maxAbsErr, randomArray, rng } from "../fixtures/attention.ts";
+import { gpuOnce, maxAbsErr, needsFeature, randomArray, rng } from "../fixtures/attention.ts";
 import { readback, storageBuffer } from "../../runtime/gpu/resources.ts";
 import {
   destroyDispatches,
@@ -222,30 +222,28 @@ Deno.test("rmsnorm forward and backward (dx accumulates into the residual gradie
   await checkRmsNorm(await context(), 19, 37, false);
 });
 
-Deno.test("rmsnorm with subgroupAdd row reductions (the gpu class's, where subgroups exist)", async () => {
+Deno.test("without subgroups, RMSNorm keeps its workgroup reductions", async () => {
   const ctx = await context();
-  // .ci/run sets this on the Vulkan backend: lavapipe grants subgroups (size 8), so the
-  // subgroup kernels must run there; llvmpipe over GL has none.
-  if (!ctx.gpu.subgroups) {
-    if (Deno.env.get("PHD_REQUIRE_SUBGROUPS")) {
-      fail(`PHD_REQUIRE_SUBGROUPS is set but "${ctx.gpu.adapterName}" gave no subgroups`);
-    }
-    console.log(
-      `skipped: adapter "${ctx.gpu.adapterName}" has no subgroups feature (llvmpipe over GL); ` +
-        "DENO_WEBGPU_BACKEND=vulkan (lavapipe) has it",
-    );
-    strictEqual(rmsnormSubgroupLanes({ ...ctx.gpu, adapterClass: "gpu" }), 0);
-    return;
-  }
-  // The gpu class uses them by default, the cpu class only when forced.
-  const lanes = rmsnormSubgroupLanes({ ...ctx.gpu, adapterClass: "gpu" });
-  assert(lanes >= 4 && lanes <= ctx.gpu.subgroups.minSize, `${lanes} lanes`);
-  strictEqual(rmsnormSubgroupLanes({ ...ctx.gpu, adapterClass: "cpu" }), 0);
-  // Rows shorter than, not a multiple of, and many times the subgroup; one row alone.
-  for (const [R, C] of [[19, 37], [3, 5], [1, 300], [70, 16]]) {
-    await checkRmsNorm(ctx, R, C, true);
-  }
+  strictEqual(rmsnormSubgroupLanes({ ...ctx.gpu, subgroups: undefined, adapterClass: "gpu" }), 0);
 });
+
+Deno.test(
+  await needsFeature(
+    "subgroups",
+    "rmsnorm with subgroupAdd row reductions (the gpu class's, where subgroups exist)",
+    async () => {
+      const ctx = await context();
+      // The gpu class uses them by default, the cpu class only when forced.
+      const lanes = rmsnormSubgroupLanes({ ...ctx.gpu, adapterClass: "gpu" });
+      assert(lanes >= 4 && lanes <= ctx.gpu.subgroups!.minSize, `${lanes} lanes`);
+      strictEqual(rmsnormSubgroupLanes({ ...ctx.gpu, adapterClass: "cpu" }), 0);
+      // Rows shorter than, not a multiple of, and many times the subgroup; one row alone.
+      for (const [R, C] of [[19, 37], [3, 5], [1, 300], [70, 16]]) {
+        await checkRmsNorm(ctx, R, C, true);
+      }
+    },
+  ),
+);
 
 Deno.test("rope forward/backward with shared and flattened PHD positions; transposes exact", async () => {
   const ctx = await context(), r = rng(11);

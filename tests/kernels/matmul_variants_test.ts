@@ -10,7 +10,14 @@
  * `deno task autotune` before they are timed).
  */
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { gpuAsClass, gpuOnce, maxAbsErr, randomArray, rng } from "../fixtures/attention.ts";
+import {
+  gpuAsClass,
+  gpuOnce,
+  maxAbsErr,
+  needsFeature,
+  randomArray,
+  rng,
+} from "../fixtures/attention.ts";
 import { readback, storageBuffer } from "../../runtime/gpu/resources.ts";
 import { destroyDispatches, submit } from "../../runtime/gpu/kernel.ts";
 import { deviceLimits } from "../../runtime/gpu/device.ts";
@@ -154,67 +161,71 @@ Deno.test("the gpu class's defaults (staged, vec4 where the shape allows) match 
   assertEquals(defaultMatmul("gpu", s, small), GPU_MATMUL[2]);
 });
 
-Deno.test("f16 arithmetic (f16 products, f32 or f16 sums) matches float64 within f16 tolerances", async (t) => {
-  const ctx = await gpuOnce(), dev = ctx.gpu.device, r = rng(17);
-  if (!ctx.gpu.f16) {
-    if (Deno.env.get("PHD_REQUIRE_F16")) {
-      throw new Error(`PHD_REQUIRE_F16 is set but "${ctx.gpu.adapterName}" has no shader-f16`);
-    }
-    console.log(`skipped: adapter "${ctx.gpu.adapterName}" has no shader-f16`);
-    const ab = storageBuffer(dev, 64);
-    throws(
-      () =>
-        matmul(ctx, {
-          a: ab,
-          b: ab,
-          c: ab,
-          M: 2,
-          N: 2,
-          inner: 2,
-          trans: "nt",
-          params: { ...DEFAULT_MATMUL, f16: "products" },
-        }),
-      /shader-f16/,
-    );
-    ab.destroy();
-    return;
-  }
-  // f16 has 11 significant bits to f32's 24: rounding the operands and products to f16 costs
-  // up to 2^13 times the naive f32 error, and f16 sums as much again; the floor covers inner = 1,
-  // where the naive f32 product is exact. Each tolerance is a factor over the naive f32 error.
-  const F16 = 2 ** 13;
-  const variants: [MatmulBlocking, number][] = [
-    [{ tm: 4, tn: 4, wgx: 8, wgy: 2, f16: "products" }, F16],
-    [{ tm: 4, tn: 8, wgx: 8, wgy: 1, vec: 4, f16: "products" }, F16],
-    [{ tm: 4, tn: 4, wgx: 4, wgy: 4, vec: 4, bk: 8, f16: "products" }, F16],
-    [{ tm: 4, tn: 4, wgx: 8, wgy: 2, bk: 8, f16: "accumulate" }, 2 * F16],
-  ];
-  // Awkward shapes: not multiples of 4 or 16, one row, odd inner; the third allows vec4.
-  const shapes = [[37, 29, 53], [1, 70, 3], [36, 44, 52], [5, 1, 1]];
-  for (const [params, factor] of variants) {
-    await t.step(matmulVariantName(params), async () => {
-      for (const [M, N, inner] of shapes) {
-        for (const trans of ["nt", "nn", "tn"] as MatmulTrans[]) {
-          const s = { M, N, inner, trans };
-          if (matmulShapeProblem({ ...params, trans }, s)) continue;
-          const a = randomArray(r, M * inner), b = randomArray(r, N * inner);
-          const ref = matmulRef(a, b, s);
-          const naive = maxAbsErr(matmulRef(a, b, { ...s, precision: "f32" }), ref);
-          const tol = factor * (2 * naive + 1e-7);
-          const ab = storageBuffer(dev, a), bb = storageBuffer(dev, b);
-          const cb = storageBuffer(dev, M * N * 4);
-          const d = matmul(ctx, { a: ab, b: bb, c: cb, ...s, params });
-          submit(ctx, [d]);
-          const got = new Float32Array(await readback(dev, cb, M * N * 4));
-          const e = maxAbsErr(got, ref);
-          assert(e <= tol, `${trans} ${M}x${N}x${inner}: ${e} > ${tol}`);
-          destroyDispatches([d]);
-          for (const x of [ab, bb, cb]) x.destroy();
-        }
-      }
-    });
-  }
+Deno.test("without shader-f16, an f16 matmul is refused naming the feature", async () => {
+  const ctx = await gpuOnce(), ab = storageBuffer(ctx.gpu.device, 64);
+  throws(
+    () =>
+      matmul({ ...ctx, gpu: { ...ctx.gpu, f16: false } }, {
+        a: ab,
+        b: ab,
+        c: ab,
+        M: 2,
+        N: 2,
+        inner: 2,
+        trans: "nt",
+        params: { ...DEFAULT_MATMUL, f16: "products" },
+      }),
+    /shader-f16/,
+  );
+  ab.destroy();
 });
+
+Deno.test(
+  await needsFeature(
+    "f16",
+    "f16 arithmetic (f16 products, f32 or f16 sums) matches float64 within f16 tolerances",
+    async (t) => {
+      const ctx = await gpuOnce(), dev = ctx.gpu.device, r = rng(17);
+      // f16 has 11 significant bits to f32's 24: rounding the operands and products to f16 costs
+      // up to 2^13 times the naive f32 error, and f16 sums as much again; the floor covers inner = 1,
+      // where the naive f32 product is exact. Each tolerance is a factor over the naive f32 error.
+      const F16 = 2 ** 13;
+      const variants: [MatmulBlocking, number][] = [
+        [{ tm: 4, tn: 4, wgx: 8, wgy: 2, f16: "products" }, F16],
+        [{ tm: 4, tn: 8, wgx: 8, wgy: 1, vec: 4, f16: "products" }, F16],
+        [{ tm: 4, tn: 4, wgx: 4, wgy: 4, vec: 4, bk: 8, f16: "products" }, F16],
+        [{ tm: 4, tn: 4, wgx: 8, wgy: 2, bk: 8, f16: "accumulate" }, 2 * F16],
+      ];
+      // Awkward shapes: not multiples of 4 or 16, one row, odd inner; the third allows vec4.
+      const shapes = [[37, 29, 53], [1, 70, 3], [36, 44, 52], [5, 1, 1]];
+      for (const [params, factor] of variants) {
+        await t.step(matmulVariantName(params), async () => {
+          for (const [M, N, inner] of shapes) {
+            for (const trans of ["nt", "nn", "tn"] as MatmulTrans[]) {
+              const s = { M, N, inner, trans };
+              if (matmulShapeProblem({ ...params, trans }, s)) continue;
+              const a = randomArray(r, M * inner), b = randomArray(r, N * inner);
+              const ref = matmulRef(a, b, s);
+              const naive = maxAbsErr(matmulRef(a, b, { ...s, precision: "f32" }), ref);
+              const tol = factor * (2 * naive + 1e-7);
+              const ab = storageBuffer(dev, a), bb = storageBuffer(dev, b);
+              const cb = storageBuffer(dev, M * N * 4);
+              const d = matmul(ctx, { a: ab, b: bb, c: cb, ...s, params });
+              submit(ctx, [d]);
+              const got = new Float32Array(await readback(dev, cb, M * N * 4));
+              const e = maxAbsErr(got, ref);
+              assert(e <= tol, `${trans} ${M}x${N}x${inner}: ${e} > ${tol}`);
+              destroyDispatches([d]);
+              for (const x of [ab, bb, cb]) {
+                x.destroy();
+              }
+            }
+          }
+        });
+      }
+    },
+  ),
+);
 
 Deno.test("beta = 0 never reads C (NaN in a reused buffer does not leak), split-K included", async () => {
   const ctx = await gpuOnce(), dev = ctx.gpu.device, r = rng(3);

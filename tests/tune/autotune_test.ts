@@ -199,7 +199,7 @@ Deno.test("matmul tuning on the device: wrong numbers and failed builds are disq
 
 Deno.test("timing reads GPU timestamp queries when the device has them", async () => {
   const ctx = await gpuOnce(), dev = ctx.gpu.device;
-  // .ci/run sets this on the Vulkan backend (lavapipe), whose adapter has timestamp-query.
+  // `deno task test` sets this on lavapipe (root or CI), whose adapter has timestamp-query.
   if (Deno.env.get("PHD_REQUIRE_TIMESTAMPS") && !ctx.gpu.timestamps) {
     fail(`PHD_REQUIRE_TIMESTAMPS is set but "${ctx.gpu.adapterName}" gave no timestamp-query`);
   }
