@@ -8,7 +8,7 @@
  *   hits both alike; medians and ratios. Both are checked to train the same model: the same
  *   parameter count and the same loss on the first batch (to LOSS_RTOL, else an error);
  * - matmul GFLOP/s: this runtime's default and tuned variants on a 1024x512x512 product (the
- *   Trainer's MFU denominator) and, without --quick, the demo step's shapes, next to numpy's (the
+ *   measured matmul rate) and, without --quick, the demo step's shapes, next to numpy's (the
  *   physical reference: its BLAS on the same cores) and torch.mm's (what the PyTorch steps use).
  *
  * Every Python process runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its
@@ -378,7 +378,7 @@ type Shape = MatmulShape & { what: string };
 const shapeKey = (s: MatmulShape) => `${s.trans} ${s.M}x${s.N}x${s.inner}`;
 
 /**
- * Tunes the MFU reference product with the quick candidates when the cache lacks it (and saves
+ * Tunes the matmul-rate reference product with the quick candidates when the cache lacks it (and saves
  * the cache), as bench/matmul.ts does for its shapes; returns the cache. The step shapes are
  * taken from the cache as they are (`deno task autotune` fills it; ~40 s a shape on a loaded
  * 2-core llvmpipe, too long for this benchmark).
@@ -552,7 +552,7 @@ async function measure(o: Options) {
     });
   }
   const ctx = await createContext(gpuOptionsFromEnv());
-  const mfu: Shape = { M: 1024, N: 512, inner: 512, trans: "nt", what: "MFU reference" };
+  const mfu: Shape = { M: 1024, N: 512, inner: 512, trans: "nt", what: "matmul-rate reference" };
   const dir = await Deno.makeTempDir({ prefix: "bench_peers_" });
   const contenders: Contender[] = [];
   try {
@@ -580,7 +580,7 @@ async function measure(o: Options) {
       }
       log(`round ${r + 1}/${o.rounds} done`);
     }
-    // The MFU reference and (without --quick) the demo step's distinct shapes.
+    // The matmul-rate reference and (without --quick) the demo step's distinct shapes.
     const seen = new Set([shapeKey(mfu)]);
     const step = configMatmulShapes(ctx, DEFAULT_CONFIG).filter((s) =>
       !seen.has(shapeKey(s)) && seen.add(shapeKey(s))

@@ -1,7 +1,8 @@
 /**
- * Training throughput: tokens/s and MFU of whole training steps (forward, backward, clipping,
- * AdamW on one encoder) for the demo model and a larger one at K = 1, 2, 3 (PHD-CSWA; K = 1 is
- * vanilla), next to the adapter's measured matmul GFLOP/s (the MFU denominator). Synthetic token
+ * Training throughput: tokens/s of whole training steps (forward, backward, clipping, AdamW on
+ * one encoder) for the demo model and a larger one at K = 1, 2, 3 (PHD-CSWA; K = 1 is vanilla),
+ * as MFU where the adapter's fp32 peak is known (runtime/gpu/peak.ts), else as a share of the
+ * adapter's measured matmul GFLOP/s, named so. Synthetic token
  * data (throughput does not depend on the text). Median step time of several steps after warm-up.
  *
  * Each configuration runs with the default matmul variants and, side by side, with the autotuner's
@@ -16,6 +17,7 @@ import { Rng } from "../runtime/data/rng.ts";
 import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
 import { countedKernels, loadKernelChoosers } from "../runtime/host/tune_cache.ts";
 import { writeResults } from "./results.ts";
+import { type Utilization, utilization } from "../runtime/gpu/peak.ts";
 import { median } from "../runtime/tune/engine.ts";
 import type { Layout } from "../compiler/layout.ts";
 
@@ -99,7 +101,7 @@ export async function main(args: string[]) {
             step_ms: Math.round(ms),
             tokens_per_s: Math.round(t.batch_size * t.seq_len / (ms / 1000)),
             model_gflops: +(trainer.flopsPerStep / ms / 1e6).toFixed(3),
-            mfu: +(trainer.flopsPerStep / ms / 1e6 / gflops).toFixed(3),
+            ...utilization(trainer.flopsPerStep / ms * 1e3, gflops, ctx.gpu.peak),
           };
           results.push(row);
           if (!json) console.error(JSON.stringify(row));
@@ -108,7 +110,19 @@ export async function main(args: string[]) {
       }
     }
   }
-  const adapter = { name: ctx.gpu.adapterName, matmul_gflops: +gflops.toFixed(3) };
+  const adapter = {
+    name: ctx.gpu.adapterName,
+    matmul_gflops: +gflops.toFixed(3),
+    peak_tflops: ctx.gpu.peak?.tflops ?? null,
+    peak_source: ctx.gpu.peak?.source ?? null,
+  };
+  const share = (x: Utilization) =>
+    x.mfu === null ? `${(100 * x.matmul_share).toFixed(0)}%` : `${(100 * x.mfu).toFixed(1)}%`;
+  const shareName = ctx.gpu.peak
+    ? `MFU: model FLOP/s over the adapter's fp32 peak (${ctx.gpu.peak.tflops} TFLOP/s, ${ctx.gpu.peak.source}).`
+    : "no known fp32 peak for this adapter (PHD_PEAK_TFLOPS states one), so no MFU: " +
+      "matmul rate share is model FLOP/s over the best measured matmul rate " +
+      `(${adapter.matmul_gflops} GFLOP/s, best of 3 runs of a 1024x512x512 matmul).`;
   if (json) {
     console.log(JSON.stringify({ adapter, steps, results }));
     return;
@@ -121,16 +135,17 @@ export async function main(args: string[]) {
       ((performance.now() - t0) / 1000).toFixed(0)
     } s): median of ${steps} whole training steps (forward, backward, clipping, AdamW; one ` +
     "submit each) after a warm-up step; synthetic tokens. K = 1 is vanilla causal, K > 1 " +
-    "PHD-CSWA (W 16, C 32). MFU: model FLOP/s over the adapter's matmul rate " +
-    `(${adapter.matmul_gflops} GFLOP/s, best of 3 runs of a 1024x512x512 matmul). ` +
+    `PHD-CSWA (W 16, C 32). ${shareName} ` +
     "matmul: the default variant, or the autotuner's (`deno task autotune`, demo shapes) in the " +
     "same run.",
     "",
-    "| model | params | spec | layout | matmul | batch x seq | step ms | tokens/s | model GFLOP/s | MFU |",
+    `| model | params | spec | layout | matmul | batch x seq | step ms | tokens/s | model GFLOP/s | ${
+      ctx.gpu.peak ? "MFU" : "matmul rate share"
+    } |`,
     "| ----- | -----: | ---- | ------ | ------ | ----------- | ------: | -------: | ------------: | --: |",
     ...results.map((x) =>
       `| ${x.model} | ${x.params} | ${x.spec} | ${x.layout} | ${x.matmul} | ${x.batch}x${x.seq_len} | ` +
-      `${x.step_ms} | ${x.tokens_per_s} | ${x.model_gflops} | ${(100 * x.mfu).toFixed(0)}% |`
+      `${x.step_ms} | ${x.tokens_per_s} | ${x.model_gflops} | ${share(x)} |`
     ),
   ];
   const md = lines.join("\n");

@@ -18,6 +18,7 @@ import { loadRunConfig } from "../runtime/host/config_file.ts";
 import { DEFAULT_TUNE_CACHE } from "../runtime/host/tune_cache.ts";
 import type { KernelContext } from "../runtime/gpu/kernel.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
+import { utilizationText } from "../runtime/gpu/peak.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 import { brownCorpus, kernelContext, runTraining } from "./train.ts";
 import { autotune } from "./autotune.ts";
@@ -186,8 +187,8 @@ async function main() {
         report.val_loss_after.toFixed(3)
       } nats/byte after ${report.steps} steps; ${seconds.toFixed(0)} s of a ${
         (budgetMs / 1000).toFixed(0)
-      } s budget (${report.tokens_per_s.toFixed(0)} tok/s, MFU ${(100 * report.mfu).toFixed(0)}% ` +
-        `of ${report.matmul_gflops.toFixed(2)} GFLOP/s on ${report.adapter})\n` +
+      } s budget (${report.tokens_per_s.toFixed(0)} tok/s, ${utilizationText(report)} on ` +
+        `${report.adapter})\n` +
         `checkpoint ${report.checkpoint}, loss curve ${report.plot}`,
     );
   }

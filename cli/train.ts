@@ -43,6 +43,7 @@ import { resolveTokenizer } from "../runtime/host/tokenizer_file.ts";
 import { lineChart } from "../viz/chart.ts";
 import { ByteTokenizer, type Tokenizer, tokenizerFromMetadata } from "../runtime/data/tokenizer.ts";
 import { LossGuard, measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
+import { utilization, utilizationText } from "../runtime/gpu/peak.ts";
 import { StepPlanner } from "../runtime/train/budget.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
 import { assignments, newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
@@ -92,8 +93,14 @@ export interface TrainingReport {
   seconds: number;
   train_seconds: number;
   tokens_per_s: number;
-  /** Model FLOP/s over the adapter's measured matmul FLOP/s. */
-  mfu: number;
+  /**
+   * Model FLOP/s as MFU (over the adapter's fp32 peak, null where unknown) and as a share of the
+   * best matmul rate measured on this adapter (runtime/gpu/peak.ts).
+   */
+  mfu: number | null;
+  peak_tflops: number | null;
+  peak_source: string | null;
+  matmul_share: number;
   matmul_gflops: number;
   checkpoint: string;
   plot: string;
@@ -186,8 +193,10 @@ export async function runTraining(
         run.deadline === undefined ? `${t.steps} steps` : "steps planned to the deadline"
       } of ${t.batch_size}x${t.seq_len} tokens (x${trainer.spec.K} copies)`,
   );
-  const peak = await measureMatmulGflops(ctx, tuned.matmul);
-  const report: Partial<TrainingReport> = { adapter: ctx.gpu.adapterName, matmul_gflops: peak };
+  const matmulGflops = await measureMatmulGflops(ctx, tuned.matmul);
+  const report: Partial<TrainingReport> = { adapter: ctx.gpu.adapterName };
+  const usage = (steps: number, sec: number) =>
+    utilization(steps * trainer.flopsPerStep / sec, matmulGflops, ctx.gpu.peak);
   let evalBeforeMs = 0;
   if (run.evalBefore) {
     const e0 = performance.now();
@@ -205,7 +214,7 @@ export async function runTraining(
   // Until the first plan the steps are warm-up, whose rates do not depend on the total.
   if (planner) t.steps = Number.MAX_SAFE_INTEGER;
   const bar = q ? undefined : new cliProgress.SingleBar({
-    format: "train [{bar}] {value}/{total} | loss {loss} | {tps} tok/s | MFU {mfu} | " +
+    format: "train [{bar}] {value}/{total} | loss {loss} | {tps} tok/s | {util} | " +
       (planner ? "{left} s left" : "ETA {eta_formatted}"),
     stream: process.stderr,
     hideCursor: true,
@@ -214,7 +223,7 @@ export async function runTraining(
     etaBuffer: 50,
   }, cliProgress.Presets.shades_classic);
   const left = () => planner ? planner.secondsLeft(performance.now()).toFixed(0) : "";
-  bar?.start(planner ? 0 : t.steps, trainer.step, { loss: "-", tps: "-", mfu: "-", left: left() });
+  bar?.start(planner ? 0 : t.steps, trainer.step, { loss: "-", tps: "-", util: "-", left: left() });
   const tTrain = performance.now(), startStep = trainer.step;
   let lastLoss = NaN, evalMs = 0; // validation time is not training time
   const guard = new LossGuard(config.model.vocab_size);
@@ -295,11 +304,10 @@ export async function runTraining(
         }
         const sec = (performance.now() - tTrain - evalMs) / 1000, done = s - startStep;
         const tps = done * tokensPerStep / sec;
-        const mfu = done * trainer.flopsPerStep / sec / (peak * 1e9);
         bar?.update(s, {
           loss: lastLoss.toFixed(3),
           tps: tps.toFixed(0),
-          mfu: `${(100 * mfu).toFixed(0)}%`,
+          util: utilizationText(usage(done, sec), true),
           left: left(),
         });
       }
@@ -316,7 +324,7 @@ export async function runTraining(
         valPts.push([s, v]);
         bar?.stop();
         log(q, `step ${s}: validation loss ${v.toFixed(4)}`);
-        bar?.start(t.steps, s, { loss: lastLoss.toFixed(3), tps: "-", mfu: "-", left: left() });
+        bar?.start(t.steps, s, { loss: lastLoss.toFixed(3), tps: "-", util: "-", left: left() });
       }
     }
   } finally {
@@ -334,7 +342,7 @@ export async function runTraining(
     steps: trainer.step,
     train_seconds: trainSec,
     tokens_per_s: done > 0 ? done * tokensPerStep / trainSec : 0,
-    mfu: done > 0 ? done * trainer.flopsPerStep / trainSec / (peak * 1e9) : 0,
+    ...usage(done, done > 0 ? trainSec : 1),
     checkpoint: run.out,
     plot,
     spec: trainer.spec.name,
@@ -675,7 +683,7 @@ async function main() {
         `(${report.val_bits_per_byte.toFixed(4)} bits/byte), ${
           report.tokens_per_s.toFixed(0)
         } tok/s, ` +
-        `MFU ${(100 * report.mfu).toFixed(1)}% of ${report.matmul_gflops.toFixed(2)} GFLOP/s`,
+        utilizationText(report),
     );
   }
 }

@@ -4,6 +4,7 @@
  * missing adapter or a too-small limit into one clear error line. Browser-safe: only
  * `navigator.gpu`, no Deno APIs.
  */
+import { type Peak, peakOf } from "./peak.ts";
 
 /**
  * The WebGPU limits the runtime depends on, in one table. `webgpu` is the value every WebGPU
@@ -58,7 +59,7 @@ export function deviceLimits(device: GPUDevice): DeviceLimits {
 }
 
 /**
- * What the kernel defaults are shaped for (docs/DESIGN.md 6, README "Autotuning"): `cpu`, a
+ * What the kernel defaults are shaped for (docs/DESIGN.md 6, docs/INTERNALS.md "Autotuning"): `cpu`, a
  * software rasterizer (Mesa's llvmpipe and lavapipe, SwiftShader, WARP, any fallback adapter),
  * which runs a workgroup as SIMD loops on CPU cores and rewards large register blocks in one SIMD
  * row of invocations; `gpu`, anything else (64-256 invocations, tiles staged in workgroup memory).
@@ -117,6 +118,8 @@ export interface GpuContext {
   timestamps: boolean;
   /** The limits the device was created with. */
   limits: Readonly<Record<RequestedLimit, number>>;
+  /** The adapter's fp32 peak, stated or from the table of known GPUs (MFU's denominator). */
+  peak?: Peak;
 }
 
 /** Options of `requestGpu`. */
@@ -134,6 +137,8 @@ export interface GpuOptions {
    * runs the GPU-shaped defaults on llvmpipe (tests; the host reads `PHD_ADAPTER_CLASS`).
    */
   adapterClass?: AdapterClass;
+  /** The adapter's fp32 peak in TFLOP/s, where the table does not know it (the host reads `PHD_PEAK_TFLOPS`). */
+  peakTflops?: number;
 }
 
 const FIX = "install a Vulkan driver (apt-get install mesa-vulkan-drivers) and set " +
@@ -193,6 +198,7 @@ export async function requestGpu(o: GpuOptions = {}): Promise<GpuContext> {
     f16,
     timestamps,
     limits,
+    peak: peakOf(name, o.peakTflops),
   };
 }
 

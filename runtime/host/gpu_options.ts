@@ -2,26 +2,46 @@
  * The device options a host process takes from its environment (Deno APIs): `PHD_ADAPTER_CLASS`
  * (`cpu` or `gpu`) overrides the adapter class the kernel defaults and the tuner's space follow
  * (runtime/gpu/device.ts `adapterClassOf`), so the GPU-shaped defaults can be run and tested on
- * llvmpipe. Every command, benchmark and test fixture creates its device with these options.
+ * llvmpipe; `PHD_PEAK_TFLOPS` states the adapter's fp32 peak where the table of known GPUs
+ * (runtime/gpu/peak.ts) lacks it, so throughput is reported as MFU. Every command, benchmark and
+ * test fixture creates its device with these options.
  */
 import { ADAPTER_CLASSES, type AdapterClass, type GpuOptions } from "../gpu/device.ts";
 
 /** The environment variable that overrides the adapter class. */
 export const ADAPTER_CLASS_ENV = "PHD_ADAPTER_CLASS";
 
+/** The environment variable that states the adapter's fp32 peak in TFLOP/s. */
+export const PEAK_ENV = "PHD_PEAK_TFLOPS";
+
 /**
- * `GpuOptions` from the environment: `{ adapterClass }` when `PHD_ADAPTER_CLASS` is set. Throws
- * one line naming the accepted values when it holds anything else.
+ * `GpuOptions` from the environment: `adapterClass` when `PHD_ADAPTER_CLASS` is set, `peakTflops`
+ * when `PHD_PEAK_TFLOPS` is. Throws one line naming the accepted values when either holds
+ * anything else.
  */
 export function gpuOptionsFromEnv(): GpuOptions {
+  const o: GpuOptions = {};
   const v = Deno.env.get(ADAPTER_CLASS_ENV);
-  if (v === undefined || v === "") return {};
-  if (!(ADAPTER_CLASSES as readonly string[]).includes(v)) {
-    throw new Error(
-      `${ADAPTER_CLASS_ENV}=${v} is not an adapter class: set it to ${
-        ADAPTER_CLASSES.join(" or ")
-      }, or unset it to classify the adapter from its info`,
-    );
+  if (v !== undefined && v !== "") {
+    if (!(ADAPTER_CLASSES as readonly string[]).includes(v)) {
+      throw new Error(
+        `${ADAPTER_CLASS_ENV}=${v} is not an adapter class: set it to ${
+          ADAPTER_CLASSES.join(" or ")
+        }, or unset it to classify the adapter from its info`,
+      );
+    }
+    o.adapterClass = v as AdapterClass;
   }
-  return { adapterClass: v as AdapterClass };
+  const p = Deno.env.get(PEAK_ENV);
+  if (p !== undefined && p !== "") {
+    const t = Number(p);
+    if (!Number.isFinite(t) || t <= 0 || t > 1e4) {
+      throw new Error(
+        `${PEAK_ENV}=${p} is not a peak: set it to the adapter's fp32 TFLOP/s (a number in ` +
+          "(0, 10000]), or unset it to use the table of known GPUs",
+      );
+    }
+    o.peakTflops = t;
+  }
+  return o;
 }
