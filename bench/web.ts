@@ -21,6 +21,7 @@ import {
   trainInPage,
 } from "../tests/fixtures/browser.ts";
 import { writeResults } from "./results.ts";
+import { DEFAULT_SPEC } from "../web/examples.ts";
 
 /** Sequence lengths of the attention runs (phd_cswa K = 3, so 3L tokens). */
 const LENGTHS = [64, 256, 1024];
@@ -44,7 +45,7 @@ export async function main(args: string[]): Promise<void> {
   try {
     const { page } = pg;
     await page.waitForSelector("#spec-section[data-compiled]", { timeout: 60_000 });
-    const source = await page.inputValue("#spec");
+    const source = DEFAULT_SPEC; // what the editor starts with
     for (const L of LENGTHS) {
       const c = await compileSpec(page, source, { L });
       if (!c.compiled) throw new Error(`compile failed at L=${L}: ${c.error}`);

@@ -49,6 +49,7 @@ import {
   referenceAttention,
 } from "../reference/attention.ts";
 import { specFromSource } from "./spec_source.ts";
+import { createSpecEditor, type SpecEditor } from "./editor.ts";
 import { DEFAULT_SPEC, TRAINING_TEXT } from "./examples.ts";
 
 /** Most tokens (K*L) for which the dense mask panel is drawn (tile classes only above). */
@@ -149,6 +150,7 @@ function gpu(): Promise<KernelContext> {
 // ---- spec: compile, pictures, analysis, WGSL ----
 
 let current: { spec: AttentionSpec; L: number; tile: number } | undefined;
+let editor: SpecEditor;
 
 /** Compiles the editor's spec; on failure the status says so and the error line says why. */
 function compile(): void {
@@ -158,15 +160,17 @@ function compile(): void {
   current = undefined; // "run" must never use a spec the editor no longer shows
   try {
     compileEditor();
+    editor.clearError();
   } catch (e) {
-    status.textContent = "not compiled (see the error line)";
+    status.textContent = "not compiled (see the error line and the marked line)";
+    editor.markError(firstLine(e));
     throw e;
   }
 }
 
 function compileEditor(): void {
   const t0 = performance.now(), status = $("compile-status");
-  const spec = specFromSource($<HTMLTextAreaElement>("spec").value);
+  const spec = specFromSource(editor.value);
   const L = intField("L", 1, 8192), tile = intField("tile", 1, 256);
   const bindings = specBindings(spec);
   const causality = checkCausality(spec, { L, bindings });
@@ -567,7 +571,7 @@ async function pickExample(): Promise<void> {
     if (!res.ok) throw new Error(`cannot load example ${name}: HTTP ${res.status}`);
     source = await res.text();
   }
-  $<HTMLTextAreaElement>("spec").value = source;
+  editor.setValue(source);
   compile();
 }
 
@@ -585,10 +589,8 @@ function guarded(f: () => unknown): () => Promise<void> {
 }
 
 function main(): void {
-  const editor = $<HTMLTextAreaElement>("spec");
-  editor.value = DEFAULT_SPEC;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  editor.addEventListener("input", () => {
+  editor = createSpecEditor($("spec"), DEFAULT_SPEC, () => {
     clearTimeout(timer);
     timer = setTimeout(guarded(compile), 400);
   });

@@ -18,6 +18,7 @@ import {
   runAttention,
   trainInPage,
 } from "../fixtures/browser.ts";
+import { needs } from "../fixtures/packages.ts";
 
 /** A spec the page has never seen: PHD whose hidden copies also see the previous position's. */
 const TYPED_SPEC = `import { and, defineAttention, or, phdBase } from "phd-attention";
@@ -34,7 +35,7 @@ export default defineAttention({
 const PROMPT = "The jury";
 const NEW_TOKENS = 16;
 
-Deno.test("the playground in headless Chromium", async (t) => {
+Deno.test(needs("chromium", "the playground in headless Chromium", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "page_test_" });
   const cli = cliGreedy(dir, PROMPT, NEW_TOKENS);
   cli.catch(() => {}); // awaited below; keeps an early failure from going unhandled
@@ -94,26 +95,39 @@ Deno.test("the playground in headless Chromium", async (t) => {
     });
 
     await t.step("bad specs show one error line", async () => {
-      const cases: [string, RegExp][] = [
-        [`export default defineAttention({ name: `, /^error: the spec does not parse: /],
+      // [source, its error line, the editor line marked]
+      const line = (src: string, part: string) =>
+        src.split("\n").findIndex((l) => l.includes(part)) + 1;
+      const leaking = TYPED_SPEC.replace(
+        "ctx.k.pos.add(lag).eq(ctx.q.pos)",
+        "ctx.k.pos.eq(ctx.q.pos.add(lag))",
+      );
+      const misspelt = TYPED_SPEC.replaceAll("phdBase", "phdBas");
+      const cases: [string, RegExp, number][] = [
         [
-          TYPED_SPEC.replace(
-            "ctx.k.pos.add(lag).eq(ctx.q.pos)",
-            "ctx.k.pos.eq(ctx.q.pos.add(lag))",
-          ),
-          /^error: spec "phd_lag_k2_w2" is not causal: query \(copy \d, pos \d+\) attends key/,
+          "// a spec\nexport default defineAttention({ name: ",
+          /^error: the spec does not parse: /,
+          2,
         ],
-        [TYPED_SPEC.replaceAll("phdBase", "phdBas"), /the DSL has no export "phdBas"/],
-        [`export const answer = 42;`, /exports no AttentionSpec/],
+        [
+          leaking,
+          /^error: spec "phd_lag_k2_w2" is not causal: query \(copy \d, pos \d+\) attends key/,
+          line(leaking, "mask:"),
+        ],
+        [misspelt, /the DSL has no export "phdBas"/, line(misspelt, "phdBas")],
+        [`export const answer = 42;`, /exports no AttentionSpec/, 1],
       ];
-      for (const [source, want] of cases) {
+      for (const [source, want, marked] of cases) {
         const r = await compileSpec(page, source);
         strictEqual(r.compiled, undefined, source);
         match(r.error, want);
         strictEqual(r.error.split("\n").length, 1, r.error);
+        strictEqual(r.errorLine, marked, `${r.error}: marked line`);
+        strictEqual(await page.locator("#spec .cm-lintRange-error").count(), 1, r.error);
       }
       const fixed = await compileSpec(page, TYPED_SPEC); // and the page recovers
       deepStrictEqual(fixed, { compiled: "phd_lag_k2_w2", error: "" });
+      strictEqual(await page.locator("#spec .cm-lintRange-error").count(), 0);
     });
 
     await t.step("a trained checkpoint generates the CLI's greedy tokens", async () => {
@@ -147,4 +161,4 @@ Deno.test("the playground in headless Chromium", async (t) => {
     await cli.catch(() => {});
     await Deno.remove(dir, { recursive: true });
   }
-});
+}));
