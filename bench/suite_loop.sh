@@ -3,9 +3,9 @@
 # load average at its end, the runner's summary) to LOG; each run's whole output beside it as
 # LOG.runI.out. The default pass is CI's Vulkan command (the whole suite; f16, timestamp queries
 # and subgroups required); --gl is the GL pass CI dropped (`deno task test:gl`: the kernel, model
-# and inference tests, one file at a time; README, Tests). For the figure "N of N under load" run
+# and inference tests, one file at a time; docs/TESTING.md). For the figure "N of N under load" run
 # two loops side by side in two clones, each the other's load. Exit 134 is the heap-corruption
-# abort at exit (README, Tests).
+# abort at exit (docs/TESTING.md).
 #   bash bench/suite_loop.sh [--gl] [N=30] [LOG=out/suite_loop.log]
 set -uo pipefail
 cd "$(dirname "$0")/.."

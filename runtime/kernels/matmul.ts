@@ -24,7 +24,7 @@
  * - `f16` (not tuned; `shader-f16`): operands rounded to f16 as they are loaded (staged tiles are
  *   f16 too), products in f16 and sums in f32 (`products`), or sums in f16 too (`accumulate`): a
  *   forward/inference knob, never chosen by the tuner, whose check holds variants to f32 error.
- * Storage stays f32 (the model's tensors are f32, see README, autotuning).
+ * Storage stays f32 (the model's tensors are f32, see docs/INTERNALS.md, Autotuning).
  *
  * The default blocking follows the adapter class (`defaultMatmul`, runtime/gpu/device.ts
  * `AdapterClass`): llvmpipe's `DEFAULT_MATMUL` on a CPU rasterizer, 64-256 invocations with staged
