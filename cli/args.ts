@@ -1,11 +1,11 @@
 /**
  * What every command shares: commander set up to fail with one `error: ...` line and exit 1 on
- * bad input (and exit 0 after `--help`), integer flag parsers, the spec flags (`--K --W --C
- * --param --table`), loading a spec from a preset name or a `.ts` file, and atomic file writes.
+ * bad input (and exit 0 after `--help`), number flag parsers, the spec flags (`--K --W --C
+ * --param --table`), and re-exported from the host layer: loading a spec with those flags applied
+ * and atomic file writes.
  */
 import { Command, CommanderError } from "commander";
-import { type AttentionSpec, respec } from "../dsl/spec.ts";
-import { loadSpecRef } from "../runtime/host/spec_file.ts";
+import type { SpecFlags } from "../runtime/host/spec_file.ts";
 
 /** Bad input: the command prints the message as one `error:` line and exits with status 1. */
 export class UsageError extends Error {}
@@ -68,6 +68,17 @@ export function positiveInt(flag: string): (v: string) => number {
   return (v) => integer(flag, v, 1);
 }
 
+/** A commander value parser for a flag that must be a finite number > 0. */
+export function positiveNumber(flag: string): (v: string) => number {
+  return (v) => {
+    const x = Number(v);
+    if (v.trim() === "" || !(x > 0) || !Number.isFinite(x)) {
+      throw new UsageError(`${flag} must be a number > 0, got "${v}"`);
+    }
+    return x;
+  };
+}
+
 /** A commander value parser for a flag that must be a non-negative integer. */
 export function nonNegativeInt(flag: string): (v: string) => number {
   return (v) => integer(flag, v, 0);
@@ -83,20 +94,6 @@ export function assignments<T>(
     if (!m) throw new UsageError(`${flag} expects NAME=VALUE, got "${v}"`);
     return { ...prev, [m[1]]: value(m[1], m[2]) };
   };
-}
-
-/** The spec flags after parsing (see `addSpecOptions`). */
-export interface SpecFlags {
-  /** Copies per position. */
-  K?: number;
-  /** Window parameter W. */
-  W?: number;
-  /** Chunk parameter C. */
-  C?: number;
-  /** Any other parameters, by name. */
-  param?: Record<string, number>;
-  /** Segment tables (sorted start offsets), by name. */
-  table?: Record<string, number[]>;
 }
 
 /** Adds `--K`, `--W`, `--C`, `--param NAME=VALUE` and `--table NAME=a,b,...` to a command. */
@@ -120,36 +117,6 @@ export function addSpecOptions(cmd: Command): Command {
     );
 }
 
-/**
- * Loads a spec: a preset name (a key of `PRESETS`) or a `.ts` file whose default export, or else
- * its only exported spec, is an `AttentionSpec` (runtime/host/spec_file.ts). Every failure is a
- * one-line `UsageError`.
- */
-export async function loadSpec(ref: string): Promise<AttentionSpec> {
-  try {
-    return await loadSpecRef(ref);
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
-}
-
-/** Applies the spec flags with `respec`; a flag for a parameter the spec lacks is a UsageError. */
-export function applySpecFlags(spec: AttentionSpec, f: SpecFlags): AttentionSpec {
-  const params: Record<string, number> = { ...f.param };
-  if (f.W !== undefined) params.W = f.W;
-  if (f.C !== undefined) params.C = f.C;
-  if (f.K === undefined && Object.keys(params).length === 0 && !f.table) return spec;
-  try {
-    return respec(spec, { K: f.K, params, tables: f.table });
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
-}
-
-/** `loadSpec` then `applySpecFlags`. */
-export async function resolveSpec(ref: string, f: SpecFlags): Promise<AttentionSpec> {
-  return applySpecFlags(await loadSpec(ref), f);
-}
-
-/** Atomic file writes (temp file + rename), shared with the runtime host layer. */
+/** Loading a spec with the spec flags applied, and atomic file writes, from the host layer. */
+export { applySpecFlags, resolveSpec, type SpecFlags } from "../runtime/host/spec_file.ts";
 export { writeFileAtomic } from "../runtime/host/files.ts";

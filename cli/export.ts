@@ -1,127 +1,20 @@
 /**
- * `deno task export <spec.ts | preset | ckpt.safetensors> [--K --W --C --param --table] --to flex
- * [--layout interleaved|grouped] [--L N] [--out F.py] [--json]` (docs/DESIGN.md 3): the spec as a
- * Python module for PyTorch's FlexAttention (compiler/codegen/flex.ts), with the compiler's
- * analysis in its docstring. A checkpoint exports the mask it was trained with. Refuses, in one
- * line, a spec that is not causal or that the target cannot express.
+ * `deno task export <spec.ts | preset | ckpt.safetensors> --to flex [--layout L] [--L N]
+ * [--out F.py] [--json]`: a spec as a Python module for PyTorch FlexAttention
+ * (runtime/jobs/export.ts), written to `--out` or stdout.
  */
 import { type Command, Option } from "commander";
-import { analyze, summarize } from "../compiler/analysis/analyze.ts";
-import { FlexExportError, flexModule } from "../compiler/codegen/flex.ts";
-import { type Layout, LAYOUTS } from "../compiler/layout.ts";
-import type { AttentionSpec } from "../dsl/spec.ts";
-import { loadCheckpoint } from "../runtime/host/checkpoint.ts";
-import { checkpointMetadata } from "../runtime/io/safetensors.ts";
-import { specToJson } from "../dsl/serial.ts";
-import { configSpec, DEFAULT_CONFIG, type PhdConfig, phdOf } from "../runtime/model/config.ts";
-import { PRESETS } from "../dsl/presets.ts";
+import { LAYOUTS } from "../compiler/layout.ts";
+import { exportCommand, type ExportFlags, TARGETS } from "../runtime/jobs/export.ts";
 import {
   addSpecOptions,
-  applySpecFlags,
   newCommand,
   parseArgv,
   positiveInt,
-  resolveSpec,
   runCommand,
-  type SpecFlags,
   UsageError,
   writeFileAtomic,
 } from "./args.ts";
-import { maskSummary } from "./mask.ts";
-
-/** Export targets. */
-export const TARGETS = ["flex"] as const;
-
-/** FlexAttention's default block edge: the docstring's tile classes preview its BlockMask. */
-const FLEX_BLOCK = 128;
-
-/** Parsed flags of `deno task export`. */
-export interface ExportFlags extends SpecFlags {
-  to: (typeof TARGETS)[number];
-  layout: Layout;
-  /** Positions of the docstring's analysis and of the module-level mask_mod. */
-  L: number;
-  out?: string;
-  json?: boolean;
-}
-
-/**
- * The `phd` metadata of checkpoints trained with a spec, when a checkpoint can name it: the
- * spec must be what the config's preset gives for these K, W, C (runtime/model/config.ts).
- */
-function presetPhd(preset: string, spec: AttentionSpec): PhdConfig | undefined {
-  if (!(preset in PRESETS)) return undefined;
-  const d = DEFAULT_CONFIG.phd;
-  const phd: PhdConfig = {
-    K: spec.K,
-    variant: preset,
-    W: spec.params.W ?? d.W,
-    C: spec.params.C ?? d.C,
-    positions: spec.positions,
-  };
-  const s = configSpec(phd);
-  return s.name === spec.name && s.source === spec.source ? phd : undefined;
-}
-
-function isCheckpoint(ref: string): boolean {
-  return ref.endsWith(".safetensors");
-}
-
-/** The spec to export and, when checkpoints can name it, their `phd` config. */
-async function exportedSpec(
-  ref: string,
-  f: SpecFlags,
-): Promise<{ spec: AttentionSpec; phd?: PhdConfig }> {
-  if (isCheckpoint(ref)) {
-    const ck = await loadCheckpoint(ref);
-    const spec = applySpecFlags(ck.spec, f);
-    // The checkpoint's own spec (any, rebuilt from phd.mask_spec) keeps its own phd section.
-    const same = spec.name === ck.spec.name && spec.source === ck.spec.source;
-    return { spec, phd: same ? ck.phd : presetPhd(ck.phd.variant, spec) };
-  }
-  const spec = await resolveSpec(ref, f);
-  // A spec file's checkpoints carry the spec itself (phd.mask_spec), so they can name it too.
-  return { spec, phd: ref in PRESETS ? presetPhd(ref, spec) : phdOf(spec, ref) };
-}
-
-/** Runs the command on parsed flags; returns the module text and the `--json` report. */
-export async function exportCommand(
-  ref: string,
-  f: ExportFlags,
-  argv: readonly string[],
-): Promise<{ module: string; report: Record<string, unknown> }> {
-  const { spec, phd } = await exportedSpec(ref, f);
-  // Expressibility first: a refusal should not wait for the analysis.
-  const draft = { layout: f.layout, L: f.L, analysis: "", command: "" };
-  try {
-    flexModule(spec, draft);
-  } catch (e) {
-    if (!(e instanceof FlexExportError)) throw e;
-    throw new UsageError(`spec "${spec.name}" cannot be exported to flex: ${e.message}`);
-  }
-  const a = analyze(spec, { L: f.L, tile: FLEX_BLOCK, layout: f.layout });
-  const checkpointPhd = phd &&
-    checkpointMetadata({
-      config: DEFAULT_CONFIG.model,
-      phd: { ...phd, source: spec.source, mask_spec: specToJson(spec) },
-      tokenizer: "bytes",
-    }).phd;
-  const module = flexModule(spec, {
-    ...draft,
-    analysis: maskSummary(a),
-    command: ["deno task export", ...argv].join(" "),
-    checkpointPhd,
-  });
-  const report = {
-    target: f.to,
-    layout: f.layout,
-    out: f.out ?? null,
-    bytes: new TextEncoder().encode(module).length,
-    checkpoint_phd: checkpointPhd ?? null,
-    analysis: summarize(a),
-  };
-  return { module, report };
-}
 
 /** The command line of `deno task export`. */
 export function exportProgram(): Command {

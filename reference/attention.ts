@@ -8,7 +8,19 @@
 import type { FloatNode } from "../dsl/expr.ts";
 import { type Bindings, evalBool, evalInt, type Pair, specBindings } from "../dsl/eval.ts";
 import type { AttentionSpec } from "../dsl/spec.ts";
-import { type Layout, tokenAt } from "../compiler/layout.ts";
+/** The storage layouts of docs/DESIGN.md 1.1 (the compiler's `Layout`). */
+export type Layout = "interleaved" | "grouped";
+
+/**
+ * Token `[copy, pos]` stored at index s, written from docs/DESIGN.md 1.1 rather than imported
+ * from the compiler it checks: interleaved `s = p*K + c`; grouped originals at `s = p`, hidden
+ * `(c, p)` at `L + p*(K-1) + c-1`.
+ */
+export function tokenAt(layout: Layout, K: number, L: number, s: number): [number, number] {
+  if (layout === "interleaved" || K === 1) return [s % K, Math.floor(s / K)];
+  if (s < L) return [0, s];
+  return [1 + (s - L) % (K - 1), Math.floor((s - L) / (K - 1))];
+}
 
 /** Shape and mask of an attention problem. */
 export interface AttentionProblem {

@@ -1,7 +1,7 @@
 /**
  * The whole PHD transformer of docs/DESIGN.md 1.3 in float64 on the CPU, forward loss and full
  * backward: the oracle the GPU trainer is tested against. Parameters are named Float64Arrays with
- * the Hugging Face Llama names and `[out, in]` shapes of runtime/model/params.ts. Tokens of the
+ * the Hugging Face Llama names and `[out, in]` shapes (runtime/model/params.ts builds the same). Tokens of the
  * expanded sequence are in the canonical interleaved order `t = p*K + c`; every copy of position p
  * reads embed(x_p) (with per-copy embeddings copy c reads its own table, rows `c*V ..` of the
  * stacked `model.embed_tokens.weight`; a tied head is copy 0's table); attention uses the spec's
@@ -10,9 +10,7 @@
  * one layer per block.
  */
 import type { AttentionSpec } from "../dsl/spec.ts";
-import type { ModelConfig } from "../runtime/model/config.ts";
 import { type AttentionProblem, referenceAttention } from "./attention.ts";
-import { headDim, type Params } from "../runtime/model/params.ts";
 import {
   crossEntropyRef,
   gatherRef,
@@ -25,6 +23,26 @@ import {
   swigluRef,
   transposeHeads,
 } from "./kernels.ts";
+
+/**
+ * The model's shapes and constants, as plain data (the fields of a Hugging Face Llama
+ * `config.json`; runtime/model/config.ts `ModelConfig` is one). The oracle takes them as given
+ * rather than importing the runtime it checks.
+ */
+export interface ReferenceShapes {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  rope_theta: number;
+  rms_norm_eps: number;
+  tie_word_embeddings: boolean;
+}
+
+/** Named parameters in float64, Hugging Face Llama names and `[out, in]` shapes. */
+export type Params = Record<string, Float64Array>;
 
 /** Position id of each token of the expanded sequence (canonical order), per the spec's scheme. */
 export function positionIds(spec: AttentionSpec, L: number): number[] {
@@ -75,7 +93,7 @@ function addInto(a: Float64Array, b: ArrayLike<number>): void {
  */
 export function forwardBackward(
   model: {
-    config: ModelConfig;
+    config: ReferenceShapes;
     spec: AttentionSpec;
     params: Params;
     /** Default "shared". */
@@ -91,7 +109,9 @@ export function forwardBackward(
     );
   }
   const C = cfg.hidden_size, V = cfg.vocab_size, I = cfg.intermediate_size;
-  const H = cfg.num_attention_heads, HKV = cfg.num_key_value_heads, d = headDim(cfg);
+  const H = cfg.num_attention_heads,
+    HKV = cfg.num_key_value_heads,
+    d = cfg.hidden_size / cfg.num_attention_heads;
   const eps = cfg.rms_norm_eps, theta = cfg.rope_theta;
   const pos = positionIds(spec, L);
   const perCopy = model.embeddings === "per-copy", tables = perCopy ? K : 1;

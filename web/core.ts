@@ -107,12 +107,12 @@ export {
   type TuneCacheData,
 } from "../runtime/tune/engine.ts";
 export { tunedMatmulChooser } from "../runtime/tune/matmul.ts";
-export {
-  type AttentionChooser,
-  type AttentionShape,
-  type AttentionVariant,
-  tunedAttentionChooser,
-} from "../runtime/tune/attention.ts";
+export { tunedAttentionChooser } from "../runtime/tune/attention.ts";
+export type {
+  AttentionChooser,
+  AttentionShape,
+  AttentionVariant,
+} from "../runtime/kernels/attention.ts";
 export {
   type Checkpoint,
   type CheckpointInput,

@@ -63,3 +63,19 @@ export function checkCausality(
       `${what === "a later position" ? "true" : '"copies"'} if that is intended`,
   };
 }
+
+/**
+ * Refuses a spec under which a query can see a later position (one declared `bidirectional:
+ * true`; the copies of one position seeing each other is allowed): one line with a witnessing
+ * pair and why `what` needs a causal mask.
+ */
+export function requireCausal(spec: AttentionSpec, L: number, what: string): void {
+  if (spec.bidirectional !== true) return;
+  const c = checkCausality({ ...spec, bidirectional: false }, { L });
+  if (c.causal || !c.witness) return;
+  const { query: [qc, qp], key: [kc, kp] } = c.witness;
+  throw new RangeError(
+    `spec "${spec.name}" is not causal: query (copy ${qc}, pos ${qp}) attends key ` +
+      `(copy ${kc}, pos ${kp}) at a later position, so ${what}`,
+  );
+}

@@ -204,3 +204,39 @@ export function evalBatches(stream: TokenSource, shape: BatchShape, count: numbe
   }
   return out;
 }
+
+/** The training section's fields the corpus checks read. */
+interface WindowShape {
+  batch_size: number;
+  seq_len: number;
+}
+
+/**
+ * Both splits must hold a batch (training) and a window (validation): throws one line saying
+ * what to give when not.
+ */
+export function checkCorpusSizes(corpus: Corpus, t: WindowShape): void {
+  const need = t.batch_size * t.seq_len + 1;
+  if (corpus.train.length < need) {
+    throw new RangeError(
+      `the training text holds ${corpus.train.length} ids, fewer than one batch ` +
+        `(batch_size x seq_len + 1 = ${need}): give more text or lower --batch-size / --seq-len`,
+    );
+  }
+  validationBatchSize(corpus, t);
+}
+
+/**
+ * Sequences per validation batch: the training batch size, or fewer when the validation text
+ * is shorter than one batch (at least one window of seq_len + 1 ids is needed).
+ */
+export function validationBatchSize(corpus: Corpus, t: WindowShape): number {
+  const windows = Math.floor((corpus.val.length - 1) / t.seq_len);
+  if (windows < 1) {
+    throw new RangeError(
+      `the validation text holds ${corpus.val.length} ids, fewer than one window (seq_len + 1 ` +
+        `= ${t.seq_len + 1}): give more text, data.val or a larger data.val_fraction`,
+    );
+  }
+  return Math.min(t.batch_size, windows);
+}

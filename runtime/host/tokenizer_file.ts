@@ -5,7 +5,14 @@
  * `tokenizer.json` beside the checkpoint. Every problem is one line naming the file.
  */
 import { basename } from "node:path";
-import { ByteTokenizer, JsonTokenizer, type Tokenizer, trainBpe } from "../data/tokenizer.ts";
+import {
+  ByteTokenizer,
+  JsonTokenizer,
+  type Tokenizer,
+  tokenizerFromMetadata,
+  trainBpe,
+} from "../data/tokenizer.ts";
+import type { Checkpoint } from "../io/checkpoint.ts";
 import type { TokenizerChoice } from "../model/config.ts";
 import { writeFileAtomic } from "./files.ts";
 import { resolveTextFiles, sampleText } from "./text_files.ts";
@@ -55,4 +62,26 @@ export async function resolveTokenizer(
   const path = bpePath(o.out);
   await writeFileAtomic(path, JSON.stringify(json));
   return new JsonTokenizer(json, { kind: "bpe", path: basename(path) });
+}
+
+/**
+ * The tokenizer of a checkpoint: the one its metadata embeds, or the tokenizer.json `file` instead.
+ * Either must have the model's vocabulary size; one line when not.
+ */
+export async function checkpointTokenizer(ck: Checkpoint, file?: string): Promise<Tokenizer> {
+  let tok: Tokenizer;
+  try {
+    tok = file ? await loadTokenizerFile(file) : tokenizerFromMetadata(ck.tokenizer);
+  } catch (e) {
+    throw new Error(
+      file ? (e as Error).message : `the checkpoint's tokenizer: ${(e as Error).message}`,
+    );
+  }
+  if (tok.vocabSize !== ck.model.vocab_size) {
+    throw new RangeError(
+      `tokenizer ${tok.name} has ${tok.vocabSize} ids but the checkpoint's vocabulary is ` +
+        `${ck.model.vocab_size}: use the tokenizer it was trained with`,
+    );
+  }
+  return tok;
 }

@@ -6,7 +6,8 @@
  * `matmul` and `attention`).
  */
 import { adapterIdOf, emptyCache, isTuneCache, type TuneCacheData } from "../tune/engine.ts";
-import { type AttentionChooser, tunedAttentionChooser } from "../tune/attention.ts";
+import type { AttentionChooser } from "../kernels/attention.ts";
+import { tunedAttentionChooser } from "../tune/attention.ts";
 import { tunedMatmulChooser } from "../tune/matmul.ts";
 import { deviceLimits } from "../gpu/device.ts";
 import type { KernelContext } from "../gpu/kernel.ts";

@@ -21,8 +21,12 @@ import {
   attentionParams,
   attentionUniforms,
   buildAttentionKernel,
+  type KernelVariant,
   packTileList,
+  type Staging,
+  type StorageType,
 } from "../../compiler/codegen/attention_kernels.ts";
+import type { Layout } from "../../compiler/layout.ts";
 import { packUniforms } from "../../compiler/codegen/kernel_source.ts";
 import { classifyTiles, tileLists } from "../../compiler/analysis/tiles.ts";
 import { packSpecBindings, tableNames } from "../../compiler/codegen/wgsl_expr.ts";
@@ -36,6 +40,40 @@ import {
   toF16Bits,
   uniformBuffer,
 } from "../gpu/resources.ts";
+
+/** The knobs of an attention variant the tuner chooses (every one baked into the kernels). */
+export interface AttentionVariant {
+  /** Query rows per tile. */
+  tileQ: number;
+  /** Key rows per tile. */
+  tileK: number;
+  /** Query rows per invocation (forward, dQ); divides `tileQ`. */
+  blockQ: number;
+  /** Key rows per invocation (dK/dV); divides `tileK`. */
+  blockK: number;
+  /** Streamed rows from storage (`direct`) or through workgroup memory. */
+  staging: Staging;
+  /** `fused` (tile-skipping) or `dense` (every tile, masked). */
+  variant: KernelVariant;
+}
+
+/** One attention problem of a model: its spec, head dim, layout and run shape. */
+export interface AttentionShape {
+  spec: AttentionSpec;
+  headDim: number;
+  /** The model's storage layout (part of the problem, never a tuning knob). */
+  layout: Layout;
+  /** Positions per copy (N = K·L tokens). */
+  L: number;
+  batch: number;
+  heads: number;
+  kvHeads: number;
+  /** Storage type. Default f32 (the only one tuned for now). */
+  dtype?: StorageType;
+}
+
+/** The model's attention hook: the variant to build for a problem, or undefined (the default). */
+export type AttentionChooser = (shape: AttentionShape) => AttentionVariant | undefined;
 
 /**
  * Choices baked into the kernels (each combination is its own set of pipelines); the ones left out

@@ -15,7 +15,7 @@ import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Bindings } from "../../dsl/eval.ts";
 import { type Layout, storageIndex } from "../../compiler/layout.ts";
 import { type AttentionConfig, type AttentionRun, FlashAttention } from "../kernels/attention.ts";
-import type { AttentionChooser } from "../tune/attention.ts";
+import type { AttentionChooser } from "../kernels/attention.ts";
 import { checkBindingSize } from "../gpu/device.ts";
 import { readback, storageBuffer, upload } from "../gpu/resources.ts";
 import type { KernelContext } from "../gpu/kernel.ts";

@@ -3,7 +3,8 @@
  * fits the context is one sequence; a longer one is cut into consecutive windows of `context`
  * predictions (each window's inputs start where the previous one's ended, so every token but the
  * first is predicted exactly once), batched; a shorter last window runs on its own graph. Per-row
- * losses are read back and summed on the host in float64. Browser-safe.
+ * losses are read back and summed on the host in float64. `bitsPerByte` turns a loss in nats per
+ * token into bits per UTF-8 byte, the unit every report compares tokenizers in. Browser-safe.
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
@@ -12,6 +13,25 @@ import type { KernelContext } from "../gpu/kernel.ts";
 import { ModelGraph } from "../model/graph.ts";
 import type { ModelParams } from "../model/params.ts";
 import { documentBindings } from "../data/batches.ts";
+import type { Tokenizer } from "../data/tokenizer.ts";
+
+/**
+ * Bits per UTF-8 byte of a mean loss in nats per token over `targets`: the nats of the predicted
+ * tokens over the bytes of the text they decode to (for bytes, one token is one byte).
+ */
+export function bitsPerByte(
+  loss: number,
+  tokenizer: Pick<Tokenizer, "name" | "decode">,
+  targets: Iterable<ArrayLike<number>>,
+): number {
+  let tokens = 0, bytes = 0;
+  const enc = new TextEncoder();
+  for (const t of targets) {
+    tokens += t.length;
+    bytes += tokenizer.name === "bytes" ? t.length : enc.encode(tokenizer.decode(t)).length;
+  }
+  return loss / Math.LN2 * (tokens / bytes);
+}
 
 /** Options of `evaluateStream`. */
 export interface EvalOptions {

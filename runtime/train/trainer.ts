@@ -23,7 +23,7 @@ import { adamw, AdamWHyper } from "../kernels/adamw.ts";
 import { matmul, type MatmulChooser } from "../kernels/matmul.ts";
 import { destroyDispatches, type KernelContext, submit } from "../gpu/kernel.ts";
 import { gradNorm } from "../kernels/grad_norm.ts";
-import type { AttentionChooser } from "../tune/attention.ts";
+import type { AttentionChooser } from "../kernels/attention.ts";
 import { ModelGraph } from "../model/graph.ts";
 import { destroyOps, type Op, recordOps } from "../model/ops.ts";
 import { headDim, initParams, ModelParams, numel } from "../model/params.ts";

@@ -38,8 +38,11 @@ import { headDim } from "../model/params.ts";
 import { specBindings } from "../../dsl/eval.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import {
+  type AttentionChooser,
   type AttentionConfig,
   type AttentionRun,
+  type AttentionShape,
+  type AttentionVariant,
   type BackwardBuffers,
   FlashAttention,
 } from "../kernels/attention.ts";
@@ -52,40 +55,6 @@ import {
   timedTrials,
   uniqueCandidates,
 } from "./engine.ts";
-
-/** The knobs of an attention variant the tuner chooses (every one baked into the kernels). */
-export interface AttentionVariant {
-  /** Query rows per tile. */
-  tileQ: number;
-  /** Key rows per tile. */
-  tileK: number;
-  /** Query rows per invocation (forward, dQ); divides `tileQ`. */
-  blockQ: number;
-  /** Key rows per invocation (dK/dV); divides `tileK`. */
-  blockK: number;
-  /** Streamed rows from storage (`direct`) or through workgroup memory. */
-  staging: Staging;
-  /** `fused` (tile-skipping) or `dense` (every tile, masked). */
-  variant: KernelVariant;
-}
-
-/** One attention problem of a model: its spec, head dim, layout and run shape. */
-export interface AttentionShape {
-  spec: AttentionSpec;
-  headDim: number;
-  /** The model's storage layout (part of the problem, never a tuning knob). */
-  layout: Layout;
-  /** Positions per copy (N = K·L tokens). */
-  L: number;
-  batch: number;
-  heads: number;
-  kvHeads: number;
-  /** Storage type. Default f32 (the only one tuned for now). */
-  dtype?: StorageType;
-}
-
-/** The model's attention hook: the variant to build for a problem, or undefined (the default). */
-export type AttentionChooser = (shape: AttentionShape) => AttentionVariant | undefined;
 
 /** What a tuning trial runs: `FlashAttention` (tests inject broken ones). */
 export type AttentionRunner = Pick<FlashAttention, "forward" | "backward">;

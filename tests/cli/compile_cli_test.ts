@@ -20,7 +20,7 @@ import softcap from "../../examples/masks/softcap_phd.ts";
 import { FlashAttention } from "../../runtime/kernels/attention.ts";
 import { compilationErrors, PipelineCache } from "../../runtime/gpu/resources.ts";
 import { KERNEL_MARKER, type Manifest, splitKernels } from "../../compiler/manifest.ts";
-import type { WrittenSpec } from "../../cli/compile.ts";
+import type { WrittenSpec } from "../../runtime/jobs/compile.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
 import { assertUsageError, runScript, specFiles } from "../fixtures/cli.ts";
 

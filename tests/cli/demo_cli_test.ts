@@ -8,7 +8,7 @@
 import { ok as assert, strictEqual } from "node:assert";
 import { join } from "node:path";
 import { assertUsageError, runScript } from "../fixtures/cli.ts";
-import { autotune } from "../../cli/autotune.ts";
+import { autotune } from "../../runtime/jobs/autotune.ts";
 import { DEMO_CONFIG } from "../../runtime/model/config.ts";
 import { createContext } from "../../runtime/gpu/context.ts";
 

@@ -5,8 +5,8 @@
  * K = 1 PHD is causal, no row is fully masked.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { resolveSpec, type SpecFlags } from "../../cli/args.ts";
-import { type MaskJson, maskJson } from "../../cli/mask.ts";
+import { resolveSpec, type SpecFlags } from "../../runtime/host/spec_file.ts";
+import { type MaskJson, maskJson } from "../../viz/mask_report.ts";
 import { PRESETS } from "../../dsl/presets.ts";
 import { runScript } from "../fixtures/cli.ts";
 

@@ -7,8 +7,8 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import { compare, mean, sd, t975 } from "../../runtime/experiment/stats.ts";
-import { parseSuite, slug } from "../../runtime/experiment/suite.ts";
+import { compare, mean, sd, t975 } from "../../experiments/harness/stats.ts";
+import { parseSuite, slug } from "../../experiments/harness/suite.ts";
 import { assertUsageError, DENO_RUN, runScript } from "../fixtures/cli.ts";
 import { tinyModel } from "../fixtures/model.ts";
 

@@ -17,7 +17,7 @@ import {
   parseTask,
   taskAccuracy,
   taskCorpus,
-} from "../../runtime/experiment/tasks.ts";
+} from "../../experiments/harness/tasks.ts";
 import { createContext } from "../../runtime/gpu/context.ts";
 import { gpuOptionsFromEnv } from "../../runtime/host/gpu_options.ts";
 import { parseConfig } from "../../runtime/model/config.ts";

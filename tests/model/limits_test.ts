@@ -14,7 +14,7 @@ import { ModelParams } from "../../runtime/model/params.ts";
 import { phd } from "../../dsl/presets.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
 import { assertUsageError, runScript } from "../fixtures/cli.ts";
-import { refusalCases, TINY_MODEL } from "../../bench/refusals.ts";
+import { refusalCases, TINY_MODEL } from "../fixtures/refusals.ts";
 
 const MODEL = TINY_MODEL;
 

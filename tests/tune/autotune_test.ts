@@ -36,9 +36,7 @@ import {
 import {
   attentionBucket,
   attentionCandidates,
-  type AttentionShape,
   attentionTask,
-  type AttentionVariant,
   attentionVariantName,
   defaultAttentionVariant,
   isAttentionVariant,
@@ -47,7 +45,11 @@ import {
 } from "../../runtime/tune/attention.ts";
 import { type AdapterClass, deviceLimits } from "../../runtime/gpu/device.ts";
 import { type Config, configSpec, DEFAULT_CONFIG } from "../../runtime/model/config.ts";
-import { FlashAttention } from "../../runtime/kernels/attention.ts";
+import {
+  type AttentionShape,
+  type AttentionVariant,
+  FlashAttention,
+} from "../../runtime/kernels/attention.ts";
 import { ModelGraph } from "../../runtime/model/graph.ts";
 import { ModelParams } from "../../runtime/model/params.ts";
 import { loadTuneCache, saveTuneCache } from "../../runtime/host/tune_cache.ts";

@@ -5,7 +5,7 @@
  * one error line.
  */
 import { ok as assert, strictEqual } from "node:assert/strict";
-import { handle } from "../../cli/serve.ts";
+import { handle } from "../../web/server.ts";
 import { assertUsageError, runScript } from "../fixtures/cli.ts";
 
 const get = (path: string, method = "GET") =>

@@ -3,10 +3,10 @@
  * in-process `Trainer`, validated at `eval_points` evenly spaced steps and at the end. Loss is in
  * nats per token and bits per byte (the byte tokenizer: one token is one byte). Platform-neutral.
  */
-import type { Config } from "../model/config.ts";
-import type { KernelContext } from "../gpu/kernel.ts";
-import type { Corpus } from "../data/batches.ts";
-import { Trainer, type TrainerOptions } from "../train/trainer.ts";
+import type { Config } from "../../runtime/model/config.ts";
+import type { KernelContext } from "../../runtime/gpu/kernel.ts";
+import type { Corpus } from "../../runtime/data/batches.ts";
+import { Trainer, type TrainerOptions } from "../../runtime/train/trainer.ts";
 import { type Budget, stepsForTokens } from "./suite.ts";
 import { type Example, taskAccuracy } from "./tasks.ts";
 

@@ -19,7 +19,7 @@
  * `tokens_factor` multiplies it), `flops` (model training FLOPs per run: steps are chosen so every
  * arm spends the same), or `seconds` (wall time per run: steps are estimated from timed steps).
  */
-import { type Config, parseConfig } from "../model/config.ts";
+import { type Config, parseConfig } from "../../runtime/model/config.ts";
 import { parseTask, type Task } from "./tasks.ts";
 
 /** One arm: a name, config overrides (sections of a config file) and budget factors. */

@@ -5,9 +5,9 @@
  * stored run whose definition differs from the suite's is run again, never silently reused.
  */
 import { join } from "node:path";
-import { writeFileAtomic } from "./files.ts";
-import type { RunResult } from "../experiment/run.ts";
-import { slug } from "../experiment/suite.ts";
+import { writeFileAtomic } from "../../runtime/host/files.ts";
+import type { RunResult } from "./run.ts";
+import { slug } from "./suite.ts";
 
 /** A stored run: what it was asked to do and what it reached. */
 export interface StoredRun {

@@ -6,12 +6,12 @@
  * pass: greedy decoding reproduces the answer exactly iff the argmax at every answer position,
  * given the correct prefix, is the answer's next byte.
  */
-import { Rng } from "../data/rng.ts";
-import type { Corpus } from "../data/batches.ts";
-import type { KernelContext } from "../gpu/kernel.ts";
-import { readback } from "../gpu/resources.ts";
-import { ModelGraph } from "../model/graph.ts";
-import type { ModelParams } from "../model/params.ts";
+import { Rng } from "../../runtime/data/rng.ts";
+import type { Corpus } from "../../runtime/data/batches.ts";
+import type { KernelContext } from "../../runtime/gpu/kernel.ts";
+import { readback } from "../../runtime/gpu/resources.ts";
+import { ModelGraph } from "../../runtime/model/graph.ts";
+import type { ModelParams } from "../../runtime/model/params.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
 

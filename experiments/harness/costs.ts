@@ -17,10 +17,10 @@
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { specBindings } from "../../dsl/eval.ts";
 import { planRetention } from "../../compiler/analysis/retention.ts";
-import type { ModelConfig } from "../model/config.ts";
-import { headDim } from "../model/params.ts";
-import { kvBytesPerKey } from "../infer/kv_cache.ts";
-import { planPrefill } from "../infer/prefill_plan.ts";
+import type { ModelConfig } from "../../runtime/model/config.ts";
+import { headDim } from "../../runtime/model/params.ts";
+import { kvBytesPerKey } from "../../runtime/infer/kv_cache.ts";
+import { planPrefill } from "../../runtime/infer/prefill_plan.ts";
 
 /** Context (prompt positions) the costs are given at. */
 export const COST_CONTEXT = 1024;
