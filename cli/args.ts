@@ -5,7 +5,6 @@
  * and atomic file writes.
  */
 import { Command, CommanderError } from "commander";
-import type { SpecFlags } from "../runtime/host/spec_file.ts";
 
 /** Bad input: the command prints the message as one `error:` line and exits with status 1. */
 export class UsageError extends Error {}

@@ -30,7 +30,6 @@ import {
   type KernelLimits,
   type KernelVariant,
   type Staging,
-  type StorageType,
 } from "../../compiler/codegen/attention_kernels.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import { type Config, configSpec } from "../model/config.ts";
