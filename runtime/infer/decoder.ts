@@ -32,7 +32,7 @@ import { expandEmbed } from "../kernels/phd.ts";
 import { packRanges } from "../../compiler/codegen/coord_attention.ts";
 import { scatterRows } from "../kernels/kv_write.ts";
 import { sample, type SampleParams } from "../kernels/sample.ts";
-import { type BlockModel, blockOps, modelMatmul } from "../model/block.ts";
+import { blockForward, type BlockModel, modelMatmul } from "../model/block.ts";
 import { destroyOps, type Op, recordOps } from "../model/ops.ts";
 import { headDim, type ModelParams } from "../model/params.ts";
 import {
@@ -511,7 +511,7 @@ export class Decoder {
     const attention = cachedAttention(this.#attn, at);
     return Array.from(
       { length: this.params.config.num_hidden_layers },
-      (_, layer) => blockOps(this.#model, { layer, rows, acts: a, attention }),
+      (_, layer) => blockForward(this.#model, { layer, rows, acts: a, attention }),
     ).flat();
   }
 

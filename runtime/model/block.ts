@@ -1,15 +1,16 @@
 /**
- * One pre-norm transformer block of docs/DESIGN.md 1.3, written once for training and decoding:
+ * One pre-norm transformer block of docs/DESIGN.md 1.3, its forward written once for training and
+ * decoding and its backward beside it, op for op in reverse:
  *
  *   n1 = rmsnorm(x); q, k, v = n1 · Wqᵀ, Wkᵀ, Wvᵀ; att = attention(q, k, v) (RoPE inside);
  *   x2 = x + att · Woᵀ; n2 = rmsnorm(x2); act = silu(n2 · Wgᵀ) * (n2 · Wuᵀ);
  *   out = x2 + act · Wdᵀ
  *
- * Only the attention step differs between the two users, so it is the caller's: the training
- * graph (runtime/model/graph.ts) rotates into head-major buffers and runs FlashAttention;
- * the decoder (runtime/infer/cached_attention.ts) writes the keys into the KV cache and runs the
- * coordinate kernel against it. Rows are tokens (R below), in whatever order the caller stores
- * them: everything here is per row. Browser-safe.
+ * Only the attention step differs between the users, so it is the caller's: the training graph
+ * (runtime/model/graph.ts) rotates into head-major buffers and runs FlashAttention forward and
+ * backward; the decoder (runtime/infer/cached_attention.ts) writes the keys into the KV cache and
+ * runs the coordinate kernel against it. Rows are tokens (R below), in whatever order the caller
+ * stores them: everything here is per row. Browser-safe.
  */
 import type { Dispatch, KernelContext } from "../gpu/kernel.ts";
 import {
@@ -18,8 +19,8 @@ import {
   type MatmulShape,
   type MatmulTrans,
 } from "../kernels/matmul.ts";
-import { rmsnormForward } from "../kernels/rmsnorm.ts";
-import { swigluForward } from "../kernels/swiglu.ts";
+import { rmsnormBackward, rmsnormForward } from "../kernels/rmsnorm.ts";
+import { swigluBackward, swigluForward } from "../kernels/swiglu.ts";
 import { headDim, type ModelParams } from "./params.ts";
 import { copyOp, type Op } from "./ops.ts";
 
@@ -101,7 +102,7 @@ export interface BlockActs {
 export type AttentionStep<A extends BlockActs> = (layer: number, acts: A) => Op[];
 
 /** The ops of block `layer` over `rows` rows, in order; `attention` supplies the attention. */
-export function blockOps<A extends BlockActs>(
+export function blockForward<A extends BlockActs>(
   m: BlockModel,
   o: { layer: number; rows: number; acts: A; attention: AttentionStep<A> },
 ): Op[] {
@@ -136,5 +137,97 @@ export function blockOps<A extends BlockActs>(
   // out (R, C) = x2 + act · Wdᵀ
   if (a.out !== a.x2) ops.push(copyOp(a.x2, a.out, R * C));
   ops.push(mm("down_proj", "nt", a.act, w("mlp.down_proj"), a.out, R, C, I, 1));
+  return ops;
+}
+
+/**
+ * The gradient buffers a block's backward works in (R rows; scratch shared by every layer). `dx`
+ * holds the residual stream's gradient: d out on entry, d x on return.
+ */
+export interface BlockGrads {
+  dx: GPUBuffer;
+  /** d act, d gate, d up (R, I). */
+  dI: GPUBuffer;
+  dGate: GPUBuffer;
+  dUp: GPUBuffer;
+  /** d n2, then d n1 (R, C). */
+  dn: GPUBuffer;
+  /** d att (R, H·d), token-major. */
+  dAtt: GPUBuffer;
+  /** d q (R, H·d), d k and d v (R, HKV·d), token-major, before RoPE. */
+  dq: GPUBuffer;
+  dk: GPUBuffer;
+  dv: GPUBuffer;
+  /** The weight gradient of a parameter, by its full name. */
+  weight(name: string): GPUBuffer;
+}
+
+/**
+ * The backward of the attention step of layer `layer`: reads `grads.dAtt` (and the forward's
+ * saved activations) and writes `grads.dq`, `grads.dk`, `grads.dv`.
+ */
+export type AttentionBackward<A extends BlockActs> = (
+  layer: number,
+  acts: A,
+  grads: BlockGrads,
+) => Op[];
+
+/**
+ * The backward of block `layer` over `rows` rows: `blockForward` op for op in reverse, every
+ * weight gradient written (input gradients of q/k/v, gate/up accumulate into `dn`) and `grads.dx`
+ * turned from d out into d x.
+ */
+export function blockBackward<A extends BlockActs>(
+  m: BlockModel,
+  o: { layer: number; rows: number; acts: A; grads: BlockGrads; attention: AttentionBackward<A> },
+): Op[] {
+  const { ctx, params, mm } = m, cfg = params.config, a = o.acts, g = o.grads, R = o.rows;
+  const C = cfg.hidden_size, I = cfg.intermediate_size, d = headDim(cfg);
+  const H = cfg.num_attention_heads, HKV = cfg.num_key_value_heads;
+  const norm = { rows: R, cols: C, eps: cfg.rms_norm_eps, accumulateDx: true };
+  const name = (n: string) => `model.layers.${o.layer}.${n}.weight`;
+  const w = (n: string) => params.get(name(n)), dw = (n: string) => g.weight(name(n));
+  const ops: Op[] = [];
+  // out = x2 + act·Wdᵀ: dact (R, I) = dx · Wd; dWd (C, I) = dxᵀ · act
+  ops.push(mm("d down input", "nn", g.dx, w("mlp.down_proj"), g.dI, R, I, C));
+  ops.push(mm("d down_proj", "tn", g.dx, a.act, dw("mlp.down_proj"), C, I, R));
+  ops.push(
+    swigluBackward(ctx, { dout: g.dI, gate: a.gate, up: a.up, dgate: g.dGate, dup: g.dUp }, R * I),
+  );
+  // dn2 (R, C) = dgate · Wg + dup · Wu; dWg, dWu (I, C)
+  ops.push(mm("d gate input", "nn", g.dGate, w("mlp.gate_proj"), g.dn, R, C, I));
+  ops.push(mm("d up input", "nn", g.dUp, w("mlp.up_proj"), g.dn, R, C, I, 1));
+  ops.push(mm("d gate_proj", "tn", g.dGate, a.n2, dw("mlp.gate_proj"), I, C, R));
+  ops.push(mm("d up_proj", "tn", g.dUp, a.n2, dw("mlp.up_proj"), I, C, R));
+  // dx (R, C) += rmsnorm backward of n2: the residual stream now holds dx2
+  ops.push(...rmsnormBackward(ctx, {
+    dy: g.dn,
+    x: a.x2,
+    w: w("post_attention_layernorm"),
+    rstd: a.rstd2,
+    dx: g.dx,
+    dw: dw("post_attention_layernorm"),
+  }, norm));
+  // x2 = x + att·Woᵀ: datt (R, H·d) = dx2 · Wo; dWo (C, H·d) = dx2ᵀ · att
+  ops.push(mm("d o input", "nn", g.dx, w("self_attn.o_proj"), g.dAtt, R, H * d, C));
+  ops.push(mm("d o_proj", "tn", g.dx, a.att, dw("self_attn.o_proj"), C, H * d, R));
+  // dq (R, H·d), dk and dv (R, HKV·d) = the attention step's backward of datt
+  ops.push(...o.attention(o.layer, a, g));
+  // dn1 (R, C) = dq·Wq + dk·Wk + dv·Wv; dWq (H·d, C), dWk and dWv (HKV·d, C)
+  ops.push(mm("d q input", "nn", g.dq, w("self_attn.q_proj"), g.dn, R, C, H * d));
+  ops.push(mm("d k input", "nn", g.dk, w("self_attn.k_proj"), g.dn, R, C, HKV * d, 1));
+  ops.push(mm("d v input", "nn", g.dv, w("self_attn.v_proj"), g.dn, R, C, HKV * d, 1));
+  ops.push(mm("d q_proj", "tn", g.dq, a.n1, dw("self_attn.q_proj"), H * d, C, R));
+  ops.push(mm("d k_proj", "tn", g.dk, a.n1, dw("self_attn.k_proj"), HKV * d, C, R));
+  ops.push(mm("d v_proj", "tn", g.dv, a.n1, dw("self_attn.v_proj"), HKV * d, C, R));
+  // dx (R, C) += rmsnorm backward of n1: the residual stream now holds dx
+  ops.push(...rmsnormBackward(ctx, {
+    dy: g.dn,
+    x: a.x,
+    w: w("input_layernorm"),
+    rstd: a.rstd1,
+    dx: g.dx,
+    dw: dw("input_layernorm"),
+  }, norm));
   return ops;
 }

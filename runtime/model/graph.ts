@@ -1,11 +1,12 @@
 /**
  * The PHD transformer of docs/DESIGN.md 1.3 for training and evaluation, in the spirit of llm.c:
- * activations are a named table of buffers per layer, each layer is a forward/backward pair of
- * prepared dispatches with shapes in comments, and a whole step is recorded on one command
+ * activations are a named table of buffers per layer and a whole step is recorded on one command
  * encoder. `ModelGraph` owns the activations and the prepared dispatches for one batch shape
- * (batch, L); with `training` it also owns the gradients and the backward pass. The block's
- * forward is runtime/model/block.ts (shared with decoding); its attention step here is RoPE into
- * head-major buffers and FlashAttention (runtime/kernels/attention.ts).
+ * (batch, L); with `training` it also owns the gradients and the backward pass. It reads as:
+ * index tables, forward (embedding, blocks), head and loss, backward (head, blocks in reverse,
+ * embedding). The block's forward and backward are runtime/model/block.ts (the forward shared
+ * with decoding); its attention step here is RoPE into head-major buffers and FlashAttention
+ * (runtime/kernels/attention.ts), forward and backward.
  *
  * Rows of every activation are tokens in the attention layout's storage order (interleaved
  * `p*K + c`, or grouped `[originals | hidden]`): everything but attention is per token, so only
@@ -22,12 +23,19 @@ import type { KernelContext } from "../gpu/kernel.ts";
 import type { MatmulChooser, MatmulShape } from "../kernels/matmul.ts";
 import { rmsnormBackward, rmsnormForward } from "../kernels/rmsnorm.ts";
 import { ropeBackward, ropeForward, ropeTable } from "../kernels/rope.ts";
-import { swigluBackward } from "../kernels/swiglu.ts";
 import { gather, rowIndex, scatterAdd } from "../kernels/embedding.ts";
 import { crossEntropy } from "../kernels/cross_entropy.ts";
 import { expandEmbed, foldCopies, lossSum } from "../kernels/phd.ts";
 import { headDim, type ModelParams, numel } from "./params.ts";
-import { type AttentionStep, type BlockActs, blockOps, modelMatmul } from "./block.ts";
+import {
+  type BlockActs,
+  blockBackward,
+  blockForward,
+  type BlockGrads,
+  type BlockModel,
+  type ModelMatmul,
+  modelMatmul,
+} from "./block.ts";
 import { destroyOps, type Op, recordOps } from "./ops.ts";
 
 /** Shape and choices of a graph. */
@@ -58,6 +66,103 @@ interface LayerActs extends BlockActs {
   vh: GPUBuffer;
   oh: GPUBuffer;
   lse: GPUBuffer;
+}
+
+/** The head's activations the backward reads. */
+interface HeadActs {
+  /** The last block's output (R, C). */
+  x: GPUBuffer;
+  /** Final rmsnorm (R, C), its 1/rms (R), the last copy's rows (M, C), dlogits (M, V). */
+  nf: GPUBuffer;
+  rstdf: GPUBuffer;
+  sel: GPUBuffer;
+  dlogits: GPUBuffer;
+}
+
+/** Head-major gradient scratch of the attention backward (shared by every layer). */
+interface AttentionScratch {
+  /** d oh (B, H, N, d), delta = rowsum(dO·O) (B, H, N), dqh (B, H, N, d), dkh, dvh (B, HKV, N, d). */
+  dOh: GPUBuffer;
+  delta: GPUBuffer;
+  dqh: GPUBuffer;
+  dkh: GPUBuffer;
+  dvh: GPUBuffer;
+}
+
+/** A graph's dimensions and the pieces every pass uses. */
+interface Build {
+  B: number;
+  L: number;
+  K: number;
+  N: number;
+  R: number;
+  M: number;
+  C: number;
+  V: number;
+  I: number;
+  H: number;
+  HKV: number;
+  d: number;
+  eps: number;
+  mm: ModelMatmul;
+  /** RoPE position ids per storage slot and the cos/sin table. */
+  rope: { pos: GPUBuffer; table: GPUBuffer };
+  /** The RoPE kernels' shape for `heads` heads (`rotate` false: a transpose only). */
+  tok(heads: number, rotate?: boolean): {
+    batch: number;
+    tokens: number;
+    heads: number;
+    headDim: number;
+    rotate: boolean;
+  };
+  /** The storage slot of each (p, c) (p·K + c), for folding the copies' gradients. */
+  slots: GPUBuffer;
+  /** The activation row of each loss row (B·L): the last copy of each position. */
+  lossRows: Uint32Array;
+}
+
+/** The index tables of one batch shape, in the layout's storage order. */
+export interface IndexTables {
+  /** Position of each storage slot (N). */
+  posOfSlot: Uint32Array;
+  /** Copy of each storage slot (N). */
+  copyOfSlot: Uint32Array;
+  /** Storage slot of each (p, c), at p·K + c. */
+  slotOf: Uint32Array;
+  /** RoPE position id of each slot: p (shared) or p·K + c (flattened). */
+  ropePos: Uint32Array;
+  /** Activation row of each loss row b·L + p: the last copy of (b, p). */
+  lossRows: Uint32Array;
+}
+
+/** The index tables of a spec's expansion of `B` sequences of `L` positions in `layout`. */
+export function indexTables(
+  spec: AttentionSpec,
+  layout: Layout,
+  B: number,
+  L: number,
+): IndexTables {
+  const K = spec.K, N = K * L;
+  const t: IndexTables = {
+    posOfSlot: new Uint32Array(N),
+    copyOfSlot: new Uint32Array(N),
+    slotOf: new Uint32Array(L * K),
+    ropePos: new Uint32Array(N),
+    lossRows: new Uint32Array(B * L),
+  };
+  for (let p = 0; p < L; p++) {
+    for (let c = 0; c < K; c++) {
+      const s = storageIndex(layout, K, L, c, p);
+      t.posOfSlot[s] = p;
+      t.copyOfSlot[s] = c;
+      t.slotOf[p * K + c] = s;
+      t.ropePos[s] = spec.positions === "flattened" ? p * K + c : p;
+    }
+  }
+  for (let b = 0; b < B; b++) {
+    for (let p = 0; p < L; p++) t.lossRows[b * L + p] = b * N + t.slotOf[p * K + K - 1];
+  }
+  return t;
 }
 
 /** A model's activations and prepared passes for one batch shape. */
@@ -95,6 +200,10 @@ export class ModelGraph {
   #posOfSlot: Uint32Array;
   /** The attention call's shape and bindings, read when a pass is recorded. */
   #attRun: AttentionRun;
+  /** The shape and shared pieces the passes are built from. */
+  #b: Build;
+  /** Token-major q, k, v scratch (the backward reuses it for dq, dk, dv). */
+  #qkv: GPUBuffer[] = [];
 
   constructor(
     readonly ctx: KernelContext,
@@ -109,125 +218,100 @@ export class ModelGraph {
       }
     }
     const K = this.copies = spec.K, N = this.N = K * L, R = this.R = B * N, M = this.M = B * L;
-    const C = cfg.hidden_size, V = cfg.vocab_size, I = cfg.intermediate_size;
-    const H = cfg.num_attention_heads, HKV = cfg.num_key_value_heads, d = headDim(cfg);
-    const eps = cfg.rms_norm_eps;
     const layout = this.layout = options.attention?.layout ?? "interleaved";
-    const training = options.training ?? false;
-    const dev = ctx.gpu.device;
-    const f32 = (n: number, label: string) => this.#alloc(n * 4, label);
-    const u32 = (a: Uint32Array, label: string) => {
-      const b = storageBuffer(dev, a, label);
-      this.#buffers.push(b);
-      return b;
-    };
-    const P = (name: string) => params.get(name);
-    const mm = modelMatmul(
-      ctx,
-      options.matmul,
-      (what, shape) => this.matmuls.push({ what, shape }),
-    );
-    const model = { ctx, params, mm };
-    const tables = params.embedTables;
-
-    // Index tables of this shape: position of each storage slot, slot of each (p, c), loss rows.
-    const posOfSlot = this.#posOfSlot = new Uint32Array(N), slotOf = new Uint32Array(L * K);
-    const copyOfSlot = new Uint32Array(N);
-    const ropePos = new Uint32Array(N), lossRows = new Uint32Array(M);
-    for (let p = 0; p < L; p++) {
-      for (let c = 0; c < K; c++) {
-        const s = storageIndex(layout, K, L, c, p);
-        posOfSlot[s] = p;
-        copyOfSlot[s] = c;
-        slotOf[p * K + c] = s;
-        ropePos[s] = spec.positions === "flattened" ? p * K + c : p;
-      }
-    }
-    for (let b = 0; b < B; b++) {
-      for (let p = 0; p < L; p++) lossRows[b * L + p] = b * N + slotOf[p * K + K - 1];
-    }
-    const rowBase = this.#rowBase = params.embedRowBase(K, copyOfSlot);
-    const posBuf = u32(posOfSlot, "pos_of_slot"), slotBuf = u32(slotOf, "slot_of");
-    const ropePosBuf = u32(ropePos, "rope_pos");
-    const rowsBuf = u32(lossRows, "loss_rows");
+    const d = headDim(cfg), H = cfg.num_attention_heads, HKV = cfg.num_key_value_heads;
+    const t = indexTables(spec, layout, B, L);
+    this.#posOfSlot = t.posOfSlot;
+    this.#rowBase = params.embedRowBase(K, t.copyOfSlot);
     const maxPos = spec.positions === "flattened" ? N : L;
-    const table = storageBuffer(dev, ropeTable(maxPos, d, cfg.rope_theta), "rope_table");
-    this.#buffers.push(table);
-    this.ids = u32(new Uint32Array(B * (L + 1)), "ids");
-    this.#targets = u32(new Uint32Array(M), "targets");
-    const ident = u32(Uint32Array.from({ length: M }, (_, i) => i), "ident_rows");
+    const rope = {
+      pos: this.#u32(t.ropePos, "rope_pos"),
+      table: this.#keep(
+        storageBuffer(ctx.gpu.device, ropeTable(maxPos, d, cfg.rope_theta), "rope_table"),
+      ),
+    };
+    this.#b = {
+      B,
+      L,
+      K,
+      N,
+      R,
+      M,
+      d,
+      H,
+      HKV,
+      C: cfg.hidden_size,
+      V: cfg.vocab_size,
+      I: cfg.intermediate_size,
+      eps: cfg.rms_norm_eps,
+      mm: modelMatmul(ctx, options.matmul, (what, shape) => this.matmuls.push({ what, shape })),
+      rope,
+      tok: (heads, rotate = true) => ({ batch: B, tokens: N, heads, headDim: d, rotate }),
+      slots: this.#u32(t.slotOf, "slot_of"),
+      lossRows: t.lossRows,
+    };
+    this.ids = this.#u32(new Uint32Array(B * (L + 1)), "ids");
+    this.#targets = this.#u32(new Uint32Array(M), "targets");
+    this.attention = this.#flashAttention();
+    this.#attRun = { L, batch: B, heads: H, kvHeads: HKV };
+    const training = options.training ?? false;
+    const { layers, x } = this.#forward(t.posOfSlot);
+    this.logits = this.#f32(M * cfg.vocab_size, "logits");
+    this.losses = this.#f32(M, "losses");
+    this.lossAcc = this.#f32(2, "loss_acc");
+    const head = this.#headForward(x, training);
+    if (training) this.#backward(layers, head);
+  }
 
+  /** The attention kernels: the chooser's variant unless `options.attention` sets a knob. */
+  #flashAttention(): FlashAttention {
+    const { spec, options } = this, b = this.#b;
     const knobs = ["tileQ", "tileK", "blockQ", "blockK", "staging", "variant"] as const;
     const tuned = knobs.some((k) => options.attention?.[k] !== undefined)
       ? undefined
       : options.attentionChooser?.({
         spec,
-        headDim: d,
-        layout,
-        L,
-        batch: B,
-        heads: H,
-        kvHeads: HKV,
+        headDim: b.d,
+        layout: this.layout,
+        L: b.L,
+        batch: b.B,
+        heads: b.H,
+        kvHeads: b.HKV,
         dtype: options.attention?.dtype,
       });
-    this.attention = new FlashAttention(ctx.gpu, ctx.cache, spec, {
+    return new FlashAttention(this.ctx.gpu, this.ctx.cache, spec, {
       ...tuned,
       ...options.attention,
-      headDim: d,
-      layout,
+      headDim: b.d,
+      layout: this.layout,
     });
-    const attRun = this.#attRun = { L, batch: B, heads: H, kvHeads: HKV };
-    const tokShape = (heads: number, rotate = true) => ({
-      batch: B,
-      tokens: N,
-      heads,
-      headDim: d,
-      rotate,
-    });
+  }
 
-    // ---- forward ----
-    const F = this.forwardOps;
-    const layers: LayerActs[] = [];
+  /** Forward: the expanded embedding, then every block; returns the layers' activations. */
+  #forward(posOfSlot: Uint32Array): { layers: LayerActs[]; x: GPUBuffer } {
+    const { ctx, params } = this, b = this.#b, { B, L, N, R, C, V, I, H, HKV, d } = b;
+    const F = this.forwardOps, f32 = (n: number, l: string) => this.#f32(n, l);
     const embedOut = f32(R * C, "x0");
     // x0 (R, C) = embed[ids[b, pos(slot)]] (per-copy: + rowBase(slot) = c·V)
-    F.push(
-      expandEmbed(ctx, {
-        table: P("model.embed_tokens.weight"),
-        ids: this.ids,
-        pos: posBuf,
-        rowBase: rowBase && u32(rowBase, "row_base"),
-        out: embedOut,
-      }, {
-        batch: B,
-        tokens: N,
-        stride: L + 1,
-        cols: C,
-        tableRows: V,
-      }),
-    );
+    F.push(expandEmbed(ctx, {
+      table: params.get("model.embed_tokens.weight"),
+      ids: this.ids,
+      pos: this.#u32(posOfSlot, "pos_of_slot"),
+      rowBase: this.#rowBase && this.#u32(this.#rowBase, "row_base"),
+      out: embedOut,
+    }, { batch: B, tokens: N, stride: L + 1, cols: C, tableRows: V }));
     // scratch: token-major q/k/v before RoPE (the backward reuses them for dq, dk, dv)
-    const qTok = f32(R * H * d, "q_tok"),
-      kTok = f32(R * HKV * d, "k_tok"),
-      vTok = f32(R * HKV * d, "v_tok");
-    // The attention step: RoPE into head-major qh, kh (and v transposed) (B, H|HKV, N, d);
-    // oh (B, H, N, d), lse (B, H, N) = masked attention; att (R, H·d) = oh token-major.
-    const attention: AttentionStep<LayerActs> = (_, a) => [
-      ropeForward(ctx, { inp: a.q, pos: ropePosBuf, table, out: a.qh }, tokShape(H)),
-      ropeForward(ctx, { inp: a.k, pos: ropePosBuf, table, out: a.kh }, tokShape(HKV)),
-      ropeForward(ctx, { inp: a.v, pos: ropePosBuf, table, out: a.vh }, tokShape(HKV, false)),
-      (enc) =>
-        this.attention.forward(enc, { q: a.qh, k: a.kh, v: a.vh, o: a.oh, lse: a.lse }, attRun),
-      ropeBackward(ctx, { inp: a.oh, pos: ropePosBuf, table, out: a.att }, tokShape(H, false)),
-    ];
+    this.#qkv = [f32(R * H * d, "q_tok"), f32(R * HKV * d, "k_tok"), f32(R * HKV * d, "v_tok")];
+    const [q, k, v] = this.#qkv, layers: LayerActs[] = [];
     let x = embedOut;
-    for (let i = 0; i < cfg.num_hidden_layers; i++) {
+    for (let i = 0; i < params.config.num_hidden_layers; i++) {
       const a: LayerActs = {
         x,
         n1: f32(R * C, `l${i}.n1`),
         rstd1: f32(R, `l${i}.rstd1`),
-        q: qTok,
-        k: kTok,
-        v: vTok,
+        q,
+        k,
+        v,
         qh: f32(R * H * d, `l${i}.qh`),
         kh: f32(R * HKV * d, `l${i}.kh`),
         vh: f32(R * HKV * d, `l${i}.vh`),
@@ -244,183 +328,190 @@ export class ModelGraph {
       };
       layers.push(a);
       // x_{i+1} (R, C) = block i of x_i
-      F.push(...blockOps(model, { layer: i, rows: R, acts: a, attention }));
+      F.push(...blockForward(this.#model(), {
+        layer: i,
+        rows: R,
+        acts: a,
+        attention: (_, a) => this.#attentionForward(a),
+      }));
       x = a.out;
     }
-    const head = params.head;
-    const nf = f32(R * C, "nf"), rstdf = f32(R, "rstdf"), sel = f32(M * C, "sel");
-    this.logits = f32(M * V, "logits");
-    this.losses = f32(M, "losses");
-    this.lossAcc = f32(2, "loss_acc");
-    // nf = rmsnorm(x_L); sel (M, C) = the last copy's rows; logits (M, V) = sel · headᵀ
-    F.push(
-      rmsnormForward(ctx, { x, w: P("model.norm.weight"), y: nf, rstd: rstdf }, {
-        rows: R,
-        cols: C,
-        eps,
-      }),
-    );
-    F.push(gather(ctx, { table: nf, ids: rowsBuf, out: sel }, { rows: M, cols: C, tableRows: R }));
-    F.push(mm("lm_head", "nt", sel, head, this.logits, M, V, C));
-    // Forward-only graphs never write dlogits, but a buffer cannot be bound read and read_write.
-    const dlogits = f32(training ? M * V : 4, "dlogits");
-    // losses (M,) and, training, dlogits = (softmax - onehot) / M
-    F.push(
-      crossEntropy(ctx, {
-        logits: this.logits,
-        rows: ident,
-        targets: this.#targets,
-        losses: this.losses,
-        dlogits,
-      }, {
-        rows: M,
-        vocab: V,
-        grads: training,
-      }),
-    );
-    F.push(lossSum(ctx, { losses: this.losses, acc: this.lossAcc }, M));
-    if (!training) return;
+    return { layers, x };
+  }
 
-    // ---- backward ----
-    for (const [name, shape] of params.shapes) {
-      this.grads.set(name, f32(numel(shape), `grad ${name}`));
-    }
-    const G = (name: string) => this.grads.get(name)!;
-    const Bk = this.backwardOps;
-    const dsel = f32(M * C, "dsel"), dnf = f32(R * C, "dnf"), dx = f32(R * C, "dx");
-    const selIdx = rowIndex(lossRows, R);
-    const selOffsets = u32(selIdx.offsets, "sel_offsets"), selPerm = u32(selIdx.perm, "sel_perm");
-    const headGrad = cfg.tie_word_embeddings ? G("model.embed_tokens.weight") : G("lm_head.weight");
-    // dhead (V, C) = dlogitsᵀ · sel; dsel (M, C) = dlogits · head; dnf (R, C) = scatter of dsel
-    Bk.push(mm("d lm_head", "tn", dlogits, sel, headGrad, V, C, M));
-    Bk.push(mm("d head input", "nn", dlogits, head, dsel, M, C, V));
-    Bk.push(
-      scatterAdd(ctx, { dout: dsel, offsets: selOffsets, perm: selPerm, dtable: dnf }, {
-        cols: C,
-        tableRows: R,
-      }),
-    );
-    // dx (R, C) = rmsnorm backward of the final norm
-    Bk.push(
-      ...rmsnormBackward(ctx, {
-        dy: dnf,
-        x,
-        w: P("model.norm.weight"),
-        rstd: rstdf,
-        dx,
-        dw: G("model.norm.weight"),
-      }, {
-        rows: R,
-        cols: C,
-        eps,
-      }),
-    );
-    const dI = f32(R * I, "d_act"), dGate = f32(R * I, "d_gate"), dUp = f32(R * I, "d_up");
-    const dn = f32(R * C, "d_norm"), dAtt = f32(R * H * d, "d_att"), dOh = f32(R * H * d, "d_oh");
-    const delta = f32(B * H * N, "delta");
-    const dqh = f32(R * H * d, "dqh"), dkh = f32(R * HKV * d, "dkh"), dvh = f32(R * HKV * d, "dvh");
-    const dq = qTok, dk = kTok, dv = vTok; // token-major scratch reused for the gradients
-    for (let i = cfg.num_hidden_layers - 1; i >= 0; i--) {
-      const a = layers[i];
-      const w = (n: string) => P(`model.layers.${i}.${n}.weight`);
-      const g = (n: string) => G(`model.layers.${i}.${n}.weight`);
-      // out = x2 + act·Wdᵀ: dact (R, I) = dx · Wd; dWd (C, I) = dxᵀ · act
-      Bk.push(mm("d down input", "nn", dx, w("mlp.down_proj"), dI, R, I, C));
-      Bk.push(mm("d down_proj", "tn", dx, a.act, g("mlp.down_proj"), C, I, R));
-      Bk.push(
-        swigluBackward(ctx, { dout: dI, gate: a.gate, up: a.up, dgate: dGate, dup: dUp }, R * I),
-      );
-      // dn2 (R, C) = dgate · Wg + dup · Wu; dWg, dWu (I, C)
-      Bk.push(mm("d gate input", "nn", dGate, w("mlp.gate_proj"), dn, R, C, I));
-      Bk.push(mm("d up input", "nn", dUp, w("mlp.up_proj"), dn, R, C, I, 1));
-      Bk.push(mm("d gate_proj", "tn", dGate, a.n2, g("mlp.gate_proj"), I, C, R));
-      Bk.push(mm("d up_proj", "tn", dUp, a.n2, g("mlp.up_proj"), I, C, R));
-      // dx += rmsnorm backward (the residual stream now holds dx2)
-      Bk.push(
-        ...rmsnormBackward(ctx, {
-          dy: dn,
-          x: a.x2,
-          w: w("post_attention_layernorm"),
-          rstd: a.rstd2,
-          dx,
-          dw: g("post_attention_layernorm"),
-        }, {
-          rows: R,
-          cols: C,
-          eps,
-          accumulateDx: true,
-        }),
-      );
-      // x2 = x + att·Woᵀ: datt (R, H·d) = dx2 · Wo; dWo (C, H·d) = dx2ᵀ · att
-      Bk.push(mm("d o input", "nn", dx, w("self_attn.o_proj"), dAtt, R, H * d, C));
-      Bk.push(mm("d o_proj", "tn", dx, a.att, g("self_attn.o_proj"), C, H * d, R));
-      Bk.push(
-        ropeForward(ctx, { inp: dAtt, pos: ropePosBuf, table, out: dOh }, tokShape(H, false)),
-      );
-      Bk.push((enc) =>
+  /**
+   * The training attention step: RoPE into head-major qh, kh (and v transposed) (B, H|HKV, N, d);
+   * oh (B, H, N, d), lse (B, H, N) = masked attention; att (R, H·d) = oh token-major.
+   */
+  #attentionForward(a: LayerActs): Op[] {
+    const { pos, table } = this.#b.rope, tok = this.#b.tok, { H, HKV } = this.#b;
+    return [
+      ropeForward(this.ctx, { inp: a.q, pos, table, out: a.qh }, tok(H)),
+      ropeForward(this.ctx, { inp: a.k, pos, table, out: a.kh }, tok(HKV)),
+      ropeForward(this.ctx, { inp: a.v, pos, table, out: a.vh }, tok(HKV, false)),
+      (enc) =>
+        this.attention.forward(
+          enc,
+          { q: a.qh, k: a.kh, v: a.vh, o: a.oh, lse: a.lse },
+          this.#attRun,
+        ),
+      ropeBackward(this.ctx, { inp: a.oh, pos, table, out: a.att }, tok(H, false)),
+    ];
+  }
+
+  /** The attention step's backward: d att through RoPE and FlashAttention to dq, dk, dv. */
+  #attentionBackward(a: LayerActs, g: BlockGrads, s: AttentionScratch): Op[] {
+    const { pos, table } = this.#b.rope, tok = this.#b.tok, { H, HKV } = this.#b;
+    return [
+      ropeForward(this.ctx, { inp: g.dAtt, pos, table, out: s.dOh }, tok(H, false)),
+      (enc) =>
         this.attention.backward(enc, {
           q: a.qh,
           k: a.kh,
           v: a.vh,
           o: a.oh,
           lse: a.lse,
-          dout: dOh,
-          delta,
-          dq: dqh,
-          dk: dkh,
-          dv: dvh,
-        }, attRun)
-      );
+          dout: s.dOh,
+          delta: s.delta,
+          dq: s.dqh,
+          dk: s.dkh,
+          dv: s.dvh,
+        }, this.#attRun),
       // head-major gradients back to token-major, RoPE inverted for q and k
-      Bk.push(ropeBackward(ctx, { inp: dqh, pos: ropePosBuf, table, out: dq }, tokShape(H)));
-      Bk.push(ropeBackward(ctx, { inp: dkh, pos: ropePosBuf, table, out: dk }, tokShape(HKV)));
-      Bk.push(
-        ropeBackward(ctx, { inp: dvh, pos: ropePosBuf, table, out: dv }, tokShape(HKV, false)),
-      );
-      // dn1 (R, C) = dq·Wq + dk·Wk + dv·Wv; dWq (H·d, C), dWk and dWv (HKV·d, C)
-      Bk.push(mm("d q input", "nn", dq, w("self_attn.q_proj"), dn, R, C, H * d));
-      Bk.push(mm("d k input", "nn", dk, w("self_attn.k_proj"), dn, R, C, HKV * d, 1));
-      Bk.push(mm("d v input", "nn", dv, w("self_attn.v_proj"), dn, R, C, HKV * d, 1));
-      Bk.push(mm("d q_proj", "tn", dq, a.n1, g("self_attn.q_proj"), H * d, C, R));
-      Bk.push(mm("d k_proj", "tn", dk, a.n1, g("self_attn.k_proj"), HKV * d, C, R));
-      Bk.push(mm("d v_proj", "tn", dv, a.n1, g("self_attn.v_proj"), HKV * d, C, R));
-      Bk.push(
-        ...rmsnormBackward(ctx, {
-          dy: dn,
-          x: a.x,
-          w: w("input_layernorm"),
-          rstd: a.rstd1,
-          dx,
-          dw: g("input_layernorm"),
-        }, {
-          rows: R,
-          cols: C,
-          eps,
-          accumulateDx: true,
-        }),
-      );
-    }
-    // Embedding. Shared table: fold the copies (B·L, C), then scatter-add by token id into the
-    // table gradient (V, C). Per-copy tables: scatter-add every row (R, C) by id + c·V into the
-    // stacked tables (K·V, C). A tied head's gradient is already in the first V rows.
-    const dEmbed = tables > 1 ? dx : f32(M * C, "d_pos");
-    if (tables === 1) {
-      Bk.push(foldCopies(ctx, { dx, slots: slotBuf, out: dEmbed }, { batch: B, L, K, cols: C }));
-    }
-    this.#embedOffsets = f32(tables * V + 1, "embed_offsets");
-    this.#embedPerm = f32(tables > 1 ? R : M, "embed_perm");
-    Bk.push(
-      scatterAdd(ctx, {
-        dout: dEmbed,
-        offsets: this.#embedOffsets,
-        perm: this.#embedPerm,
-        dtable: G("model.embed_tokens.weight"),
-      }, {
-        cols: C,
-        tableRows: tables * V,
-        accumulateRows: cfg.tie_word_embeddings ? V : 0,
-      }),
+      ropeBackward(this.ctx, { inp: s.dqh, pos, table, out: g.dq }, tok(H)),
+      ropeBackward(this.ctx, { inp: s.dkh, pos, table, out: g.dk }, tok(HKV)),
+      ropeBackward(this.ctx, { inp: s.dvh, pos, table, out: g.dv }, tok(HKV, false)),
+    ];
+  }
+
+  /** The final norm, the last copy's rows, the LM head and the loss. */
+  #headForward(x: GPUBuffer, training: boolean): HeadActs {
+    const { ctx, params } = this, b = this.#b, { R, M, C, V } = b, F = this.forwardOps;
+    const h: HeadActs = {
+      x,
+      nf: this.#f32(R * C, "nf"),
+      rstdf: this.#f32(R, "rstdf"),
+      sel: this.#f32(M * C, "sel"),
+      // Forward-only graphs never write dlogits, but a buffer cannot be bound read and read_write.
+      dlogits: this.#f32(training ? M * V : 4, "dlogits"),
+    };
+    const rowsBuf = this.#u32(b.lossRows, "loss_rows");
+    const ident = this.#u32(Uint32Array.from({ length: M }, (_, i) => i), "ident_rows");
+    // nf = rmsnorm(x_L); sel (M, C) = the last copy's rows; logits (M, V) = sel · headᵀ
+    F.push(rmsnormForward(ctx, {
+      x,
+      w: params.get("model.norm.weight"),
+      y: h.nf,
+      rstd: h.rstdf,
+    }, { rows: R, cols: C, eps: b.eps }));
+    F.push(
+      gather(ctx, { table: h.nf, ids: rowsBuf, out: h.sel }, { rows: M, cols: C, tableRows: R }),
     );
+    F.push(b.mm("lm_head", "nt", h.sel, params.head, this.logits, M, V, C));
+    // losses (M,) and, training, dlogits = (softmax - onehot) / M
+    F.push(crossEntropy(ctx, {
+      logits: this.logits,
+      rows: ident,
+      targets: this.#targets,
+      losses: this.losses,
+      dlogits: h.dlogits,
+    }, { rows: M, vocab: V, grads: training }));
+    F.push(lossSum(ctx, { losses: this.losses, acc: this.lossAcc }, M));
+    return h;
+  }
+
+  /** Backward: the head and the final norm, every block in reverse, then the embedding. */
+  #backward(layers: LayerActs[], h: HeadActs): void {
+    const { ctx, params } = this, b = this.#b, { B, N, R, M, C, V, I, H, HKV, d } = b;
+    const f32 = (n: number, l: string) => this.#f32(n, l), cfg = params.config;
+    for (const [name, shape] of params.shapes) {
+      this.grads.set(name, f32(numel(shape), `grad ${name}`));
+    }
+    const G = (name: string) => this.grads.get(name)!, Bk = this.backwardOps;
+    const dsel = f32(M * C, "dsel"), dnf = f32(R * C, "dnf"), dx = f32(R * C, "dx");
+    const selIdx = rowIndex(b.lossRows, R);
+    const headGrad = cfg.tie_word_embeddings ? G("model.embed_tokens.weight") : G("lm_head.weight");
+    // dhead (V, C) = dlogitsᵀ · sel; dsel (M, C) = dlogits · head; dnf (R, C) = scatter of dsel
+    Bk.push(b.mm("d lm_head", "tn", h.dlogits, h.sel, headGrad, V, C, M));
+    Bk.push(b.mm("d head input", "nn", h.dlogits, params.head, dsel, M, C, V));
+    Bk.push(scatterAdd(ctx, {
+      dout: dsel,
+      offsets: this.#u32(selIdx.offsets, "sel_offsets"),
+      perm: this.#u32(selIdx.perm, "sel_perm"),
+      dtable: dnf,
+    }, { cols: C, tableRows: R }));
+    // dx (R, C) = rmsnorm backward of the final norm
+    Bk.push(...rmsnormBackward(ctx, {
+      dy: dnf,
+      x: h.x,
+      w: params.get("model.norm.weight"),
+      rstd: h.rstdf,
+      dx,
+      dw: G("model.norm.weight"),
+    }, { rows: R, cols: C, eps: b.eps }));
+    const [dq, dk, dv] = this.#qkv; // token-major scratch reused for the gradients
+    const grads: BlockGrads = {
+      dx,
+      dI: f32(R * I, "d_act"),
+      dGate: f32(R * I, "d_gate"),
+      dUp: f32(R * I, "d_up"),
+      dn: f32(R * C, "d_norm"),
+      dAtt: f32(R * H * d, "d_att"),
+      dq,
+      dk,
+      dv,
+      weight: G,
+    };
+    const scratch: AttentionScratch = {
+      dOh: f32(R * H * d, "d_oh"),
+      delta: f32(B * H * N, "delta"),
+      dqh: f32(R * H * d, "dqh"),
+      dkh: f32(R * HKV * d, "dkh"),
+      dvh: f32(R * HKV * d, "dvh"),
+    };
+    for (let i = cfg.num_hidden_layers - 1; i >= 0; i--) {
+      Bk.push(...blockBackward(this.#model(), {
+        layer: i,
+        rows: R,
+        acts: layers[i],
+        grads,
+        attention: (_, a, g) => this.#attentionBackward(a, g, scratch),
+      }));
+    }
+    this.#embeddingBackward(dx);
+  }
+
+  /**
+   * The embedding's gradient. Shared table: fold the copies (B·L, C), then scatter-add by token id
+   * into the table gradient (V, C). Per-copy tables: scatter-add every row (R, C) by id + c·V into
+   * the stacked tables (K·V, C). A tied head's gradient is already in the first V rows.
+   */
+  #embeddingBackward(dx: GPUBuffer): void {
+    const b = this.#b, { B, L, K, R, M, C, V } = b, cfg = this.params.config;
+    const tables = this.params.embedTables, Bk = this.backwardOps;
+    const dEmbed = tables > 1 ? dx : this.#f32(M * C, "d_pos");
+    if (tables === 1) {
+      Bk.push(
+        foldCopies(this.ctx, { dx, slots: b.slots, out: dEmbed }, { batch: B, L, K, cols: C }),
+      );
+    }
+    this.#embedOffsets = this.#f32(tables * V + 1, "embed_offsets");
+    this.#embedPerm = this.#f32(tables > 1 ? R : M, "embed_perm");
+    Bk.push(scatterAdd(this.ctx, {
+      dout: dEmbed,
+      offsets: this.#embedOffsets,
+      perm: this.#embedPerm,
+      dtable: this.grads.get("model.embed_tokens.weight")!,
+    }, {
+      cols: C,
+      tableRows: tables * V,
+      accumulateRows: cfg.tie_word_embeddings ? V : 0,
+    }));
+  }
+
+  /** What the block records with. */
+  #model(): BlockModel {
+    return { ctx: this.ctx, params: this.params, mm: this.#b.mm };
   }
 
   /**
@@ -498,9 +589,16 @@ export class ModelGraph {
     destroyOps([...this.forwardOps, ...this.backwardOps]);
   }
 
-  #alloc(bytes: number, label: string): GPUBuffer {
-    checkBindingSize(this.ctx.gpu, bytes, `activation ${label} (${bytes / 4} f32)`);
-    const b = storageBuffer(this.ctx.gpu.device, bytes, label);
+  #f32(n: number, label: string): GPUBuffer {
+    checkBindingSize(this.ctx.gpu, n * 4, `activation ${label} (${n} f32)`);
+    return this.#keep(storageBuffer(this.ctx.gpu.device, n * 4, label));
+  }
+
+  #u32(a: Uint32Array, label: string): GPUBuffer {
+    return this.#keep(storageBuffer(this.ctx.gpu.device, a, label));
+  }
+
+  #keep(b: GPUBuffer): GPUBuffer {
     this.#buffers.push(b);
     return b;
   }
