@@ -4,10 +4,10 @@
  * build, train, evaluate, save and load PHD transformers on WebGPU, generate through the PHD KV
  * cache, and use the autotuner's kernel variants.
  *
- * Everything under `runtime/` except `runtime/host/` is browser-safe (no file system or process
- * APIs): `web/core.ts` gathers those exports (the bundle's entry, `deno task bundle`) and this
- * module re-exports it; the host helpers exported at the end (corpus loading, checkpoint files)
- * use Deno's.
+ * It gathers `dsl/mod.ts`, `compiler/mod.ts`, `runtime/mod.ts` and `viz/mod.ts`, which are
+ * browser-safe (no file system or process APIs; web/core.ts bundles them for the page), and adds
+ * the host helpers at the end (corpus loading, checkpoint and cache files, whole training runs),
+ * which use Deno's.
  *
  * @example Analyse a mask
  * ```ts
@@ -54,7 +54,10 @@
  * console.log(r.stats.kv, r.stats.decodeTokensPerS);
  * ```
  */
-export * from "./web/core.ts";
+export * from "./dsl/mod.ts";
+export * from "./compiler/mod.ts";
+export * from "./runtime/mod.ts";
+export * from "./viz/mod.ts";
 
 // ---- host helpers (Deno APIs: files) ----
 export { loadBrown } from "./runtime/host/corpus.ts";

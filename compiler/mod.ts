@@ -1,0 +1,30 @@
+/**
+ * The compiler: what it derives from a spec's expression (causality, KV retention, prefill set,
+ * tile classes, the whole analysis), the storage layouts, the attention kernels' WGSL and the
+ * FlexAttention export. Imports only the DSL; touches no GPU and no file.
+ */
+export { type Analysis, analyze, type AnalyzeOptions, summarize } from "./analysis/analyze.ts";
+export { type Causality, checkCausality } from "./analysis/causality.ts";
+export { copyRanges, type Layout, LAYOUTS, storageIndex, tokenAt } from "./layout.ts";
+export { type PrefillPlan, prefillSet } from "./analysis/prefill.ts";
+export { type CopyRetention, planRetention, type RetentionPlan } from "./analysis/retention.ts";
+export {
+  classifyTiles,
+  EMPTY,
+  FULL,
+  PARTIAL,
+  type TileClass,
+  tileDenseMask,
+  tileLists,
+  type TileMap,
+  type TileOptions,
+} from "./analysis/tiles.ts";
+export { FlexExportError, flexModule, type FlexOptions } from "./codegen/flex.ts";
+
+export {
+  type AttentionKernel,
+  type AttentionKernelKind,
+  type AttentionKernelParams,
+  attentionParams,
+  buildAttentionKernel,
+} from "./codegen/attention_kernels.ts";
