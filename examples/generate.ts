@@ -1,15 +1,15 @@
 /**
  * Generation through the PHD KV cache from a script: load a checkpoint (its spec and tokenizer
- * are rebuilt from the file, whatever they were), stream a continuation of
- * one prompt token by token, then generate for two prompts in one batch with a seeded sampler and
- * print the cache figures (originals, hidden window, bytes) and timings.
+ * are rebuilt from the file, whatever they were), stream a continuation of one prompt token by
+ * token, then generate for two prompts in one batch with a seeded sampler and print the cache
+ * figures (originals, hidden window, bytes) and timings. Both through `generate`, as the commands
+ * and the page do.
  *
  *   npx --yes deno@2.9.6 task demo            # writes out/demo/model.safetensors
  *   npx --yes deno@2.9.6 run -A examples/generate.ts [checkpoint]
  */
 import {
   createContext,
-  Decoder,
   generate,
   loadCheckpoint,
   ModelParams,
@@ -30,28 +30,27 @@ console.log(
 
 // 1. Stream one greedy continuation as the tokens reach the host (one readback per 8 steps).
 const prompt = tok.encode("The jury said that");
-const decoder = new Decoder(ctx, params, ck.spec, {
-  maxPositions: prompt.length + 80,
-  stepsPerSubmit: 8,
-});
 Deno.stdout.writeSync(new TextEncoder().encode(tok.decode(prompt)));
 const ids: number[] = [];
 let shown = "";
-for await (const chunk of decoder.generate({ prompts: [prompt], maxNewTokens: 80 })) {
-  // Decode everything so far and print what is new (a token may end inside a character).
-  ids.push(...chunk.tokens[0]);
-  const text = tok.decode(ids).replace(/\uFFFD$/, "");
-  Deno.stdout.writeSync(new TextEncoder().encode(text.slice(shown.length)));
-  shown = text;
-}
-const s = decoder.stats;
+const { stats: s } = await generate(ctx, params, ck.spec, {
+  prompts: [prompt],
+  maxNewTokens: 80,
+  stepsPerSubmit: 8,
+  onTokens: (chunk) => {
+    // Decode everything so far and print what is new (a token may end inside a character).
+    ids.push(...chunk.tokens[0]);
+    const text = tok.decode(ids).replace(/\uFFFD$/, "");
+    Deno.stdout.writeSync(new TextEncoder().encode(text.slice(shown.length)));
+    shown = text;
+  },
+});
 console.log(
   `\nprefill ${s.prefillMs.toFixed(0)} ms (${s.prefillRows[0]} rows), ` +
     `${s.decodeTokensPerS.toFixed(0)} tokens/s, KV cache ${s.kv.bytes} bytes ` +
     `= (${s.kv.originals} originals + ${s.kv.retainedTokens - s.kv.originals} hidden) x ` +
     `${s.kv.bytesPerToken} bytes (plan: ${s.kv.formula})`,
 );
-decoder.destroy();
 
 // 2. Two prompts in one batch, sampled (temperature, top-k, top-p, seed) on the GPU.
 const prompts = ["In the city of", "Mrs. Smith"].map((p) => tok.encode(p));

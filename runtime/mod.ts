@@ -16,6 +16,7 @@ export {
   type HostInputs,
   type HostOutputs,
 } from "./kernels/attention.ts";
+export { type AttentionCheck, checkAttention } from "./tune/attention_check.ts";
 export {
   type Config,
   configSpec,

@@ -1,12 +1,14 @@
 /**
  * Generation in one call: sizes a `Decoder` (runtime/infer/decoder.ts) for the prompts, runs it to
  * completion and returns the new tokens with the run's figures; `onTokens` sees every chunk as it
- * reaches the host (streaming). For repeated requests of one shape, keep a `Decoder` instead.
+ * reaches the host (streaming), with the cache's figures. The commands, the page and the examples
+ * all generate through it; for repeated requests of one shape, keep a `Decoder` instead.
  * Browser-safe.
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
 import type { ModelParams } from "../model/params.ts";
+import type { KvStats } from "./kv_cache.ts";
 import {
   Decoder,
   type DecoderOptions,
@@ -28,7 +30,8 @@ export async function generate(
   params: ModelParams,
   spec: AttentionSpec,
   req: GenerateRequest & Omit<DecoderOptions, "batch" | "maxPositions"> & {
-    onTokens?: (chunk: TokenChunk) => void;
+    /** Sees every chunk as it reaches the host, with the KV cache's figures at that point. */
+    onTokens?: (chunk: TokenChunk, kv: KvStats) => void;
   },
 ): Promise<GenerationResult> {
   const longest = Math.max(...req.prompts.map((p) => p.length));
@@ -41,7 +44,7 @@ export async function generate(
     const tokens: number[][] = req.prompts.map(() => []);
     for await (const chunk of dec.generate(req)) {
       chunk.tokens.forEach((t, b) => tokens[b].push(...t));
-      req.onTokens?.(chunk);
+      req.onTokens?.(chunk, dec.cache.stats());
     }
     return { tokens, stats: dec.stats };
   } finally {
