@@ -13,6 +13,7 @@ import type { AttentionSpec } from "../dsl/spec.ts";
 import { specBindings } from "../dsl/eval.ts";
 import { analyze } from "./analysis/analyze.ts";
 import { classifyTiles, type TileMap } from "./analysis/tiles.ts";
+import type { RetentionPlan } from "./analysis/retention.ts";
 import {
   ATTENTION_DEFAULTS,
   type AttentionKernel,
@@ -206,18 +207,36 @@ function chosen(f: Pick<CompileOptions, "layout" | "variant">, K: number) {
   return { layouts, variants };
 }
 
-/** Builds one spec's .wgsl text and manifest. */
-export async function compileSpec(spec: AttentionSpec, f: CompileOptions): Promise<Compiled> {
-  checkHeadDim(f.headDim);
-  const { layouts, variants } = chosen(f, spec.K);
+/** A built kernel and the parameters it was built from. */
+interface Built {
+  k: AttentionKernel;
+  p: AttentionKernelParams;
+}
+
+/** Every kernel of the chosen layouts and variants, in the .wgsl file's order. */
+function buildKernels(
+  spec: AttentionSpec,
+  f: CompileOptions,
+  layouts: Layout[],
+  variants: KernelVariant[],
+): Built[] {
   const base = { dtype: f.dtype, staging: f.staging, tileQ: f.tile, tileK: f.tile };
-  const built: { k: AttentionKernel; p: AttentionKernelParams }[] = [];
+  const built: Built[] = [];
   for (const layout of layouts) {
     for (const variant of variants) {
       const p = attentionParams(spec, f.headDim, { ...base, layout, variant });
       for (const kind of KERNEL_KINDS) built.push({ k: buildAttentionKernel(kind, p), p });
     }
   }
+  return built;
+}
+
+/** The .wgsl text (a header, then each kernel after its comment) and each kernel's entry. */
+function wgslFile(
+  spec: AttentionSpec,
+  f: CompileOptions,
+  built: Built[],
+): { wgsl: string; kernels: ManifestKernel[] } {
   const p0 = built[0].p;
   const header = [
     `// ${spec.name}.wgsl: attention kernels of spec "${spec.name}" (K = ${spec.K}), written by`,
@@ -256,8 +275,58 @@ export async function compileSpec(spec: AttentionSpec, f: CompileOptions): Promi
       line: at,
     };
   });
-  const wgsl = parts.join("").trimEnd() + "\n";
+  return { wgsl: parts.join("").trimEnd() + "\n", kernels };
+}
 
+/** The manifest's tile classes of one layout. */
+function tileEntry(t: TileMap): Manifest["tiles"][number] {
+  const visited = t.counts.partial + t.counts.full;
+  return {
+    layout: t.layout,
+    L: t.L,
+    tileQ: t.tileQ,
+    tileK: t.tileK,
+    rows: t.rows,
+    cols: t.cols,
+    counts: { ...t.counts },
+    keptFraction: t.keptFraction,
+    visited: { fused: visited, dense: t.rows * t.cols },
+  };
+}
+
+/** The manifest's retention section: the plan per copy and the steady state at L. */
+function retentionEntry(r: RetentionPlan, L: number, f: CompileOptions): Manifest["retention"] {
+  const fullCopies = r.perCopy.filter((c) => c.kind === "all").length;
+  let windowTokens = 0;
+  r.cachedAfter.forEach((n, i) => windowTokens = Math.max(windowTokens, n - fullCopies * (i + 1)));
+  const elem = f.dtype === "f16" ? 2 : 4;
+  return {
+    L,
+    formula: r.formula,
+    bounded: r.bounded,
+    maxCachedTokens: r.maxCachedTokens,
+    perCopy: r.perCopy.map((c) => ({
+      copy: c.copy,
+      kind: c.kind,
+      positions: c.positions,
+      reach: Number.isFinite(c.reach) ? c.reach : null,
+    })),
+    steadyState: {
+      formula: r.formula,
+      fullCopies,
+      windowTokens,
+      tokensAtL: r.maxCachedTokens,
+      bytesAtL: r.maxCachedTokens * 2 * f.headDim * elem,
+    },
+  };
+}
+
+/** Builds one spec's .wgsl text and manifest. */
+export async function compileSpec(spec: AttentionSpec, f: CompileOptions): Promise<Compiled> {
+  checkHeadDim(f.headDim);
+  const { layouts, variants } = chosen(f, spec.K);
+  const built = buildKernels(spec, f, layouts, variants), p0 = built[0].p;
+  const { wgsl, kernels } = wgslFile(spec, f, built);
   const L = f.L, tile = p0.tileQ;
   const a = analyze(spec, { L, tile, layout: layouts[0] });
   const tileMaps: TileMap[] = layouts.map((layout) =>
@@ -265,11 +334,6 @@ export async function compileSpec(spec: AttentionSpec, f: CompileOptions): Promi
       ? a.tiles
       : classifyTiles(spec, { L, tileQ: p0.tileQ, tileK: p0.tileK, layout })
   );
-  const r = a.retention;
-  const fullCopies = r.perCopy.filter((c) => c.kind === "all").length;
-  let windowTokens = 0;
-  r.cachedAfter.forEach((n, i) => windowTokens = Math.max(windowTokens, n - fullCopies * (i + 1)));
-  const elem = f.dtype === "f16" ? 2 : 4;
   const uniforms = built[0].k.uniforms;
   const values = packSpecBindings(spec, specBindings(spec)).fields;
   const manifest: Manifest = {
@@ -306,40 +370,9 @@ export async function compileSpec(spec: AttentionSpec, f: CompileOptions): Promi
       sha256: await sha256(wgsl),
     },
     kernels,
-    tiles: tileMaps.map((t) => {
-      const visited = t.counts.partial + t.counts.full;
-      return {
-        layout: t.layout,
-        L: t.L,
-        tileQ: t.tileQ,
-        tileK: t.tileK,
-        rows: t.rows,
-        cols: t.cols,
-        counts: { ...t.counts },
-        keptFraction: t.keptFraction,
-        visited: { fused: visited, dense: t.rows * t.cols },
-      };
-    }),
+    tiles: tileMaps.map(tileEntry),
     causality: { causal: a.causality.causal, message: a.causality.message },
-    retention: {
-      L,
-      formula: r.formula,
-      bounded: r.bounded,
-      maxCachedTokens: r.maxCachedTokens,
-      perCopy: r.perCopy.map((c) => ({
-        copy: c.copy,
-        kind: c.kind,
-        positions: c.positions,
-        reach: Number.isFinite(c.reach) ? c.reach : null,
-      })),
-      steadyState: {
-        formula: r.formula,
-        fullCopies,
-        windowTokens,
-        tokensAtL: r.maxCachedTokens,
-        bytesAtL: r.maxCachedTokens * 2 * f.headDim * elem,
-      },
-    },
+    retention: retentionEntry(a.retention, L, f),
     prefill: {
       P: a.prefill.P,
       count: a.prefill.count,

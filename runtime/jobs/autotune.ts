@@ -7,8 +7,10 @@
  * per step and those not started in time are left to the next run.
  */
 import {
+  type AdapterId,
   adapterIdOf,
   Autotuner,
+  type TuneCacheData,
   type TuneEntry,
   type TuneKeyParts,
   type TuneTask,
@@ -18,6 +20,7 @@ import {
   matmulCandidates,
   matmulKeyParts,
   matmulTask,
+  type MatmulUse,
   tunedMatmulParams,
 } from "../tune/matmul.ts";
 import {
@@ -26,7 +29,8 @@ import {
   attentionTask,
   configAttentionShape,
 } from "../tune/attention.ts";
-import { deviceLimits } from "../gpu/device.ts";
+import { type DeviceLimits, deviceLimits } from "../gpu/device.ts";
+import type { AttentionShape } from "../kernels/attention.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
 import { matmulVariantName } from "../kernels/matmul.ts";
 import type { Config } from "../model/config.ts";
@@ -142,9 +146,6 @@ export async function autotune(
   await checkWritable(f.cache ?? DEFAULT_TUNE_CACHE, "autotune cache");
   const ctx = run.ctx ?? await hostContext();
   const cache = await loadTuneCache(f.cache, progress);
-  const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
-  const tuner = new Autotuner(cache, { adapter, deno, warmup: 1, runs: f.quick ? 3 : 5 });
-  const limits = deviceLimits(ctx.gpu.device), adapterClass = ctx.gpu.adapterClass;
   const shapes = kernels.includes("matmul") ? configMatmulShapes(ctx, config) : [];
   if (run.deadline !== undefined) {
     shapes.sort((a, b) => b.count * b.M * b.N * b.inner - a.count * a.M * a.N * a.inner);
@@ -152,46 +153,70 @@ export async function autotune(
   const attention = kernels.includes("attention")
     ? layouts.map((l) => configAttentionShape(config, l))
     : [];
-  const total = shapes.length + attention.length;
-  const rows: AutotuneRow[] = [];
-  let skipped = 0;
+  const t = new Tuning(ctx, f, cache, progress, shapes.length + attention.length, run.deadline);
+  for (const s of shapes) await t.matmul(s);
+  for (const s of attention) await t.attention(s);
+  return t.report();
+}
+
+/** One tuning run: the tuner, the rows measured or found so far, the shapes skipped. */
+class Tuning {
+  readonly tuner: Autotuner;
+  readonly adapter: AdapterId;
+  readonly deno = denoVersion();
+  readonly limits: DeviceLimits;
+  readonly rows: AutotuneRow[] = [];
+  skipped = 0;
+  #done = 0;
+
+  constructor(
+    readonly ctx: KernelContext,
+    readonly f: AutotuneFlags,
+    readonly cache: TuneCacheData,
+    readonly progress: (line: string) => void,
+    readonly total: number,
+    readonly deadline?: number,
+  ) {
+    this.adapter = adapterIdOf(ctx.gpu);
+    this.tuner = new Autotuner(cache, {
+      adapter: this.adapter,
+      deno: this.deno,
+      warmup: 1,
+      runs: f.quick ? 3 : 5,
+    });
+    this.limits = deviceLimits(ctx.gpu.device);
+  }
+
   /** The cached entry of a task, else tunes it (progress lines, then saves the cache). */
-  const tuneOne = async <P>(
-    i: number,
+  async tuneOne<P>(
     head: string,
     lookup: TuneKeyParts,
     make: () => { task: TuneTask<P>; destroy(): void; n: number },
-  ) => {
-    const cached = tuner.lookup(lookup);
+  ): Promise<{ entry: TuneEntry; measured: boolean } | undefined> {
+    const i = this.#done++;
+    const cached = this.tuner.lookup(lookup);
     if (cached) return { entry: cached, measured: false };
-    if (run.deadline !== undefined && performance.now() >= run.deadline) {
-      skipped++;
+    if (this.deadline !== undefined && performance.now() >= this.deadline) {
+      this.skipped++;
       return undefined;
     }
     const { task, destroy, n } = make();
-    progress(`[${i + 1}/${total}] ${head}: ${n} candidates`);
-    tuner.o.progress = (line) => progress(`  ${line}`);
+    this.progress(`[${i + 1}/${this.total}] ${head}: ${n} candidates`);
+    this.tuner.o.progress = (line) => this.progress(`  ${line}`);
     let entry: TuneEntry;
     try {
-      entry = await tuner.tune(task);
+      entry = await this.tuner.tune(task);
     } finally {
       destroy();
     }
-    await saveTuneCache(cache, f.cache);
+    await saveTuneCache(this.cache, this.f.cache);
     return { entry, measured: true };
-  };
-  /** The row fields every kernel's entry gives. */
-  const entryFields = (entry: TuneEntry, measured: boolean) => ({
-    bucket: entry.bucket,
-    measured,
-    default_ms: entry.default_ms,
-    best_ms: entry.best_ms,
-    speedup: entry.default_ms / entry.best_ms,
-    variant: entry.variant,
-  });
-  for (const [i, s] of shapes.entries()) {
-    const tuned = await tuneOne(
-      i,
+  }
+
+  /** Tunes (or finds) one matmul shape of the step and adds its row. */
+  async matmul(s: MatmulUse): Promise<void> {
+    const { ctx, f, limits } = this, adapterClass = ctx.gpu.adapterClass;
+    const tuned = await this.tuneOne(
       `matmul ${s.trans} ${s.M}x${s.N}x${s.inner} (${s.what})`,
       matmulKeyParts(s, adapterClass),
       () => {
@@ -201,12 +226,13 @@ export async function autotune(
         return { task, destroy: task.destroy, n: task.candidates.length };
       },
     );
-    if (!tuned) continue;
+    if (!tuned) return;
     const { entry, measured } = tuned;
-    const onePass = tunedMatmulParams(cache, { adapter, deno, limits }, s);
+    const on = { adapter: this.adapter, deno: this.deno, limits };
+    const onePass = tunedMatmulParams(this.cache, on, s);
     const onePassName = onePass ? matmulVariantName(onePass) : entry.trials[0].name;
     const onePassMs = entry.trials.find((t) => t.name === onePassName)?.ms ?? entry.default_ms;
-    rows.push({
+    this.rows.push({
       kernel: "matmul",
       shape: `${s.trans} ${s.M}x${s.N}x${s.inner}`,
       trans: s.trans,
@@ -220,11 +246,13 @@ export async function autotune(
       one_pass_ms: onePassMs,
     });
   }
-  for (const [j, s] of attention.entries()) {
+
+  /** Tunes (or finds) the training attention of one layout and adds its row. */
+  async attention(s: AttentionShape & { count: number }): Promise<void> {
+    const { ctx, f, limits } = this, adapterClass = ctx.gpu.adapterClass;
     const shape =
       `${s.layout} ${s.batch}x${s.heads}/${s.kvHeads} L${s.L} K${s.spec.K} d${s.headDim}`;
-    const tuned = await tuneOne(
-      shapes.length + j,
+    const tuned = await this.tuneOne(
       `attention ${shape} (${s.spec.name}, forward + backward)`,
       attentionKeyParts(s, adapterClass),
       () => {
@@ -234,37 +262,52 @@ export async function autotune(
         return { task, destroy: task.destroy, n: task.candidates.length };
       },
     );
-    if (!tuned) continue;
-    const { entry, measured } = tuned;
-    rows.push({
+    if (!tuned) return;
+    this.rows.push({
       kernel: "attention",
       shape,
       count: s.count,
       what: `${s.spec.name} forward + backward`,
-      ...entryFields(entry, measured),
-      one_pass_variant: entry.variant,
-      one_pass_ms: entry.best_ms,
+      ...entryFields(tuned.entry, tuned.measured),
+      one_pass_variant: tuned.entry.variant,
+      one_pass_ms: tuned.entry.best_ms,
     });
   }
-  const sum = (kernel: string, f: (r: AutotuneRow) => number) =>
-    rows.filter((r) => r.kernel === kernel).reduce((t, r) => t + r.count * f(r), 0);
+
+  report(): AutotuneReport {
+    const rows = this.rows;
+    const sum = (kernel: string, f: (r: AutotuneRow) => number) =>
+      rows.filter((r) => r.kernel === kernel).reduce((t, r) => t + r.count * f(r), 0);
+    return {
+      adapter: this.ctx.gpu.adapterName,
+      adapter_class: this.ctx.gpu.adapterClass,
+      deno: this.deno,
+      cache: this.f.cache,
+      quick: Boolean(this.f.quick),
+      measured_candidates: this.tuner.measured,
+      rows,
+      skipped: this.skipped,
+      step_ms: {
+        default: sum("matmul", (r) => r.default_ms),
+        best: sum("matmul", (r) => r.best_ms),
+        one_pass: sum("matmul", (r) => r.one_pass_ms),
+      },
+      attention_step_ms: {
+        default: sum("attention", (r) => r.default_ms),
+        best: sum("attention", (r) => r.best_ms),
+      },
+    };
+  }
+}
+
+/** The row fields every kernel's entry gives. */
+function entryFields(entry: TuneEntry, measured: boolean) {
   return {
-    adapter: ctx.gpu.adapterName,
-    adapter_class: adapterClass,
-    deno,
-    cache: f.cache,
-    quick: Boolean(f.quick),
-    measured_candidates: tuner.measured,
-    rows,
-    skipped,
-    step_ms: {
-      default: sum("matmul", (r) => r.default_ms),
-      best: sum("matmul", (r) => r.best_ms),
-      one_pass: sum("matmul", (r) => r.one_pass_ms),
-    },
-    attention_step_ms: {
-      default: sum("attention", (r) => r.default_ms),
-      best: sum("attention", (r) => r.best_ms),
-    },
+    bucket: entry.bucket,
+    measured,
+    default_ms: entry.default_ms,
+    best_ms: entry.best_ms,
+    speedup: entry.default_ms / entry.best_ms,
+    variant: entry.variant,
   };
 }
