@@ -93,6 +93,7 @@ if (import.meta.main) {
         .addOption(
           new Option("--cache <file>", "the autotune cache file").default(DEFAULT_TUNE_CACHE),
         )
+        .option("--force", "replace an existing --cache file that is not an autotune cache")
         .option("--json", "print one JSON object"),
     );
     const f = cmd.opts<AutotuneFlags>();

@@ -71,6 +71,7 @@ function compileProgram(): Command {
       positiveInt("--L"),
       d.L,
     )
+    .option("--force", "replace files in --out that are not compiled specs of this tool")
     .option("--json", "print a JSON summary of the files written");
 }
 

@@ -33,6 +33,7 @@ async function main() {
     .option("--config <file>", "JSON config to train instead of the demo recipe")
     .option("--no-tune", "use the autotune cache as it is (tune no new shapes)")
     .option("--out <dir>", "where the checkpoint and pictures go", "out/demo")
+    .option("--force", "replace files in --out that are not earlier outputs of this tool")
     .option("--prompt <text>", "text to continue", DEMO_PROMPT)
     .option("--max-new-tokens <n>", "bytes to generate", positiveInt("--max-new-tokens"), 200)
     .option(
@@ -58,6 +59,7 @@ async function main() {
     config: o.config,
     tune: o.tune,
     out: o.out,
+    force: o.force,
     prompt: o.prompt,
     maxNewTokens: o.maxNewTokens,
     log: (l) => o.quiet || console.error(l),

@@ -13,7 +13,6 @@ import {
   positiveInt,
   runCommand,
   UsageError,
-  writeFileAtomic,
 } from "./args.ts";
 
 /** The command line of `deno task export`. */
@@ -40,6 +39,7 @@ export function exportProgram(): Command {
       1024,
     )
     .option("--out <file>", "write the module here (default: stdout)")
+    .option("--force", "replace an existing --out file that is not a module of this tool")
     .option("--json", "print a JSON report (target, layout, out, bytes, analysis) on stdout");
 }
 
@@ -49,7 +49,6 @@ if (import.meta.main) {
     const f = cmd.opts<ExportFlags>();
     if (f.json && !f.out) throw new UsageError("--json needs --out FILE for the module");
     const { module, report } = await exportCommand(cmd.args[0], f, Deno.args);
-    if (f.out) await writeFileAtomic(f.out, module);
     if (f.json) console.log(JSON.stringify(report));
     else if (f.out) console.log(`wrote ${f.out} (${report.bytes} bytes, ${f.layout} layout)`);
     else Deno.stdout.writeSync(new TextEncoder().encode(module));

@@ -6,6 +6,7 @@
 import { type Command, Option } from "commander";
 import { LAYOUTS } from "../compiler/layout.ts";
 import { DENSE_LIMIT, maskReport, type MaskRequest } from "../runtime/jobs/mask.ts";
+import { isSpecPath } from "../runtime/host/spec_file.ts";
 import {
   addSpecOptions,
   newCommand,
@@ -36,6 +37,7 @@ function maskProgram(): Command {
     .option("--svg <file>", "write an SVG picture (dense mask and tile classes)")
     .option("--png <file>", "write a PNG picture (dense mask and tile classes)")
     .option("--tiles-only", "pictures show the tile classes only (any L)")
+    .option("--force", "replace existing --svg/--png files that are not pictures of this tool")
     .option(
       "--max-cache <n>",
       "refuse a spec whose KV cache may exceed n tokens",
@@ -47,6 +49,7 @@ if (import.meta.main) {
   await runCommand(async () => {
     const cmd = parseArgv(maskProgram());
     const f = cmd.opts<MaskRequest & SpecFlags>();
-    console.log(await maskReport(await resolveSpec(cmd.args[0], f), f));
+    const ref = cmd.args[0], specFile = isSpecPath(ref) ? ref : undefined;
+    console.log(await maskReport(await resolveSpec(ref, f), { ...f, specFile }));
   });
 }

@@ -6,7 +6,7 @@
  * progress bar on stderr, and prints the report (one JSON object with `--json`).
  */
 import { LAYOUTS } from "../compiler/layout.ts";
-import type { RunOverrides } from "../runtime/host/config_file.ts";
+import { parseTokenizerFlag } from "../runtime/host/tokenizer_file.ts";
 import { terminalProgress } from "../runtime/host/progress.ts";
 import { utilizationText } from "../runtime/gpu/peak.ts";
 import { trainCommand } from "../runtime/jobs/train.ts";
@@ -28,11 +28,6 @@ function paramValue(name: string, v: string): number | number[] {
   }
   const n = parts.map(Number);
   return parts.length === 1 ? n[0] : n;
-}
-
-function tokenizerFlag(v: string): RunOverrides["tokenizer"] {
-  const m = /^bpe:(\d+)$/.exec(v);
-  return m ? { bpe: Number(m[1]) } : v;
 }
 
 async function main() {
@@ -64,7 +59,7 @@ async function main() {
     .option(
       "--tokenizer <t>",
       "bytes | a tokenizer.json path | bpe:N (data.tokenizer)",
-      tokenizerFlag,
+      (v: string) => parseTokenizerFlag(v),
     )
     .option("--out <file>", "checkpoint to write", "out/model.safetensors")
     .option(
@@ -73,6 +68,7 @@ async function main() {
     )
     .option("--override-config", "with --resume: continue under the changed --config/flags")
     .option("--layout <layout>", `attention storage layout: ${LAYOUTS.join(" | ")}`, "grouped")
+    .option("--force", "replace existing files at --out that are not checkpoints of this tool")
     .option("--json", "print a JSON report on stdout")
     .option("--quiet", "no progress output")
     .addHelpText(
@@ -107,6 +103,7 @@ async function main() {
     out: o.out,
     resume: o.resume,
     overrideConfig: o.overrideConfig,
+    force: o.force,
     layout: o.layout,
     log,
     progress: o.quiet ? undefined : terminalProgress,

@@ -41,6 +41,19 @@ export interface RunOverrides {
 export interface RunConfig {
   config: Config;
   spec: AttentionSpec;
+  /**
+   * The files the run reads, by the flag or field that named them (runtime/host/outputs.ts keeps
+   * outputs off them); data entries are patterns (`runInputs` expands them).
+   */
+  inputs: RunInput[];
+}
+
+/** A file (or, for data, a pattern) a run reads. */
+export interface RunInput {
+  path: string;
+  flag: string;
+  /** A data pattern: a file, folder or glob. */
+  pattern?: boolean;
 }
 
 type Raw = Record<string, Record<string, unknown>>;
@@ -149,9 +162,55 @@ export async function resolveRunConfig(
     config = parseConfig(r);
     spec ??= configSpec(config.phd);
   } catch (e) {
-    throw where(e);
+    throw blame(e, over, where);
   }
-  return { config, spec };
+  const inputs: RunInput[] = path ? [{ path, flag: "--config" }] : [];
+  if (typeof phd.spec === "string" && isSpecPath(phd.spec)) {
+    inputs.push({ path: phd.spec, flag: over.spec !== undefined ? "--spec" : "phd.spec" });
+  }
+  const list = (v: unknown) => typeof v === "string" ? (v === "" ? [] : [v]) : v as string[];
+  for (const p of list(data.train) ?? []) {
+    inputs.push({ path: p, flag: over.data ? "--data" : "data.train", pattern: true });
+  }
+  for (const p of list(data.val) ?? []) inputs.push({ path: p, flag: "data.val", pattern: true });
+  if (tokPath(data.tokenizer)) {
+    inputs.push({
+      path: data.tokenizer as string,
+      flag: over.tokenizer !== undefined ? "--tokenizer" : "data.tokenizer",
+    });
+  }
+  return { config, spec, inputs };
+}
+
+/** The flag that set each config field a flag can set. */
+const FLAG_OF: Record<string, string> = {
+  "train.steps": "--steps",
+  "train.lr": "--lr",
+  "train.batch_size": "--batch-size",
+  "train.seq_len": "--seq-len",
+  "data.tokenizer": "--tokenizer",
+  "data.train": "--data",
+  "phd.K": "--K",
+};
+
+/**
+ * A config error blamed where it came from: a field a flag set names the flag (`--lr 5: ...`),
+ * anything else the config file (`where`).
+ */
+function blame(e: unknown, over: RunOverrides, where: (e: unknown) => Error): Error {
+  const msg = (e as Error).message, field = /config\.([a-z_]+\.[A-Za-z_]+)/.exec(msg)?.[1];
+  const key = field && FLAG_OF[field];
+  const set: Record<string, unknown> = {
+    "--steps": over.steps,
+    "--lr": over.lr,
+    "--batch-size": over.batch_size,
+    "--seq-len": over.seq_len,
+    "--tokenizer": over.tokenizer,
+    "--data": over.data,
+    "--K": over.K,
+  };
+  if (!key || set[key] === undefined) return where(e);
+  return new Error(`${key} ${msg.replace(/^config\.[a-z_]+\.[A-Za-z_]+ /, "")}`);
 }
 
 /** Reads and checks a config file (one line naming the problem); its spec must be a preset. */

@@ -3,7 +3,7 @@
  * so a reader or a crash never sees half a checkpoint or cache file), removal of the temp files a
  * killed writer left behind, and a check that an output path is writable before long work.
  */
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 
 /** Temp files are `<path>.tmp-<pid>-<8 hex>`: the pid says whether their writer still runs. */
 const TEMP = /\.tmp-(\d+)-[0-9a-f]{8}$/;
@@ -66,8 +66,10 @@ export async function removeStaleTemps(path: string): Promise<string[]> {
 }
 
 /**
- * Checks before long work that `path` can be written: its directory exists or can be made, and a
- * probe file can be created there and removed. Throws one line naming the path and the reason.
+ * Checks before long work that `path` can be written: it is not a directory, and a probe file can
+ * be created (and removed) in its folder or, where that folder does not exist yet, in the nearest
+ * one that does (nothing is created: a refused run leaves no folder behind). Throws one line naming
+ * the path and the reason.
  */
 export async function checkWritable(path: string, what = "output"): Promise<void> {
   try {
@@ -76,8 +78,17 @@ export async function checkWritable(path: string, what = "output"): Promise<void
       throw e;
     });
     if (st?.isDirectory) throw new Error("it is a directory, give a file name");
-    await Deno.mkdir(dirname(path), { recursive: true });
-    const probe = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+    let dir = dirname(resolve(path));
+    for (;;) {
+      const d = await Deno.stat(dir).catch(() => undefined);
+      if (d && !d.isDirectory) throw new Error(`${dir} is a file, not a folder`);
+      if (d || dir === dirname(dir)) break;
+      dir = dirname(dir);
+    }
+    const probe = join(
+      dir,
+      `.${basename(path)}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`,
+    );
     await Deno.writeFile(probe, new Uint8Array(0));
     await Deno.remove(probe);
   } catch (e) {

@@ -4,7 +4,8 @@
  * (runtime/gpu/device.ts `adapterClassOf`), so the GPU-shaped defaults can be run and tested on
  * llvmpipe; `PHD_PEAK_TFLOPS` states the adapter's fp32 peak where the table of known GPUs
  * (runtime/gpu/peak.ts) lacks it, so throughput is reported as MFU. Every command, benchmark and
- * test fixture creates its device with these options.
+ * test fixture creates its device with these options. An unset `XDG_RUNTIME_DIR` is set to /tmp
+ * for the process (Mesa would print a warning line).
  */
 import { ADAPTER_CLASSES, type AdapterClass, type GpuOptions } from "../gpu/device.ts";
 import { type ContextOptions, createContext } from "../gpu/context.ts";
@@ -22,6 +23,9 @@ export const PEAK_ENV = "PHD_PEAK_TFLOPS";
  * anything else.
  */
 export function gpuOptionsFromEnv(): GpuOptions {
+  // Mesa's drivers print a line when XDG_RUNTIME_DIR is unset (a plain ssh or sudo session):
+  // set it for this process, so a command's output stays its own.
+  if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", "/tmp");
   const o: GpuOptions = {};
   const v = Deno.env.get(ADAPTER_CLASS_ENV);
   if (v !== undefined && v !== "") {

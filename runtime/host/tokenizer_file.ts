@@ -13,7 +13,7 @@ import {
   trainBpe,
 } from "../data/tokenizer.ts";
 import type { Checkpoint } from "../io/checkpoint.ts";
-import type { TokenizerChoice } from "../model/config.ts";
+import { BPE_MAX, BPE_MIN, type TokenizerChoice } from "../model/config.ts";
 import { writeFileAtomic } from "./files.ts";
 import { resolveTextFiles, sampleText } from "./text_files.ts";
 
@@ -84,4 +84,21 @@ export async function checkpointTokenizer(ck: Checkpoint, file?: string): Promis
     );
   }
   return tok;
+}
+
+/**
+ * A `--tokenizer` value: `bytes`, `bpe:N` (a BPE of N ids to train) or a tokenizer.json path.
+ * A `bpe:` value that is not an integer in range is one line saying what N may be.
+ */
+export function parseTokenizerFlag(v: string, flag = "--tokenizer"): TokenizerChoice {
+  const m = /^bpe:(.*)$/.exec(v);
+  if (!m) return v;
+  const n = Number(m[1]);
+  if (!/^\d+$/.test(m[1]) || n < BPE_MIN || n > BPE_MAX) {
+    throw new RangeError(
+      `${flag} bpe:N needs an integer N in [${BPE_MIN}, ${BPE_MAX}] (the vocabulary of the BPE ` +
+        `to train: 256 bytes, the separator and at least one merge), got "${m[1]}"`,
+    );
+  }
+  return { bpe: n };
 }

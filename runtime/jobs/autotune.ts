@@ -36,7 +36,7 @@ import { matmulVariantName } from "../kernels/matmul.ts";
 import type { Config } from "../model/config.ts";
 import { LAYOUTS } from "../../compiler/layout.ts";
 import { hostContext } from "../host/gpu_options.ts";
-import { checkWritable } from "../host/files.ts";
+import { guardOutputs, oursTuneCache } from "../host/outputs.ts";
 import {
   DEFAULT_TUNE_CACHE,
   denoVersion,
@@ -57,6 +57,8 @@ export interface AutotuneFlags {
   config?: string;
   cache: string;
   json?: boolean;
+  /** Replace an existing `cache` file that is not an autotune cache. */
+  force?: boolean;
 }
 
 /** One tuned shape in the report. */
@@ -142,8 +144,13 @@ export async function autotune(
   const kernels = listOf("--kernels", f.kernels, TUNABLE);
   const layouts = listOf("--layout", f.layout ?? "grouped", LAYOUTS);
   const config = run.config ?? await readConfig(f.config);
-  // Minutes of tuning must not end in an unwritable cache path.
-  await checkWritable(f.cache ?? DEFAULT_TUNE_CACHE, "autotune cache");
+  // Minutes of tuning must not end in an unwritable cache path, nor replace a user's file.
+  const out = { path: f.cache ?? DEFAULT_TUNE_CACHE, flag: "--cache", what: "autotune cache" };
+  await guardOutputs(
+    [{ ...out, ours: oursTuneCache }],
+    f.config ? [{ path: f.config, flag: "--config" }] : [],
+    f,
+  );
   const ctx = run.ctx ?? await hostContext();
   const cache = await loadTuneCache(f.cache, progress);
   const shapes = kernels.includes("matmul") ? configMatmulShapes(ctx, config) : [];

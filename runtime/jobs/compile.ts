@@ -8,12 +8,16 @@ import { join } from "node:path";
 import { type Compiled, type CompileOptions, compileSpec } from "../../compiler/manifest.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { writeFileAtomic } from "../host/files.ts";
+import { guardOutputs, oursManifest, oursWgsl } from "../host/outputs.ts";
+import { isSpecPath } from "../host/spec_file.ts";
 
 /** What `compileToFiles` is asked: the compiler's options and where the files go. */
 export interface CompileRequest extends CompileOptions {
   /** Output folder. */
   out: string;
   json?: boolean;
+  /** Replace existing files in `out` that are not compiled specs of ours. */
+  force?: boolean;
 }
 
 /** Output folder when `--out` is not given. */
@@ -48,6 +52,12 @@ export async function compileToFiles(
     }
     seen.set(specs[i].name, ref);
   });
+  const outputs = specs.flatMap((spec) => [
+    { path: join(f.out, `${spec.name}.wgsl`), flag: "--out", what: "kernel file", ours: oursWgsl },
+    { path: join(f.out, `${spec.name}.json`), flag: "--out", what: "manifest", ours: oursManifest },
+  ]);
+  const inputs = refs.filter(isSpecPath).map((path) => ({ path, flag: "<spec>" }));
+  await guardOutputs(outputs, inputs, f);
   // Build everything before writing anything: bad input leaves no partial output.
   const compiled: Compiled[] = [];
   for (const spec of specs) compiled.push(await compileSpec(spec, f));

@@ -19,6 +19,7 @@ import { brownCorpus } from "../host/corpus.ts";
 import { hostContext } from "../host/gpu_options.ts";
 import type { Progress } from "../host/progress.ts";
 import { DEFAULT_TUNE_CACHE } from "../host/tune_cache.ts";
+import { checkpointOutputs, guardOutputs } from "../host/outputs.ts";
 import { autotune } from "./autotune.ts";
 import { runTraining, type TrainingReport } from "./train.ts";
 
@@ -53,6 +54,8 @@ export interface DemoOptions {
   tune: boolean;
   /** The folder of the checkpoint and pictures. */
   out: string;
+  /** Replace existing files there that are not earlier outputs of ours. */
+  force?: boolean;
   prompt: string;
   maxNewTokens: number;
   log?: (line: string) => void;
@@ -125,6 +128,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const log = o.log ?? (() => {});
   const budgetMs = o.minutes * 60_000; // performance.now() counts from process start
   const config = structuredClone(o.config ? (await loadRunConfig(o.config)).config : DEMO_CONFIG);
+  const out = `${o.out}/model.safetensors`;
+  const inputs = o.config ? [{ path: o.config, flag: "--config" }] : [];
+  await guardOutputs(checkpointOutputs(out, "--out"), inputs, o);
   if (o.steps) config.train.steps = o.steps;
   const spec = configSpec(config.phd);
   log(
@@ -148,7 +154,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     {
       config,
       spec,
-      out: `${o.out}/model.safetensors`,
+      out,
       evalBefore: true,
       log: o.log,
       progress: o.progress,

@@ -12,7 +12,9 @@ import type { AttentionSpec } from "../../dsl/spec.ts";
 import { specToJson } from "../../dsl/serial.ts";
 import { PRESETS } from "../../dsl/presets.ts";
 import { loadCheckpoint } from "../host/checkpoint.ts";
-import { applySpecFlags, resolveSpec, type SpecFlags } from "../host/spec_file.ts";
+import { applySpecFlags, isSpecPath, resolveSpec, type SpecFlags } from "../host/spec_file.ts";
+import { guardOutputs, oursFlexModule } from "../host/outputs.ts";
+import { writeFileAtomic } from "../host/files.ts";
 import { checkpointMetadata } from "../io/safetensors.ts";
 import { configSpec, DEFAULT_CONFIG, type PhdConfig, phdOf } from "../model/config.ts";
 import { maskSummary } from "../../viz/mask_report.ts";
@@ -31,6 +33,8 @@ export interface ExportFlags extends SpecFlags {
   L: number;
   out?: string;
   json?: boolean;
+  /** Replace an existing `out` that is not a module of ours. */
+  force?: boolean;
 }
 
 /**
@@ -72,12 +76,20 @@ async function exportedSpec(
   return { spec, phd: ref in PRESETS ? presetPhd(ref, spec) : phdOf(spec, ref) };
 }
 
-/** Runs the command on parsed flags; returns the module text and the `--json` report. */
+/**
+ * Runs the command on parsed flags: checks `--out` before any work, writes the module there
+ * (atomically) when given; returns the module text and the `--json` report.
+ */
 export async function exportCommand(
   ref: string,
   f: ExportFlags,
   argv: readonly string[],
 ): Promise<{ module: string; report: Record<string, unknown> }> {
+  if (f.out) {
+    const inputs = isCheckpoint(ref) || isSpecPath(ref) ? [{ path: ref, flag: "<spec>" }] : [];
+    const out = { path: f.out, flag: "--out", what: "FlexAttention module", ours: oursFlexModule };
+    await guardOutputs([out], inputs, f);
+  }
   const { spec, phd } = await exportedSpec(ref, f);
   // Expressibility first: a refusal should not wait for the analysis.
   const draft = { layout: f.layout, L: f.L, analysis: "", command: "" };
@@ -100,6 +112,7 @@ export async function exportCommand(
     command: ["deno task export", ...argv].join(" "),
     checkpointPhd,
   });
+  if (f.out) await writeFileAtomic(f.out, module);
   const report = {
     target: f.to,
     layout: f.layout,

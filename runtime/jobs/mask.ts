@@ -11,6 +11,7 @@ import type { AttentionSpec } from "../../dsl/spec.ts";
 import { maskPng, maskSvg } from "../../viz/mask_picture.ts";
 import { denseJson, maskSummary } from "../../viz/mask_report.ts";
 import { writeFileAtomic } from "../host/files.ts";
+import { guardOutputs, oursPicture } from "../host/outputs.ts";
 
 /** Most tokens (K*L) for outputs that build the dense K*L x K*L mask (`--json`, dense panel). */
 export const DENSE_LIMIT = 4096;
@@ -40,6 +41,10 @@ export interface MaskRequest {
   tilesOnly?: boolean;
   /** Refuse specs whose KV cache is unbounded or may exceed this many tokens. */
   maxCache?: number;
+  /** The spec's file, kept off the pictures' paths. */
+  specFile?: string;
+  /** Replace existing picture paths that are not pictures of ours. */
+  force?: boolean;
 }
 
 /** The refusal for `--max-cache N`, or undefined when the retention fits. */
@@ -59,6 +64,9 @@ function cacheRefusal(a: Analysis, max: number): string | undefined {
 /** The analysis (and pictures written); returns what `deno task mask` prints. */
 export async function maskReport(spec: AttentionSpec, f: MaskRequest): Promise<string> {
   const N = spec.K * f.L;
+  const pictures = [["--svg", f.svg], ["--png", f.png]].filter(([, p]) => p)
+    .map(([flag, path]) => ({ path: path!, flag: flag!, what: "picture", ours: oursPicture }));
+  await guardOutputs(pictures, f.specFile ? [{ path: f.specFile, flag: "<spec>" }] : [], f);
   const drawsDense = Boolean(f.svg || f.png) && !f.tilesOnly;
   if ((f.json || drawsDense) && N > DENSE_LIMIT) {
     const flag = f.json ? "--json" : f.svg ? "--svg" : "--png";

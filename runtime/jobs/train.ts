@@ -31,8 +31,9 @@ import {
   seriesPath,
   type TrainingCheckpoint,
 } from "../host/checkpoint.ts";
-import { checkWritable, writeFileAtomic } from "../host/files.ts";
-import { loadRunConfig, type RunOverrides } from "../host/config_file.ts";
+import { writeFileAtomic } from "../host/files.ts";
+import { checkpointOutputs, guardOutputs, runInputs } from "../host/outputs.ts";
+import { loadRunConfig, type RunInput, type RunOverrides } from "../host/config_file.ts";
 import { resolveTokenizer } from "../host/tokenizer_file.ts";
 import type { Progress } from "../host/progress.ts";
 import { tunedKernels } from "../host/tune_cache.ts";
@@ -105,6 +106,8 @@ export interface TrainOptions {
   resume?: string;
   /** With `resume`: continue under the changed config instead of refusing. */
   overrideConfig?: boolean;
+  /** Replace existing files at the outputs that are not earlier outputs of ours. */
+  force?: boolean;
   layout?: Layout;
   log?: (line: string) => void;
   progress?: (format: string) => Progress;
@@ -117,10 +120,11 @@ export interface TrainOptions {
  */
 export async function trainCommand(o: TrainOptions): Promise<TrainingReport> {
   if (o.overrideConfig && !o.resume) throw new Error("--override-config needs --resume");
-  await checkWritable(o.out, "checkpoint");
   const base = { out: o.out, layout: o.layout, log: o.log, progress: o.progress, signals: true };
   if (!o.resume) {
-    const { config, spec } = await loadRunConfig(o.config, o.overrides);
+    const { config, spec, inputs } = await loadRunConfig(o.config, o.overrides);
+    const bpe = typeof config.data.tokenizer === "object";
+    await guardOutputs(checkpointOutputs(o.out, "--out", { bpe }), await runInputs(inputs), o);
     const tokenizer = await resolveTokenizer(config.data.tokenizer, {
       train: config.data.train,
       field: config.data.field,
@@ -151,6 +155,10 @@ export async function trainCommand(o: TrainOptions): Promise<TrainingReport> {
     if (over.seq_len) asked.train.seq_len = over.seq_len;
   }
   const r = await resolveResume(o.resume, asked, { override: o.overrideConfig, warn: o.log });
+  const inputs: RunInput[] = o.config ? [{ path: o.config, flag: "--config" }] : [];
+  const data = [r.config.data.train, r.config.data.val].flat().filter((p) => p !== "");
+  for (const path of data) inputs.push({ path, flag: "data.train", pattern: true });
+  await guardOutputs(checkpointOutputs(o.out, "--out"), await runInputs(inputs), o);
   return (await runTraining({ ...base, config: r.config, resume: r.unit })).report;
 }
 

@@ -21,6 +21,10 @@ export interface ModelConfig {
   tie_word_embeddings: boolean;
 }
 
+/** The vocabulary sizes a trained BPE may have: 256 bytes, the separator and at least one merge. */
+export const BPE_MIN = 258;
+export const BPE_MAX = 65536;
+
 /**
  * The PHD expansion and its mask. Without `spec`: the preset `variant` with K, W, C and positions
  * (the config's defaults where not given). With `spec` (a preset name or a `.ts` file exporting an
@@ -364,10 +368,10 @@ function checkData(d: DataConfig): void {
     Object.keys(t).join() === "bpe";
   if (bpe) {
     const n = (t as { bpe: unknown }).bpe;
-    if (!Number.isInteger(n) || (n as number) < 258 || (n as number) > 65536) {
+    if (!Number.isInteger(n) || (n as number) < BPE_MIN || (n as number) > BPE_MAX) {
       throw new RangeError(
-        `config.data.tokenizer {"bpe": N} needs an integer N in [258, 65536] (256 bytes, the ` +
-          `separator and at least one merge), got ${JSON.stringify(n)}`,
+        `config.data.tokenizer {"bpe": N} needs an integer N in [${BPE_MIN}, ${BPE_MAX}] (256 ` +
+          `bytes, the separator and at least one merge), got ${JSON.stringify(n)}`,
       );
     }
   } else if (typeof t !== "string" || t === "") {
