@@ -107,6 +107,11 @@ export function addSpecOptions(cmd: Command): Command {
       assignments("--param", (name, v) => integer(`--param ${name}`, v, 0)),
     )
     .option(
+      "--spec-timeout <s>",
+      "seconds a spec file may take to load and build its mask (default 10)",
+      positiveNumber("--spec-timeout"),
+    )
+    .option(
       "--table <name=starts>",
       "a segment table of increasing starts, e.g. --table docs=0,5,9 (repeatable)",
       assignments(

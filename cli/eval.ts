@@ -28,6 +28,10 @@ async function main() {
       "--tokenizer <file>",
       "a tokenizer.json to use instead of the checkpoint's (its vocabulary must match)",
     )
+    .option(
+      "--allow-leak",
+      "evaluate a spec whose predictions can see their targets, scoring only the positions that cannot",
+    )
     .option("--json", 'print {"loss","bits_per_byte","tokens",...} on stdout')
     .addHelpText(
       "after",
@@ -48,6 +52,8 @@ async function main() {
     maxWindows: o.maxWindows,
     layout: o.layout,
     tokenizer: o.tokenizer,
+    allowLeak: o.allowLeak,
+    warn: (l) => console.error(l),
     progress: quiet
       ? undefined
       : (d, n) => Deno.stderr.writeSync(enc.encode(`\reval ${d}/${n} windows`)),

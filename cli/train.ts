@@ -61,6 +61,11 @@ async function main() {
       "bytes | a tokenizer.json path | bpe:N (data.tokenizer)",
       (v: string) => parseTokenizerFlag(v),
     )
+    .option(
+      "--spec-timeout <s>",
+      "seconds a spec file may take to load and build its mask (default 10)",
+      positiveNumber("--spec-timeout"),
+    )
     .option("--out <file>", "checkpoint to write", "out/model.safetensors")
     .option(
       "--resume <file>",
@@ -69,6 +74,10 @@ async function main() {
     .option("--override-config", "with --resume: continue under the changed --config/flags")
     .option("--layout <layout>", `attention storage layout: ${LAYOUTS.join(" | ")}`, "grouped")
     .option("--force", "replace existing files at --out that are not checkpoints of this tool")
+    .option(
+      "--allow-leak",
+      "train a spec whose predictions can see their targets (a prefix-LM, an encoder), scoring only the positions that cannot",
+    )
     .option("--json", "print a JSON report on stdout")
     .option("--quiet", "no progress output")
     .addHelpText(
@@ -99,11 +108,13 @@ async function main() {
       seq_len: o.seqLen,
       data: o.data,
       tokenizer: o.tokenizer,
+      specTimeout: o.specTimeout,
     },
     out: o.out,
     resume: o.resume,
     overrideConfig: o.overrideConfig,
     force: o.force,
+    allowLeak: o.allowLeak,
     layout: o.layout,
     log,
     progress: o.quiet ? undefined : terminalProgress,

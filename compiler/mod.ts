@@ -4,7 +4,14 @@
  * FlexAttention export. Imports only the DSL; touches no GPU and no file.
  */
 export { type Analysis, analyze, type AnalyzeOptions, summarize } from "./analysis/analyze.ts";
-export { type Causality, checkCausality } from "./analysis/causality.ts";
+export { type Causality, checkCausality, requireCausal } from "./analysis/causality.ts";
+export {
+  type Leaks,
+  lossPositions,
+  MAX_LEAK_TOKENS,
+  predictionLeaks,
+  scoredPositions,
+} from "./analysis/leaks.ts";
 export { copyRanges, type Layout, LAYOUTS, storageIndex, tokenAt } from "./layout.ts";
 export { type PrefillPlan, prefillSet } from "./analysis/prefill.ts";
 export { type CopyRetention, planRetention, type RetentionPlan } from "./analysis/retention.ts";

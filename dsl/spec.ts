@@ -120,9 +120,17 @@ function coords(side: "q" | "k", K: number): TokenCoords {
   };
 }
 
-function checkInt(what: string, v: unknown, min: number): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
-    throw new RangeError(`${what} must be an integer >= ${min}, got ${v}`);
+/**
+ * The most copies per position a spec may declare: the analyses and kernels are sized for it
+ * (the tile classes of the fused kernels allow 30), and a larger K only makes work that never
+ * ends.
+ */
+export const MAX_K = 256;
+
+function checkInt(what: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
+    throw new RangeError(`${what} must be an integer ${range}, got ${v}`);
   }
   return v;
 }
@@ -132,7 +140,7 @@ export function defineAttention(input: AttentionSpecInput): AttentionSpec {
   if (!IDENT.test(input.name)) {
     throw new TypeError(`spec name must be an identifier like "phd_cswa", got "${input.name}"`);
   }
-  const K = checkInt(`K of spec "${input.name}"`, input.K ?? 1, 1);
+  const K = checkInt(`K of spec "${input.name}"`, input.K ?? 1, 1, MAX_K);
   const params: Record<string, number> = {};
   for (const [k, v] of Object.entries(input.params ?? {})) {
     if (!IDENT.test(k)) throw new TypeError(`parameter name "${k}" is not an identifier`);

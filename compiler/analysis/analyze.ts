@@ -36,9 +36,21 @@ export interface Analysis {
   ms: { causality: number; retention: number; prefill: number; tiles: number };
 }
 
-/** Runs the whole analysis. Throws the causality message if the spec sees the future. */
+/** The most positions the analysis takes (2^18; at 2^20 it takes minutes and GBs). */
+export const MAX_ANALYSIS_L = 1 << 18;
+
+/**
+ * Runs the whole analysis. Throws the causality message if the spec sees the future, and one line
+ * for an L beyond `MAX_ANALYSIS_L`.
+ */
 export function analyze(spec: AttentionSpec, o: AnalyzeOptions): Analysis {
   const bindings = o.bindings ?? specBindings(spec), L = o.L, tile = o.tile ?? 64;
+  if (!Number.isInteger(L) || L < 1 || L > MAX_ANALYSIS_L) {
+    throw new RangeError(
+      `the analysis takes L in [1, ${MAX_ANALYSIS_L}] positions (its time and memory grow with ` +
+        `L: about 7 s and 0.4 GB at the limit), got L = ${L}: use a smaller --L`,
+    );
+  }
   const timed = <T>(f: () => T): [T, number] => {
     const t0 = performance.now();
     const v = f();

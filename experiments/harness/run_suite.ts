@@ -28,6 +28,7 @@ import type { KernelContext } from "../../runtime/gpu/kernel.ts";
 import type { Corpus } from "../../runtime/data/batches.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
+import { scoredPositions } from "../../compiler/analysis/leaks.ts";
 
 const SUITES_DIR = new URL("../", import.meta.url);
 
@@ -217,10 +218,9 @@ async function resolveArms(suite: Suite, file: string): Promise<Map<string, RunC
   const armRuns = new Map<string, RunConfig>();
   for (const arm of suite.arms) {
     try {
-      armRuns.set(
-        arm.name,
-        await resolveRunConfig(armSections(suite, arm), { base: dirname(file) }),
-      );
+      const r = await resolveRunConfig(armSections(suite, arm), { base: dirname(file) });
+      scoredPositions(r.spec, r.config.train.seq_len, { what: "train" });
+      armRuns.set(arm.name, r);
     } catch (e) {
       throw new Error(`suite ${suite.name}, arm "${arm.name}": ${(e as Error).message}`);
     }

@@ -35,6 +35,8 @@ export interface RunOverrides {
   data?: string[];
   /** `"bytes"`, a tokenizer.json path or `{ bpe: N }` (replaces `data.tokenizer`). */
   tokenizer?: Config["data"]["tokenizer"];
+  /** Seconds a spec file may take to load (not a config field). */
+  specTimeout?: number;
 }
 
 /** A resolved run: the checked config (its `phd` section resolved) and the spec it trains. */
@@ -137,7 +139,11 @@ export async function resolveRunConfig(
     }
     let loaded: AttentionSpec;
     try {
-      loaded = await loadSpecRef(phd.spec, base);
+      const K = typeof phd.K === "number" ? phd.K : undefined;
+      loaded = await loadSpecRef(phd.spec, base, {
+        over: K === undefined ? undefined : { K },
+        timeoutS: over.specTimeout,
+      });
     } catch (e) {
       throw over.spec === undefined ? where(e) : e; // a flag's spec is not the file's fault
     }

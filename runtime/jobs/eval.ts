@@ -13,6 +13,7 @@ import { hostContext } from "../host/gpu_options.ts";
 import { bitsPerByte, evaluateStream } from "../train/evaluate.ts";
 import { ModelParams } from "../model/params.ts";
 import { checkForwardFits } from "../model/limits.ts";
+import { scoredPositions } from "../../compiler/analysis/leaks.ts";
 
 /** Context when a checkpoint does not record the one it was trained with. */
 export const DEFAULT_CONTEXT = 128;
@@ -31,6 +32,10 @@ export interface EvalRequest {
   tokenizer?: string;
   /** Called after each batch with windows done and total. */
   progress?: (done: number, total: number) => void;
+  /** Evaluate a spec whose predictions can see their targets, scoring only those that cannot. */
+  allowLeak?: boolean;
+  /** Where warnings go (a mask with rows that see nothing). */
+  warn?: (line: string) => void;
 }
 
 /** `deno task eval --json`'s object. */
@@ -83,6 +88,18 @@ export async function evaluateCheckpoint(r: EvalRequest): Promise<EvalReport> {
     L: context,
     names: { batch: "--batch", L: "--context" },
   });
+  const scored = new Map<number, readonly number[] | undefined>();
+  const scoredAt = (len: number) => {
+    if (!scored.has(len)) {
+      const warn = scored.size === 0 ? r.warn : undefined;
+      scored.set(
+        len,
+        scoredPositions(ck.spec, len, { allowLeak: r.allowLeak, warn, what: "be scored" }),
+      );
+    }
+    return scored.get(len);
+  };
+  scoredAt(context); // refused before any text is read
   const stream = await evalStream(r, tokenizer);
   if (stream.length < 2) throw new Error("the text must hold at least 2 tokens");
   const params = ModelParams.loaded(ctx, ck);
@@ -94,15 +111,15 @@ export async function evaluateCheckpoint(r: EvalRequest): Promise<EvalReport> {
     layout: r.layout,
     separator: tokenizer.separator,
     progress: r.progress,
+    scored: scoredAt,
   });
   params.destroy();
-  const predicted = stream.subarray(1, 1 + e.tokens);
   const bytes = tokenizer.name === "bytes"
-    ? predicted.length
-    : new TextEncoder().encode(tokenizer.decode(predicted)).length;
+    ? e.targets.length
+    : new TextEncoder().encode(tokenizer.decode(e.targets)).length;
   return {
     loss: e.loss,
-    bits_per_byte: bitsPerByte(e.loss, tokenizer, [predicted]),
+    bits_per_byte: bitsPerByte(e.loss, tokenizer, [e.targets]),
     tokens: e.tokens,
     bytes,
     context,

@@ -19,6 +19,7 @@ import { type Utilization, utilization, utilizationText } from "../gpu/peak.ts";
 import { checkModelFits } from "../model/limits.ts";
 import { LossGuard, measureMatmulGflops, Trainer } from "../train/trainer.ts";
 import { bitsPerByte } from "../train/evaluate.ts";
+import { scoredPositions } from "../../compiler/analysis/leaks.ts";
 import { StepPlanner } from "../train/budget.ts";
 import { corpusOf } from "../host/corpus.ts";
 import { hostContext } from "../host/gpu_options.ts";
@@ -57,6 +58,11 @@ export interface TrainingRun {
   progress?: (format: string) => Progress;
   /** Validate before training (the demo's "before" figure). */
   evalBefore?: boolean;
+  /**
+   * Train a spec whose predictions can see their targets (a prefix-LM, an encoder), scoring only
+   * the positions that cannot (compiler/analysis/leaks.ts); without it such a spec is refused.
+   */
+  allowLeak?: boolean;
   /** Stop at the next step on SIGINT or SIGTERM, save, and report `interrupted`. */
   signals?: boolean;
   /**
@@ -108,6 +114,8 @@ export interface TrainOptions {
   overrideConfig?: boolean;
   /** Replace existing files at the outputs that are not earlier outputs of ours. */
   force?: boolean;
+  /** Train a spec whose predictions can see their targets (see `TrainingRun.allowLeak`). */
+  allowLeak?: boolean;
   layout?: Layout;
   log?: (line: string) => void;
   progress?: (format: string) => Progress;
@@ -120,7 +128,14 @@ export interface TrainOptions {
  */
 export async function trainCommand(o: TrainOptions): Promise<TrainingReport> {
   if (o.overrideConfig && !o.resume) throw new Error("--override-config needs --resume");
-  const base = { out: o.out, layout: o.layout, log: o.log, progress: o.progress, signals: true };
+  const base = {
+    out: o.out,
+    layout: o.layout,
+    log: o.log,
+    progress: o.progress,
+    signals: true,
+    allowLeak: o.allowLeak,
+  };
   if (!o.resume) {
     const { config, spec, inputs } = await loadRunConfig(o.config, o.overrides);
     const bpe = typeof config.data.tokenizer === "object";
@@ -239,6 +254,11 @@ class TrainingJob {
       training: true,
       embedTables: embeddingTables({ K, embeddings: config.phd.embeddings }),
     }, { memoryBytes: hostMemory() });
+    const lossPositions = scoredPositions(spec ?? configSpec(config.phd), t.seq_len, {
+      allowLeak: run.allowLeak,
+      warn: log,
+      what: "train",
+    });
     for (const p of await removeStaleSaveTemps(run.out)) log(`removed stale temp file ${p}`);
     if (!run.resume) {
       const n = await removeSeries(run.out);
@@ -253,8 +273,12 @@ class TrainingJob {
       layout: run.layout,
       matmul: tuned.matmul,
       attention: tuned.attention,
+      lossPositions,
     });
     log(tuned.summary());
+    if (lossPositions) {
+      log(`scoring ${lossPositions.length} of ${t.seq_len} positions (--allow-leak)`);
+    }
     if (run.resume) {
       trainer.params.upload(run.resume.checkpoint.params);
       trainer.restore(run.resume.saved.state);
@@ -502,12 +526,14 @@ class TrainingJob {
     } as TrainingReport;
   }
 
-  /** The targets of the validation windows the loss is measured on. */
+  /** The targets of the validation windows the loss is measured on (at the scored positions). */
   *validationTargets(): Generator<Uint32Array> {
-    const t = this.config.train, w = t.seq_len + 1;
+    const t = this.config.train, w = t.seq_len + 1, scored = this.trainer.graph.positions;
     const shape = { batch: this.evalBatch, seqLen: t.seq_len };
     for (const b of evalBatches(this.corpus.val, shape, t.eval_batches)) {
-      for (let r = 0; r < this.evalBatch; r++) yield b.subarray(r * w + 1, (r + 1) * w);
+      for (let r = 0; r < this.evalBatch; r++) {
+        yield Uint32Array.from(scored, (p) => b[r * w + p + 1]);
+      }
     }
   }
 }

@@ -56,6 +56,11 @@ export interface GraphOptions {
    * undefined, keeps the default; ignored when `attention` sets any of those knobs itself.
    */
   attentionChooser?: AttentionChooser;
+  /**
+   * The positions whose predictions the loss scores (in order; default all L). A spec whose
+   * predictions can see their targets trains on the others only (compiler/analysis/leaks.ts).
+   */
+  lossPositions?: readonly number[];
 }
 
 /** A layer's training activations: the block's, plus the head-major attention tensors. */
@@ -131,24 +136,28 @@ export interface IndexTables {
   slotOf: Uint32Array;
   /** RoPE position id of each slot: p (shared) or p·K + c (flattened). */
   ropePos: Uint32Array;
-  /** Activation row of each loss row b·L + p: the last copy of (b, p). */
+  /** Activation row of each loss row b·P + i: the last copy of (b, positions[i]). */
   lossRows: Uint32Array;
 }
 
-/** The index tables of a spec's expansion of `B` sequences of `L` positions in `layout`. */
+/**
+ * The index tables of a spec's expansion of `B` sequences of `L` positions in `layout`; the loss
+ * scores `positions` of each sequence (default all).
+ */
 export function indexTables(
   spec: AttentionSpec,
   layout: Layout,
   B: number,
   L: number,
+  positions: readonly number[] = Array.from({ length: L }, (_, p) => p),
 ): IndexTables {
-  const K = spec.K, N = K * L;
+  const K = spec.K, N = K * L, P = positions.length;
   const t: IndexTables = {
     posOfSlot: new Uint32Array(N),
     copyOfSlot: new Uint32Array(N),
     slotOf: new Uint32Array(L * K),
     ropePos: new Uint32Array(N),
-    lossRows: new Uint32Array(B * L),
+    lossRows: new Uint32Array(B * P),
   };
   for (let p = 0; p < L; p++) {
     for (let c = 0; c < K; c++) {
@@ -160,7 +169,7 @@ export function indexTables(
     }
   }
   for (let b = 0; b < B; b++) {
-    for (let p = 0; p < L; p++) t.lossRows[b * L + p] = b * N + t.slotOf[p * K + K - 1];
+    positions.forEach((p, i) => t.lossRows[b * P + i] = b * N + t.slotOf[p * K + K - 1]);
   }
   return t;
 }
@@ -173,8 +182,10 @@ export class ModelGraph {
   readonly N: number;
   /** Rows of every activation (batch·N). */
   readonly R: number;
-  /** Loss rows (batch·L): the last copy of each position. */
+  /** Loss rows (batch · scored positions): the last copy of each scored position. */
   readonly M: number;
+  /** The positions the loss scores. */
+  readonly positions: readonly number[];
   readonly layout: Layout;
   readonly attention: FlashAttention;
   /** Batch ids (batch, L+1) u32: inputs, and the last target. */
@@ -217,10 +228,20 @@ export class ModelGraph {
         throw new RangeError(`${k} must be an integer >= 1, got ${v}`);
       }
     }
-    const K = this.copies = spec.K, N = this.N = K * L, R = this.R = B * N, M = this.M = B * L;
+    const positions = this.positions = options.lossPositions ??
+      Array.from({ length: L }, (_, p) => p);
+    if (
+      positions.length === 0 || positions.some((p, i) => p >= L || p <= (positions[i - 1] ?? -1))
+    ) {
+      throw new RangeError(
+        `lossPositions must be increasing positions in [0, ${L}), got ${positions}`,
+      );
+    }
+    const K = this.copies = spec.K, N = this.N = K * L, R = this.R = B * N;
+    const M = this.M = B * positions.length;
     const layout = this.layout = options.attention?.layout ?? "interleaved";
     const d = headDim(cfg), H = cfg.num_attention_heads, HKV = cfg.num_key_value_heads;
-    const t = indexTables(spec, layout, B, L);
+    const t = indexTables(spec, layout, B, L, positions);
     this.#posOfSlot = t.posOfSlot;
     this.#rowBase = params.embedRowBase(K, t.copyOfSlot);
     const maxPos = spec.positions === "flattened" ? N : L;
@@ -531,12 +552,11 @@ export class ModelGraph {
     if (tokens.length !== B * (L + 1)) {
       throw new RangeError(`batch holds ${tokens.length} ids, expected ${B} x ${L + 1}`);
     }
-    const targets = new Uint32Array(B * L), inputs = new Uint32Array(B * L);
+    const P = this.positions.length;
+    const targets = new Uint32Array(B * P), inputs = new Uint32Array(B * L);
     for (let b = 0; b < B; b++) {
-      for (let p = 0; p < L; p++) {
-        inputs[b * L + p] = tokens[b * (L + 1) + p];
-        targets[b * L + p] = tokens[b * (L + 1) + p + 1];
-      }
+      for (let p = 0; p < L; p++) inputs[b * L + p] = tokens[b * (L + 1) + p];
+      this.positions.forEach((p, i) => targets[b * P + i] = tokens[b * (L + 1) + p + 1]);
     }
     for (let i = 0; i < tokens.length; i++) {
       if (tokens[i] >= V) {

@@ -49,16 +49,21 @@ export interface EvalOptions {
   separator?: number;
   /** Called after each batch with windows done and total. */
   progress?: (done: number, total: number) => void;
+  /**
+   * The positions of a window of `len` whose predictions are scored (default all): a spec whose
+   * predictions can see their targets is scored on the others (compiler/analysis/leaks.ts).
+   */
+  scored?: (len: number) => readonly number[] | undefined;
 }
 
-/** Mean loss in nats per predicted token, and the number of predicted tokens. */
+/** Mean loss in nats per predicted token, the number of predicted tokens, and those tokens. */
 export async function evaluateStream(
   ctx: KernelContext,
   params: ModelParams,
   spec: AttentionSpec,
   stream: Uint32Array,
   o: EvalOptions,
-): Promise<{ loss: number; tokens: number }> {
+): Promise<{ loss: number; tokens: number; targets: Uint32Array }> {
   if (stream.length < 2) {
     throw new RangeError("the text must hold at least 2 tokens to predict one");
   }
@@ -66,13 +71,19 @@ export async function evaluateStream(
   let windows = Math.ceil((stream.length - 1) / L);
   if (o.maxWindows !== undefined) windows = Math.min(windows, o.maxWindows);
   const lengths = Array.from({ length: windows }, (_, w) => Math.min(L, stream.length - 1 - w * L));
-  let sum = 0, tokens = 0;
+  let sum = 0;
+  const targets: number[] = [];
   const graphs = new Map<string, ModelGraph>();
   const graph = (batch: number, len: number) => {
     const key = `${batch}x${len}`;
     let g = graphs.get(key);
     if (!g) {
-      g = new ModelGraph(ctx, params, spec, { batch, L: len, attention: { layout: o.layout } });
+      g = new ModelGraph(ctx, params, spec, {
+        batch,
+        L: len,
+        attention: { layout: o.layout },
+        lossPositions: o.scored?.(len),
+      });
       graphs.set(key, g);
     }
     return g;
@@ -93,14 +104,16 @@ export async function evaluateStream(
       const enc = ctx.gpu.device.createCommandEncoder({ label: "eval" });
       g.record(enc);
       ctx.gpu.device.queue.submit([enc.finish()]);
-      const losses = new Float32Array(await readback(ctx.gpu.device, g.losses, n * len * 4));
+      const losses = new Float32Array(await readback(ctx.gpu.device, g.losses, g.M * 4));
       for (const x of losses) sum += x;
-      tokens += n * len;
+      for (let i = 0; i < n; i++) {
+        for (const p of g.positions) targets.push(ids[i * (len + 1) + p + 1]);
+      }
       w += n;
       o.progress?.(w, windows);
     }
   } finally {
     for (const g of graphs.values()) g.destroy();
   }
-  return { loss: sum / tokens, tokens };
+  return { loss: sum / targets.length, tokens: targets.length, targets: Uint32Array.from(targets) };
 }

@@ -75,6 +75,8 @@ export interface TrainerOptions {
   attention?: AttentionChooser;
   /** Sequences per validation batch. Default: the training batch size. */
   evalBatch?: number;
+  /** The positions the loss scores (default all; see `GraphOptions.lossPositions`). */
+  lossPositions?: readonly number[];
 }
 
 /** A model, its optimizer and its data, on one device. */
@@ -110,6 +112,7 @@ export class Trainer {
       attention: { layout: options.layout },
       matmul: options.matmul,
       attentionChooser: options.attention,
+      lossPositions: options.lossPositions,
     });
     this.batches = new Batches(corpus.train, { batch: t.batch_size, seqLen: t.seq_len }, t.seed);
     const dev = ctx.gpu.device;
@@ -188,6 +191,7 @@ export class Trainer {
       attention: { layout: this.options.layout },
       matmul: this.options.matmul,
       attentionChooser: this.options.attention,
+      lossPositions: this.options.lossPositions,
     });
     const g = this.#evalGraph;
     const shape = { batch: B, seqLen: t.seq_len };
@@ -201,7 +205,7 @@ export class Trainer {
       this.ctx.gpu.device.queue.submit([enc.finish()]);
     }
     const { loss } = await g.takeLoss();
-    return { loss, tokens: batches.length * B * t.seq_len };
+    return { loss, tokens: batches.length * g.M };
   }
 
   /** The optimizer and data state (with `params.download()`, everything a resume needs). */

@@ -9,6 +9,7 @@ import {
   ByteTokenizer,
   type Checkpoint,
   type Config,
+  configSpec,
   decodeCheckpoint,
   encodeCheckpoint,
   generate as generateTokens,
@@ -17,6 +18,7 @@ import {
   parseConfig,
   phdOf,
   type SamplingOptions,
+  scoredPositions,
   tokenizerFromMetadata,
   Trainer,
 } from "../core.ts";
@@ -167,6 +169,8 @@ export async function train(): Promise<void> {
     train: tok.encode(TRAINING_TEXT.slice(0, cut)),
     val: tok.encode(TRAINING_TEXT.slice(cut)),
   };
+  // The same refusal as deno task train: a spec whose predictions see their targets, one line.
+  scoredPositions(spec ?? configSpec(config.phd), t.seq_len, { what: "train" });
   const trainer = new Trainer(ctx, config, corpus, { spec });
   const stats = $("train-stats"), chart = $("loss-chart");
   delete chart.dataset.done;
