@@ -23,7 +23,7 @@ Deno.test("bad declarations fail with one line naming the problem", () => {
   const mask = () => int(0).eq(0);
   throws(
     () => defineAttention({ name: "x", K: 0, mask }),
-    /K of spec "x" must be an integer >= 1, got 0/,
+    /K of spec "x" must be an integer in \[1, 256\], got 0/,
   );
   throws(() => defineAttention({ name: "x", K: 1.5, mask }), /got 1.5/);
   throws(() => defineAttention({ name: "bad name", mask }), /identifier/);

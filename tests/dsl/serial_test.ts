@@ -65,7 +65,7 @@ Deno.test("malformed serialised specs: one line naming the bad node", () => {
     ],
     [{ ...good, mask: { op: "xor" } }, /unknown boolean op "xor"/],
     [{ ...good, params: {} }, /reads "W" but declares no parameter/],
-    [{ ...good, K: 0 }, /K of spec "phd_swa" must be an integer >= 1/],
+    [{ ...good, K: 0 }, /K of spec "phd_swa" must be an integer in \[1, 256\]/],
     [{ ...good, score: { op: "fconst", value: "1" } }, /spec.score.value must be a finite number/],
   ];
   for (const [x, re] of cases) {
