@@ -1,11 +1,13 @@
 /**
  * What every command shares: commander set up to fail with one `error: ...` line and exit 1 on
- * bad input (and exit 0 after `--help`), integer flag parsers, the spec flags (`--K --W --C
- * --param --table`), loading a spec from a preset name or a `.ts` file, and atomic file writes.
+ * bad input (and exit 0 after `--help`), integer and tokenizer flag parsers, the spec flags (`--K
+ * --W --C --param --table`), loading a spec from a preset name or a `.ts` file, and atomic file
+ * writes.
  */
 import { Command, CommanderError } from "commander";
 import { type AttentionSpec, respec } from "../dsl/spec.ts";
 import { loadSpecRef } from "../runtime/host/spec_file.ts";
+import type { TokenizerChoice } from "../runtime/model/config.ts";
 
 /** Bad input: the command prints the message as one `error:` line and exits with status 1. */
 export class UsageError extends Error {}
@@ -83,6 +85,12 @@ export function assignments<T>(
     if (!m) throw new UsageError(`${flag} expects NAME=VALUE, got "${v}"`);
     return { ...prev, [m[1]]: value(m[1], m[2]) };
   };
+}
+
+/** A `--tokenizer` value: `bytes`, a tokenizer.json path, or `bpe:N` (`{bpe: N}`). */
+export function tokenizerFlag(v: string): TokenizerChoice {
+  const m = /^bpe:(\d+)$/.exec(v);
+  return m ? { bpe: Number(m[1]) } : v;
 }
 
 /** The spec flags after parsing (see `addSpecOptions`). */

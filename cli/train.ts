@@ -1,17 +1,19 @@
 /**
  * `deno task train [--config FILE.json] [--spec S] [--data F]... [--steps N] [--lr X]
- * [--batch-size B] [--seq-len L] [--K k] [--param NAME=V]... [--tokenizer T] [--out F]
- * [--resume F]`: trains the PHD transformer of a config (flags override it) with any spec on the
- * Brown corpus or any text, with a progress bar (step, loss, tokens/s, MFU, ETA), validation every
- * `eval_every` steps (nats per token and bits per byte), periodic checkpoint units (model +
- * training state, holding the spec and the tokenizer; runtime/host/checkpoint.ts) kept last-N, a
- * final save on SIGINT/SIGTERM, a stop with the last good checkpoint kept when the loss diverges,
- * and a loss-curve SVG. `--resume F [--override-config]` continues the newest complete unit under
- * its saved config. Bad input (config, output path, a model too big for the adapter) is refused
- * before any data is loaded. `runTraining` is shared with `deno task demo`.
+ * [--batch-size B] [--seq-len L] [--K k] [--param NAME=V]... [--tokenizer T] [--tokens F]
+ * [--out F] [--resume F]`: trains the PHD transformer of a config (flags override it) with any
+ * spec on the Brown corpus, any text or a token file (`deno task tokenize`), with a progress bar
+ * (step, loss, tokens/s, MFU, ETA), validation every `eval_every` steps (nats per token and bits
+ * per byte), periodic checkpoint units (model + training state, holding the spec and the
+ * tokenizer; runtime/host/checkpoint.ts) kept last-N, a final save on SIGINT/SIGTERM, a stop
+ * with the last good checkpoint kept when the loss diverges, and a loss-curve SVG. `--resume F
+ * [--override-config]` continues the newest complete unit under its saved config. Bad input
+ * (config, output path, a model too big for the adapter) is refused before any data is loaded.
+ * `runTraining` is shared with `deno task demo`.
  */
 // @ts-types="npm:@types/cli-progress@3.11.6"
 import cliProgress from "cli-progress";
+import { resolve } from "node:path";
 import process from "node:process";
 import type { AttentionSpec } from "../dsl/spec.ts";
 import { type Config, configSpec, embeddingTables } from "../runtime/model/config.ts";
@@ -39,13 +41,22 @@ import type { KernelContext } from "../runtime/gpu/kernel.ts";
 import { tunedKernels } from "../runtime/host/tune_cache.ts";
 import { loadRunConfig, type RunOverrides } from "../runtime/host/config_file.ts";
 import { loadTextCorpus } from "../runtime/host/token_cache.ts";
+import { loadTokenCorpus } from "../runtime/host/token_file.ts";
 import { resolveTokenizer } from "../runtime/host/tokenizer_file.ts";
 import { lineChart } from "../viz/chart.ts";
 import { ByteTokenizer, type Tokenizer, tokenizerFromMetadata } from "../runtime/data/tokenizer.ts";
 import { LossGuard, measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
 import { StepPlanner } from "../runtime/train/budget.ts";
 import { type Layout, LAYOUTS } from "../compiler/layout.ts";
-import { assignments, newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
+import {
+  assignments,
+  newCommand,
+  parseArgv,
+  positiveInt,
+  runCommand,
+  tokenizerFlag,
+  UsageError,
+} from "./args.ts";
 
 /** Where caches of derived data (the cleaned corpus) live. */
 export const CACHE_DIR = ".cache";
@@ -82,6 +93,8 @@ export interface TrainingReport {
   steps: number;
   /** Mean training loss of the last logged steps (nats per token). */
   train_loss: number;
+  /** Every logged [step, mean training loss since the previous log] of this process. */
+  losses: [number, number][];
   val_loss_before?: number;
   /** Validation loss in nats per token (NaN when interrupted). */
   val_loss_after: number;
@@ -332,6 +345,7 @@ export async function runTraining(
   const common = {
     ...report,
     steps: trainer.step,
+    losses: trainPts,
     train_seconds: trainSec,
     tokens_per_s: done > 0 ? done * tokensPerStep / trainSec : 0,
     mfu: done > 0 ? done * trainer.flopsPerStep / trainSec / (peak * 1e9) : 0,
@@ -464,13 +478,22 @@ function bitsPerByte(loss: number, tok: Tokenizer, corpus: Corpus, t: Config["tr
 }
 
 /**
- * The corpus of a config: Brown (bytes) when `data.train` is empty, else the text files through
- * the token cache. Checks that both splits are long enough before saying what was loaded.
+ * The corpus of a config: a token file (`data.tokens`, refused when made with another tokenizer
+ * than `tok`), Brown (bytes) when `data.train` is empty, else the text files through the token
+ * cache. Checks that both splits are long enough before saying what was loaded.
  */
 async function corpusOf(config: Config, tok: Tokenizer, quiet?: boolean): Promise<Corpus> {
   const d = config.data;
   let corpus: Corpus;
-  if (d.train === "") {
+  if (d.tokens !== undefined) {
+    corpus = await loadTokenCorpus(d.tokens, { tokenizer: tok.metadata() });
+    checkSizes(corpus, config);
+    log(
+      quiet,
+      `data: ${d.tokens}: ${corpus.train.length} train and ${corpus.val.length} validation ids ` +
+        `(${tok.name})`,
+    );
+  } else if (d.train === "") {
     if (tok.name !== "bytes") {
       throw new UsageError(
         `the Brown corpus is read as bytes; a tokenizer "${tok.name}" needs data.train (--data)`,
@@ -532,11 +555,6 @@ function paramValue(name: string, v: string): number | number[] {
   return parts.length === 1 ? n[0] : n;
 }
 
-function tokenizerFlag(v: string): RunOverrides["tokenizer"] {
-  const m = /^bpe:(\d+)$/.exec(v);
-  return m ? { bpe: Number(m[1]) } : v;
-}
-
 function positiveNumber(flag: string) {
   return (v: string) => {
     const x = Number(v);
@@ -578,6 +596,10 @@ async function main() {
       "bytes | a tokenizer.json path | bpe:N (data.tokenizer)",
       tokenizerFlag,
     )
+    .option(
+      "--tokens <file>",
+      "a token file of deno task tokenize, in place of --data (data.tokens)",
+    )
     .option("--out <file>", "checkpoint to write", "out/model.safetensors")
     .option(
       "--resume <file>",
@@ -603,6 +625,11 @@ async function main() {
     throw new UsageError(`--layout must be one of ${LAYOUTS.join(", ")}, got "${o.layout}"`);
   }
   if (o.overrideConfig && !o.resume) throw new UsageError("--override-config needs --resume");
+  for (const [flag, input] of [["--tokens", o.tokens], ["--config", o.config]]) {
+    if (input && resolve(input) === resolve(o.out)) {
+      throw new UsageError(`--out ${o.out} is the ${flag} input: write the checkpoint elsewhere`);
+    }
+  }
   await checkWritable(o.out, "checkpoint");
   const over: RunOverrides = {
     spec: o.spec,
@@ -614,11 +641,12 @@ async function main() {
     seq_len: o.seqLen,
     data: o.data,
     tokenizer: o.tokenizer,
+    tokens: o.tokens,
   };
   let run: Omit<Parameters<typeof runTraining>[0], "out">;
   if (o.resume) {
     // The saved config, unless --config or flags ask for another (then refused unless overridden).
-    const fixed = (["spec", "K", "params", "data", "tokenizer"] as const).filter((k) =>
+    const fixed = (["spec", "K", "params", "data", "tokenizer", "tokens"] as const).filter((k) =>
       over[k] !== undefined
     );
     if (fixed.length > 0 && !o.config) {
@@ -645,11 +673,13 @@ async function main() {
     run = { config: r.config, resume: r.unit };
   } else {
     const { config, spec } = await loadRunConfig(o.config, over);
-    const tokenizer = await resolveTokenizer(config.data.tokenizer, {
-      train: config.data.train,
-      field: config.data.field,
-      out: o.out,
-    });
+    const tokenizer = config.data.tokens !== undefined
+      ? (await loadTokenCorpus(config.data.tokens)).tokenizer
+      : await resolveTokenizer(config.data.tokenizer, {
+        train: config.data.train,
+        field: config.data.field,
+        out: o.out,
+      });
     config.model.vocab_size = tokenizer.vocabSize;
     run = { config, spec, tokenizer };
   }

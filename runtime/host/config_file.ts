@@ -1,8 +1,8 @@
 /**
  * Reading a config file (Deno APIs) and resolving what it names: JSON (a UTF-8 byte-order mark
  * allowed) parsed and checked by `parseConfig`, command-line overrides applied on top, paths (spec
- * file, data, tokenizer) resolved against the config file's folder (flags' paths against the
- * working directory), and the spec loaded (a preset, or a `.ts` file) with `phd.K`,
+ * file, data, token file, tokenizer) resolved against the config file's folder (flags' paths
+ * against the working directory), and the spec loaded (a preset, or a `.ts` file) with `phd.K`,
  * `phd.positions` and `phd.params` applied. Every problem is one line, naming the file where there
  * is one.
  */
@@ -35,6 +35,8 @@ export interface RunOverrides {
   data?: string[];
   /** `"bytes"`, a tokenizer.json path or `{ bpe: N }` (replaces `data.tokenizer`). */
   tokenizer?: Config["data"]["tokenizer"];
+  /** A token file (replaces `data.tokens`). */
+  tokens?: string;
 }
 
 /** A resolved run: the checked config (its `phd` section resolved) and the spec it trains. */
@@ -104,6 +106,7 @@ export async function resolveRunConfig(
     if (typeof v === "string" && v !== "") data[k] = abs(base, v);
     else if (Array.isArray(v)) data[k] = v.map((x) => typeof x === "string" ? abs(base, x) : x);
   }
+  if (typeof data.tokens === "string" && data.tokens !== "") data.tokens = abs(base, data.tokens);
   const tokPath = (t: unknown) => typeof t === "string" && t !== "bytes";
   if (tokPath(data.tokenizer)) data.tokenizer = abs(base, data.tokenizer as string);
   const cwd = Deno.cwd();
@@ -114,6 +117,7 @@ export async function resolveRunConfig(
     if (over[k] !== undefined) r.train[k] = over[k];
   }
   if (over.data) data.train = over.data.map((p) => abs(cwd, p));
+  if (over.tokens !== undefined) data.tokens = abs(cwd, over.tokens);
   if (over.tokenizer !== undefined) {
     data.tokenizer = tokPath(over.tokenizer) ? abs(cwd, over.tokenizer as string) : over.tokenizer;
   }
