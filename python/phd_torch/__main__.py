@@ -56,6 +56,7 @@ def parser():
     t.add_argument("--lr", type=float, help="peak learning rate (train.lr)")
     t.add_argument("--seed", type=non_negative, help="initial weights and batches (train.seed)")
     t.add_argument("--save-every", type=non_negative, help="a checkpoint unit every N steps")
+    t.add_argument("--log-every", type=positive, help="a logged mean loss every N steps")
     t.add_argument("--grad-accum", type=positive, default=1, help="micro-batches per rank and step")
     t.add_argument("--out", help="checkpoint to write (default with --resume: that one)")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -59,6 +59,7 @@ FLAGS = (
     ("lr", "lr"),
     ("seed", "seed"),
     ("save_every", "save_every"),
+    ("log_every", "log_every"),
 )
 # A logged loss this many times above the larger of ln V and the first loss: the run exploded
 # (runtime/train/trainer.ts EXPLOSION_FACTOR).
