@@ -1,15 +1,19 @@
 /**
- * Peers side by side, in one run on one machine (issue 17, item 6):
+ * Peers side by side, in one run on one machine (issue 17, item 6; torchrun: issue 25):
  * - training tokens/s of the demo model (runtime/model/config.ts DEFAULT_CONFIG: PHD-CSWA K = 2,
  *   and vanilla K = 1, same batch and sequence length) here on the WebGPU adapter (the Trainer,
  *   default kernels and, where .cache/autotune.json has them, the autotuner's) and in PyTorch on
- *   the CPU (python/bench_peers.py over python/phd_torch.py: Debian's torch 1.13, dense additive
+ *   the CPU (python/bench_peers.py over python/phd_torch: Debian's torch 1.13, dense additive
  *   mask), both from the same starting weights, alternated round by round so the machine's load
  *   hits both alike; medians and ratios. Both are checked to train the same model: the same
  *   parameter count and the same loss on the first batch (to LOSS_RTOL, else an error);
  * - matmul GFLOP/s: this runtime's default and tuned variants on a 1024x512x512 product (the
  *   measured matmul rate) and, without --quick, the demo step's shapes, next to numpy's (the
- *   physical reference: its BLAS on the same cores) and torch.mm's (what the PyTorch steps use).
+ *   physical reference: its BLAS on the same cores) and torch.mm's (what the PyTorch steps use);
+ * - with --torchrun 1,2: `phd_torch train` jobs under torchrun with that many processes (one
+ *   thread each, --torch-blas's BLAS when given) on a token file of the same tokens, from the same
+ *   checkpoint (--init), one job per count in every round; their per-step times after the first
+ *   step, their tokens/s and how they scale with processes. Their first loss must equal ours.
  *
  * Every Python process runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its
  * environment (the rest is inherited), and reports the BLAS library it really loads: Debian's
@@ -19,6 +23,7 @@
  *
  *   deno task bench peers [--json] [--quick] [--write] [--rounds N] [--steps N] [--cache F]
  *     [--torch-python P] [--numpy-python P] [--torch-threads N,..] [--torch-blas DIR]
+ *     [--torchrun N,..]
  */
 import { flexModule } from "../compiler/codegen/flex.ts";
 import { createContext } from "../runtime/gpu/context.ts";
@@ -59,6 +64,7 @@ import {
   saveTuneCache,
 } from "../runtime/host/tune_cache.ts";
 import { writeFileAtomic } from "../runtime/host/files.ts";
+import { writeTokenFile } from "../runtime/host/token_file.ts";
 import { Trainer } from "../runtime/train/trainer.ts";
 import { fail, flag, writeResults } from "./results.ts";
 
@@ -75,9 +81,11 @@ const LOSS_RTOL = 1e-5;
 /** Where HELP's recipe unpacks Debian's libopenblas0-pthread. */
 const OPENBLAS_DIR = ".cache/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread";
 const PEERS_SCRIPT = new URL("../python/bench_peers.py", import.meta.url).pathname;
+const PYTHON_DIR = new URL("../python", import.meta.url).pathname;
 
 const HELP = `usage: deno task bench peers [--json] [--quick] [--write] [--rounds N] [--steps N]
   [--cache F] [--torch-python P] [--numpy-python P] [--torch-threads N,..] [--torch-blas DIR]
+  [--torchrun N,..]
 
 Training tokens/s of the demo model (PHD-CSWA K=2, vanilla K=1) on this adapter and in PyTorch on
 the CPU, alternated round by round; matmul GFLOP/s next to numpy's and torch.mm's.
@@ -92,6 +100,8 @@ the CPU, alternated round by round; matmul GFLOP/s next to numpy's and torch.mm'
                      Debian's OpenBLAS without installing it: apt-get download
                      libopenblas0-pthread && dpkg -x libopenblas0-pthread_*.deb .cache/openblas,
                      then --torch-blas ${OPENBLAS_DIR}
+  --torchrun L       phd_torch train under torchrun with these process counts (e.g. 1,2), one
+                     thread each, --torch-blas's BLAS when given: tokens/s and scaling
   --quick            the 1024x512x512 matmul only, fewer rounds
   --write            replace the "Peers" section of bench/RESULTS.md`;
 
@@ -216,9 +226,20 @@ interface Contender {
   ours: { kernels: string; trainer: Trainer; ms: number[] }[];
   /** PyTorch peers: the system's BLAS, and --torch-blas's. */
   torch: TorchPeer[];
+  /** torchrun jobs of `phd_torch train`, one per --torchrun process count. */
+  torchrun: TorchrunJob[];
   params: number;
   /** Loss of the first training batch here. */
   firstLoss: number;
+}
+
+/** `phd_torch train` under torchrun with `procs` processes: how to start it, its step times. */
+interface TorchrunJob {
+  procs: number;
+  args: string[];
+  env: Record<string, string>;
+  ms: number[];
+  firstLoss?: number;
 }
 
 /** One numpy process, named by its BLAS thread count (OPENBLAS_NUM_THREADS). */
@@ -260,14 +281,21 @@ async function oursSteps(trainer: Trainer, n: number): Promise<number[]> {
 
 /**
  * Builds a model's trainers and its PyTorch peer from the same weights (our initialisation,
- * saved as a checkpoint that python/phd_torch.py loads), checks the parameter counts and the
+ * saved as a checkpoint that python/phd_torch loads), checks the parameter counts and the
  * loss of the first training batch on both sides, and warms both up.
  */
 async function contender(
   ctx: KernelContext,
   name: string,
   config: Config,
-  o: { dir: string; cache: string; python: string; threads: number[]; torchBlas?: string },
+  o: {
+    dir: string;
+    cache: string;
+    python: string;
+    threads: number[];
+    torchBlas?: string;
+    torchrun: number[];
+  },
 ): Promise<Contender> {
   const r = new Rng(1);
   const stream = Uint32Array.from({ length: 1 << 16 }, () => r.int(256));
@@ -357,7 +385,50 @@ async function contender(
     }
   }
   for (const x of torch) await x.peer.ask({ steps: 1 });
-  return { name, config, ours, torch, params: first.params.count, firstLoss };
+  const tokens = `${o.dir}/${tag}_tokens.safetensors`;
+  if (o.torchrun.length > 0) {
+    const source = { train: [], val: [], field: "text" };
+    const meta = { tokenizer: "bytes", vocabSize: 256, separator: 0, source };
+    await writeTokenFile(tokens, { train: stream, val: stream }, meta);
+  }
+  const env: Record<string, string> = { PYTHONPATH: PYTHON_DIR, OPENBLAS_NUM_THREADS: "1" };
+  if (o.torchBlas) env.LD_LIBRARY_PATH = o.torchBlas;
+  const torchrun = o.torchrun.map((procs) => ({
+    procs,
+    env,
+    ms: [],
+    args: [
+      ...["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", `${procs}`],
+      ...["-r", "1", "-t", "1", "--monitor_interval", "0.2", "-m", "phd_torch", "train"],
+      ...["--mask", mask, "--init", ckpt, "--tokens", tokens, "--attention", "dense"],
+      ...["--threads", "1", "--save-every", "0", "--log-every", "1", "--json"],
+      ...["--out", `${o.dir}/${tag}_torchrun${procs}.safetensors`],
+    ],
+  }));
+  return { name, config, ours, torch, torchrun, params: first.params.count, firstLoss };
+}
+
+/**
+ * One torchrun job of `steps` + 1 training steps: the times of all but the first (which builds
+ * the mask and warms up), and its first loss (the first batch's, from our weights).
+ */
+async function torchrunSteps(job: TorchrunJob, python: string, steps: number) {
+  const env = { ...Deno.env.toObject(), ...job.env };
+  for (const v of OPENBLAS_VARS) delete env[v];
+  const out = await new Deno.Command(python, {
+    args: [...job.args, "--steps", `${steps + 1}`],
+    env,
+    clearEnv: true,
+  }).output();
+  const dec = new TextDecoder();
+  const line = dec.decode(out.stdout).split("\n").find((l) => l.startsWith("[default0]:{"));
+  if (out.code !== 0 || !line) {
+    const err = dec.decode(out.stderr).split("\n").filter((l) => l.startsWith("error:"));
+    throw new PeerError(`torchrun of ${job.procs} process(es) failed: ${err.at(-1) ?? out.code}`);
+  }
+  const report = JSON.parse(line.slice("[default0]:".length));
+  job.firstLoss ??= report.losses[0][1];
+  job.ms.push(...report.step_ms.slice(1));
 }
 
 /**
@@ -469,13 +540,16 @@ interface Options {
   torchPython: string;
   numpyPython: string;
   torchBlas?: string;
+  /** Process counts of the torchrun jobs (empty: none). */
+  torchrun: number[];
 }
 
-function threadList(v: string | undefined): number[] {
+function countList(args: string[], name: string): number[] {
+  const v = flag(args, name);
   if (v === undefined) return [];
   const ns = v.split(",").map(Number);
   if (!ns.every((n) => Number.isInteger(n) && n >= 1)) {
-    fail(`--torch-threads needs positive integers separated by commas, got "${v}"`);
+    fail(`${name} needs positive integers separated by commas, got "${v}"`);
   }
   return ns;
 }
@@ -492,6 +566,7 @@ function parseFlags(args: string[]): Options {
     "--numpy-python",
     "--torch-threads",
     "--torch-blas",
+    "--torchrun",
   ];
   for (const a of args) if (a.startsWith("--") && !known.includes(a)) fail(`unknown flag ${a}`);
   const quick = args.includes("--quick"), torchBlas = flag(args, "--torch-blas");
@@ -509,7 +584,8 @@ function parseFlags(args: string[]): Options {
     quick,
     rounds: positiveFlag(args, "--rounds", quick ? 3 : 5)!,
     steps: positiveFlag(args, "--steps", quick ? 2 : 3)!,
-    threads: threadList(flag(args, "--torch-threads")),
+    threads: countList(args, "--torch-threads"),
+    torchrun: countList(args, "--torchrun"),
     cache: flag(args, "--cache") ?? DEFAULT_TUNE_CACHE,
     torchPython: flag(args, "--torch-python") ?? TORCH_PYTHON,
     numpyPython: flag(args, "--numpy-python") ?? NUMPY_PYTHON,
@@ -577,8 +653,20 @@ async function measure(o: Options) {
         for (const x of c.torch) {
           x.ms.push(...(await x.peer.ask<{ ms: number[] }>({ steps: o.steps })).ms);
         }
+        for (const job of c.torchrun) await torchrunSteps(job, o.torchPython, o.steps);
       }
       log(`round ${r + 1}/${o.rounds} done`);
+    }
+    // torchrun's first step is the first batch from our weights: the same loss, or not our model
+    for (const c of contenders) {
+      for (const job of c.torchrun) {
+        if (!(Math.abs(job.firstLoss! - c.firstLoss) <= LOSS_RTOL * c.firstLoss)) {
+          throw new PeerError(
+            `${c.name}: first-batch loss ${c.firstLoss} here, ${job.firstLoss} under torchrun ` +
+              `(${job.procs} processes): not the same model or batches`,
+          );
+        }
+      }
     }
     // The matmul-rate reference and (without --quick) the demo step's distinct shapes.
     const seen = new Set([shapeKey(mfu)]);
@@ -635,18 +723,29 @@ async function measure(o: Options) {
 /** One model's medians, ratios (ours over each PyTorch peer) and first-batch losses. */
 function trainingRow(c: Contender, tokens: number) {
   const perS = (ms: number) => Math.round(tokens / ms * 1000);
+  const rel = (loss: number) => +(Math.abs(loss - c.firstLoss) / c.firstLoss).toExponential(2);
   const torch = c.torch.map((x) => ({
     name: x.name,
     step_ms: +median(x.ms).toFixed(1),
     tokens_per_s: perS(median(x.ms)),
     first_loss: +x.firstLoss.toFixed(6),
-    first_loss_rel_diff: +(Math.abs(x.firstLoss - c.firstLoss) / c.firstLoss).toExponential(2),
+    first_loss_rel_diff: rel(x.firstLoss),
+  }));
+  const one = c.torchrun.find((j) => j.procs === 1);
+  const torchrun = c.torchrun.map((j) => ({
+    processes: j.procs,
+    step_ms: +median(j.ms).toFixed(1),
+    tokens_per_s: perS(median(j.ms)),
+    /** tokens/s over the 1-process job's (null without one). */
+    scaling: one ? +(median(one.ms) / median(j.ms)).toFixed(2) : null,
+    first_loss_rel_diff: rel(j.firstLoss!),
   }));
   return {
     model: c.name,
     params: c.params,
     first_loss: +c.firstLoss.toFixed(6),
     torch,
+    torchrun,
     ours: c.ours.map((x) => {
       const ms = median(x.ms);
       return {
@@ -687,7 +786,7 @@ function markdown(r: Result, args: string[]): string {
     "Debian's OpenBLAS unpacked, not installed).",
     "",
     `Training: the demo model (batch ${r.batch} x ${r.seq_len} positions), whole steps (forward, ` +
-    "backward, clipping, AdamW; PyTorch: python/phd_torch.py's model, dense additive mask) from " +
+    "backward, clipping, AdamW; PyTorch: python/phd_torch's model, dense additive mask) from " +
     `the same weights on random tokens, ${r.rounds} rounds of ${r.steps_per_round} steps of each ` +
     "side in turn after a warm-up step; medians. first loss: the loss of the first training " +
     "batch (same weights, same tokens) and its relative difference from this runtime's. " +
@@ -714,6 +813,32 @@ function markdown(r: Result, args: string[]): string {
           `${o.tokens_per_s} | ${o.vs_torch.map((v) => v.toFixed(2)).join(" | ")} | ` +
           `${i === 0 ? t.first_loss : ""} |`,
       );
+    }
+  }
+  if (r.training.some((t) => t.torchrun.length > 0)) {
+    const blas = r.torch.peers.at(-1)!.name.replace(/, \d+ thr\.$/, "");
+    lines.push(
+      "",
+      "Scaling out: `PYTHONPATH=python python3 -m torch.distributed.run --standalone " +
+        "--nproc_per_node N -r 1 -t 1 -m phd_torch train --init ckpt --tokens T --threads 1` " +
+        `(${blas}, one thread per process, OPENBLAS_NUM_THREADS=1), one job per process count ` +
+        `in each of the ${r.rounds} rounds, the batch above split over the processes (DDP, gloo); ` +
+        "medians of its per-step times after each job's first step. first loss: its first " +
+        "step's loss against this runtime's (the same weights and batch). scaling: tokens/s over " +
+        "1 process's; this runtime: its best tokens/s above over the job's.",
+      "",
+      "| model | processes | step ms | tokens/s | scaling | this runtime / torchrun | first loss diff |",
+      "| ----- | --------: | ------: | -------: | ------: | ----------------------: | --------------: |",
+    );
+    for (const t of r.training) {
+      const best = Math.max(...t.ours.map((o) => o.tokens_per_s));
+      for (const j of t.torchrun) {
+        lines.push(
+          `| ${t.model} | ${j.processes} | ${j.step_ms} | ${j.tokens_per_s} | ${
+            j.scaling ?? "-"
+          } | ${(best / j.tokens_per_s).toFixed(2)} | ${j.first_loss_rel_diff} |`,
+        );
+      }
     }
   }
   const sides = [...new Set(r.matmul.flatMap((m) => Object.keys(m.gflops)))];

@@ -1,8 +1,9 @@
 /**
  * `deno task train [--config FILE.json] [--spec S] [--data F]... [--steps N] [--lr X]
- * [--batch-size B] [--seq-len L] [--K k] [--param NAME=V]... [--tokenizer T] [--out F]
- * [--resume F [--override-config]]`: trains the PHD transformer of a config (flags override it)
- * with any spec on the Brown corpus or any text (runtime/jobs/train.ts `trainCommand`), with a
+ * [--batch-size B] [--seq-len L] [--K k] [--param NAME=V]... [--tokenizer T] [--tokens F]
+ * [--out F] [--resume F [--override-config]]`: trains the PHD transformer of a config (flags
+ * override it) with any spec on the Brown corpus, any text or a token file (`deno task tokenize`)
+ * (runtime/jobs/train.ts `trainCommand`), with a
  * progress bar on stderr, and prints the report (one JSON object with `--json`).
  */
 import { LAYOUTS } from "../compiler/layout.ts";
@@ -66,6 +67,10 @@ async function main() {
       "seconds a spec file may take to load and build its mask (default 10)",
       positiveNumber("--spec-timeout"),
     )
+    .option(
+      "--tokens <file>",
+      "a token file of deno task tokenize, in place of --data (data.tokens)",
+    )
     .option("--out <file>", "checkpoint to write", "out/model.safetensors")
     .option(
       "--resume <file>",
@@ -108,6 +113,7 @@ async function main() {
       seq_len: o.seqLen,
       data: o.data,
       tokenizer: o.tokenizer,
+      tokens: o.tokens,
       specTimeout: o.specTimeout,
     },
     out: o.out,

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The peers of `deno task bench peers` (bench/peers.ts): PyTorch training steps of the PHD Llama
-of python/phd_torch.py, and numpy (or torch) matmuls, timed in a long-lived process that answers
+of python/phd_torch, and numpy (or torch) matmuls, timed in a long-lived process that answers
 one JSON line per request on stdin, so the benchmark can alternate them with this runtime's steps
 round by round without an interpreter start per round.
 
@@ -13,14 +13,14 @@ the process (from /proc/self/maps, so it names the library that really runs, wha
 build config says) and, for torch, the parameter count. Requests and replies, one JSON object a
 line:
     {"steps": n}                          n training steps (forward, backward, clipping at 1.0,
-                                          AdamW) on random byte windows -> {"ms": [...], "loss": [...]}
+                                          AdamW of phd_torch.optim) on random byte windows
+                                          -> {"ms": [...], "loss": [...]}
     {"loss": [[ids], ...]}                mean next-token loss of these (L+1)-token windows, no
                                           update -> {"loss": x}
     {"matmul": [M, N, K], "trans": "nt"}  C = A'B' in float32 (nt: B stored N x K, tn: A stored
                                           K x M), median of 3 timed batches -> {"ms": x}
 Bad input gets one `error:` line and exit status 1.
 """
-import argparse
 import json
 import os
 import sys
@@ -123,38 +123,38 @@ def cmd_numpy(args):
 
 
 def cmd_torch(args):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch
-    import phd_torch
+    from phd_torch.model import load_mask, load_model
+    from phd_torch.optim import AdamW
 
     default_threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    ns = argparse.Namespace(mask=args.mask, attention=args.attention)
-    model, meta, m, _ = phd_torch.load_model(ns, args.ckpt, torch.float32)
+    model, meta, m, _ = load_model(args.ckpt, load_mask(args.mask), args.attention)
     t = json.loads(meta["phd"])
     # as runtime/train/trainer.ts: weight decay on matrices only, clipping at 1.0, betas 0.9, 0.95
     decay = [p for p in model.parameters() if p.dim() > 1]
     rest = [p for p in model.parameters() if p.dim() <= 1]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-        lr=args.lr,
-        betas=(0.9, 0.95),
+    opt = AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}], 0.9, 0.95
     )
     V, B, L = m["config"]["vocab_size"], args.batch, args.seq_len
     gen = torch.Generator().manual_seed(args.seed)
+    done = 0  # AdamW steps so far (its bias correction counts them)
 
     def steps(req):
+        nonlocal done
         ms, losses = [], []
         for _ in range(int(req["steps"])):
+            done += 1
             t0 = time.perf_counter()
             windows = torch.randint(0, V, (B, L + 1), generator=gen)
             loss = model.loss(windows)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            opt.step(args.lr, done)
             losses.append(loss.item())  # read every step (eager CPU ops have finished by now)
             ms.append((time.perf_counter() - t0) * 1000)
         return {"ms": ms, "loss": losses}

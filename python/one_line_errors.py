@@ -1,6 +1,6 @@
-"""The command-line entry of the scripts in python/ (an argument parser and `run`): every failure is one `error:` line on stderr
-and exit status 1 (a `UsageError` prints its message alone, anything else its type too);
-PHD_DEBUG=1 shows the traceback. Imports nothing but the standard library, so an interpreter with
+"""The command-line entry of the programs in python/ (an argument parser and `run`): every failure
+is one `error:` line on stderr and exit status 1 (a `UsageError` prints its message alone,
+anything else its type too); PHD_DEBUG=1 shows the traceback. Imports nothing but the standard library, so an interpreter with
 numpy and no torch (python/bench_peers.py's numpy peer) can use it."""
 
 import argparse
@@ -23,6 +23,13 @@ def positive(v):
     """argparse type: a positive integer."""
     if not v.isdigit() or int(v) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def non_negative(v):
+    """argparse type: an integer >= 0."""
+    if not v.isdigit():
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {v!r}")
     return int(v)
 
 

@@ -28,7 +28,7 @@ export interface FlexOptions {
   command: string;
   /**
    * The `phd` metadata string a checkpoint trained with this mask carries (docs/DESIGN.md 4), or
-   * undefined when checkpoints cannot name the mask (python/phd_torch.py then refuses to save).
+   * undefined when checkpoints cannot name the mask (python/phd_torch then refuses to save).
    */
   checkpointPhd?: string;
 }

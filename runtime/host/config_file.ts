@@ -1,8 +1,8 @@
 /**
  * Reading a config file (Deno APIs) and resolving what it names: JSON (a UTF-8 byte-order mark
  * allowed) parsed and checked by `parseConfig`, command-line overrides applied on top, paths (spec
- * file, data, tokenizer) resolved against the config file's folder (flags' paths against the
- * working directory), and the spec loaded (a preset, or a `.ts` file) with `phd.K`,
+ * file, data, token file, tokenizer) resolved against the config file's folder (flags' paths
+ * against the working directory), and the spec loaded (a preset, or a `.ts` file) with `phd.K`,
  * `phd.positions` and `phd.params` applied. Every problem is one line, naming the file where there
  * is one.
  */
@@ -37,6 +37,8 @@ export interface RunOverrides {
   tokenizer?: Config["data"]["tokenizer"];
   /** Seconds a spec file may take to load (not a config field). */
   specTimeout?: number;
+  /** A token file (replaces `data.tokens`). */
+  tokens?: string;
 }
 
 /** A resolved run: the checked config (its `phd` section resolved) and the spec it trains. */
@@ -119,6 +121,7 @@ export async function resolveRunConfig(
     if (typeof v === "string" && v !== "") data[k] = abs(base, v);
     else if (Array.isArray(v)) data[k] = v.map((x) => typeof x === "string" ? abs(base, x) : x);
   }
+  if (typeof data.tokens === "string" && data.tokens !== "") data.tokens = abs(base, data.tokens);
   const tokPath = (t: unknown) => typeof t === "string" && t !== "bytes";
   if (tokPath(data.tokenizer)) data.tokenizer = abs(base, data.tokenizer as string);
   const cwd = Deno.cwd();
@@ -129,6 +132,7 @@ export async function resolveRunConfig(
     if (over[k] !== undefined) r.train[k] = over[k];
   }
   if (over.data) data.train = over.data.map((p) => abs(cwd, p));
+  if (over.tokens !== undefined) data.tokens = abs(cwd, over.tokens);
   if (over.tokenizer !== undefined) {
     data.tokenizer = tokPath(over.tokenizer) ? abs(cwd, over.tokenizer as string) : over.tokenizer;
   }
@@ -179,6 +183,12 @@ export async function resolveRunConfig(
     inputs.push({ path: p, flag: over.data ? "--data" : "data.train", pattern: true });
   }
   for (const p of list(data.val) ?? []) inputs.push({ path: p, flag: "data.val", pattern: true });
+  if (typeof data.tokens === "string" && data.tokens !== "") {
+    inputs.push({
+      path: data.tokens,
+      flag: over.tokens !== undefined ? "--tokens" : "data.tokens",
+    });
+  }
   if (tokPath(data.tokenizer)) {
     inputs.push({
       path: data.tokenizer as string,

@@ -20,6 +20,7 @@ import { ByteTokenizer, type Tokenizer } from "../data/tokenizer.ts";
 import type { Config } from "../model/config.ts";
 import { writeFileAtomic } from "./files.ts";
 import { loadTextCorpus } from "./token_cache.ts";
+import { loadTokenCorpus } from "./token_file.ts";
 
 /** Where caches of derived data (the cleaned corpus, token files) live. */
 export const CACHE_DIR = ".cache";
@@ -117,8 +118,9 @@ export async function brownCorpus(): Promise<MemoryCorpus> {
 }
 
 /**
- * The corpus of a config: Brown (bytes) when `data.train` is empty, else the text files through
- * the token cache. Checks that both splits hold a batch and a window (runtime/data/batches.ts
+ * The corpus of a config: a token file (`data.tokens`, refused when made with another tokenizer
+ * than `tok`), Brown (bytes) when `data.train` is empty, else the text files through the token
+ * cache. Checks that both splits hold a batch and a window (runtime/data/batches.ts
  * `checkCorpusSizes`) before saying what was loaded.
  */
 export async function corpusOf(
@@ -127,6 +129,15 @@ export async function corpusOf(
   log: (line: string) => void = () => {},
 ): Promise<Corpus> {
   const d = config.data;
+  if (d.tokens !== undefined) {
+    const corpus = await loadTokenCorpus(d.tokens, { tokenizer: tok.metadata() });
+    checkCorpusSizes(corpus, config.train);
+    log(
+      `data: ${d.tokens}: ${corpus.train.length} train and ${corpus.val.length} validation ids ` +
+        `(${tok.name})`,
+    );
+    return corpus;
+  }
   if (d.train === "") {
     if (tok.name !== "bytes") {
       throw new Error(

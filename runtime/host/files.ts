@@ -8,10 +8,15 @@ import { basename, dirname, join, resolve } from "node:path";
 /** Temp files are `<path>.tmp-<pid>-<8 hex>`: the pid says whether their writer still runs. */
 const TEMP = /\.tmp-(\d+)-[0-9a-f]{8}$/;
 
+/** A fresh temp file name beside `path` (`removeStaleTemps` knows the pattern). */
+export function tempPath(path: string): string {
+  return `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
 /** Writes `data` to `path` atomically, creating the directory if needed. */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
   await Deno.mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const tmp = tempPath(path);
   try {
     if (typeof data === "string") await Deno.writeTextFile(tmp, data);
     else await Deno.writeFile(tmp, data);
@@ -85,10 +90,7 @@ export async function checkWritable(path: string, what = "output"): Promise<void
       if (d || dir === dirname(dir)) break;
       dir = dirname(dir);
     }
-    const probe = join(
-      dir,
-      `.${basename(path)}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`,
-    );
+    const probe = tempPath(join(dir, `.${basename(path)}`));
     await Deno.writeFile(probe, new Uint8Array(0));
     await Deno.remove(probe);
   } catch (e) {

@@ -20,7 +20,7 @@ import type { Corpus, TokenSource } from "../data/batches.ts";
 import type { DataConfig } from "../model/config.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { chunks, documentPieces, resolveTextFiles } from "./text_files.ts";
-import { writeFileAtomic } from "./files.ts";
+import { tempPath, writeFileAtomic } from "./files.ts";
 
 const MAGIC = "PHDTOK01";
 const HEADER = 64;
@@ -41,14 +41,23 @@ function readFully(f: Deno.FsFile, at: number, out: Uint8Array): void {
   }
 }
 
-/** A token stream served from a cache file: `subarray` reads the ids from disk. */
+/**
+ * A token stream served from a file (a cache file, or a split of a token file): `subarray` reads
+ * the ids from disk, `base` bytes into the file.
+ */
 export class TokenFile implements TokenSource {
   private constructor(
     readonly file: Deno.FsFile,
     readonly width: 1 | 2 | 4,
     readonly offset: number,
     readonly length: number,
+    readonly base = HEADER,
   ) {}
+
+  /** `length` u32 ids that start `base` bytes into an open file (runtime/host/token_file.ts). */
+  static at(file: Deno.FsFile, base: number, length: number): TokenFile {
+    return new TokenFile(file, 4, 0, length, base);
+  }
 
   /** Opens a cache file; throws (one line) when its header or size is wrong. */
   static open(path: string): TokenFile {
@@ -75,14 +84,14 @@ export class TokenFile implements TokenSource {
     const s = Math.max(0, Math.min(start, this.length)),
       e = Math.max(s, Math.min(end, this.length));
     const bytes = new Uint8Array((e - s) * this.width);
-    readFully(this.file, HEADER + (this.offset + s) * this.width, bytes);
+    readFully(this.file, this.base + (this.offset + s) * this.width, bytes);
     if (this.width === 4) return new Uint32Array(bytes.buffer);
     return Uint32Array.from(this.width === 2 ? new Uint16Array(bytes.buffer) : bytes);
   }
 
   /** The ids `[start, start + length)` as their own stream (same file). */
   view(start: number, length: number): TokenFile {
-    return new TokenFile(this.file, this.width, this.offset + start, length);
+    return new TokenFile(this.file, this.width, this.offset + start, length, this.base);
   }
 
   close(): void {
@@ -131,7 +140,7 @@ async function build(
 ): Promise<void> {
   const width = idWidth(o.tokenizer.vocabSize), sepId = o.tokenizer.separator;
   await Deno.mkdir(join(path, ".."), { recursive: true });
-  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const tmp = tempPath(path);
   const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
   const h = createHash("sha256");
   // One id buffer and one byte buffer, reused for every flush.

@@ -1,7 +1,7 @@
 /**
  * The Hugging Face style `config.json` written beside every checkpoint (docs/DESIGN.md 4), so a
  * K = 1 checkpoint opens as a plain Llama (`LlamaForCausalLM`) and a PHD one names its expansion.
- * python/phd_torch.py writes the same object for the checkpoints it saves (tests/export compare
+ * python/phd_torch (io.py) writes the same object for the checkpoints it saves (tests/export compare
  * them). Pure: the host layer writes the file.
  */
 import { embeddingTables, type ModelConfig, type PhdConfig } from "../model/config.ts";

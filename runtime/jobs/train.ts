@@ -36,6 +36,7 @@ import { writeFileAtomic } from "../host/files.ts";
 import { checkpointOutputs, guardOutputs, runInputs } from "../host/outputs.ts";
 import { loadRunConfig, type RunInput, type RunOverrides } from "../host/config_file.ts";
 import { resolveTokenizer } from "../host/tokenizer_file.ts";
+import { loadTokenCorpus } from "../host/token_file.ts";
 import type { Progress } from "../host/progress.ts";
 import { tunedKernels } from "../host/tune_cache.ts";
 import { lineChart } from "../../viz/chart.ts";
@@ -140,17 +141,19 @@ export async function trainCommand(o: TrainOptions): Promise<TrainingReport> {
     const { config, spec, inputs } = await loadRunConfig(o.config, o.overrides);
     const bpe = typeof config.data.tokenizer === "object";
     await guardOutputs(checkpointOutputs(o.out, "--out", { bpe }), await runInputs(inputs), o);
-    const tokenizer = await resolveTokenizer(config.data.tokenizer, {
-      train: config.data.train,
-      field: config.data.field,
-      out: o.out,
-    });
+    const tokenizer = config.data.tokens !== undefined
+      ? (await loadTokenCorpus(config.data.tokens)).tokenizer
+      : await resolveTokenizer(config.data.tokenizer, {
+        train: config.data.train,
+        field: config.data.field,
+        out: o.out,
+      });
     config.model.vocab_size = tokenizer.vocabSize;
     return (await runTraining({ ...base, config, spec, tokenizer })).report;
   }
   // The saved config, unless --config or flags ask for another (then refused unless overridden).
   const over = o.overrides;
-  const fixed = (["spec", "K", "params", "data", "tokenizer"] as const).filter((k) =>
+  const fixed = (["spec", "K", "params", "data", "tokenizer", "tokens"] as const).filter((k) =>
     over[k] !== undefined
   );
   if (fixed.length > 0 && !o.config) {
@@ -173,6 +176,7 @@ export async function trainCommand(o: TrainOptions): Promise<TrainingReport> {
   const inputs: RunInput[] = o.config ? [{ path: o.config, flag: "--config" }] : [];
   const data = [r.config.data.train, r.config.data.val].flat().filter((p) => p !== "");
   for (const path of data) inputs.push({ path, flag: "data.train", pattern: true });
+  if (r.config.data.tokens) inputs.push({ path: r.config.data.tokens, flag: "data.tokens" });
   await guardOutputs(checkpointOutputs(o.out, "--out"), await runInputs(inputs), o);
   return (await runTraining({ ...base, config: r.config, resume: r.unit })).report;
 }
@@ -517,6 +521,7 @@ class TrainingJob {
     }
     return {
       ...common,
+      losses: this.trainPts,
       train_loss: this.lastLoss,
       val_loss_after: val,
       val_bits_per_byte: bpb,

@@ -62,8 +62,15 @@ export type TokenizerChoice = "bytes" | string | { bpe: number };
  * Otherwise `train` (and `val`) are files, folders or globs (or lists of them) of UTF-8 text (one
  * document per file) or JSONL (`.jsonl`: one document per line, its `field` string). Without
  * `val`, the last `val_fraction` of the training tokens (files in sorted path order) is validation.
+ * `tokens` names a token file instead (`deno task tokenize`, runtime/data/token_file.ts), which
+ * holds both splits and its tokenizer, so `train`, `val` and `tokenizer` must stay unset.
  */
 export interface DataConfig {
+  /**
+   * A token file (`deno task tokenize`). Absent unless given, so configs, checkpoints and stored
+   * experiment runs read as before the option existed.
+   */
+  tokens?: string;
   train: string | string[];
   val: string | string[];
   val_fraction: number;
@@ -174,6 +181,7 @@ const FREE_FIELDS = new Set([
   "data.train",
   "data.val",
   "data.tokenizer",
+  "data.tokens",
 ]);
 
 type Section = keyof Config;
@@ -363,6 +371,17 @@ function checkData(d: DataConfig): void {
     throw new RangeError(`config.data.val_fraction must be in (0, 1), got ${d.val_fraction}`);
   }
   if (d.field === "") throw new TypeError("config.data.field must name a JSONL field");
+  if (d.tokens !== undefined && (typeof d.tokens !== "string" || d.tokens === "")) {
+    throw new TypeError(
+      `config.data.tokens must be a token file's path, got ${JSON.stringify(d.tokens)}`,
+    );
+  }
+  if (d.tokens !== undefined && (d.train !== "" || d.val !== "" || d.tokenizer !== "bytes")) {
+    throw new TypeError(
+      "config.data.tokens (a token file) holds the text and its tokenizer: drop data.train, " +
+        "data.val and data.tokenizer (--data, --tokenizer)",
+    );
+  }
   const t = d.tokenizer as unknown;
   const bpe = typeof t === "object" && t !== null && !Array.isArray(t) &&
     Object.keys(t).join() === "bpe";

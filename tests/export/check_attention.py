@@ -1,4 +1,4 @@
-"""The dense attention of python/phd_torch.py (the path torch < 2.5 runs) against a plain
+"""The dense attention of python/phd_torch (the path torch < 2.5 runs) against a plain
 per-row float64 softmax over the allowed keys only, for each exported module given in argv.
 
 Prints {"worst": max |difference| over all modules, "finite_grads": bool}: a fully masked row
@@ -13,7 +13,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
-import phd_torch  # noqa: E402
+from phd_torch.model import Attender  # noqa: E402
 
 
 def load(path, i):
@@ -48,7 +48,7 @@ def main():
     for i, (path, L) in enumerate(json.loads(sys.argv[1])):
         mod = load(path, i)
         N, H = mod.K * L, 2
-        attend = phd_torch.Attender(mod, L, torch.device("cpu"), torch.float64, H, False)
+        attend = Attender(mod, L, torch.device("cpu"), torch.float64, H, False)
         q, k, v = (torch.randn(1, H, N, 4, dtype=torch.float64) * 6 for _ in range(3))
         q.requires_grad_(True)
         o = attend(q, k, v)

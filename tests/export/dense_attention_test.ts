@@ -1,5 +1,5 @@
 /**
- * The dense attention of python/phd_torch.py (what runs where flex_attention is missing) equals a
+ * The dense attention of python/phd_torch (what runs where flex_attention is missing) equals a
  * plain float64 softmax over each row's allowed keys, to 1e-12, for a score modifier (soft-capping),
  * an ALiBi-style one of the head, and a mask with fully masked rows (zero output, finite gradients).
  */

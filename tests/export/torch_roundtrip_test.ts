@@ -1,10 +1,11 @@
 /**
- * Checkpoints both ways between this project and python/phd_torch.py (Debian's PyTorch, the dense
+ * Checkpoints both ways between this project and python/phd_torch (Debian's PyTorch, the dense
  * path of torch < 2.5), as a user runs the commands:
  * - a model trained here (`deno task train`, tiny config, flattened positions) has the same loss
  *   in PyTorch as `deno task eval` reports, to 1e-6 relative (float64 and float32, both layouts);
- * - a model trained in PyTorch from the `config.json` written beside that checkpoint loads here,
- *   and `deno task generate --greedy` gives the tokens of PyTorch's greedy loop;
+ * - a model trained in PyTorch from the `config.json` written beside that checkpoint (on a token
+ *   file of `deno task tokenize`) loads here, and `deno task generate --greedy` gives the tokens of
+ *   PyTorch's greedy loop;
  * - both sides write the same Hugging Face config.json;
  * - bad input (no metadata, the mask module of another spec) gets one `error:` line.
  */
@@ -14,14 +15,14 @@ import { decodeCheckpoint } from "../../runtime/io/checkpoint.ts";
 import { encodeSafetensors } from "../../runtime/io/safetensors.ts";
 import { hfConfig } from "../../runtime/io/hf_config.ts";
 import { assertUsageError, runScript } from "../fixtures/cli.ts";
-import { runPython } from "../fixtures/python.ts";
+import { phdTorch } from "../fixtures/torch.ts";
 import { needs } from "../fixtures/packages.ts";
 
 const TEXT = "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent " +
   "primary election produced no evidence that any irregularities took place. The jury further " +
   "said in term-end presentments that the City Executive Committee deserves praise.";
 
-const torch = (...a: string[]) => runPython("python/phd_torch.py", ...a);
+const torch = (...a: string[]) => phdTorch(a);
 
 async function ok(r: Promise<{ code: number; stdout: string; stderr: string }>) {
   const x = await r;
@@ -123,8 +124,9 @@ Deno.test(
           mask,
         ),
       );
-      const repeated = join(dir, "rep.txt");
+      const repeated = join(dir, "rep.txt"), tokens = join(dir, "rep.safetensors");
       await Deno.writeTextFile(repeated, "the cat sat on the mat. ".repeat(40));
+      await ok(runScript("cli/tokenize.ts", "--data", repeated, "--out", tokens));
       const trained = JSON.parse(
         (await ok(torch(
           "train",
@@ -132,10 +134,12 @@ Deno.test(
           mask,
           "--config",
           join(dir, "here", "config.json"),
-          "--text-file",
-          repeated,
+          "--tokens",
+          tokens,
           "--steps",
           "30",
+          "--batch",
+          "8",
           "--seq-len",
           "16",
           "--lr",

@@ -53,6 +53,11 @@ Deno.test("bad fields are refused with one line naming them", () => {
       /config.data.tokenizer must be "bytes", a tokenizer.json path/,
     ],
     [{ data: { sep: 1 } }, /config.data has an unknown field "sep"/],
+    [{ data: { tokens: 5 } }, /config.data.tokens must be a token file's path, got 5/],
+    [
+      { data: { tokens: "t.safetensors", train: "a.txt" } },
+      /config.data.tokens \(a token file\) holds the text and its tokenizer: drop data.train/,
+    ],
     // Non-finite and absurd values (JSON's 1e400 is Infinity).
     [JSON.parse('{"train": {"lr": 1e400}}'), /config.train.lr must be a finite number/],
     [{ train: { lr: 5 } }, /lr must be in \(0, 1\]/],
