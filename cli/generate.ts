@@ -110,6 +110,7 @@ async function main() {
     sampling,
     stepsPerSubmit: o.stepsPerSubmit,
     tokenizer: o.tokenizer,
+    warn: (l) => console.error(l),
     onTokens: stream
       ? (chunk, tokenizer) => {
         if (!started) write(prompts[0]);

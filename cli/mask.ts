@@ -50,6 +50,7 @@ if (import.meta.main) {
     const cmd = parseArgv(maskProgram());
     const f = cmd.opts<MaskRequest & SpecFlags>();
     const ref = cmd.args[0], specFile = isSpecPath(ref) ? ref : undefined;
-    console.log(await maskReport(await resolveSpec(ref, f), { ...f, specFile }));
+    const log = (l: string) => console.error(l);
+    console.log(await maskReport(await resolveSpec(ref, f), { ...f, specFile, log }));
   });
 }

@@ -43,6 +43,7 @@ async function main() {
     .option("--val-fraction <f>", "the validation share of the training ids", fraction, 0.05)
     .option("--field <name>", "the JSONL field holding a document's text", "text")
     .requiredOption("--out <file>", "token file to write (.safetensors is added when missing)")
+    .option("--force", "replace an existing --out file that is not a token file of this tool")
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
@@ -60,6 +61,8 @@ async function main() {
     out: o.out,
     cacheDir: CACHE_DIR,
     warn: (l) => console.error(l),
+    log: (l) => o.json || console.error(l),
+    force: o.force,
   });
   if (o.json) console.log(JSON.stringify(r));
   else {

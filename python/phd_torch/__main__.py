@@ -59,6 +59,9 @@ def parser():
     t.add_argument("--log-every", type=positive, help="a logged mean loss every N steps")
     t.add_argument("--grad-accum", type=positive, default=1, help="micro-batches per rank and step")
     t.add_argument("--out", help="checkpoint to write (default with --resume: that one)")
+    t.add_argument(
+        "--force", action="store_true", help="replace an --out that is not a checkpoint of ours"
+    )
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     t.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: CUDA autocast")
     t.add_argument("--fsdp", action="store_true", help="FullyShardedDataParallel per block (CUDA)")

@@ -4,6 +4,7 @@ into windows as runtime/train/evaluate.ts cuts them, and its greedy continuation
 checkpoints of the bytes tokenizer.
 """
 import json
+import sys
 
 import torch
 
@@ -45,12 +46,36 @@ def cmd_eval(args):
     )
 
 
+# The most positions a generation may reach: every step recomputes the whole expanded sequence
+# (K * positions rows) through dense attention, so the cost grows with the square of this.
+MAX_POSITIONS = 4096
+
+
+def _too_many(prompt, new):
+    return UsageError(
+        f"--max-new-tokens {new} with a prompt of {prompt} tokens needs {prompt + new} positions, "
+        f"above this greedy loop's limit of {MAX_POSITIONS}: use --max-new-tokens <= "
+        f"{max(0, MAX_POSITIONS - prompt)}, or deno task generate (KV-cached)"
+    )
+
+
 def cmd_generate(args):
     """Greedy decoding by recomputing the whole expanded sequence every step."""
-    model, _ = _bytes_model(args, torch.float32)
     ids = list(args.prompt.encode("utf-8"))
     if not ids:
         raise UsageError("the prompt is empty: give at least one character")
+    if 1 + args.max_new_tokens > MAX_POSITIONS:  # before any work: even a 1-token prompt
+        raise _too_many(1, args.max_new_tokens)
+    model, context = _bytes_model(args, torch.float32)
+    if context is not None and len(ids) > context:
+        print(
+            f"warning: the prompt's {len(ids)} tokens exceed the {context} positions the model "
+            f"was trained on: kept its last {context}",
+            file=sys.stderr,
+        )
+        ids = ids[-context:]
+    if len(ids) + args.max_new_tokens > MAX_POSITIONS:
+        raise _too_many(len(ids), args.max_new_tokens)
     new = []
     with torch.no_grad():
         for _ in range(args.max_new_tokens):

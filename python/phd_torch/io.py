@@ -306,3 +306,48 @@ def latest_unit(base):
     if best is None:
         raise UsageError(skipped[0] if skipped else f'checkpoint "{base}" does not exist')
     return best, skipped
+
+
+def _header_meta(path):
+    """The `__metadata__` of a safetensors file's header, or None when it is not one."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 256 << 20:
+                return None
+            return json.loads(f.read(n).decode("utf-8")).get("__metadata__") or {}
+    except (OSError, struct.error, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+
+
+def _ours_checkpoint(path):
+    md = _header_meta(path)
+    return md is not None and md.get("format") == "pt" and "config" in md and "phd" in md
+
+
+def _ours_config_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            j = json.load(f)
+        return isinstance(j.get("phd"), dict) and isinstance(j["phd"].get("K"), int)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def guard_checkpoint_output(out, force):
+    """As runtime/host/outputs.ts does for deno task train: an --out that is a directory, or an
+    existing file there (or a config.json beside it) that is not an earlier output of ours, is
+    refused in one line unless --force."""
+    if os.path.isdir(out):
+        raise UsageError(f'--out "{out}" is a directory: give the checkpoint\'s file path')
+    if os.path.exists(out) and not force and not _ours_checkpoint(out):
+        raise UsageError(
+            f'--out: "{out}" exists and is not a checkpoint written by this tool: pass --force to '
+            "replace it, or choose another path"
+        )
+    cfg = os.path.join(os.path.dirname(os.path.abspath(out)), "config.json")
+    if os.path.exists(cfg) and not force and not _ours_config_json(cfg):
+        raise UsageError(
+            f'--out: "{cfg}" exists and is not a checkpoint\'s config.json written by this tool: '
+            "pass --force to replace it, or write the checkpoint into another folder"
+        )

@@ -34,8 +34,16 @@ def load_mask(path):
             f'mask module "{path}" does not exist (deno task export SPEC --to flex --out {path})'
         )
     spec = importlib.util.spec_from_file_location(f"phd_mask_{abs(hash(path))}", path)
+    if spec is None:
+        raise UsageError(f'"{path}" is not a Python module (deno task export SPEC --to flex)')
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as e:  # a file that is not Python, or another module that fails
+        first = str(e).split("\n")[0]
+        raise UsageError(
+            f'"{path}" is not a mask module of deno task export ({type(e).__name__}: {first})'
+        ) from None
     for name in ("K", "SOURCE", "token_coords", "mask_mod_for", "dense_mask", "block_mask"):
         if not hasattr(mod, name):
             raise UsageError(
@@ -290,6 +298,16 @@ def init_weights(config, seed, std=0.02):
     return out
 
 
+def check_finite(tensors, path):
+    """Refuses a checkpoint holding a NaN or an infinity, as the Deno side does."""
+    for k, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UsageError(
+                f'"{path}": tensor {k} holds a non-finite value (a diverged run?): '
+                "use an earlier checkpoint"
+            )
+
+
 def load_weights(model, tensors, path):
     """Copies a checkpoint's tensors into the model, refusing a missing tensor or a wrong shape."""
     want = model.state_dict()
@@ -310,6 +328,7 @@ def load_model(ckpt, mask, attention, dtype=torch.float32):
     meta, tensors = read_safetensors(ckpt)
     m = checkpoint_meta(ckpt, meta)
     check_mask(mask, m["phd"], ckpt)
+    check_finite(tensors, ckpt)
     model = build_model(m["config"], mask, m["phd"]["positions"], attention)
     load_weights(model, tensors, ckpt)
     context = int(meta["context"]) if "context" in meta else None

@@ -31,6 +31,7 @@ from phd_torch.data import Batches, TokenFile, eval_starts, windows
 from phd_torch.dist import Processes, clean, fsdp_refusal
 from phd_torch.io import (
     checkpoint_meta,
+    guard_checkpoint_output,
     latest_unit,
     prune_series,
     read_safetensors,
@@ -41,6 +42,7 @@ from phd_torch.io import (
 )
 from phd_torch.model import (
     Block,
+    check_finite,
     build_model,
     check_mask,
     init_weights,
@@ -110,6 +112,7 @@ def prepare(args, say):
         ck = {"phd": meta["phd"], "tokenizer": meta["tokenizer"]}
     elif args.init:
         meta, run["weights"] = read_safetensors(args.init)
+        check_finite(run["weights"], args.init)
         m = checkpoint_meta(args.init, meta)
         check_mask(mask, m["phd"], args.init)
         config = copy.deepcopy(DEFAULTS)
@@ -170,6 +173,7 @@ def prepare(args, say):
     for flag in ("tokens", "config", "mask", "init"):
         if _same_file(out, getattr(args, flag) or (path if flag == "tokens" else None)):
             raise UsageError(f"--out {out} is the --{flag} input: write the checkpoint elsewhere")
+    guard_checkpoint_output(out, args.force)
     ck["context"] = L
     run.update(
         config=config,

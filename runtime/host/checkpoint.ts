@@ -76,7 +76,19 @@ export async function removeStaleSaveTemps(path: string): Promise<string[]> {
 
 /** Reads a model file. */
 export async function loadCheckpoint(path: string): Promise<Checkpoint> {
-  const bytes = await readFile(path, "checkpoint");
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path, "checkpoint");
+  } catch (e) {
+    // A run killed before its final save leaves its periodic units: name the newest.
+    const series = await listSeries(path);
+    const newest = series.at(-1);
+    if (!newest || !/does not exist/.test((e as Error).message)) throw e;
+    throw new Error(
+      `checkpoint "${path}" does not exist, but its run saved step ${newest.step}: use --ckpt ` +
+        `${newest.path}, or continue the run with deno task train --resume ${path}`,
+    );
+  }
   try {
     return decodeCheckpoint(bytes);
   } catch (e) {

@@ -148,7 +148,11 @@ export async function corpusOf(
     checkCorpusSizes(corpus, config.train);
     return corpus;
   }
-  const tc = await loadTextCorpus(d, tok, { cacheDir: CACHE_DIR, warn: (l) => console.error(l) });
+  const tc = await loadTextCorpus(d, tok, {
+    cacheDir: CACHE_DIR,
+    warn: (l) => console.error(l),
+    log,
+  });
   checkCorpusSizes(tc, config.train);
   log(
     `data: ${tc.files.train.length} train file(s), ${tc.train.length} ids (${tok.name})` +

@@ -96,12 +96,19 @@ export async function guardOutputs(
     }
     if (st && !o.force && !await out.ours(out.path)) {
       throw new Error(
-        `${out.flag}: "${out.path}" exists and is not a ${out.what} written by this tool: ` +
+        `${out.flag}: "${out.path}" exists and is not ${
+          article(out.what)
+        } ${out.what} written by ` +
+          `this tool: ` +
           `pass --force to replace it, or ${out.instead ?? "choose another path"}`,
       );
     }
     await checkWritable(out.path, out.what);
   }
+}
+
+function article(noun: string): string {
+  return /^[aeiou]/.test(noun) ? "an" : "a";
 }
 
 function exampleName(what: string): string {

@@ -136,8 +136,9 @@ async function verify(path: string, width: number): Promise<string | undefined> 
 async function build(
   path: string,
   files: string[],
-  o: { field: string; tokenizer: Tokenizer },
+  o: { field: string; tokenizer: Tokenizer; bytes: number; log?: (line: string) => void },
 ): Promise<void> {
+  let done = 0, shown = performance.now();
   const width = idWidth(o.tokenizer.vocabSize), sepId = o.tokenizer.separator;
   await Deno.mkdir(join(path, ".."), { recursive: true });
   const tmp = tempPath(path);
@@ -176,6 +177,11 @@ async function build(
         if (!open && docs > 0) await push(Uint32Array.of(sepId));
         open = true;
         await push(o.tokenizer.encode(piece.text));
+        done += piece.text.length;
+        if (performance.now() - shown > 5000) {
+          shown = performance.now();
+          o.log?.(`  tokenised ${mib(done)} of ${mib(o.bytes)} MiB`);
+        }
         if (piece.end) {
           docs++;
           open = false;
@@ -208,6 +214,8 @@ export interface TokenCacheOptions {
   /** Folder of caches (its `tokens/` subfolder). */
   cacheDir: string;
   warn?: (line: string) => void;
+  /** Progress of long work: hashing or tokenising more than a few MiB. */
+  log?: (line: string) => void;
 }
 
 /**
@@ -230,6 +238,8 @@ export async function tokenCache(files: string[], o: TokenCacheOptions) {
       };
     } catch { /* fall through to the checked path */ }
   }
+  const bytes = (await Promise.all(files.map((f) => Deno.stat(f)))).reduce((t, x) => t + x.size, 0);
+  if (bytes > 16 << 20) o.log?.(`hashing ${files.length} file(s), ${mib(bytes)} MiB ...`);
   const key = await contentKey(files, o.field, o.tokenizer);
   const path = join(dir, `${key}.tok`);
   const width = idWidth(o.tokenizer.vocabSize);
@@ -249,7 +259,8 @@ export async function tokenCache(files: string[], o: TokenCacheOptions) {
     }
   }
   if (!exists) {
-    await build(path, files, o);
+    o.log?.(`tokenising ${files.length} file(s), ${mib(bytes)} MiB (${o.tokenizer.name}) ...`);
+    await build(path, files, { ...o, bytes });
     built = true;
   }
   const st = await Deno.stat(path);
@@ -310,11 +321,11 @@ export interface TextCorpus extends Corpus {
 export async function loadTextCorpus(
   data: DataConfig,
   tokenizer: Tokenizer,
-  o: { cacheDir: string; warn?: (line: string) => void },
+  o: { cacheDir: string; warn?: (line: string) => void; log?: (line: string) => void },
 ): Promise<TextCorpus> {
   const trainFiles = await resolveTextFiles(data.train, "data.train");
   const valFiles = data.val === "" ? [] : await resolveTextFiles(data.val, "data.val");
-  const opts = { field: data.field, tokenizer, cacheDir: o.cacheDir, warn: o.warn };
+  const opts = { field: data.field, tokenizer, cacheDir: o.cacheDir, warn: o.warn, log: o.log };
   const tr = await tokenCache(trainFiles, opts);
   let train = tr.source, val: TokenFile, built = tr.built;
   const caches = [tr.path];
@@ -336,4 +347,8 @@ export async function loadTextCorpus(
     caches,
     built,
   };
+}
+
+function mib(bytes: number): string {
+  return (bytes / (1 << 20)).toFixed(1);
 }

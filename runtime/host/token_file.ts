@@ -7,7 +7,7 @@
  * whole. A token file of another tokenizer than a checkpoint's is refused in one line.
  */
 import { createHash } from "node:crypto";
-import { resolve } from "node:path";
+import { dirname } from "node:path";
 import type { Corpus, TokenSource } from "../data/batches.ts";
 import {
   decodeTokenFileHeader,
@@ -18,10 +18,11 @@ import {
 } from "../data/token_file.ts";
 import { type Tokenizer, tokenizerFromMetadata } from "../data/tokenizer.ts";
 import { DEFAULT_CONFIG, type TokenizerChoice } from "../model/config.ts";
-import { checkWritable, tempPath } from "./files.ts";
+import { tempPath } from "./files.ts";
+import { guardOutputs, oursSafetensors, sidecar } from "./outputs.ts";
 import { chunks, resolveTextFiles } from "./text_files.ts";
 import { loadTextCorpus, TokenFile } from "./token_cache.ts";
-import { resolveTokenizer } from "./tokenizer_file.ts";
+import { bpePath, resolveTokenizer } from "./tokenizer_file.ts";
 
 /** Ids copied per read and write when streaming a split into a token file. */
 const COPY = 1 << 16;
@@ -111,6 +112,7 @@ export async function writeTokenFile(
   splits: { train: TokenSource; val: TokenSource },
   meta: TokenFileMeta,
 ): Promise<void> {
+  await Deno.mkdir(dirname(path), { recursive: true });
   const tmp = tempPath(path);
   const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
   const write = async (bytes: Uint8Array) => {
@@ -168,6 +170,10 @@ export interface TokenizeOptions {
   /** Where the token cache lives (its `tokens/` folder). */
   cacheDir: string;
   warn?: (line: string) => void;
+  /** Progress of long work (training a BPE, tokenising). */
+  log?: (line: string) => void;
+  /** Replace an existing `out` that is not a token file of ours. */
+  force?: boolean;
 }
 
 /** What `tokenize` wrote. */
@@ -197,12 +203,23 @@ export async function tokenize(o: TokenizeOptions): Promise<TokenizeReport> {
   }
   const train = await resolveTextFiles(o.data, "--data");
   const val = o.val?.length ? await resolveTextFiles(o.val, "--val") : [];
-  if ([...train, ...val].includes(resolve(out))) {
-    throw new Error(`the output "${out}" is one of the input files: write it elsewhere`);
-  }
-  await checkWritable(out, "token file");
   const choice = o.tokenizer ?? "bytes";
-  const tokenizer = await resolveTokenizer(choice, { train: o.data, field, out });
+  const side = (path: string, what: string) => ({ path, flag: "--out", what, ours: sidecar });
+  await guardOutputs(
+    [
+      { path: out, flag: "--out", what: "token file", ours: oursSafetensors },
+      ...(typeof choice === "object" ? [side(bpePath(out), "tokenizer")] : []),
+    ],
+    [
+      ...train.map((path) => ({ path, flag: "--data" })),
+      ...val.map((path) => ({ path, flag: "--val" })),
+      ...(typeof choice === "string" && choice !== "bytes"
+        ? [{ path: choice, flag: "--tokenizer" }]
+        : []),
+    ],
+    o,
+  );
+  const tokenizer = await resolveTokenizer(choice, { train: o.data, field, out, log: o.log });
   const corpus = await loadTextCorpus(
     {
       ...DEFAULT_CONFIG.data,
@@ -213,7 +230,7 @@ export async function tokenize(o: TokenizeOptions): Promise<TokenizeReport> {
       tokenizer: choice,
     },
     tokenizer,
-    { cacheDir: o.cacheDir, warn: o.warn },
+    { cacheDir: o.cacheDir, warn: o.warn, log: o.log },
   );
   const meta: TokenFileMeta = {
     tokenizer: tokenizer.metadata(),

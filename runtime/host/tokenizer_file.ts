@@ -50,7 +50,7 @@ export function bpePath(checkpoint: string): string {
  */
 export async function resolveTokenizer(
   choice: TokenizerChoice,
-  o: { train: string | string[]; field: string; out: string },
+  o: { train: string | string[]; field: string; out: string; log?: (line: string) => void },
 ): Promise<Tokenizer> {
   if (choice === "bytes") return new ByteTokenizer();
   if (typeof choice === "string") return await loadTokenizerFile(choice);
@@ -58,7 +58,12 @@ export async function resolveTokenizer(
     throw new Error(`data.tokenizer {"bpe": N} needs training text: set data.train (or --data)`);
   }
   const files = await resolveTextFiles(o.train, "data.train");
-  const json = trainBpe(await sampleText(files, o.field, BPE_SAMPLE_CHARS), choice.bpe);
+  const sample = await sampleText(files, o.field, BPE_SAMPLE_CHARS);
+  o.log?.(
+    `training a byte-level BPE of ${choice.bpe} ids on ${(sample.length / (1 << 20)).toFixed(1)} ` +
+      `Mi characters (about 15 s for 1024 ids on 4 Mi on 2 cores) ...`,
+  );
+  const json = trainBpe(sample, choice.bpe);
   const path = bpePath(o.out);
   await writeFileAtomic(path, JSON.stringify(json));
   return new JsonTokenizer(json, { kind: "bpe", path: basename(path) });

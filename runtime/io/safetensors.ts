@@ -77,6 +77,28 @@ export interface Safetensors {
   tensors: Map<string, Tensor>;
 }
 
+/** The start of every message about a header that cannot be what a writer wrote. */
+const DAMAGED = "safetensors: the header is damaged";
+
+/** The dtypes of the safetensors format (this runtime reads F32 and F16 of them). */
+const SAFETENSORS_DTYPES = new Set([
+  "BOOL",
+  "U8",
+  "I8",
+  "I16",
+  "U16",
+  "F16",
+  "BF16",
+  "I32",
+  "U32",
+  "F32",
+  "F64",
+  "I64",
+  "U64",
+  "F8_E4M3",
+  "F8_E5M2",
+]);
+
 /**
  * Decodes a safetensors file. Throws one line naming what is wrong (truncated file, bad header,
  * unsupported dtype, offsets that do not tile the data).
@@ -88,18 +110,19 @@ export function decodeSafetensors(bytes: Uint8Array): Safetensors {
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
   if (8 + n > bytes.length) {
     throw new RangeError(
-      `safetensors: header of ${n} bytes runs past the end (${bytes.length} bytes)`,
+      `safetensors: the file is truncated or its header is damaged: a header of ${n} bytes ` +
+        `runs past the end (${bytes.length} bytes)`,
     );
   }
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n));
   } catch {
-    throw new SyntaxError("safetensors: header is not UTF-8");
+    throw new SyntaxError(`${DAMAGED}: it is not UTF-8`);
   }
-  const header = parseJson(text, "safetensors: header") as Record<string, unknown>;
+  const header = parseJson(text, DAMAGED) as Record<string, unknown>;
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
-    throw new SyntaxError("safetensors: header must be a JSON object");
+    throw new SyntaxError(`${DAMAGED}: it is not a JSON object`);
   }
   const metadata: Record<string, string> = {};
   const raw = header.__metadata__ ?? {};
@@ -113,27 +136,39 @@ export function decodeSafetensors(bytes: Uint8Array): Safetensors {
   const entries: [string, { dtype: Dtype; shape: number[]; begin: number; end: number }][] = [];
   for (const [name, e] of Object.entries(header)) {
     if (name === "__metadata__") continue;
+    if (typeof e !== "object" || e === null || Array.isArray(e)) {
+      throw new RangeError(`${DAMAGED}: entry ${JSON.stringify(name)} is not a tensor`);
+    }
     const { dtype, shape, data_offsets: off } = e as {
       dtype: unknown;
       shape: unknown;
       data_offsets: unknown;
     };
+    if (typeof dtype !== "string" || !SAFETENSORS_DTYPES.has(dtype)) {
+      throw new RangeError(
+        `${DAMAGED}: tensor ${JSON.stringify(name)} has no safetensors dtype (${
+          JSON.stringify(dtype)
+        })`,
+      );
+    }
     if (dtype !== "F32" && dtype !== "F16") {
       throw new RangeError(
         `safetensors: tensor ${name} has dtype ${dtype} (this runtime reads F32 and F16)`,
       );
     }
     if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
-      throw new RangeError(`safetensors: tensor ${name} has a bad shape ${JSON.stringify(shape)}`);
+      throw new RangeError(
+        `${DAMAGED}: tensor ${name} has a bad shape ${JSON.stringify(shape)}`,
+      );
     }
     if (!Array.isArray(off) || off.length !== 2 || !(off[0] <= off[1]) || off[1] > data.length) {
       throw new RangeError(
-        `safetensors: tensor ${name} has bad data_offsets ${JSON.stringify(off)}`,
+        `${DAMAGED}: tensor ${name} has bad data_offsets ${JSON.stringify(off)}`,
       );
     }
     if (off[1] - off[0] !== count(shape) * BYTES[dtype]) {
       throw new RangeError(
-        `safetensors: tensor ${name} [${shape}] ${dtype} needs ${
+        `${DAMAGED}: tensor ${name} [${shape}] ${dtype} needs ${
           count(shape) * BYTES[dtype]
         } bytes, ` +
           `offsets give ${off[1] - off[0]}`,
@@ -146,12 +181,12 @@ export function decodeSafetensors(bytes: Uint8Array): Safetensors {
   let at = 0;
   for (const [name, e] of sorted) {
     if (e.begin !== at) {
-      throw new RangeError(`safetensors: tensor ${name} starts at ${e.begin}, expected ${at}`);
+      throw new RangeError(`${DAMAGED}: tensor ${name} starts at ${e.begin}, expected ${at}`);
     }
     at = e.end;
   }
   if (at !== data.length) {
-    throw new RangeError(`safetensors: ${data.length - at} bytes after the last tensor`);
+    throw new RangeError(`${DAMAGED}: ${data.length - at} bytes after the last tensor`);
   }
   const tensors = new Map<string, Tensor>();
   for (const [name, e] of sorted) {

@@ -25,6 +25,8 @@ export interface GenerateFromCheckpoint {
   stepsPerSubmit?: number;
   /** A tokenizer.json to use instead of the checkpoint's. */
   tokenizer?: string;
+  /** Where warnings go (a prompt longer than the trained context is cut). */
+  warn?: (line: string) => void;
   /** Sees every chunk of new tokens as it reaches the host, with the tokenizer. */
   onTokens?: (chunk: TokenChunk, tokenizer: Tokenizer) => void;
 }
@@ -58,9 +60,18 @@ export async function generateFromCheckpoint(r: GenerateFromCheckpoint): Promise
   }
   const ck = await loadCheckpoint(r.ckpt);
   const tokenizer = await checkpointTokenizer(ck, r.tokenizer);
-  const ids = r.prompts.map((p) => tokenizer.encode(p));
+  let ids = r.prompts.map((p) => tokenizer.encode(p));
   if (ids.some((p) => p.length === 0)) {
     throw new Error(`the prompt encodes to no ${tokenizer.name} token: give more text`);
+  }
+  const trained = ck.context;
+  if (trained !== undefined && ids.some((p) => p.length > trained)) {
+    const most = Math.max(...ids.map((p) => p.length));
+    r.warn?.(
+      `warning: a prompt of ${most} tokens exceeds the ${trained} positions the model was ` +
+        `trained on: kept its last ${trained}`,
+    );
+    ids = ids.map((p) => p.length > trained ? p.subarray(p.length - trained) : p);
   }
   const maxNew = r.maxNewTokens, longest = Math.max(...ids.map((p) => p.length));
   requireCausal(

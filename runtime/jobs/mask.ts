@@ -4,7 +4,7 @@
  * atomically. Refuses, with `maxCache`, a spec whose KV cache is unbounded or too large, and a
  * dense output beyond `DENSE_LIMIT` tokens.
  */
-import { type Analysis, analyze } from "../../compiler/analysis/analyze.ts";
+import { type Analysis, analyze, MAX_ANALYSIS_L } from "../../compiler/analysis/analyze.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import { denseMask } from "../../dsl/eval.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
@@ -45,6 +45,8 @@ export interface MaskRequest {
   specFile?: string;
   /** Replace existing picture paths that are not pictures of ours. */
   force?: boolean;
+  /** Where a line goes before an analysis that takes seconds. */
+  log?: (line: string) => void;
 }
 
 /** The refusal for `--max-cache N`, or undefined when the retention fits. */
@@ -75,6 +77,9 @@ export async function maskReport(spec: AttentionSpec, f: MaskRequest): Promise<s
       `${flag} needs the dense mask of K*L = ${N} tokens, above the limit of ${DENSE_LIMIT}: ` +
         `use a smaller --L, or ${fix}`,
     );
+  }
+  if (N > 1 << 16 && f.L <= MAX_ANALYSIS_L) {
+    f.log?.(`analysing ${N} tokens (K·L; seconds at this size) ...`);
   }
   const a = analyze(spec, { L: f.L, tile: f.tile ?? defaultTile(N), layout: f.layout });
   if (f.maxCache !== undefined) {

@@ -147,6 +147,7 @@ export async function trainCommand(o: TrainOptions): Promise<TrainingReport> {
         train: config.data.train,
         field: config.data.field,
         out: o.out,
+        log: o.log,
       });
     config.model.vocab_size = tokenizer.vocabSize;
     return (await runTraining({ ...base, config, spec, tokenizer })).report;

@@ -123,7 +123,7 @@ Deno.test("tokenize and train --tokens: bad input is one error line", async () =
   await Deno.copyFile(a, `${a}.safetensors`);
   cases.push([
     ["--data", `${a}.safetensors`, "--out", a],
-    /is one of the input files: write it elsewhere/,
+    /would overwrite --data .* an input of this run/,
   ]);
   for (const [args, pattern] of cases) {
     assertUsageError(await tokenize(...args), pattern, args.join(" "));
@@ -141,7 +141,7 @@ Deno.test("tokenize and train --tokens: bad input is one error line", async () =
   );
   assertUsageError(
     await train("--tokens", notTokens, "--out", notTokens),
-    /--out .* is the --tokens input/,
+    /--out .* would overwrite --tokens .* an input of this run/,
     "--out is --tokens",
   );
   await Deno.remove(dir, { recursive: true });
