@@ -1,6 +1,7 @@
 /**
  * `deno task bench <name> [flags]`: runs the benchmark module bench/<name>.ts, whose `main(args)`
- * measures on the current machine and prints a table (or JSON with --json).
+ * measures on the current machine and prints a table (or JSON with --json); `--help` prints that
+ * file's header (what it measures and its flags).
  */
 const BENCHES = [
   "analysis",
@@ -29,7 +30,12 @@ if (!BENCHES.includes(name)) {
   console.error(`error: unknown benchmark "${name}"; choose one of: ${BENCHES.join(", ")}`);
   Deno.exit(1);
 }
-const mod = await import(`./${name.replace("-", "_")}.ts`) as {
-  main(args: string[]): Promise<void>;
-};
+const file = new URL(`./${name.replace("-", "_")}.ts`, import.meta.url);
+if (args.includes("--help") || args.includes("-h")) {
+  // A bench's help is its file's header: what it measures, its flags, where figures go.
+  const header = /^\/\*\*\n([\s\S]*?)\*\//.exec(await Deno.readTextFile(file))?.[1] ?? "";
+  console.log(header.split("\n").map((l) => l.replace(/^ \* ?/, "")).join("\n").trim());
+  Deno.exit(0);
+}
+const mod = await import(file.href) as { main(args: string[]): Promise<void> };
 await mod.main(args);
