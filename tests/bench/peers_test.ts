@@ -1,13 +1,13 @@
 /**
  * The PyTorch peer of `deno task bench peers` (python/bench_peers.py, driven through
- * bench/peers.ts's Peer with Debian's torch): its header counts the parameters this runtime's
+ * bench/peers/peer.ts's Peer with Debian's torch): its header counts the parameters this runtime's
  * model has, its loss of a batch from our weights equals the float64 reference model's
  * (reference/model.ts) to 1e-5 relative (torch computes in float32), it times training steps and
  * matmuls, and a bad request or a missing interpreter is one `error:` line.
  */
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { join } from "node:path";
-import { Peer, PeerError } from "../../bench/peers.ts";
+import { Peer, PeerError } from "../../bench/peers/peer.ts";
 import { flexModule } from "../../compiler/codegen/flex.ts";
 import { Rng } from "../../runtime/data/rng.ts";
 import { encodeCheckpoint } from "../../runtime/io/checkpoint.ts";
