@@ -27,7 +27,38 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
   }
 }
 
-function existsSync(path: string): boolean {
+/**
+ * Writes `path` atomically from a stream of writes: `fill` gets the open temp file (write all of
+ * its bytes, seek back if it must) and the file becomes `path` only once `fill` returns; on any
+ * error the temp file is removed. For files too large to hold in memory (token files, caches).
+ */
+export async function writeStreamAtomic(
+  path: string,
+  fill: (f: Deno.FsFile) => Promise<void>,
+): Promise<void> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const tmp = tempPath(path);
+  const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    await fill(f);
+    f.close();
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    try {
+      f.close();
+    } catch { /* already closed */ }
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/** Writes all of `bytes` to `f` (a write may take fewer). */
+export async function writeAll(f: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let w = 0; w < bytes.length;) w += await f.write(bytes.subarray(w));
+}
+
+/** Whether a path exists (file, folder or anything). */
+export function existsSync(path: string): boolean {
   try {
     Deno.statSync(path);
     return true;

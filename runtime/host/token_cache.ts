@@ -20,7 +20,7 @@ import type { Corpus, TokenSource } from "../data/batches.ts";
 import type { DataConfig } from "../model/config.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { chunks, documentPieces, resolveTextFiles } from "./text_files.ts";
-import { tempPath, writeFileAtomic } from "./files.ts";
+import { writeAll, writeFileAtomic, writeStreamAtomic } from "./files.ts";
 
 const MAGIC = "PHDTOK01";
 const HEADER = 64;
@@ -140,9 +140,6 @@ async function build(
 ): Promise<void> {
   let done = 0, shown = performance.now();
   const width = idWidth(o.tokenizer.vocabSize), sepId = o.tokenizer.separator;
-  await Deno.mkdir(join(path, ".."), { recursive: true });
-  const tmp = tempPath(path);
-  const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
   const h = createHash("sha256");
   // One id buffer and one byte buffer, reused for every flush.
   let count = 0, docs = 0, n = 0;
@@ -152,25 +149,25 @@ async function build(
     : width === 2
     ? new Uint16Array(out.buffer)
     : out;
-  const flush = async () => {
-    wide.set(buf.subarray(0, n)); // a truncating copy: the ids fit `width` bytes
-    const bytes = out.subarray(0, n * width);
-    h.update(bytes);
-    for (let w = 0; w < bytes.length;) w += await f.write(bytes.subarray(w));
-    count += n;
-    n = 0;
-  };
-  const push = async (ids: Uint32Array) => {
-    for (let at = 0; at < ids.length;) {
-      if (n === buf.length) await flush();
-      const take = Math.min(ids.length - at, buf.length - n);
-      buf.set(ids.subarray(at, at + take), n);
-      n += take;
-      at += take;
-    }
-  };
-  try {
-    await f.write(new Uint8Array(HEADER)); // filled in at the end
+  await writeStreamAtomic(path, async (f) => {
+    const flush = async () => {
+      wide.set(buf.subarray(0, n)); // a truncating copy: the ids fit `width` bytes
+      const bytes = out.subarray(0, n * width);
+      h.update(bytes);
+      await writeAll(f, bytes);
+      count += n;
+      n = 0;
+    };
+    const push = async (ids: Uint32Array) => {
+      for (let at = 0; at < ids.length;) {
+        if (n === buf.length) await flush();
+        const take = Math.min(ids.length - at, buf.length - n);
+        buf.set(ids.subarray(at, at + take), n);
+        n += take;
+        at += take;
+      }
+    };
+    await writeAll(f, new Uint8Array(HEADER)); // filled in at the end
     let open = false;
     for (const file of files) {
       for await (const piece of documentPieces(file, o.field)) {
@@ -195,16 +192,8 @@ async function build(
     dv.setBigUint64(16, BigInt(count), true);
     head.set(h.digest(), 24);
     await f.seek(0, Deno.SeekMode.Start);
-    await f.write(head);
-    f.close();
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    try {
-      f.close();
-    } catch { /* already closed */ }
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+    await writeAll(f, head);
+  });
 }
 
 /** Options of `tokenCache`. */

@@ -7,7 +7,6 @@
  * whole. A token file of another tokenizer than a checkpoint's is refused in one line.
  */
 import { createHash } from "node:crypto";
-import { dirname } from "node:path";
 import type { Corpus, TokenSource } from "../data/batches.ts";
 import {
   decodeTokenFileHeader,
@@ -18,7 +17,7 @@ import {
 } from "../data/token_file.ts";
 import { type Tokenizer, tokenizerFromMetadata } from "../data/tokenizer.ts";
 import { DEFAULT_CONFIG, type TokenizerChoice } from "../model/config.ts";
-import { tempPath } from "./files.ts";
+import { writeAll, writeStreamAtomic } from "./files.ts";
 import { guardOutputs, oursSafetensors, sidecar } from "./outputs.ts";
 import { chunks, resolveTextFiles } from "./text_files.ts";
 import { loadTextCorpus, TokenFile } from "./token_cache.ts";
@@ -112,30 +111,16 @@ export async function writeTokenFile(
   splits: { train: TokenSource; val: TokenSource },
   meta: TokenFileMeta,
 ): Promise<void> {
-  await Deno.mkdir(dirname(path), { recursive: true });
-  const tmp = tempPath(path);
-  const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
-  const write = async (bytes: Uint8Array) => {
-    for (let w = 0; w < bytes.length;) w += await f.write(bytes.subarray(w));
-  };
-  try {
-    const { train, val } = splits;
-    await write(encodeTokenFileHeader(meta, { train: train.length, val: val.length }));
+  const { train, val } = splits;
+  await writeStreamAtomic(path, async (f) => {
+    await writeAll(f, encodeTokenFileHeader(meta, { train: train.length, val: val.length }));
     for (const s of [train, val]) {
       for (let at = 0; at < s.length; at += COPY) {
         const ids = s.subarray(at, Math.min(at + COPY, s.length)); // may be a view
-        await write(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength));
+        await writeAll(f, new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength));
       }
     }
-    f.close();
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    try {
-      f.close();
-    } catch { /* already closed */ }
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  });
 }
 
 /** Each file's size and SHA-256, one file open at a time. */

@@ -16,6 +16,7 @@ import { initParams, paramShapes } from "../../runtime/model/params.ts";
 import { forwardBackward } from "../../reference/model.ts";
 import { PYTHON } from "../fixtures/python.ts";
 import { needs } from "../fixtures/packages.ts";
+import { TINY_SECTION } from "../fixtures/model.ts";
 
 Deno.test(
   needs(
@@ -23,14 +24,7 @@ Deno.test(
     "bench peers: the PyTorch peer trains our model from our weights",
     async () => {
       const dir = await Deno.makeTempDir({ prefix: "peers_" });
-      const model = {
-        ...DEFAULT_CONFIG.model,
-        hidden_size: 16,
-        intermediate_size: 32,
-        num_hidden_layers: 1,
-        num_attention_heads: 2,
-        num_key_value_heads: 1,
-      };
+      const model = { ...DEFAULT_CONFIG.model, ...TINY_SECTION };
       const phd: PhdConfig = { K: 2, variant: "phd-cswa", W: 3, C: 4, positions: "shared" };
       const spec = configSpec(phd), L = 8, batch = 2;
       const params = initParams(model, { seed: 3, std: 0.5 }); // large weights: a loss far from ln 256

@@ -14,6 +14,7 @@ import { initParams } from "../../runtime/model/params.ts";
 import { runScript } from "../fixtures/cli.ts";
 import { tinyModel } from "../fixtures/model.ts";
 import { readSafetensors } from "../fixtures/independent_model.ts";
+import { TINY_SECTION } from "../fixtures/model.ts";
 
 /** Runs `deno run -A <script> ...args` as the tasks do. */
 const deno = ([script, ...args]: string[]) => runScript(script, ...args);
@@ -76,12 +77,7 @@ Deno.test("train writes checkpoint, state and picture; resume continues to a lat
   await Deno.writeTextFile(
     cfg,
     JSON.stringify({
-      model: {
-        hidden_size: 16,
-        intermediate_size: 32,
-        num_attention_heads: 2,
-        num_key_value_heads: 1,
-      },
+      model: TINY_SECTION,
       train: { steps: 3, batch_size: 2, seq_len: 16, eval_batches: 1, log_every: 1, eval_every: 0 },
     }),
   );

@@ -17,6 +17,7 @@ import { hfConfig } from "../../runtime/io/hf_config.ts";
 import { assertUsageError, runScript } from "../fixtures/cli.ts";
 import { phdTorch } from "../fixtures/torch.ts";
 import { needs } from "../fixtures/packages.ts";
+import { TINY_SECTION } from "../fixtures/model.ts";
 
 const TEXT = "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent " +
   "primary election produced no evidence that any irregularities took place. The jury further " +
@@ -45,12 +46,7 @@ Deno.test(
       await Deno.writeTextFile(
         cfg,
         JSON.stringify({
-          model: {
-            hidden_size: 16,
-            intermediate_size: 32,
-            num_attention_heads: 2,
-            num_key_value_heads: 1,
-          },
+          model: TINY_SECTION,
           phd: { K: 3, variant: "phd-cswa", W: 3, C: 4, positions: "flattened" },
           train: {
             steps: 8,

@@ -64,6 +64,7 @@ import { storageBuffer } from "../../runtime/gpu/resources.ts";
 import { destroyDispatches } from "../../runtime/gpu/kernel.ts";
 import { gpuAsClass, gpuOnce } from "../fixtures/attention.ts";
 import { runScript } from "../fixtures/cli.ts";
+import { TINY_SECTION } from "../fixtures/model.ts";
 
 const adapter: AdapterId = {
   vendor: "test",
@@ -352,13 +353,7 @@ Deno.test("deno task autotune: warm cache does no measuring (says so); bad input
   const ctx = await gpuOnce();
   const dir = await Deno.makeTempDir();
   const config = {
-    model: {
-      hidden_size: 16,
-      intermediate_size: 32,
-      num_hidden_layers: 1,
-      num_attention_heads: 2,
-      num_key_value_heads: 1,
-    },
+    model: TINY_SECTION,
     train: { batch_size: 2, seq_len: 8 },
   };
   const cfgPath = join(dir, "tiny.json"), cachePath = join(dir, "autotune.json");
@@ -525,14 +520,7 @@ Deno.test("attention tuning on the device: wrong, broken and oversized candidate
   );
   ok(attentionBucket({ ...TINY_ATTENTION, L: 7 }) === entry.bucket);
   // A model graph of that shape builds the chosen variant; explicit knobs win over the chooser.
-  const model = {
-    ...DEFAULT_CONFIG.model,
-    hidden_size: 16,
-    intermediate_size: 32,
-    num_hidden_layers: 1,
-    num_attention_heads: 2,
-    num_key_value_heads: 1,
-  };
+  const model = { ...DEFAULT_CONFIG.model, ...TINY_SECTION };
   const params = new ModelParams(ctx, model);
   const graph = (attention: { layout: "grouped"; tileQ?: number }) =>
     new ModelGraph(ctx, params, TINY_ATTENTION.spec, {
