@@ -68,13 +68,27 @@ export {
   loadUnit,
   saveCheckpoint,
   seriesPath,
+  type TrainingCheckpoint,
 } from "./runtime/host/checkpoint.ts";
 export { writeFileAtomic } from "./runtime/host/files.ts";
-export { loadRunConfig, readConfig, type RunOverrides } from "./runtime/host/config_file.ts";
-export { loadSpecRef } from "./runtime/host/spec_file.ts";
-export { loadTextCorpus, tokenCache, TokenFile } from "./runtime/host/token_cache.ts";
+export {
+  loadRunConfig,
+  readConfig,
+  type RunConfig,
+  type RunInput,
+  type RunOverrides,
+} from "./runtime/host/config_file.ts";
+export { loadSpecRef, type SpecLoad } from "./runtime/host/spec_file.ts";
+export {
+  loadTextCorpus,
+  type TextCorpus,
+  tokenCache,
+  type TokenCacheOptions,
+  TokenFile,
+} from "./runtime/host/token_cache.ts";
 export { loadTokenizerFile, resolveTokenizer } from "./runtime/host/tokenizer_file.ts";
 export {
+  type ChooserFileOptions,
   DEFAULT_TUNE_CACHE,
   loadKernelChoosers,
   loadMatmulChooser,

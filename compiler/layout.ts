@@ -13,7 +13,9 @@ export const LAYOUTS: readonly Layout[] = ["interleaved", "grouped"];
 
 /** Inclusive integer range; empty when `lo > hi`. */
 export interface Range {
+  /** First integer of the range. */
   lo: number;
+  /** Last integer of the range (inclusive). */
   hi: number;
 }
 

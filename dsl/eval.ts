@@ -8,15 +8,21 @@ import type { AttentionSpec } from "./spec.ts";
 
 /** Values of the runtime parameters and tables an expression reads. */
 export interface Bindings {
+  /** Runtime integer parameters by name. */
   params: Readonly<Record<string, number>>;
+  /** Runtime segment tables (sorted start offsets) by name. */
   tables: Readonly<Record<string, readonly number[]>>;
 }
 
 /** One query/key pair: copies and positions. */
 export interface Pair {
+  /** The query's copy (0: the original). */
   qc: number;
+  /** The query's position. */
   qp: number;
+  /** The key's copy (0: the original). */
   kc: number;
+  /** The key's position. */
   kp: number;
 }
 
@@ -151,15 +157,22 @@ export function specBindings(spec: AttentionSpec): Bindings {
 
 /** A dense mask in canonical order: `allowed[qi * N + ki]`, N = K*L. */
 export interface DenseMask {
+  /** Copies per position. */
   K: number;
+  /** Positions; the mask is N x N with N = K*L. */
   L: number;
   /** `[copy, pos]` of each canonical index. */
   tokens: [number, number][];
+  /** 1 where query `qi` may attend key `ki`, at `qi * N + ki`; else 0. */
   allowed: Uint8Array;
 }
 
 /** Evaluates the mask at every pair of an expanded sequence of L positions. O((K*L)^2). */
-export function denseMask(spec: AttentionSpec, L: number, b: Bindings = specBindings(spec)) {
+export function denseMask(
+  spec: AttentionSpec,
+  L: number,
+  b: Bindings = specBindings(spec),
+): DenseMask {
   const K = spec.K, N = K * L;
   const tokens: [number, number][] = [];
   for (let t = 0; t < N; t++) tokens.push([t % K, Math.floor(t / K)]);

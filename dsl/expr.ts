@@ -60,13 +60,17 @@ function floatNode(x: FloatLike): FloatNode {
 
 /** An integer-valued expression. Division and modulo are floor division and floor modulo. */
 export class IntExpr {
+  /** Wraps an integer node; users build expressions from `MaskContext` instead. */
   constructor(readonly node: IntNode) {}
+  /** `this + b`. */
   add(b: IntLike): IntExpr {
     return bin("add", this, b);
   }
+  /** `this - b`. */
   sub(b: IntLike): IntExpr {
     return bin("sub", this, b);
   }
+  /** `this * b`. */
   mul(b: IntLike): IntExpr {
     return bin("mul", this, b);
   }
@@ -78,30 +82,39 @@ export class IntExpr {
   mod(b: IntLike): IntExpr {
     return bin("mod", this, b);
   }
+  /** The smaller of `this` and `b`. */
   min(b: IntLike): IntExpr {
     return bin("min", this, b);
   }
+  /** The larger of `this` and `b`. */
   max(b: IntLike): IntExpr {
     return bin("max", this, b);
   }
+  /** `this == b`. */
   eq(b: IntLike): BoolExpr {
     return cmp("eq", this, b);
   }
+  /** `this != b`. */
   ne(b: IntLike): BoolExpr {
     return cmp("ne", this, b);
   }
+  /** `this < b`. */
   lt(b: IntLike): BoolExpr {
     return cmp("lt", this, b);
   }
+  /** `this <= b`. */
   le(b: IntLike): BoolExpr {
     return cmp("le", this, b);
   }
+  /** `this > b`. */
   gt(b: IntLike): BoolExpr {
     return cmp("gt", this, b);
   }
+  /** `this >= b`. */
   ge(b: IntLike): BoolExpr {
     return cmp("ge", this, b);
   }
+  /** The expression as readable infix text. */
   toString(): string {
     return formatInt(this.node);
   }
@@ -117,16 +130,21 @@ function cmp(c: CmpOp, a: IntExpr, b: IntLike): BoolExpr {
 
 /** A boolean expression: the mask predicate and its parts. */
 export class BoolExpr {
+  /** Wraps a boolean node; users build conditions by comparing `IntExpr`s instead. */
   constructor(readonly node: BoolNode) {}
+  /** True when `this` and every one of `others` are. */
   and(...others: BoolExpr[]): BoolExpr {
     return and(this, ...others);
   }
+  /** True when `this` or any one of `others` is. */
   or(...others: BoolExpr[]): BoolExpr {
     return or(this, ...others);
   }
+  /** The negation of `this`. */
   not(): BoolExpr {
     return not(this);
   }
+  /** The condition as readable infix text. */
   toString(): string {
     return formatBool(this.node);
   }
@@ -134,19 +152,25 @@ export class BoolExpr {
 
 /** A float expression of a score modifier. */
 export class FloatExpr {
+  /** Wraps a float node; users start from `ScoreContext.score` or `head` instead. */
   constructor(readonly node: FloatNode) {}
+  /** `this + b`. */
   add(b: FloatLike): FloatExpr {
     return new FloatExpr({ op: "fadd", a: this.node, b: floatNode(b) });
   }
+  /** `this - b`. */
   sub(b: FloatLike): FloatExpr {
     return new FloatExpr({ op: "fsub", a: this.node, b: floatNode(b) });
   }
+  /** `this * b`. */
   mul(b: FloatLike): FloatExpr {
     return new FloatExpr({ op: "fmul", a: this.node, b: floatNode(b) });
   }
+  /** `this / b` (float division). */
   div(b: FloatLike): FloatExpr {
     return new FloatExpr({ op: "fdiv", a: this.node, b: floatNode(b) });
   }
+  /** The expression as readable infix text. */
   toString(): string {
     return formatFloat(this.node);
   }

@@ -20,16 +20,25 @@ export const SPEC_FORMAT = "phd-attention-spec-1";
 
 /** A spec as JSON data. */
 export interface SpecJson {
+  /** Always `SPEC_FORMAT`. */
   format: typeof SPEC_FORMAT;
   /** Base name (the full name is rebuilt with the parameters). */
   name: string;
+  /** Copies per position. */
   K: number;
+  /** Runtime integer parameters with their values. */
   params: Record<string, number>;
+  /** Runtime segment tables with their values. */
   tables: Record<string, number[]>;
+  /** The mask predicate's expression tree. */
   mask: BoolNode;
+  /** The score modifier's expression tree, if the spec has one. */
   score?: FloatNode;
+  /** Position-id scheme. */
   positions: AttentionSpec["positions"];
+  /** Permitted non-causality. */
   bidirectional: AttentionSpec["bidirectional"];
+  /** One line saying what the pattern is (may be empty). */
   description: string;
 }
 

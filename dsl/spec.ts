@@ -87,20 +87,31 @@ export interface AttentionSpecInput {
 
 /** A checked spec: plain data plus the declaration it came from (to rebuild it for another K). */
 export interface AttentionSpec {
+  /** Tag that marks a spec (`isAttentionSpec`). */
   readonly kind: "attention-spec";
   /** Full name with parameters, e.g. `phd_cswa_k3_w16_c32`. */
   readonly name: string;
+  /** The declared name, without parameters, e.g. `phd_cswa`. */
   readonly baseName: string;
+  /** Copies per position (1 = vanilla), in [1, `MAX_K`]. */
   readonly K: number;
+  /** Runtime integer parameters with their default values. */
   readonly params: Readonly<Record<string, number>>;
+  /** Runtime segment tables (strictly increasing start offsets) with their defaults. */
   readonly tables: Readonly<Record<string, readonly number[]>>;
+  /** The mask predicate's expression tree. */
   readonly mask: BoolNode;
+  /** The score modifier's expression tree, if any. */
   readonly score?: FloatNode;
+  /** Position-id scheme (default `"shared"`). */
   readonly positions: PositionScheme;
+  /** Permitted non-causality (default `false`). */
   readonly bidirectional: Bidirectional;
+  /** One line saying what the pattern is (empty if none was declared). */
   readonly description: string;
   /** The mask (and score) as readable infix text, stored in manifests and checkpoints. */
   readonly source: string;
+  /** The declaration it was built from (`respec` rebuilds from it). */
   readonly input: AttentionSpecInput;
 }
 
@@ -218,8 +229,11 @@ function checkTable(name: string, v: unknown): number[] {
 
 /** Overrides applied when re-instantiating a spec (CLI flags, tuning sweeps). */
 export interface SpecOverrides {
+  /** Copies per position. Default: the spec's. */
   K?: number;
+  /** Parameter values, merged over the spec's; each must be a parameter it declares. */
   params?: Record<string, number>;
+  /** Table values, merged over the spec's; each must be a table it declares. */
   tables?: Record<string, number[]>;
 }
 

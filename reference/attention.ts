@@ -24,14 +24,19 @@ export function tokenAt(layout: Layout, K: number, L: number, s: number): [numbe
 
 /** Shape and mask of an attention problem. */
 export interface AttentionProblem {
+  /** The spec whose mask and score modifier apply. */
   spec: AttentionSpec;
   /** Positions per copy; the sequence holds N = K*L tokens. */
   L: number;
+  /** Storage order of the N tokens in every tensor. */
   layout: Layout;
+  /** Sequences. */
   batch: number;
+  /** Query heads. */
   heads: number;
   /** Key/value heads; divides `heads` (grouped-query attention). */
   kvHeads: number;
+  /** Values per head (d). */
   headDim: number;
   /** Runtime parameter values. Default: the spec's. */
   bindings?: Bindings;
@@ -39,9 +44,13 @@ export interface AttentionProblem {
 
 /** Inputs: q `[B, H, N, d]`, k and v `[B, HKV, N, d]`, and optionally the output gradient dO. */
 export interface AttentionInputs {
+  /** Queries `[B, H, N, d]`. */
   q: ArrayLike<number>;
+  /** Keys `[B, HKV, N, d]`. */
   k: ArrayLike<number>;
+  /** Values `[B, HKV, N, d]`. */
   v: ArrayLike<number>;
+  /** Gradient of the output `[B, H, N, d]`; given, the backward pass runs too. */
   dO?: ArrayLike<number>;
 }
 

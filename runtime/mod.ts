@@ -6,17 +6,36 @@
  * the repository's mod.ts.
  */
 export { type ContextOptions, createContext } from "./gpu/context.ts";
-export { type GpuContext, type GpuOptions, requestGpu } from "./gpu/device.ts";
-export { PipelineCache } from "./gpu/resources.ts";
-export type { KernelContext } from "./gpu/kernel.ts";
+export {
+  type AdapterClass,
+  type DeviceLimits,
+  type GpuContext,
+  type GpuOptions,
+  type LimitName,
+  type RequestedLimit,
+  requestGpu,
+  type Subgroups,
+} from "./gpu/device.ts";
+export type { Peak } from "./gpu/peak.ts";
+export { type CachedPipeline, PipelineCache, type PipelineSource } from "./gpu/resources.ts";
+export type { Dispatch, KernelContext } from "./gpu/kernel.ts";
 export {
   type AttentionConfig,
   type AttentionRun,
+  type BackwardBuffers,
   FlashAttention,
+  type ForwardBuffers,
   type HostInputs,
   type HostOutputs,
 } from "./kernels/attention.ts";
-export { type AttentionCheck, checkAttention } from "./tune/attention_check.ts";
+export {
+  type AttentionCheck,
+  type AttentionInputs,
+  type AttentionProblem,
+  checkAttention,
+  type OutputError,
+  type ReferenceLayout,
+} from "./tune/attention_check.ts";
 export {
   type Config,
   configSpec,
@@ -28,12 +47,14 @@ export {
   parseConfig,
   type PhdConfig,
   phdOf,
+  type SpecOverridesConfig,
   specWithOverrides,
   type TokenizerChoice,
   type TrainConfig,
 } from "./model/config.ts";
 export {
   Batches,
+  type BatchShape,
   buildCorpus,
   type Corpus,
   type Document,
@@ -50,11 +71,20 @@ export {
   JsonTokenizer,
   type Tokenizer,
   tokenizerFromMetadata,
+  type TokenizerOrigin,
   trainBpe,
 } from "./data/tokenizer.ts";
 export { type GraphOptions, ModelGraph } from "./model/graph.ts";
 export { type Op, recordOps } from "./model/ops.ts";
-export type { MatmulChooser, MatmulShape } from "./kernels/matmul.ts";
+export type {
+  MatmulBlocking,
+  MatmulChooser,
+  MatmulF16,
+  MatmulLimits,
+  MatmulParams,
+  MatmulShape,
+  MatmulTrans,
+} from "./kernels/matmul.ts";
 export {
   measureMatmulGflops,
   Trainer,
@@ -72,9 +102,25 @@ export {
 } from "./infer/decoder.ts";
 export { generate, type GenerationResult } from "./infer/generate.ts";
 export { KvCache, type KvCacheOptions, type KvStats } from "./infer/kv_cache.ts";
-export { type AdapterId, adapterIdOf, Autotuner, type TuneCacheData } from "./tune/engine.ts";
-export { tunedMatmulChooser } from "./tune/matmul.ts";
-export { tunedAttentionChooser } from "./tune/attention.ts";
+export {
+  type AdapterId,
+  adapterIdOf,
+  Autotuner,
+  type Candidate,
+  TUNE_CACHE_VERSION,
+  type TuneCacheData,
+  type TunedOn,
+  type TuneEntry,
+  type TuneKeyParts,
+  type TunerOptions,
+  type TuneTask,
+} from "./tune/engine.ts";
+export { type MatmulChooserOptions, tunedMatmulChooser } from "./tune/matmul.ts";
+export {
+  type AttentionChooserOptions,
+  type AttentionLimits,
+  tunedAttentionChooser,
+} from "./tune/attention.ts";
 export type { AttentionChooser, AttentionShape, AttentionVariant } from "./kernels/attention.ts";
 export {
   type Checkpoint,
@@ -83,7 +129,15 @@ export {
   decodeTrainingState,
   encodeCheckpoint,
   encodeTrainingState,
+  type SavedState,
   statePath,
 } from "./io/checkpoint.ts";
 export { hfConfig } from "./io/hf_config.ts";
-export { headDim, initParams, ModelParams, type Params, paramShapes } from "./model/params.ts";
+export {
+  type EmbeddingOptions,
+  headDim,
+  initParams,
+  ModelParams,
+  type Params,
+  paramShapes,
+} from "./model/params.ts";

@@ -7,17 +7,25 @@ import { escapeXml } from "./xml.ts";
 
 /** One line of a chart. */
 export interface Series {
+  /** Legend text. */
   name: string;
+  /** `[x, y]` points in drawing order; non-finite ones are skipped. */
   points: [number, number][];
+  /** CSS stroke color. Default: the palette color of its index. */
   color?: string;
 }
 
 /** Options of `lineChart`. */
 export interface ChartOptions {
+  /** Title above the chart. */
   title: string;
+  /** Label of the x axis. */
   xLabel: string;
+  /** Label of the y axis. */
   yLabel: string;
+  /** Width in pixels. Default 640. */
   width?: number;
+  /** Height in pixels. Default 400. */
   height?: number;
   /** Logarithmic x axis (sweeps over sizes). */
   logX?: boolean;

@@ -1,5 +1,5 @@
 /**
  * Pictures: masks and tile classes (SVG, PNG, ASCII) and line charts. Browser-safe.
  */
-export { lineChart, type Series } from "./chart.ts";
+export { type ChartOptions, lineChart, type Series } from "./chart.ts";
 export { asciiTiles, type MaskPicture, maskPng, maskSvg, reorderMask } from "./mask_picture.ts";

@@ -7,7 +7,7 @@ import { type Bindings, specBindings } from "../../dsl/eval.ts";
 import { type Causality, checkCausality } from "./causality.ts";
 import type { Layout } from "../layout.ts";
 import { type PrefillPlan, prefillSet } from "./prefill.ts";
-import { planRetention, type RetentionPlan } from "./retention.ts";
+import { type CopyRetention, planRetention, type RetentionPlan } from "./retention.ts";
 import { classifyTiles, type TileMap } from "./tiles.ts";
 
 /** Options of `analyze`. */
@@ -26,11 +26,17 @@ export interface AnalyzeOptions {
 
 /** Everything the compiler derives from a spec for one sequence length. */
 export interface Analysis {
+  /** The spec analysed. */
   spec: AttentionSpec;
+  /** Sequence length in positions. */
   L: number;
+  /** The causality proof (always causal: `analyze` throws otherwise). */
   causality: Causality;
+  /** KV retention plan for L positions. */
   retention: RetentionPlan;
+  /** Prefill set for a prompt of `AnalyzeOptions.P` positions. */
   prefill: PrefillPlan;
+  /** Tile classes in the chosen storage layout. */
   tiles: TileMap;
   /** Milliseconds each part took. */
   ms: { causality: number; retention: number; prefill: number; tiles: number };
@@ -81,8 +87,33 @@ export function analyze(spec: AttentionSpec, o: AnalyzeOptions): Analysis {
   };
 }
 
+/** The JSON-friendly summary of an analysis (`summarize`): no per-token arrays. */
+export interface AnalysisSummary {
+  /** The spec's full name. */
+  name: string;
+  /** Copies per position. */
+  K: number;
+  /** Sequence length in positions. */
+  L: number;
+  /** The spec's parameter values. */
+  params: Readonly<Record<string, number>>;
+  /** The mask (and score) as infix text. */
+  source: string;
+  /** Whether the spec is causal, and the message saying why not. */
+  causality: Pick<Causality, "causal" | "message">;
+  /** The retention plan without its per-token arrays; an unbounded `reach` is `null`. */
+  retention: Pick<RetentionPlan, "formula" | "maxCachedTokens" | "bounded"> & {
+    /** Per key copy; `reach` is `null` where no bound was proven. */
+    perCopy: (Omit<CopyRetention, "reach"> & { reach: number | null })[];
+  };
+  /** The prefill plan. */
+  prefill: Pick<PrefillPlan, "P" | "count" | "ratio" | "perCopy">;
+  /** The tile map without its per-tile classes. */
+  tiles: Pick<TileMap, "layout" | "tileQ" | "tileK" | "rows" | "cols" | "counts" | "keptFraction">;
+}
+
 /** The JSON-friendly summary of an analysis (no per-token arrays). */
-export function summarize(a: Analysis) {
+export function summarize(a: Analysis): AnalysisSummary {
   const t = a.tiles, r = a.retention;
   return {
     name: a.spec.name,

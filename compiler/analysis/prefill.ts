@@ -15,7 +15,9 @@ import { halve } from "./halving.ts";
 
 /** The tokens a prefill of P positions computes. */
 export interface PrefillPlan {
+  /** Copies per position. */
   K: number;
+  /** Prompt length in positions. */
   P: number;
   /** Per copy, the sorted disjoint position ranges computed. */
   perCopy: Range[][];

@@ -12,6 +12,7 @@ import { FALSE, type MaskOracle, maskOracle, MAYBE, region, tighten, TRUE } from
 
 /** Retention of one key copy. */
 export interface CopyRetention {
+  /** The key copy c, in [0, K). */
   copy: number;
   /** `all`: kept for the whole sequence; `window`: a bounded number kept; `none`: dropped. */
   kind: "all" | "window" | "none";
@@ -23,8 +24,11 @@ export interface CopyRetention {
 
 /** The retention plan of a spec for sequences of L positions. */
 export interface RetentionPlan {
+  /** Copies per position. */
   K: number;
+  /** Sequence length in positions. */
   L: number;
+  /** Retention of each key copy, indexed by copy. */
   perCopy: CopyRetention[];
   /** `lifetime[c * L + m]`: last query position that reads key (c, m) (m itself if none later). */
   lifetime: Int32Array;

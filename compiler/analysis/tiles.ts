@@ -50,10 +50,15 @@ export interface TileOptions {
 
 /** The class of every tile of the attention matrix in storage order. */
 export interface TileMap {
+  /** Storage layout the tiles are cut from. */
   layout: Layout;
+  /** Copies per position. */
   K: number;
+  /** Positions (tokens per copy). */
   L: number;
+  /** Query rows per tile. */
   tileQ: number;
+  /** Key columns per tile. */
   tileK: number;
   /** Query tiles. */
   rows: number;
@@ -61,6 +66,7 @@ export interface TileMap {
   cols: number;
   /** `classes[row * cols + col]`. */
   classes: Uint8Array;
+  /** Number of tiles of each class. */
   counts: { empty: number; partial: number; full: number };
   /** Fraction of the matrix's pairs that lie in non-empty tiles (the work a kernel keeps). */
   keptFraction: number;
@@ -206,7 +212,10 @@ function resolve(o: MaskOracle, qr: Range[], kr: Range[], v: Verdict[]): TileCla
  * The non-empty tiles as compressed rows (per query tile its key tiles), or, transposed, as
  * compressed columns (per key tile its query tiles, for the dK/dV backward pass).
  */
-export function tileLists(map: TileMap, by: "rows" | "cols" = "rows") {
+export function tileLists(
+  map: TileMap,
+  by: "rows" | "cols" = "rows",
+): { offsets: Uint32Array; index: Uint32Array; classes: Uint8Array } {
   const outer = by === "rows" ? map.rows : map.cols, inner = by === "rows" ? map.cols : map.rows;
   const offsets = new Uint32Array(outer + 1);
   const index: number[] = [], cls: number[] = [];

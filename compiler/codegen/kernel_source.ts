@@ -12,7 +12,9 @@ import { type SpecCode, specUniformFields } from "./wgsl_expr.ts";
 export interface KernelSource {
   /** Cache key: the family and every parameter baked into the code, nothing else. */
   key: string;
+  /** Human-readable name for pipeline labels and error messages. */
   label: string;
+  /** The WGSL source. */
   code: string;
   /** The `@compute` function. */
   entryPoint: string;
@@ -36,7 +38,9 @@ export type UniformType = "i32" | "u32" | "f32";
 
 /** One field of a uniform table. */
 export interface UniformField<N extends string = string> {
+  /** Field name in the WGSL struct. */
   name: N;
+  /** WGSL type of the field (4 bytes). */
   type: UniformType;
 }
 

@@ -60,7 +60,9 @@ export function cleanBrown(raw: string): string {
 
 /** A named document of plain text. */
 export interface Document {
+  /** Name; `buildCorpus` sorts documents by it before splitting. */
   name: string;
+  /** The document's text. */
   text: string;
 }
 
@@ -69,6 +71,7 @@ export interface Document {
  * runtime/host/token_cache.ts serves one from a file on disk, so a corpus need not fit in memory.
  */
 export interface TokenSource {
+  /** Number of token ids in the stream. */
   readonly length: number;
   /** Ids `[start, end)`, as a fresh or shared array (callers only read it). */
   subarray(start: number, end: number): Uint32Array;
@@ -76,7 +79,9 @@ export interface TokenSource {
 
 /** Token streams of the two splits, and the id that separates packed documents (if any). */
 export interface Corpus {
+  /** The training split's tokens. */
   train: TokenSource;
+  /** The validation split's tokens. */
   val: TokenSource;
   /** Separator between documents; a spec's `docs` table is filled from it per batch. */
   separator?: number;
@@ -84,7 +89,9 @@ export interface Corpus {
 
 /** A corpus held in memory (the Brown corpus). */
 export interface MemoryCorpus extends Corpus {
+  /** The training split's tokens. */
   train: Uint32Array;
+  /** The validation split's tokens. */
   val: Uint32Array;
 }
 
@@ -134,7 +141,9 @@ export function documentBindings(
 
 /** Shape of a batch: `batch` sequences of `seqLen + 1` ids (inputs and the next-token targets). */
 export interface BatchShape {
+  /** Sequences per batch (>= 1). */
   batch: number;
+  /** Input tokens per sequence (>= 1); each row holds one more id, the last target. */
   seqLen: number;
 }
 
@@ -156,9 +165,11 @@ function checkShape(stream: TokenSource, s: BatchShape): void {
  * `state` / `restore` make a resumed run draw the same batches.
  */
 export class Batches {
+  /** The PRNG that draws window offsets. */
   readonly rng: Rng;
   /** Batches drawn so far. */
   step = 0;
+  /** Windows of `shape` from `stream`, drawn with a PRNG seeded by `seed`; checks the shape. */
   constructor(readonly stream: TokenSource, readonly shape: BatchShape, seed: number) {
     checkShape(stream, shape);
     this.rng = new Rng(seed);
@@ -181,6 +192,7 @@ export class Batches {
     return { rng: this.rng.state, step: this.step };
   }
 
+  /** Resumes from a saved `state`: the next batch is the one that would have followed. */
   restore(s: { rng: number; step: number }): void {
     this.rng.state = s.rng;
     this.step = s.step;

@@ -7,6 +7,7 @@
 /** mulberry32: a small seeded PRNG whose whole state is one u32 (saved in training state). */
 export class Rng {
   #a: number;
+  /** A generator seeded with `seed` (taken as a u32). */
   constructor(seed: number) {
     this.#a = seed >>> 0;
   }

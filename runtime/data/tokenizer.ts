@@ -17,9 +17,11 @@ import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
 export interface Tokenizer {
   /** A short human name (`bytes`, `bpe-1024`, `tokenizer.json gpt2`). */
   readonly name: string;
+  /** Number of ids: every id is in [0, vocabSize). */
   readonly vocabSize: number;
   /** The id placed between documents when packing (and where a document table starts a segment). */
   readonly separator: number;
+  /** Text to ids, without special tokens. */
   encode(text: string): Uint32Array;
   /** Ids to text; invalid sequences (e.g. a cut UTF-8 character) become U+FFFD. */
   decode(ids: ArrayLike<number>): string;

@@ -13,7 +13,9 @@ import { type PipelineCache, uniformBuffer } from "./resources.ts";
 
 /** A device and the pipeline cache every kernel family builds through. */
 export interface KernelContext {
+  /** The device and what was learned about it. */
   gpu: GpuContext;
+  /** Pipelines by cache key, shared by every kernel family. */
   cache: PipelineCache;
 }
 
@@ -99,9 +101,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
 
 /** One recorded-ready dispatch: replay it every step with `record`. */
 export interface Dispatch {
+  /** The kernel's label, for errors and captures. */
   label: string;
+  /** The compute pipeline, from the pipeline cache. */
   pipeline: GPUComputePipeline;
+  /** Group 0's bindings. */
   bindGroup: GPUBindGroup;
+  /** Workgroups dispatched in x, y and z. */
   grid: [number, number, number];
   /** Uniform buffers this dispatch owns (freed by `destroyDispatches`). */
   owned: GPUBuffer[];

@@ -9,6 +9,7 @@
 
 /** An adapter's fp32 peak and where it came from. */
 export interface Peak {
+  /** Peak fp32 throughput in TFLOP/s. */
   tflops: number;
   /** `table: <GPU>` or `stated` (an option or `PHD_PEAK_TFLOPS`). */
   source: string;

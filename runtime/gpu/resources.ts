@@ -129,9 +129,13 @@ export interface PipelineSource {
 
 /** A created pipeline and the module it came from (for compilation diagnostics). */
 export interface CachedPipeline {
+  /** The cache key it was built under. */
   key: string;
+  /** The compute pipeline (`layout: "auto"`). */
   pipeline: GPUComputePipeline;
+  /** The shader module, for compilation diagnostics. */
   module: GPUShaderModule;
+  /** What it was built from. */
   source: PipelineSource;
 }
 
@@ -144,6 +148,7 @@ export class PipelineCache {
   #pipelines = new Map<string, CachedPipeline>();
   /** Number of pipelines created so far. */
   created = 0;
+  /** A cache that builds its pipelines on `device`. */
   constructor(readonly device: GPUDevice) {}
 
   /** The pipeline for `key`, built from `build()` the first time. */

@@ -109,8 +109,11 @@ export async function loadTrainingState(path: string): Promise<SavedState> {
 
 /** A model file and its training state, checked to be one unit. */
 export interface TrainingCheckpoint {
+  /** The model file's path. */
   path: string;
+  /** The model file's contents. */
   checkpoint: Checkpoint;
+  /** Its training-state sibling's contents (`statePath`). */
   saved: SavedState;
 }
 

@@ -24,12 +24,17 @@ import { parseJson } from "../io/json.ts";
 export interface RunOverrides {
   /** A preset name or a spec file. */
   spec?: string;
+  /** Copies per token (`phd.K`). */
   K?: number;
   /** Spec parameters (numbers) and tables (arrays). */
   params?: Record<string, number | number[]>;
+  /** Optimiser steps (`train.steps`). */
   steps?: number;
+  /** Peak learning rate (`train.lr`). */
   lr?: number;
+  /** Sequences per step (`train.batch_size`). */
   batch_size?: number;
+  /** Positions per sequence (`train.seq_len`). */
   seq_len?: number;
   /** Training text: files, folders or globs (replaces `data.train`). */
   data?: string[];
@@ -43,7 +48,9 @@ export interface RunOverrides {
 
 /** A resolved run: the checked config (its `phd` section resolved) and the spec it trains. */
 export interface RunConfig {
+  /** The checked config, its `phd` section resolved. */
   config: Config;
+  /** The attention spec the run trains, overrides applied. */
   spec: AttentionSpec;
   /**
    * The files the run reads, by the flag or field that named them (runtime/host/outputs.ts keeps
@@ -54,7 +61,9 @@ export interface RunConfig {
 
 /** A file (or, for data, a pattern) a run reads. */
 export interface RunInput {
+  /** The file read, or for data a pattern (see `pattern`). */
   path: string;
+  /** The flag or config field that named it, e.g. `--spec` or `data.train`. */
   flag: string;
   /** A data pattern: a file, folder or glob. */
   pattern?: boolean;

@@ -94,6 +94,7 @@ export class TokenFile implements TokenSource {
     return new TokenFile(this.file, this.width, this.offset + start, length, this.base);
   }
 
+  /** Closes the file; the stream (and every view of it) can no longer be read. */
   close(): void {
     this.file.close();
   }
@@ -198,10 +199,13 @@ async function build(
 
 /** Options of `tokenCache`. */
 export interface TokenCacheOptions {
+  /** The JSONL field holding a document's text (`data.field`). */
   field: string;
+  /** The tokenizer that makes the ids (part of the cache's key). */
   tokenizer: Tokenizer;
   /** Folder of caches (its `tokens/` subfolder). */
   cacheDir: string;
+  /** Where the warning about a corrupt cache goes. Default `console.warn`. */
   warn?: (line: string) => void;
   /** Progress of long work: hashing or tokenising more than a few MiB. */
   log?: (line: string) => void;
@@ -211,7 +215,10 @@ export interface TokenCacheOptions {
  * The token stream of `files` from its cache, building (or rebuilding a corrupt) one first.
  * `built` says whether it was tokenised now.
  */
-export async function tokenCache(files: string[], o: TokenCacheOptions) {
+export async function tokenCache(
+  files: string[],
+  o: TokenCacheOptions,
+): Promise<{ source: TokenFile; path: string; built: boolean }> {
   const dir = join(o.cacheDir, "tokens");
   // A run whose files, field and tokenizer look as when the cache was last checked (same sizes
   // and modification times), and whose cache file was not touched since, skips both hash passes.
@@ -294,9 +301,13 @@ async function sameStat(path: string, want?: { size: number; mtime: number }): P
 
 /** A corpus of text files: its streams, the files, and the cache files read. */
 export interface TextCorpus extends Corpus {
+  /** The training split's tokens. */
   train: TokenFile;
+  /** The validation split's tokens. */
   val: TokenFile;
+  /** The text files of each split, resolved from the `data` patterns. */
   files: { train: string[]; val: string[] };
+  /** The cache files the streams are read from. */
   caches: string[];
   /** Whether any cache was tokenised in this call. */
   built: boolean;

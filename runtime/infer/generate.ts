@@ -21,6 +21,7 @@ import {
 export interface GenerationResult {
   /** New tokens per sequence. */
   tokens: number[][];
+  /** Timings and KV-cache figures of the run. */
   stats: GenerationStats;
 }
 

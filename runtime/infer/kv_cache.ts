@@ -82,13 +82,17 @@ export interface KvCacheOptions {
 
 /** Per-layer K/V buffers and slot bookkeeping for a batch of sequences. */
 export class KvCache {
+  /** The retention plan that decides which keys stay cached. */
   readonly plan: RetentionPlan;
+  /** Copies per position (the spec's K). */
   readonly K: number;
+  /** Decoder layers (one K and one V buffer each). */
   readonly layers: number;
   /** Floats per key and layer: kvHeads · d. */
   readonly width: number;
   /** Per layer: keys `[seqs][slots][kvHeads][d]` f32 (rotated by RoPE) and values. */
   k: GPUBuffer[] = [];
+  /** Per layer: values, laid out as `k`. */
   v: GPUBuffer[] = [];
   /** `[seqs][slots][2]` i32: `(copy, pos)` of each slot's key, `(-1, -1)` before first use. */
   coords!: GPUBuffer;
@@ -96,6 +100,7 @@ export class KvCache {
   slots: number;
   #seqs: SeqState[] = [];
 
+  /** An empty cache for `spec` on `config`'s shapes; throws when `options.plan` is too short. */
   constructor(
     readonly ctx: KernelContext,
     readonly spec: AttentionSpec,
@@ -233,6 +238,7 @@ export class KvCache {
     };
   }
 
+  /** Frees the GPU buffers. */
   destroy(): void {
     for (const x of [...this.k, ...this.v, this.coords]) x.destroy();
   }

@@ -33,7 +33,9 @@ import type { TrainingState } from "../train/trainer.ts";
 
 /** A loaded model checkpoint. */
 export interface Checkpoint {
+  /** The network's config. */
   model: ModelConfig;
+  /** The PHD section it was trained with. */
   phd: PhdConfig;
   /**
    * The mask spec the checkpoint was trained with: rebuilt from `phd.mask_spec`, or for files
@@ -44,6 +46,7 @@ export interface Checkpoint {
   tokenizer: string;
   /** Positions per sequence it was trained on (`__metadata__.context`), when recorded. */
   context?: number;
+  /** Weights by Hugging Face Llama tensor name (`paramShapes`). */
   params: Record<string, Float32Array>;
   /** Training steps behind these weights, when written by training (`__metadata__.step`). */
   step?: number;
@@ -149,8 +152,11 @@ function metaInt(v: string, key: string, min: number): number {
 
 /** A decoded training-state file: the config it was made with, the state and its unit id. */
 export interface SavedState {
+  /** The run's whole config. */
   config: Config;
+  /** Step, batch position and AdamW moments. */
   state: TrainingState;
+  /** Id shared with the model file of the same save, when written by training. */
   unit?: string;
 }
 

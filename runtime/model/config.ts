@@ -10,14 +10,23 @@ import { type AttentionSpec, respec } from "../../dsl/spec.ts";
 
 /** The network (docs/DESIGN.md 1.3), with Hugging Face Llama field names. */
 export interface ModelConfig {
+  /** Token ids the model embeds and predicts (the tokenizer's vocabulary). */
   vocab_size: number;
+  /** Residual stream width: `num_attention_heads` x head dim, the head dim a multiple of 4. */
   hidden_size: number;
+  /** Width of the SwiGLU MLP's hidden layer. */
   intermediate_size: number;
+  /** Decoder layers. */
   num_hidden_layers: number;
+  /** Query heads. */
   num_attention_heads: number;
+  /** Key/value heads; divides `num_attention_heads` (grouped-query attention). */
   num_key_value_heads: number;
+  /** RoPE base (> 1; default 10000). */
   rope_theta: number;
+  /** RMSNorm epsilon, in (0, 1) (default 1e-5). */
   rms_norm_eps: number;
+  /** Whether the LM head reuses the token embedding table (default false). */
   tie_word_embeddings: boolean;
 }
 
@@ -33,11 +42,15 @@ export const BPE_MAX = 65536;
  * shorthands of `params`); once resolved, every field holds the spec's value (`phdOf`).
  */
 export interface PhdConfig {
+  /** Copies per token (1 = vanilla). */
   K: number;
   /** A preset name; for a spec file, the spec's base name (informative). */
   variant: string;
+  /** Window in hidden tokens (the `W` parameter of the windowed presets; default 16). */
   W: number;
+  /** Chunk in positions (the `C` parameter of `phd-cswa`; default 32). */
   C: number;
+  /** Position ids of the copies: `shared` (p) or `flattened` (p*K + c). */
   positions: "shared" | "flattened";
   /** A preset name or the path of a `.ts` spec file. */
   spec?: string;
@@ -71,29 +84,43 @@ export interface DataConfig {
    * experiment runs read as before the option existed.
    */
   tokens?: string;
+  /** Training text: files, folders or globs, or a list of them; empty: the Brown corpus. */
   train: string | string[];
+  /** Validation text, as `train`; empty: the last `val_fraction` of the training tokens. */
   val: string | string[];
+  /** Share of the training tokens held out for validation when `val` is empty, in (0, 1). */
   val_fraction: number;
   /** The JSONL field holding a document's text. */
   field: string;
+  /** The tokenizer (default `"bytes"`). */
   tokenizer: TokenizerChoice;
 }
 
 /** Optimisation and schedule. */
 export interface TrainConfig {
+  /** Optimiser steps of the run. */
   steps: number;
+  /** Sequences per step. */
   batch_size: number;
   /** Positions per sequence (the expanded sequence has K times as many tokens). */
   seq_len: number;
+  /** Peak AdamW learning rate, in (0, 1]. */
   lr: number;
+  /** Steps of linear warmup to `lr`. */
   warmup: number;
+  /** After warmup: cosine decay to `lr * min_lr_ratio` at `steps`, or constant `lr`. */
   schedule: "cosine" | "constant";
   /** Final learning rate of the cosine schedule as a fraction of lr. */
   min_lr_ratio: number;
+  /** AdamW decoupled weight decay, in [0, 1]; applied to matrices only (not RMSNorm weights). */
   weight_decay: number;
+  /** AdamW first-moment decay, in [0, 1). */
   beta1: number;
+  /** AdamW second-moment decay, in [0, 1). */
   beta2: number;
+  /** Largest global L2 norm of the gradients (they are scaled down beyond it); 0: no clipping. */
   grad_clip: number;
+  /** Seed of the parameter initialisation and the training batches. */
   seed: number;
   /** Validation every this many steps (0: only before and after). */
   eval_every: number;
@@ -111,9 +138,13 @@ export interface TrainConfig {
 
 /** A whole config file. */
 export interface Config {
+  /** The network. */
   model: ModelConfig;
+  /** The PHD expansion and its attention spec. */
   phd: PhdConfig;
+  /** Optimisation, schedule, evaluation and checkpoints. */
   train: TrainConfig;
+  /** Training text and tokenizer. */
   data: DataConfig;
 }
 
@@ -404,7 +435,9 @@ function checkData(d: DataConfig): void {
 
 /** What a run may state about its spec beyond choosing it: K, positions, parameters, tables. */
 export interface SpecOverridesConfig {
+  /** Copies per token. Default: the spec's. */
   K?: number;
+  /** Position-id scheme. Default: the spec's. */
   positions?: PhdConfig["positions"];
   /** Numbers are parameters; arrays are tables (sorted starts). */
   params?: Record<string, number | number[]>;

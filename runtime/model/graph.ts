@@ -186,7 +186,9 @@ export class ModelGraph {
   readonly M: number;
   /** The positions the loss scores. */
   readonly positions: readonly number[];
+  /** Storage layout of the token rows (default `interleaved`). */
   readonly layout: Layout;
+  /** The flash-attention kernels every layer dispatches. */
   readonly attention: FlashAttention;
   /** Batch ids (batch, L+1) u32: inputs, and the last target. */
   readonly ids: GPUBuffer;
@@ -198,7 +200,9 @@ export class ModelGraph {
   readonly lossAcc: GPUBuffer;
   /** Gradients by parameter name (training graphs). */
   readonly grads = new Map<string, GPUBuffer>();
+  /** The forward pass's dispatches, in order. */
   readonly forwardOps: Op[] = [];
+  /** The backward pass's dispatches, in order (training graphs). */
   readonly backwardOps: Op[] = [];
   /** Every product the graph records, in order, by name (the autotuner tunes these shapes). */
   readonly matmuls: { what: string; shape: MatmulShape }[] = [];
@@ -216,6 +220,7 @@ export class ModelGraph {
   /** Token-major q, k, v scratch (the backward reuses it for dq, dk, dv). */
   #qkv: GPUBuffer[] = [];
 
+  /** Builds the buffers and dispatches of `spec`'s network over `params` for `options`' shape. */
   constructor(
     readonly ctx: KernelContext,
     readonly params: ModelParams,
@@ -604,6 +609,7 @@ export class ModelGraph {
     return { loss: steps > 0 ? sum / steps : NaN, steps };
   }
 
+  /** Frees the graph's buffers and dispatches (not the parameters). */
   destroy(): void {
     for (const b of this.#buffers) b.destroy();
     destroyOps([...this.forwardOps, ...this.backwardOps]);

@@ -28,7 +28,7 @@ export function numel(shape: readonly number[]): number {
  * `[tables·V, C]`, copy c's rows from `c·V`, so one gather with a row offset serves every copy.
  */
 export interface EmbeddingOptions {
-  /** Default 1. */
+  /** Input embedding tables (1, or K for per-copy embeddings). Default 1. */
   embedTables?: number;
 }
 
@@ -77,11 +77,14 @@ export function initParams(
 
 /** The parameters of a model on the device, one buffer per tensor; shared by its graphs. */
 export class ModelParams {
+  /** Every parameter's shape by name, in checkpoint order (`paramShapes`). */
   readonly shapes: Map<string, number[]>;
+  /** One f32 storage buffer per parameter, by name. */
   readonly buffers = new Map<string, GPUBuffer>();
   /** Input embedding tables stacked in `model.embed_tokens.weight` (1, or K: per-copy). */
   readonly embedTables: number;
 
+  /** Allocates one buffer per parameter of `config`; fill them with `upload`. */
   constructor(readonly ctx: KernelContext, readonly config: ModelConfig, o: EmbeddingOptions = {}) {
     this.embedTables = embedTables(o);
     this.shapes = paramShapes(config, o);
@@ -175,6 +178,7 @@ export class ModelParams {
     return out;
   }
 
+  /** Frees the parameter buffers. */
   destroy(): void {
     for (const b of this.buffers.values()) b.destroy();
   }

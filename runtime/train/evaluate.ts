@@ -41,6 +41,7 @@ export interface EvalOptions {
   batch?: number;
   /** Stop after this many windows (default: the whole stream). */
   maxWindows?: number;
+  /** Storage layout of the graph's token rows. Default `interleaved`. */
   layout?: Layout;
   /**
    * The id separating packed documents: a spec reading the `docs` table gets each batch's

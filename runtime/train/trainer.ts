@@ -8,6 +8,7 @@
  * Browser-safe: files are the host layer's job.
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
+import type { Bindings } from "../../dsl/eval.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import { type Config, configSpec, embeddingTables, learningRate } from "../model/config.ts";
 import {
@@ -30,10 +31,13 @@ import { headDim, initParams, ModelParams, numel } from "../model/params.ts";
 
 /** What a checkpoint's sibling state file holds to resume exactly. */
 export interface TrainingState {
+  /** Optimiser steps done. */
   step: number;
+  /** The training batches' position (`Batches.state`). */
   data: { rng: number; step: number };
-  /** AdamW moments by parameter name. */
+  /** AdamW first moments by parameter name. */
   m: Record<string, Float32Array>;
+  /** AdamW second moments by parameter name. */
   v: Record<string, Float32Array>;
 }
 
@@ -69,7 +73,9 @@ export interface TrainerOptions {
    * checkpoint). Default: the preset of `config.phd` (`configSpec`).
    */
   spec?: AttentionSpec;
+  /** Storage layout of the token rows. Default `interleaved`. */
   layout?: Layout;
+  /** Matmul blocking per shape (the autotuner's; undefined keeps the default). */
   matmul?: MatmulChooser;
   /** Attention variant per problem (the autotuner's; undefined keeps the default). */
   attention?: AttentionChooser;
@@ -81,9 +87,13 @@ export interface TrainerOptions {
 
 /** A model, its optimizer and its data, on one device. */
 export class Trainer {
+  /** The spec trained. */
   readonly spec: AttentionSpec;
+  /** The model's parameters on the device. */
   readonly params: ModelParams;
+  /** The training graph (forward and backward). */
   readonly graph: ModelGraph;
+  /** The training batches, seeded by `train.seed`. */
   readonly batches: Batches;
   /** Steps done. */
   step = 0;
@@ -94,6 +104,7 @@ export class Trainer {
   #clip: GPUBuffer;
   #updateOps: Op[] = [];
 
+  /** A model initialised from `train.seed`, its AdamW state, and batches of `corpus.train`. */
   constructor(
     readonly ctx: KernelContext,
     readonly config: Config,
@@ -154,7 +165,7 @@ export class Trainer {
   }
 
   /** The spec's bindings for a batch (its document table filled: `documentBindings`). */
-  batchBindings(batch: Uint32Array, shape: BatchShape) {
+  batchBindings(batch: Uint32Array, shape: BatchShape): Bindings | undefined {
     return documentBindings(this.spec, batch, { ...shape, separator: this.corpus.separator });
   }
 
@@ -232,6 +243,7 @@ export class Trainer {
     this.batches.restore(s.data);
   }
 
+  /** Frees every buffer and dispatch of the trainer, parameters included. */
   destroy(): void {
     this.graph.destroy();
     this.#evalGraph?.destroy();

@@ -9,14 +9,16 @@ import {
   attentionErrors,
   type AttentionInputs,
   type AttentionProblem,
+  type Layout,
   type OutputError,
   referenceAttention,
 } from "../../reference/attention.ts";
 
-export type { AttentionProblem, OutputError };
+export type { AttentionInputs, AttentionProblem, Layout as ReferenceLayout, OutputError };
 
 /** What `checkAttention` found: each output's error, and the reference's CPU time. */
 export interface AttentionCheck {
+  /** Per output checked (`o`, `lse`, `dq`, `dk`, `dv`: those given), its error figures. */
   errors: Record<string, OutputError>;
   /** Whether every output is within 2x the naive float32 error (plus the floor). */
   ok: boolean;
