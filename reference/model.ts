@@ -99,7 +99,13 @@ export function forwardBackward(
     /** Default "shared". */
     embeddings?: "shared" | "per-copy";
   },
-  o: { tokens: ArrayLike<number>; batch: number; grads?: boolean },
+  o: {
+    tokens: ArrayLike<number>;
+    batch: number;
+    grads?: boolean;
+    /** The positions the loss scores (default all): the mean is over these predictions only. */
+    lossPositions?: readonly number[];
+  },
 ): ReferenceResult {
   const { config: cfg, spec, params: P } = model;
   const B = o.batch, L = o.tokens.length / B - 1, K = spec.K, N = K * L, R = B * N;
@@ -136,15 +142,18 @@ export function forwardBackward(
 
   // ids (B, N): every copy of position p reads x_p (per-copy: row x_p + c*V); targets: x_{p+1}
   // for the last copy.
-  const ids = new Uint32Array(R), rows = new Uint32Array(B * L), targets = new Uint32Array(B * L);
+  const scored = o.lossPositions ?? Array.from({ length: L }, (_, p) => p), S = scored.length;
+  const ids = new Uint32Array(R), rows = new Uint32Array(B * S), targets = new Uint32Array(B * S);
   for (let b = 0; b < B; b++) {
     for (let p = 0; p < L; p++) {
       for (let c = 0; c < K; c++) {
         ids[b * N + p * K + c] = o.tokens[b * (L + 1) + p] + (perCopy ? c * V : 0);
       }
-      rows[b * L + p] = b * N + p * K + K - 1;
-      targets[b * L + p] = o.tokens[b * (L + 1) + p + 1];
     }
+    scored.forEach((p, i) => {
+      rows[b * S + i] = b * N + p * K + K - 1;
+      targets[b * S + i] = o.tokens[b * (L + 1) + p + 1];
+    });
   }
 
   // forward: x is (R, C) throughout
@@ -169,7 +178,7 @@ export function forwardBackward(
     x = add(x2, lin(act, W(i, "mlp.down_proj"), R, C, I));
   }
   const { y: nf, rstd: rstdf } = rmsnormRef(x, P["model.norm.weight"], { C, eps });
-  const M = B * L, sel = gatherRef(nf, rows, C);
+  const M = B * S, sel = gatherRef(nf, rows, C);
   const logits = lin(sel, head, M, V, C);
   const ident = Uint32Array.from({ length: M }, (_, j) => j);
   const ce = crossEntropyRef({ logits, rows: ident, targets }, { V, scale: 1 / M });

@@ -255,7 +255,9 @@ export async function tokenCache(
     }
   }
   if (!exists) {
-    o.log?.(`tokenising ${files.length} file(s), ${mib(bytes)} MiB (${o.tokenizer.name}) ...`);
+    if (bytes > 1 << 20) {
+      o.log?.(`tokenising ${files.length} file(s), ${mib(bytes)} MiB (${o.tokenizer.name}) ...`);
+    }
     await build(path, files, { ...o, bytes });
     built = true;
   }

@@ -59,10 +59,14 @@ export async function resolveTokenizer(
   }
   const files = await resolveTextFiles(o.train, "data.train");
   const sample = await sampleText(files, o.field, BPE_SAMPLE_CHARS);
-  o.log?.(
-    `training a byte-level BPE of ${choice.bpe} ids on ${(sample.length / (1 << 20)).toFixed(1)} ` +
-      `Mi characters (about 15 s for 1024 ids on 4 Mi on 2 cores) ...`,
-  );
+  if (sample.length > 1 << 19) {
+    o.log?.(
+      `training a byte-level BPE of ${choice.bpe} ids on ${
+        (sample.length / (1 << 20)).toFixed(1)
+      } ` +
+        `Mi characters (about 15 s for 1024 ids on 4 Mi on 2 cores) ...`,
+    );
+  }
   const json = trainBpe(sample, choice.bpe);
   const path = bpePath(o.out);
   await writeFileAtomic(path, JSON.stringify(json));

@@ -513,16 +513,17 @@ export class ModelGraph {
    * the stacked tables (K·V, C). A tied head's gradient is already in the first V rows.
    */
   #embeddingBackward(dx: GPUBuffer): void {
-    const b = this.#b, { B, L, K, R, M, C, V } = b, cfg = this.params.config;
+    const b = this.#b, { B, L, K, R, C, V } = b, cfg = this.params.config;
     const tables = this.params.embedTables, Bk = this.backwardOps;
-    const dEmbed = tables > 1 ? dx : this.#f32(M * C, "d_pos");
+    // Every position's input is embedded (B·L rows), whatever positions the loss scores.
+    const dEmbed = tables > 1 ? dx : this.#f32(B * L * C, "d_pos");
     if (tables === 1) {
       Bk.push(
         foldCopies(this.ctx, { dx, slots: b.slots, out: dEmbed }, { batch: B, L, K, cols: C }),
       );
     }
     this.#embedOffsets = this.#f32(tables * V + 1, "embed_offsets");
-    this.#embedPerm = this.#f32(tables > 1 ? R : M, "embed_perm");
+    this.#embedPerm = this.#f32(tables > 1 ? R : B * L, "embed_perm");
     Bk.push(scatterAdd(this.ctx, {
       dout: dEmbed,
       offsets: this.#embedOffsets,

@@ -9,7 +9,7 @@
  * entry (float32 accumulation over a few hundred terms, measured ~1e-6).
  */
 import { ok as assert, strictEqual } from "node:assert";
-import { causal, phd, phdCswa, phdSwa, shd } from "../../dsl/presets.ts";
+import { causal, phd, phdCswa, phdSwa, prefixLm, shd } from "../../dsl/presets.ts";
 import { type AttentionSpec, respec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import type { ModelConfig } from "../../runtime/model/config.ts";
@@ -32,6 +32,8 @@ interface Case {
   adapterClass?: AdapterClass;
   /** Default "shared". */
   embeddings?: "shared" | "per-copy";
+  /** The positions the loss scores (default all). */
+  lossPositions?: number[];
 }
 
 async function gpuLossAndGrads(c: Case, seed: number) {
@@ -45,6 +47,7 @@ async function gpuLossAndGrads(c: Case, seed: number) {
     L: c.L,
     training: true,
     attention: { layout: c.layout },
+    lossPositions: c.lossPositions,
   });
   if (c.adapterClass === "gpu") strictEqual(graph.attention.params.staging, "workgroup");
   const x = randomTokens(seed + 1, c.B * (c.L + 1), c.config.vocab_size);
@@ -68,6 +71,7 @@ async function gpuLossAndGrads(c: Case, seed: number) {
     tokens: x,
     batch: c.B,
     grads: true,
+    lossPositions: c.lossPositions,
   });
   return { loss, grads, want };
 }
@@ -155,6 +159,17 @@ const cases: Case[] = [
     B: 2,
     L: 6,
     embeddings: "per-copy",
+  },
+  // A prefix-LM trained with --allow-leak: only the positions that cannot see their targets
+  // (compiler/analysis/leaks.ts gives P-1 .. L-1 for a prefix of P) are scored.
+  {
+    name: "prefix-LM P=4 scoring positions 3.. (--allow-leak), grouped",
+    spec: respec(prefixLm(), { K: 2, params: { P: 4 } }),
+    config: cfg,
+    layout: "grouped",
+    B: 2,
+    L: 7,
+    lossPositions: [3, 4, 5, 6],
   },
 ];
 
