@@ -53,6 +53,8 @@ def check(path, L, device):
 
 def main(argv):
     L, paths = int(argv[0]), argv[1:]
+    import torch._dynamo  # torch >= 2.5 (gpu-check runs this only there)
+
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     # one compiled flex_attention per module: more than dynamo's default of 8 recompilations
