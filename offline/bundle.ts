@@ -16,6 +16,7 @@
  * Compression follows the archive's name (`.tar`, `.tar.gz`, `.tar.xz`; GNU tar's `-a`).
  */
 import { basename, dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { guardOutputs, type Ours } from "../runtime/host/outputs.ts";
 
 /** The archive's top folder. */
@@ -37,7 +38,7 @@ export const LOADER_PACKAGES = [
   "libglx0",
 ];
 
-const ROOT = resolve(new URL("..", import.meta.url).pathname);
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SUFFIXES = [".tar", ".tar.gz", ".tar.xz"];
 
 /** What `buildBundle` is asked. */

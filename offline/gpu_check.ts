@@ -15,7 +15,8 @@
  * `PartContext` (its steps, the time it has left, what earlier parts found) and returns its figures
  * and its markdown.
  */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { writeFileAtomic } from "../runtime/host/files.ts";
 import { guardOutputs, type Ours, type Output } from "../runtime/host/outputs.ts";
 import type { AdapterProbe } from "./adapter_probe.ts";
@@ -24,7 +25,7 @@ import type { AdapterProbe } from "./adapter_probe.ts";
 export const FORMAT = "phd-gpu-check-1";
 
 /** The project root: every step runs there, as `deno task` does. */
-export const ROOT = resolve(new URL("..", import.meta.url).pathname);
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** A subprocess of a part. */
 export interface StepSpec {
@@ -265,10 +266,10 @@ async function runStep(spec: StepSpec, seconds: number, nvidia: boolean): Promis
   };
 }
 
-/** The last line of a step's stdout that parses as a JSON object, or undefined. */
+/** The last line of a step's stdout that parses as a JSON object or array, or undefined. */
 export function lastJson<T>(stdout: string): T | undefined {
   for (const line of stdout.trim().split("\n").reverse()) {
-    if (!line.startsWith("{")) continue;
+    if (!/^[[{]/.test(line)) continue;
     try {
       return JSON.parse(line) as T;
     } catch { /* not this line */ }

@@ -6,10 +6,11 @@
  * the builder, the launcher and offline/check_archive.sh is one `error:` line.
  */
 import { deepStrictEqual as assertEquals, doesNotMatch, match, ok } from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { assertUsageError, type CliResult, runScript } from "../fixtures/cli.ts";
 import { packagesRequired } from "../fixtures/packages.ts";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 async function run(cmd: string, args: string[], env?: Record<string, string>): Promise<CliResult> {
   const out = await new Deno.Command(cmd, { args, cwd: ROOT, env, clearEnv: env !== undefined })

@@ -93,6 +93,7 @@ Deno.test("budget slices, and the parsers of the parts' outputs", async () => {
   assertEquals(slice({ budgetS: 100, elapsedS: 120, share: 10, sharesLeft: 40 }), 0);
   assertEquals(lastJson('log\n{"a": 1}\nnot json\n'), { a: 1 });
   assertEquals(lastJson("no json"), undefined);
+  assertEquals(lastJson('[{"spec": "phd"}]'), [{ spec: "phd" }]);
   const t = parseDenoTest([
     "running 3 tests from ./tests/kernels/x_test.ts",
     "./tests/kernels/x_test.ts => adds ... ok (3ms)",
