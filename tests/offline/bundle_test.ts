@@ -83,11 +83,19 @@ Deno.test("bad input to the builder, the launcher and the archive check", async 
     await Deno.writeTextFile(`${dir}/mine.tar.xz`, "my file\n");
     await Deno.writeTextFile(`${dir}/deno.json`, "{}");
     await Deno.copyFile(`${ROOT}/offline/phd`, `${dir}/phd`);
-    const [zip, foreign, archive, phd] = await Promise.all([
+    await Deno.mkdir(`${dir}/bundle/.offline`, { recursive: true });
+    await Deno.writeTextFile(
+      `${dir}/bundle/deno.json`,
+      '{\n  "tasks": {\n    "mask": "m"\n  }\n}\n',
+    );
+    await Deno.copyFile(`${ROOT}/offline/phd`, `${dir}/bundle/phd`);
+    const [zip, foreign, archive, phd, task, none] = await Promise.all([
       runScript("cli/offline_bundle.ts", "--out", `${dir}/b.zip`),
       runScript("cli/offline_bundle.ts", "--out", `${dir}/mine.tar.xz`, "--no-deno"),
       run("bash", ["offline/check_archive.sh", `${dir}/none.tar.xz`]),
       run("bash", [`${dir}/phd`, "mask"]),
+      run("bash", [`${dir}/bundle/phd`, "nosuch"]),
+      run("bash", [`${dir}/bundle/phd`]),
     ]);
     assertUsageError(zip, /--out ".*b\.zip" must end in \.tar, \.tar\.gz, \.tar\.xz/, ".zip");
     assertUsageError(
@@ -101,6 +109,8 @@ Deno.test("bad input to the builder, the launcher and the archive check", async 
       "archive",
     );
     assertUsageError(phd, /is not an unpacked offline bundle/, "launcher");
+    assertUsageError(task, /unknown task "nosuch" \(tasks: mask\)$/, "unknown task");
+    assertUsageError(none, /usage: \.\/phd <task> \[args\] .*tasks: mask$/, "no task");
     assertEquals(await Deno.readTextFile(`${dir}/mine.tar.xz`), "my file\n");
   } finally {
     await Deno.remove(dir, { recursive: true });
