@@ -185,18 +185,23 @@ const adapter: Part = {
 
 const TEST_PATHS = ["tests/kernels", "tests/model", "tests/infer"];
 
-/** Counts and names from `deno test`'s output (NO_COLOR), complete or cut short. */
+/**
+ * Counts and names from `deno test`'s output (NO_COLOR), complete or cut short. A step's line
+ * names its test, then the step (`test ... step ... ok`): steps count apart, failed ones are named.
+ */
 export function parseDenoTest(stdout: string) {
   const failed: string[] = [], ignored: string[] = [];
-  let passed = 0;
+  let passed = 0, steps = 0;
   for (const line of stdout.split("\n")) {
     const m = /^(\S+) => (.*) \.\.\. (ok|FAILED|ignored)\b/.exec(line);
     if (!m) continue;
-    if (m[3] === "ok") passed++;
+    const step = m[2].includes(" ... ");
+    if (step) steps++;
+    if (m[3] === "ok") passed += step ? 0 : 1;
     else (m[3] === "FAILED" ? failed : ignored).push(`${m[1]}: ${m[2]}`);
   }
   const summary = /^(ok|FAILED) \| .*$/m.exec(stdout)?.[0] ?? null;
-  return { passed, failed, ignored, summary };
+  return { passed, steps, failed, ignored, summary };
 }
 
 const correctness: Part = {
@@ -213,7 +218,8 @@ const correctness: Part = {
       env,
     });
     const t = parseDenoTest(r.stdout);
-    const counts = `${t.passed} passed, ${t.failed.length} failed, ${t.ignored.length} ignored`;
+    const counts = `${t.passed} passed (and ${t.steps} steps), ${t.failed.length} failed, ` +
+      `${t.ignored.length} ignored`;
     return {
       note: r.ok ? counts : `${r.status}: ${counts}${t.failed[0] ? `; first: ${t.failed[0]}` : ""}`,
       results: { ...t, env, paths: TEST_PATHS },

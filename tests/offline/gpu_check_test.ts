@@ -99,9 +99,11 @@ Deno.test("budget slices, and the parsers of the parts' outputs", async () => {
     "./tests/kernels/x_test.ts => adds ... ok (3ms)",
     "./tests/kernels/x_test.ts => f16 [skipped: no shader-f16] ... ignored (0ms)",
     "./tests/model/m_test.ts => matches float64 ... FAILED (1s)",
+    "./tests/model/m_test.ts => f16 ... grouped layout ... ok (1s)",
     "FAILED | 1 passed | 1 failed | 1 ignored (2s)",
   ].join("\n"));
   assertEquals(t.passed, 1);
+  assertEquals(t.steps, 1);
   assertEquals(t.failed, ["./tests/model/m_test.ts: matches float64"]);
   assertEquals(t.ignored, ["./tests/kernels/x_test.ts: f16 [skipped: no shader-f16]"]);
   assertEquals(t.summary, "FAILED | 1 passed | 1 failed | 1 ignored (2s)");
