@@ -3,13 +3,13 @@
  * side in one run, with a small random-weight model (1 layer, hidden 32, 2 heads of 16; the costs are
  * those of attention and the per-token layers, not of what the weights say):
  *
- * - prefill time vs prompt length (128 .. 4096) at K = 4, and vs K (1, 2, 4, 8, 16) at a prompt of
- *   1024, for vanilla, PHD, PHD-SWA(16) and PHD-CSWA(16, 32) (the paper's Fig. 9a): prefill runs
+ * - prefill time vs prompt length (128 .. 4096) at K = 4, and vs K (1, 2, 4, 8, 16, or `--K`) at a
+ *   prompt of 1024, for vanilla, PHD, PHD-SWA(16) and PHD-CSWA(16, 32) (the paper's Fig. 9a): prefill runs
  *   the compiler's prefill set, so PHD and CSWA stay near vanilla while SWA grows about K x;
  * - decode latency per token vs K at a cache of 1024 positions (Fig. 9b), 16 steps per submit;
  * - the KV cache bytes of each (PHD = vanilla; SWA and CSWA add at most W-1 hidden keys).
  *
- *   deno task bench inference [--json] [--quick] [--write]
+ *   deno task bench inference [--json] [--quick] [--write] [--K 2,4,..,64]
  *
  * Prefill times are the median of 5 runs taken round-robin over the variants of a sweep point
  * (1 run for prefills of more than 4096 rows), after a warm-up that builds every pipeline; they
@@ -26,8 +26,9 @@ import { Decoder } from "../runtime/infer/decoder.ts";
 import type { KernelContext } from "../runtime/gpu/kernel.ts";
 import { lineChart, type Series } from "../viz/chart.ts";
 import { initParams, ModelParams } from "../runtime/model/params.ts";
-import { writeResults } from "./results.ts";
+import { fail, flag, writeResults } from "./results.ts";
 import { median } from "../runtime/tune/engine.ts";
+import { MAX_K } from "../dsl/spec.ts";
 
 /** The window and chunk of the PHD-SWA and PHD-CSWA rows (positions; bench/scaling.ts too). */
 export const W = 16, C = 32;
@@ -170,18 +171,18 @@ async function decode(
 export async function main(args: string[]) {
   const json = args.includes("--json"), quick = args.includes("--quick");
   const write = args.includes("--write");
-  const unknown = args.filter((a) => !["--json", "--quick", "--write"].includes(a));
-  if (unknown.length) {
-    console.error(`error: unknown flag ${unknown[0]} (flags: --json --quick --write)`);
-    Deno.exit(1);
-  }
+  const kFlag = flag(args, "--K");
+  const unknown = args.filter((a, i) =>
+    !["--json", "--quick", "--write", "--K"].includes(a) && args[i - 1] !== "--K"
+  );
+  if (unknown.length) fail(`unknown flag ${unknown[0]} (flags: --json --quick --write --K)`);
+  const Ks = kFlag === undefined ? (quick ? [1, 2, 4] : [1, 2, 4, 8, 16]) : kSweep(kFlag);
   const log = (s: string) => json || console.error(s);
   const ctx = await createContext(gpuOptionsFromEnv());
   const params = new ModelParams(ctx, BENCH_MODEL);
   params.upload(initParams(BENCH_MODEL, { seed: 1 }));
   const t0 = performance.now();
   const lengths = quick ? [128, 256, 512] : [128, 256, 512, 1024, 2048, 4096];
-  const Ks = quick ? [1, 2, 4] : [1, 2, 4, 8, 16];
   const fixedK = 4, fixedP = quick ? 256 : 1024;
   const decodeCache = quick ? 256 : 1024, decodeSteps = quick ? 16 : 32;
   // Warm-up: every pipeline of every spec (prefill and decode shapes).
@@ -239,7 +240,8 @@ export async function main(args: string[]) {
       JSON.stringify({ adapter, model, quick, seconds, prefill: prefills, decode: decodes }),
     );
   }
-  const command = `npx --yes deno@2.9.6 task bench inference${quick ? " --quick" : ""}`;
+  const flags = args.filter((a) => a !== "--json" && a !== "--write").join(" ");
+  const command = `npx --yes deno@2.9.6 task bench inference${flags ? " " + flags : ""}`;
   const md = report({ adapter, command, prefills, decodes, fixedK, fixedP, decodeCache, seconds });
   if (!json) console.log(md);
   if (write) {
@@ -247,6 +249,15 @@ export async function main(args: string[]) {
     const written = await writeResults("Inference", md, plots);
     log(`wrote ${written.join(", ")}`);
   }
+}
+
+/** The K sweep of `--K a,b,..`: vanilla (K = 1) and the listed K, each at most the DSL's MAX_K. */
+function kSweep(list: string): number[] {
+  const Ks = list.split(",").map(Number);
+  if (Ks.some((k) => !Number.isInteger(k) || k < 1 || k > MAX_K)) {
+    fail(`--K needs integers 1..${MAX_K} separated by commas, got "${list}"`);
+  }
+  return [...new Set([1, ...Ks])].sort((a, b) => a - b);
 }
 
 /** The plots: prefill vs prompt length, prefill vs K (relative to vanilla), decode vs K. */
