@@ -7,7 +7,8 @@
 import { phd, phdCswa, phdSwa } from "../dsl/mod.ts";
 import { analyze } from "../compiler/analysis/analyze.ts";
 import type { Layout } from "../compiler/layout.ts";
-import { median } from "../runtime/tune/engine.ts";
+import { median } from "../runtime/measure/stats.ts";
+import { timeRuns } from "../runtime/measure/timing.ts";
 
 /** Runs the benchmark; `--json` prints one JSON object, `--runs N` sets the repetitions. */
 export async function main(args: string[]) {
@@ -26,16 +27,16 @@ export async function main(args: string[]) {
   const results = [];
   for (const { spec, L } of cases) {
     for (const layout of ["grouped", "interleaved"] as Layout[]) {
-      const t0 = performance.now();
-      let a = analyze(spec, { L, layout, tile: 64 });
-      const cold = performance.now() - t0;
-      const totals: number[] = [], parts: Record<string, number[]> = {};
-      for (let i = 0; i < runs; i++) {
-        const t = performance.now();
+      let a = undefined as unknown as ReturnType<typeof analyze>;
+      const [cold] = await timeRuns(() => a = analyze(spec, { L, layout, tile: 64 }), {
+        rounds: 1,
+        warmup: 0,
+      });
+      const parts: Record<string, number[]> = {};
+      const totals = await timeRuns(() => {
         a = analyze(spec, { L, layout, tile: 64 });
-        totals.push(performance.now() - t);
         for (const [k, v] of Object.entries(a.ms)) (parts[k] ??= []).push(v);
-      }
+      }, { rounds: runs, warmup: 0 });
       results.push({
         name: spec.name,
         L,

@@ -29,7 +29,7 @@ import { FlashAttention } from "../runtime/kernels/attention.ts";
 import { storageMask } from "../reference/attention.ts";
 import { Rng } from "../runtime/data/rng.ts";
 import { lineChart, type Series } from "../viz/chart.ts";
-import { median } from "../runtime/tune/engine.ts";
+import { median } from "../runtime/measure/stats.ts";
 import { maxErr } from "./matmul.ts";
 import { writeResults } from "./results.ts";
 import { C, specOf, W } from "./inference.ts";

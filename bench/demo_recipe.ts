@@ -28,6 +28,7 @@ import { countedKernels, loadKernelChoosers } from "../runtime/host/tune_cache.t
 import { writeFileAtomic } from "../runtime/host/files.ts";
 import { Trainer } from "../runtime/train/trainer.ts";
 import process from "node:process";
+import { timeRuns } from "../runtime/measure/timing.ts";
 
 /** One arm: what it changes in the demo recipe. */
 interface Arm {
@@ -103,16 +104,16 @@ function armConfig(a: Arm): Config {
 /** Wall and CPU milliseconds per whole training step, over `steps` steps after a warm-up one. */
 async function stepTimes(trainer: Trainer, steps: number) {
   const queue = trainer.ctx.gpu.device.queue;
-  trainer.trainStep(); // pipelines, first uploads
-  await queue.onSubmittedWorkDone();
-  const cpu0 = process.cpuUsage(), t0 = performance.now();
-  for (let i = 0; i < steps; i++) {
+  const step = () => {
     trainer.trainStep();
-    await queue.onSubmittedWorkDone();
-  }
+    return queue.onSubmittedWorkDone();
+  };
+  await step(); // pipelines, first uploads
+  const cpu0 = process.cpuUsage();
+  const ms = await timeRuns(step, { rounds: steps, warmup: 0 });
   const cpu = process.cpuUsage(cpu0);
   return {
-    wallMs: (performance.now() - t0) / steps,
+    wallMs: ms.reduce((a, b) => a + b, 0) / steps,
     cpuMs: (cpu.user + cpu.system) / 1000 / steps,
   };
 }

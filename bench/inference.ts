@@ -27,7 +27,7 @@ import type { KernelContext } from "../runtime/gpu/kernel.ts";
 import { lineChart, type Series } from "../viz/chart.ts";
 import { initParams, ModelParams } from "../runtime/model/params.ts";
 import { fail, flag, writeResults } from "./results.ts";
-import { median } from "../runtime/tune/engine.ts";
+import { median } from "../runtime/measure/stats.ts";
 import { MAX_K } from "../dsl/spec.ts";
 
 /** The window and chunk of the PHD-SWA and PHD-CSWA rows (positions; bench/scaling.ts too). */

@@ -16,14 +16,9 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import "@tensorflow/tfjs-backend-webgpu";
-import {
-  adapterIdOf,
-  Autotuner,
-  median,
-  randomOperands,
-  timeDispatches,
-  timingReps,
-} from "../runtime/tune/engine.ts";
+import { adapterIdOf, Autotuner, randomOperands } from "../runtime/tune/engine.ts";
+import { median } from "../runtime/measure/stats.ts";
+import { timeDispatches, timingReps } from "../runtime/measure/timing.ts";
 import {
   configMatmulShapes,
   matmulCandidates,

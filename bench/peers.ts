@@ -31,7 +31,7 @@ import { gpuOptionsFromEnv } from "../runtime/host/gpu_options.ts";
 
 import { DEFAULT_CONFIG } from "../runtime/model/config.ts";
 
-import { median } from "../runtime/tune/engine.ts";
+import { median } from "../runtime/measure/stats.ts";
 import { configMatmulShapes } from "../runtime/tune/matmul.ts";
 import { DEFAULT_TUNE_CACHE } from "../runtime/host/tune_cache.ts";
 

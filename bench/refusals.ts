@@ -7,7 +7,7 @@
  * there.
  */
 import { type RefusalCase, refusalCases } from "../tests/fixtures/refusals.ts";
-import { median } from "../runtime/tune/engine.ts";
+import { median } from "../runtime/measure/stats.ts";
 import { fail, flag } from "./results.ts";
 
 /** Wall milliseconds of `deno run -A <args>`; throws unless it refused (exit 1, an error line). */

@@ -31,7 +31,7 @@ import { FlashAttention } from "../runtime/kernels/attention.ts";
 import { lineChart, type Series } from "../viz/chart.ts";
 import { BENCH_MODEL, C, specOf, type Variant, VARIANTS, W } from "./inference.ts";
 import { writeResults } from "./results.ts";
-import { median } from "../runtime/tune/engine.ts";
+import { median } from "../runtime/measure/stats.ts";
 
 /** Live and peak bytes of the buffers a device creates (wraps `createBuffer` and `destroy`). */
 class MemoryMeter {

@@ -18,7 +18,8 @@ import { measureMatmulGflops, Trainer } from "../runtime/train/trainer.ts";
 import { countedKernels, loadKernelChoosers } from "../runtime/host/tune_cache.ts";
 import { writeResults } from "./results.ts";
 import { type Utilization, utilization } from "../runtime/gpu/peak.ts";
-import { median } from "../runtime/tune/engine.ts";
+import { median } from "../runtime/measure/stats.ts";
+import { timeRuns } from "../runtime/measure/timing.ts";
 import type { Layout } from "../compiler/layout.ts";
 
 /** The two model sizes: the demo's, and one 2x wider and 2x deeper. */
@@ -39,15 +40,10 @@ function models(): { name: string; config: Config }[] {
 /** Median step time of `steps` training steps after one warm-up step. */
 async function stepMs(trainer: Trainer, steps: number): Promise<number> {
   const queue = trainer.ctx.gpu.device.queue;
-  trainer.trainStep(); // warm-up: pipelines, first uploads
-  await queue.onSubmittedWorkDone();
-  const times: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const t0 = performance.now();
+  const times = await timeRuns(() => {
     trainer.trainStep();
-    await queue.onSubmittedWorkDone();
-    times.push(performance.now() - t0);
-  }
+    return queue.onSubmittedWorkDone();
+  }, { rounds: steps });
   return median(times, { even: "upper" });
 }
 

@@ -141,3 +141,5 @@ export {
   type Params,
   paramShapes,
 } from "./model/params.ts";
+export { median } from "./measure/stats.ts";
+export { timeDispatches, timeRuns, timingReps } from "./measure/timing.ts";

@@ -17,6 +17,7 @@ import { writeFileAtomic } from "../../runtime/host/files.ts";
 import { writeTokenFile } from "../../runtime/host/token_file.ts";
 import { Trainer } from "../../runtime/train/trainer.ts";
 import { base, LOSS_RTOL, OPENBLAS_VARS, Peer, PeerError, PYTHON_DIR } from "./peer.ts";
+import { timeRuns } from "../../runtime/measure/timing.ts";
 
 /** The two models: the demo config as it is (PHD-CSWA K = 2) and its vanilla K = 1. */
 export function models(): { name: string; config: Config }[] {
@@ -76,15 +77,13 @@ export function blasName(paths: string[]): string {
   return base(p);
 }
 
-export async function oursSteps(trainer: Trainer, n: number): Promise<number[]> {
-  const queue = trainer.ctx.gpu.device.queue, ms: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
+/** Milliseconds of `n` training steps (the caller has warmed the trainer up). */
+export function oursSteps(trainer: Trainer, n: number): Promise<number[]> {
+  const queue = trainer.ctx.gpu.device.queue;
+  return timeRuns(() => {
     trainer.trainStep();
-    await queue.onSubmittedWorkDone();
-    ms.push(performance.now() - t0);
-  }
-  return ms;
+    return queue.onSubmittedWorkDone();
+  }, { rounds: n, warmup: 0 });
 }
 
 /**

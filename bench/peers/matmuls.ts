@@ -13,13 +13,8 @@ import {
   type MatmulShape,
   matmulVariantName,
 } from "../../runtime/kernels/matmul.ts";
-import {
-  adapterIdOf,
-  Autotuner,
-  timeDispatches,
-  timingReps,
-  type TuneCacheData,
-} from "../../runtime/tune/engine.ts";
+import { adapterIdOf, Autotuner, type TuneCacheData } from "../../runtime/tune/engine.ts";
+import { timeDispatches, timingReps } from "../../runtime/measure/timing.ts";
 import { matmulCandidates, matmulTask, tunedMatmulParams } from "../../runtime/tune/matmul.ts";
 import { denoVersion, loadTuneCache, saveTuneCache } from "../../runtime/host/tune_cache.ts";
 import { NumpyPeer, TorchPeer } from "./contenders.ts";

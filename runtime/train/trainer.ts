@@ -24,6 +24,7 @@ import { adamw, AdamWHyper } from "../kernels/adamw.ts";
 import { matmul, type MatmulChooser } from "../kernels/matmul.ts";
 import { destroyDispatches, type KernelContext, submit } from "../gpu/kernel.ts";
 import { gradNorm } from "../kernels/grad_norm.ts";
+import { timeRuns } from "../measure/timing.ts";
 import type { AttentionChooser } from "../kernels/attention.ts";
 import { ModelGraph } from "../model/graph.ts";
 import { destroyOps, type Op, recordOps } from "../model/ops.ts";
@@ -276,12 +277,11 @@ export async function measureMatmulGflops(
   let best = Infinity;
   for (const params of variants) {
     const d = matmul(ctx, { a, b, c, M, N, inner, trans: "nt", params });
-    for (let i = 0; i < 4; i++) {
-      const t0 = performance.now();
+    const ms = await timeRuns(() => {
       submit(ctx, [d]);
-      await dev.queue.onSubmittedWorkDone();
-      if (i > 0) best = Math.min(best, performance.now() - t0);
-    }
+      return dev.queue.onSubmittedWorkDone();
+    }, { rounds: 3 });
+    best = Math.min(best, ...ms);
     destroyDispatches([d]);
   }
   for (const x of [a, b, c]) x.destroy();

@@ -23,9 +23,8 @@
  * - The cache file carries `version`; a file of another version, or whose entries lack the
  *   fields read here, is ignored with one warning (the host layer's), never trusted.
  */
-import { readback } from "../gpu/resources.ts";
-import { type Dispatch, type KernelContext, record, submit } from "../gpu/kernel.ts";
 import { Rng } from "../data/rng.ts";
+import { median } from "../measure/stats.ts";
 import type { AdapterClass, GpuContext } from "../gpu/device.ts";
 
 /**
@@ -306,67 +305,10 @@ export function timedTrials<P>(
 }
 
 /**
- * Median of a non-empty list. With an even count it is the mean of the two middle values, or with
- * `{ even: "upper" }` the upper one (what the training, inference and analysis benchmarks have
- * always reported: their figures stay comparable).
- */
-export function median(xs: readonly number[], o: { even?: "mean" | "upper" } = {}): number {
-  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
-  if (s.length % 2 || o.even === "upper") return s[m];
-  return (s[m - 1] + s[m]) / 2;
-}
-
-/**
  * A seeded source of a tuning task's random operands: each call returns the next `n` values,
  * uniform in [-1, 1).
  */
 export function randomOperands(seed: number): (n: number) => Float32Array {
   const rng = new Rng(seed);
   return (n) => Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
-}
-
-/**
- * Runs per timed submit for work of `flops`: about 3e8 FLOP (~150 ms on llvmpipe, whose
- * submit-to-`onSubmittedWorkDone` fence alone costs ~12 ms in Deno), at most 64.
- */
-export function timingReps(flops: number): number {
-  return Math.max(1, Math.min(64, Math.round(3e8 / flops)));
-}
-
-/**
- * Milliseconds per run of `ds` (each run: every dispatch in order), `reps` runs in one compute
- * pass: GPU timestamps at the pass's start and end when the device has `timestamp-query`, else
- * the wall clock from submit to `onSubmittedWorkDone`.
- */
-export async function timeDispatches(
-  ctx: KernelContext,
-  ds: readonly Dispatch[],
-  reps = 1,
-): Promise<number> {
-  const dev = ctx.gpu.device;
-  const runs = Array.from({ length: reps }, () => ds).flat();
-  if (!ctx.gpu.timestamps) {
-    const t0 = performance.now();
-    submit(ctx, runs);
-    await dev.queue.onSubmittedWorkDone();
-    return (performance.now() - t0) / reps;
-  }
-  const qs = dev.createQuerySet({ type: "timestamp", count: 2 });
-  const res = dev.createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-  });
-  try {
-    const enc = dev.createCommandEncoder();
-    record(enc, runs, {
-      timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
-    });
-    enc.resolveQuerySet(qs, 0, 2, res, 0);
-    dev.queue.submit([enc.finish()]);
-    const t = new BigUint64Array(await readback(dev, res, 16));
-    return Number(t[1] - t[0]) / 1e6 / reps;
-  } finally {
-    qs.destroy();
-    res.destroy();
-  }
 }

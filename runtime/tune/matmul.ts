@@ -43,11 +43,10 @@ import {
   randomOperands,
   shapeBucket,
   sourceHash,
-  timeDispatches,
   timedTrials,
-  timingReps,
   uniqueCandidates,
 } from "./engine.ts";
+import { timeDispatches, timingReps } from "../measure/timing.ts";
 
 /**
  * What keys a product's tuning result (with the adapter and the Deno version): the source hash

@@ -19,12 +19,12 @@ import {
   emptyCache,
   hashText,
   isTuneCache,
-  median,
   shapeBucket,
-  timeDispatches,
   TUNE_CACHE_VERSION,
   type TuneTask,
 } from "../../runtime/tune/engine.ts";
+import { median } from "../../runtime/measure/stats.ts";
+import { timeDispatches } from "../../runtime/measure/timing.ts";
 import {
   configMatmulShapes,
   matmulCandidates,
