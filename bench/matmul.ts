@@ -42,7 +42,7 @@ import {
   saveTuneCache,
 } from "../runtime/host/tune_cache.ts";
 import { destroyDispatches, submit } from "../runtime/gpu/kernel.ts";
-import { type AdapterClass, deviceLimits } from "../runtime/gpu/device.ts";
+import { type AdapterClass, gpuLimits } from "../runtime/gpu/device.ts";
 import {
   defaultMatmul,
   type MatmulBlocking,
@@ -80,7 +80,7 @@ export async function main(args: string[]) {
 
   const ctx = await createContext(gpuOptionsFromEnv()), dev = ctx.gpu.device;
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
-  const limits = deviceLimits(dev);
+  const limits = gpuLimits(ctx.gpu);
   const own = ctx.gpu.adapterClass, other: AdapterClass = own === "cpu" ? "gpu" : "cpu";
   const cache = await loadTuneCache(cachePath, log);
   const shapes = configMatmulShapes(ctx, config);

@@ -29,7 +29,7 @@ import { Batches } from "../runtime/data/batches.ts";
 import { Rng } from "../runtime/data/rng.ts";
 import { encodeCheckpoint } from "../runtime/io/checkpoint.ts";
 import { type Config, DEFAULT_CONFIG } from "../runtime/model/config.ts";
-import { deviceLimits } from "../runtime/gpu/device.ts";
+import { gpuLimits } from "../runtime/gpu/device.ts";
 import {
   defaultMatmul,
   matmulDispatches,
@@ -386,7 +386,7 @@ const shapeKey = (s: MatmulShape) => `${s.trans} ${s.M}x${s.N}x${s.inner}`;
 async function tuneReference(ctx: KernelContext, s: Shape, path: string) {
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion(), log = (l: string) => console.error(l);
   const cache = await loadTuneCache(path, log);
-  const limits = deviceLimits(ctx.gpu.device);
+  const limits = gpuLimits(ctx.gpu);
   if (tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s)) return cache;
   log(`tuning matmul ${shapeKey(s)} (not in ${path})`);
   const task = matmulTask(ctx, s, {
@@ -416,7 +416,7 @@ async function matmuls(
   const chooser = {
     adapter: adapterIdOf(ctx.gpu),
     deno: denoVersion(),
-    limits: deviceLimits(dev),
+    limits: gpuLimits(ctx.gpu),
     allowSplitK: true,
   };
   const rows: MatmulRow[] = [];

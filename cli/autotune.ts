@@ -31,7 +31,7 @@ import {
 } from "../runtime/tune/attention.ts";
 import { createContext } from "../runtime/gpu/context.ts";
 import { gpuOptionsFromEnv } from "../runtime/host/gpu_options.ts";
-import { deviceLimits } from "../runtime/gpu/device.ts";
+import { gpuLimits } from "../runtime/gpu/device.ts";
 import { checkWritable } from "../runtime/host/files.ts";
 import {
   DEFAULT_TUNE_CACHE,
@@ -149,7 +149,7 @@ export async function autotune(
   const cache = await loadTuneCache(f.cache, progress);
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
   const tuner = new Autotuner(cache, { adapter, deno, warmup: 1, runs: f.quick ? 3 : 5 });
-  const limits = deviceLimits(ctx.gpu.device), adapterClass = ctx.gpu.adapterClass;
+  const limits = gpuLimits(ctx.gpu), adapterClass = ctx.gpu.adapterClass;
   const shapes = kernels.includes("matmul") ? configMatmulShapes(ctx, config) : [];
   if (run.deadline !== undefined) {
     shapes.sort((a, b) => b.count * b.M * b.N * b.inner - a.count * a.M * a.N * a.inner);

@@ -225,6 +225,65 @@ export function attentionKernelKey(kind: AttentionKernelKind, p: AttentionKernel
   });
 }
 
+/** The three passes, in the order a training step runs them. */
+export const ATTENTION_KINDS: readonly AttentionKernelKind[] = [
+  "forward",
+  "backward_dq",
+  "backward_dkv",
+];
+
+/** What bounds the loops of a run: tokens per sequence, and query heads per key/value head. */
+export interface LoopRun {
+  /** Tokens per sequence (K·L). */
+  N: number;
+  /** Query heads per key/value head (the dK/dV pass walks the query tiles once for each). */
+  group: number;
+}
+
+/**
+ * The most loop passes one invocation of a pass makes on a run: every iteration of every loop
+ * plus each loop's final exit test, as Mesa's loop limiter counts them (runtime/gpu/device.ts
+ * `GpuContext.loopBudget`). The walk is bounded by every tile of the other side (a fused kernel's
+ * list is shorter); per tile, the staging loops and the loop over its rows. Head-dim columns and
+ * the rows of a block are straight-line code (attention_wgsl.ts), so nothing else loops.
+ */
+export function attentionLoopPasses(
+  kind: AttentionKernelKind,
+  p: AttentionKernelParams,
+  run: LoopRun,
+): number {
+  const dkv = kind === "backward_dkv";
+  const WG = dkv ? p.tileK / (p.blockK ?? 1) : p.tileQ / (p.blockQ ?? 1);
+  const rows = dkv ? p.tileQ : p.tileK; // streamed rows per tile
+  const tiles = Math.ceil(run.N / rows);
+  const loop = (n: number) => n + 1;
+  const stage = p.staging === "workgroup"
+    ? loop(Math.ceil((rows * p.headDim) / 4 / WG)) + loop(Math.ceil(rows / WG))
+    : 0;
+  const walk = loop(tiles) + tiles * (stage + loop(rows));
+  return dkv ? loop(run.group) + run.group * walk : walk;
+}
+
+/**
+ * Why a run would take a pass past a device's loop budget (undefined: no budget, or within it).
+ * Past it the driver ends the loops early without an error, so such a run is refused, never run.
+ */
+export function attentionLoopProblem(
+  p: AttentionKernelParams,
+  run: LoopRun,
+  budget: number | undefined,
+): string | undefined {
+  if (budget === undefined) return undefined;
+  for (const kind of ATTENTION_KINDS) {
+    const n = attentionLoopPasses(kind, p, run);
+    if (n >= budget) {
+      return `the ${kind} pass at N = ${run.N} tokens (${run.group} query heads per KV head) ` +
+        `makes up to ${n} loop passes per invocation, past this adapter's loop budget ${budget}`;
+    }
+  }
+  return undefined;
+}
+
 /**
  * The fixed uniform fields of the flash-attention kernels, before the spec's: tokens per sequence
  * (N = K*L), positions, query and key/value heads, the softmax scale 1/sqrt(d), the query and key

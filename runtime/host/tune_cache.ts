@@ -8,7 +8,7 @@
 import { adapterIdOf, emptyCache, isTuneCache, type TuneCacheData } from "../tune/engine.ts";
 import { type AttentionChooser, tunedAttentionChooser } from "../tune/attention.ts";
 import { tunedMatmulChooser } from "../tune/matmul.ts";
-import { deviceLimits } from "../gpu/device.ts";
+import { gpuLimits } from "../gpu/device.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
 import type { MatmulChooser } from "../kernels/matmul.ts";
 import { writeFileAtomic } from "./files.ts";
@@ -94,7 +94,7 @@ export async function loadKernelChoosers(
   const on = {
     adapter: adapterIdOf(ctx.gpu),
     deno: denoVersion(),
-    limits: deviceLimits(ctx.gpu.device),
+    limits: gpuLimits(ctx.gpu),
   };
   return {
     matmul: tunedMatmulChooser(cache, { ...on, allowSplitK: o.allowSplitK }),

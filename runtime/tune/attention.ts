@@ -17,13 +17,14 @@ import { readback, storageBuffer, upload } from "../gpu/resources.ts";
 import {
   type AdapterClass,
   type DeviceLimits,
-  deviceLimits,
+  gpuLimits,
   WEBGPU_DEFAULT_LIMITS,
 } from "../gpu/device.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
 import {
+  ATTENTION_KINDS,
   attentionDefaults,
-  type AttentionKernelKind,
+  attentionLoopProblem,
   buildAttentionKernel,
   defaultTiles,
   fitBlock,
@@ -90,10 +91,14 @@ export type AttentionChooser = (shape: AttentionShape) => AttentionVariant | und
 /** What a tuning trial runs: `FlashAttention` (tests inject broken ones). */
 export type AttentionRunner = Pick<FlashAttention, "forward" | "backward">;
 
-/** Device limits an attention variant is checked against before anything is compiled. */
+/**
+ * Device limits an attention variant is checked against before anything is compiled, and the
+ * device's loop budget when it has one (`gpuLimits`).
+ */
 export type AttentionLimits =
   & KernelLimits
-  & Pick<DeviceLimits, "maxComputeWorkgroupsPerDimension">;
+  & Pick<DeviceLimits, "maxComputeWorkgroupsPerDimension">
+  & { loopBudget?: number };
 
 /** The name of an attention variant, e.g. `t32x32_b4x2`, `t16x16_b1x1_wg`, `t32x32_b4x2_dense`. */
 export function attentionVariantName(p: AttentionVariant): string {
@@ -255,8 +260,6 @@ export function attentionBucket(s: AttentionShape): string {
   return shapeBucket({ b: s.batch, d: s.headDim, h: s.heads, kv: s.kvHeads, n: s.spec.K * s.L });
 }
 
-const KINDS: AttentionKernelKind[] = ["forward", "backward_dq", "backward_dkv"];
-
 /** The kernel parameters of a variant for a problem. */
 function attentionParams(p: AttentionVariant, s: AttentionShape) {
   return {
@@ -293,7 +296,7 @@ function attentionSourceHash(s: AttentionShape, adapterClass: AdapterClass): str
   const memo = adapterClass === "cpu" ? `attention:${id}` : `attention:${adapterClass}:${id}`;
   return sourceHash(memo, () => [
     ...attentionCandidates(s.headDim, { adapterClass }).flatMap((c) =>
-      KINDS.map((k) => buildAttentionKernel(k, attentionParams(c.params, s)).code)
+      ATTENTION_KINDS.map((k) => buildAttentionKernel(k, attentionParams(c.params, s)).code)
     ),
     bindings,
   ]);
@@ -302,7 +305,7 @@ function attentionSourceHash(s: AttentionShape, adapterClass: AdapterClass): str
 /**
  * Why a variant cannot run a problem on a device: too many tiles for a grid dimension, too many
  * invocations or too much workgroup memory (the kernels' own limit checks, run on the generated
- * source: nothing is compiled).
+ * source: nothing is compiled), or more loop passes than the device's loop budget.
  */
 function attentionPrune(
   p: AttentionVariant,
@@ -317,14 +320,18 @@ function attentionPrune(
         `${limits.maxComputeWorkgroupsPerDimension}`;
     }
   }
-  for (const kind of KINDS) {
+  for (const kind of ATTENTION_KINDS) {
     try {
       buildAttentionKernel(kind, attentionParams(p, s), limits);
     } catch (e) {
       return (e as Error).message.split("\n")[0];
     }
   }
-  return undefined;
+  return attentionLoopProblem(
+    attentionParams(p, s),
+    { N, group: s.heads / s.kvHeads },
+    limits.loopBudget,
+  );
 }
 
 /** Options of `attentionTask`. */
@@ -375,7 +382,7 @@ export function attentionTask(
   if ((shape.dtype ?? "f32") !== "f32") {
     throw new RangeError(`attention tuning runs f32 storage, got ${shape.dtype}`);
   }
-  const N = spec.K * L, limits = o.limits ?? deviceLimits(dev);
+  const N = spec.K * L, limits = o.limits ?? gpuLimits(ctx.gpu);
   const rand = randomOperands(o.seed ?? 1);
   const qn = B * H * N * d, kvn = B * HKV * N * d, rows = B * H * N;
   const host = { q: rand(qn), k: rand(kvn), v: rand(kvn), dO: rand(qn) };
@@ -491,7 +498,10 @@ export function attentionTask(
 
 /** Options of `tunedAttentionChooser`. */
 export interface AttentionChooserOptions extends TunedOn {
-  /** The device's limits: a cached variant that breaks them is not used. */
+  /**
+   * The device's limits and loop budget (`gpuLimits`): a cached variant that breaks them is not
+   * used. Default: WebGPU's limits, no loop budget.
+   */
   limits?: AttentionLimits;
 }
 
@@ -512,7 +522,7 @@ export function tunedAttentionParams(
   o: AttentionChooserOptions,
   s: AttentionShape,
 ): AttentionVariant | undefined {
-  const limits = o.limits ?? WEBGPU_DEFAULT_LIMITS;
+  const limits: AttentionLimits = o.limits ?? WEBGPU_DEFAULT_LIMITS;
   const parts = attentionKeyParts(s, o.adapter.adapterClass);
   return timedTrials(cache, { ...o, ...parts }, isAttentionVariant)
     .find((p) => !attentionPrune(p, s, limits));
