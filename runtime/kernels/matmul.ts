@@ -168,6 +168,31 @@ export function defaultMatmul(
   }) ?? GPU_MATMUL[GPU_MATMUL.length - 1];
 }
 
+/**
+ * The blocking of a product of at most two rows (a batch-1 decode step's linear layers and head):
+ * a block of one or two rows per invocation, where the default's 64-row tile computes clamped
+ * copies of the row (1.5x slower per token on llvmpipe). `cpu`: 8 columns per invocation in one
+ * SIMD row of 32 invocations. `gpu`: one column per invocation, both rows in registers, vec4 loads
+ * along the reduction where the shape allows, in a row of 64 to 256 invocations (as many as N
+ * needs, within the device's `limits`, default WebGPU's).
+ */
+export function decodeMatmul(
+  adapterClass: AdapterClass,
+  shape: MatmulShape,
+  limits: MatmulLimits = WEBGPU_DEFAULT_LIMITS,
+): MatmulBlocking {
+  if (shape.M > 2) throw new RangeError(`decodeMatmul: M = ${shape.M}, at most 2`);
+  if (adapterClass === "cpu") return { tm: 1, tn: 8, wgx: 32, wgy: 1 };
+  const most = Math.min(
+    256,
+    limits.maxComputeInvocationsPerWorkgroup,
+    limits.maxComputeWorkgroupSizeX,
+  );
+  const want = Math.max(64, Math.min(most, 2 ** Math.ceil(Math.log2(shape.N))));
+  const p: MatmulBlocking = { tm: shape.M, tn: 1, wgx: 2 ** Math.floor(Math.log2(want)), wgy: 1 };
+  return matmulShapeProblem({ ...p, vec: 4, trans: shape.trans }, shape) ? p : { ...p, vec: 4 };
+}
+
 /** Normalised parameters (every optional knob filled in; `f16` stays optional). */
 function full(p: MatmulParams): Required<Omit<MatmulParams, "f16">> & Pick<MatmulParams, "f16"> {
   return { vec: 1, bk: 0, kz: 1, splitK: 1, ...p };
