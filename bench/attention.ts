@@ -34,7 +34,8 @@ import { maxErr } from "./matmul.ts";
 import { writeResults } from "./results.ts";
 import { C, specOf, W } from "./inference.ts";
 
-const D = 64;
+/** Head dim of every case (one head). */
+export const D = 64;
 const VARIANTS = ["phd", "phd-swa", "phd-cswa"] as const;
 type Variant = "vanilla" | typeof VARIANTS[number];
 type Impl = "fused" | "dense" | "tfjs";

@@ -86,7 +86,8 @@ interface PrefillRow {
   prefill_ms: number;
 }
 
-function trainConfig(v: Variant, K: number, L: number): Config {
+/** The training config of a row: the default model, batch 1, `L` positions of variant `v`. */
+export function trainConfig(v: Variant, K: number, L: number): Config {
   const c = structuredClone(DEFAULT_CONFIG);
   c.train = { ...c.train, batch_size: 1, seq_len: L };
   c.phd = { ...c.phd, K: v === "vanilla" ? 1 : K, variant: v === "vanilla" ? "causal" : v, W, C };

@@ -307,7 +307,7 @@ function attentionSourceHash(s: AttentionShape, adapterClass: AdapterClass): str
  * invocations or too much workgroup memory (the kernels' own limit checks, run on the generated
  * source: nothing is compiled), or more loop passes than the device's loop budget.
  */
-function attentionPrune(
+export function attentionPrune(
   p: AttentionVariant,
   s: AttentionShape,
   limits: AttentionLimits,
