@@ -15,6 +15,7 @@ import { analyze } from "./analysis/analyze.ts";
 import { classifyTiles, type TileMap } from "./analysis/tiles.ts";
 import {
   ATTENTION_DEFAULTS,
+  ATTENTION_KINDS,
   type AttentionKernel,
   type AttentionKernelKind,
   type AttentionKernelParams,
@@ -27,13 +28,6 @@ import {
 import { checkHeadDim, uniformFields, type UniformType } from "./codegen/kernel_source.ts";
 import { packSpecBindings, tableNames } from "./codegen/wgsl_expr.ts";
 import { type Layout, LAYOUTS } from "./layout.ts";
-
-/** The passes, in the order they are emitted. */
-const KERNEL_KINDS: readonly AttentionKernelKind[] = [
-  "forward",
-  "backward_dq",
-  "backward_dkv",
-];
 
 /** Every kernel section of a .wgsl file starts with a line beginning with this. */
 export const KERNEL_MARKER = "// ==== kernel ";
@@ -215,7 +209,7 @@ export async function compileSpec(spec: AttentionSpec, f: CompileOptions): Promi
   for (const layout of layouts) {
     for (const variant of variants) {
       const p = attentionParams(spec, f.headDim, { ...base, layout, variant });
-      for (const kind of KERNEL_KINDS) built.push({ k: buildAttentionKernel(kind, p), p });
+      for (const kind of ATTENTION_KINDS) built.push({ k: buildAttentionKernel(kind, p), p });
     }
   }
   const p0 = built[0].p;
