@@ -33,8 +33,10 @@ import { median } from "../runtime/measure/stats.ts";
 import { maxErr } from "./matmul.ts";
 import { writeResults } from "./results.ts";
 import { C, specOf, W } from "./inference.ts";
+import { timeRounds } from "../runtime/measure/timing.ts";
 
-const D = 64;
+/** Head dim of every case (one head). */
+export const D = 64;
 const VARIANTS = ["phd", "phd-swa", "phd-cswa"] as const;
 type Variant = "vanilla" | typeof VARIANTS[number];
 type Impl = "fused" | "dense" | "tfjs";
@@ -288,19 +290,15 @@ async function benchLength(
     }
     cases.push(dense, tfc);
   }
-  const times = new Map<string, number[]>();
+  // Round 0 warms up (pipelines, tfjs programs); then every case and pass once per round.
+  const work = cases.flatMap((c) => PASSES.map((pass) => ({ c, pass })));
   const t0 = performance.now();
-  for (let r = 0; r <= o.reps; r++) { // round 0 warms up (pipelines, tfjs programs)
-    for (const c of cases) {
-      for (const pass of PASSES) {
-        const ms = await c.run(pass);
-        if (r === 0) log(`  warm-up ${c.name} K=${c.K} ${pass}: ${ms.toFixed(0)} ms`);
-        const key = `${c.name}/${c.K}/${pass}`;
-        if (r > 0) times.set(key, [...times.get(key) ?? [], ms]);
-      }
-    }
-    log(`L=${L}: round ${r}/${o.reps} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
-  }
+  const samples = await timeRounds(work.map(({ c, pass }) => () => c.run(pass)), {
+    rounds: o.reps,
+    onRound: (r) =>
+      log(`L=${L}: round ${r}/${o.reps} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`),
+  });
+  const times = new Map(work.map(({ c, pass }, i) => [`${c.name}/${c.K}/${pass}`, samples[i]]));
   const rows = cases.flatMap((c) =>
     PASSES.map((pass): AttentionRow => ({
       name: c.name,

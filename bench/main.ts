@@ -14,6 +14,7 @@ const BENCHES = [
   "corpus-memory",
   "peers",
   "refusals",
+  "stress",
 ];
 
 const [name, ...args] = Deno.args;
@@ -23,6 +24,7 @@ if (!name || name === "--help" || name === "-h") {
 Runs one benchmark on this machine's adapter and prints a table (--json: one JSON object).
 peers: the same model's training in PyTorch on the CPU, and numpy's matmul, side by side.
 refusals: how long each command takes to refuse input that cannot fit (vs process start-up).
+stress: every variant the tuner can choose, at the benches' and the demo's largest sizes, vs float64.
 Figures in bench/RESULTS.md come from these commands.`);
   Deno.exit(name ? 0 : 1);
 }

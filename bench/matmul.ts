@@ -37,7 +37,7 @@ import {
   saveTuneCache,
 } from "../runtime/host/tune_cache.ts";
 import { destroyDispatches, submit } from "../runtime/gpu/kernel.ts";
-import { type AdapterClass, deviceLimits } from "../runtime/gpu/device.ts";
+import { type AdapterClass, gpuLimits } from "../runtime/gpu/device.ts";
 import {
   defaultMatmul,
   type MatmulBlocking,
@@ -48,6 +48,7 @@ import { matmulRef } from "../reference/kernels.ts";
 import { Trainer } from "../runtime/train/trainer.ts";
 import { readConfig } from "../runtime/host/config_file.ts";
 import { fail, flag } from "./results.ts";
+import { timeRounds } from "../runtime/measure/timing.ts";
 
 const HELP =
   `usage: deno task bench matmul [--json] [--rounds N] [--cache F] [--config F.json] [--no-train]
@@ -75,7 +76,7 @@ export async function main(args: string[]) {
 
   const ctx = await createContext(gpuOptionsFromEnv()), dev = ctx.gpu.device;
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion();
-  const limits = deviceLimits(dev);
+  const limits = gpuLimits(ctx.gpu);
   const own = ctx.gpu.adapterClass, other: AdapterClass = own === "cpu" ? "gpu" : "cpu";
   const cache = await loadTuneCache(cachePath, log);
   const shapes = configMatmulShapes(ctx, config);
@@ -145,20 +146,22 @@ export async function main(args: string[]) {
       for (const o of outs) o.dispose();
       return ms;
     };
-    const times: Record<string, number[]> = { default: [], other: [], tuned: [], tfjs: [] };
     // Each round times every side once, starting one side later than the round before: the
     // first timing after tfjs's host-side work runs measurably slower on llvmpipe (its threads
-    // wake up), so no side may always come first.
-    const sides = ["default", "other", "tuned", "tfjs"] as const;
-    for (let r = 0; r <= rounds; r++) { // round 0 warms up
-      for (let i = 0; i < sides.length; i++) {
-        const side = sides[(r + i) % sides.length];
-        const ms = side === "tfjs"
-          ? await tfTime(r === 0)
-          : await timeDispatches(ctx, ours[side], reps);
-        if (r > 0) times[side].push(ms);
-      }
-    }
+    // wake up), so no side may always come first. Round 0 warms up; the first tfjs timing checks
+    // that its work really ran.
+    let tfFirst = true;
+    const [dft, oth, tun, tfj] = await timeRounds([
+      () => timeDispatches(ctx, ours.default, reps),
+      () => timeDispatches(ctx, ours.other, reps),
+      () => timeDispatches(ctx, ours.tuned, reps),
+      () => {
+        const check = tfFirst;
+        tfFirst = false;
+        return tfTime(check);
+      },
+    ], { rounds, rotate: true });
+    const times = { default: dft, other: oth, tuned: tun, tfjs: tfj };
     const ms = {
       default: median(times.default),
       other: median(times.other),
@@ -293,15 +296,14 @@ async function trainSteps(
     default: new Trainer(ctx, config, corpus),
     tuned: new Trainer(ctx, config, corpus, { matmul: tunedMatmulChooser(cache, o) }),
   };
-  const times: Record<string, number[]> = { default: [], tuned: [] };
-  for (let i = 0; i <= Math.max(3, Math.ceil(rounds / 2)); i++) {
-    for (const [k, t] of Object.entries(trainers)) {
-      const t0 = performance.now();
+  const [dSamples, tSamples] = await timeRounds(
+    Object.values(trainers).map((t) => () => {
       t.trainStep();
-      await ctx.gpu.device.queue.onSubmittedWorkDone();
-      if (i > 0) times[k].push(performance.now() - t0);
-    }
-  }
+      return ctx.gpu.device.queue.onSubmittedWorkDone();
+    }),
+    { rounds: Math.max(3, Math.ceil(rounds / 2)) },
+  );
+  const times = { default: dSamples, tuned: tSamples };
   for (const t of Object.values(trainers)) t.destroy();
   const tokens = config.train.batch_size * config.train.seq_len;
   const d = median(times.default), t = median(times.tuned);

@@ -32,6 +32,7 @@ import { lineChart, type Series } from "../viz/chart.ts";
 import { BENCH_MODEL, C, specOf, type Variant, VARIANTS, W } from "./inference.ts";
 import { writeResults } from "./results.ts";
 import { median } from "../runtime/measure/stats.ts";
+import { timeRuns } from "../runtime/measure/timing.ts";
 
 /** Live and peak bytes of the buffers a device creates (wraps `createBuffer` and `destroy`). */
 class MemoryMeter {
@@ -86,7 +87,8 @@ interface PrefillRow {
   prefill_ms: number;
 }
 
-function trainConfig(v: Variant, K: number, L: number): Config {
+/** The training config of a row: the default model, batch 1, `L` positions of variant `v`. */
+export function trainConfig(v: Variant, K: number, L: number): Config {
   const c = structuredClone(DEFAULT_CONFIG);
   c.train = { ...c.train, batch_size: 1, seq_len: L };
   c.phd = { ...c.phd, K: v === "vanilla" ? 1 : K, variant: v === "vanilla" ? "causal" : v, W, C };
@@ -124,10 +126,7 @@ async function attentionMs(ctx: KernelContext, config: Config, reps: number): Pr
     return performance.now() - t0;
   };
   try {
-    await once();
-    const times = [];
-    for (let i = 0; i < reps; i++) times.push(await once());
-    return median(times, { even: "upper" });
+    return median(await timeRuns(once, { rounds: reps }), { even: "upper" });
   } finally {
     for (const b of Object.values(io)) b.destroy();
   }
@@ -154,15 +153,10 @@ async function trainRow(
   };
   try {
     if (o.timed) {
-      trainer.trainStep(); // warm-up: pipelines and first uploads
-      await queue.onSubmittedWorkDone();
-      const times = [];
-      for (let i = 0; i < o.reps; i++) {
-        const t0 = performance.now();
+      const times = await timeRuns(() => {
         trainer.trainStep();
-        await queue.onSubmittedWorkDone();
-        times.push(performance.now() - t0);
-      }
+        return queue.onSubmittedWorkDone();
+      }, { rounds: o.reps });
       row.step_ms = +median(times, { even: "upper" }).toFixed(1);
     }
     row.peak_bytes = stop();

@@ -16,6 +16,7 @@ import { classifyTiles, type TileMap } from "./analysis/tiles.ts";
 import type { RetentionPlan } from "./analysis/retention.ts";
 import {
   ATTENTION_DEFAULTS,
+  ATTENTION_KINDS,
   type AttentionKernel,
   type AttentionKernelKind,
   type AttentionKernelParams,
@@ -28,13 +29,6 @@ import {
 import { checkHeadDim, uniformFields, type UniformType } from "./codegen/kernel_source.ts";
 import { packSpecBindings, tableNames } from "./codegen/wgsl_expr.ts";
 import { type Layout, LAYOUTS } from "./layout.ts";
-
-/** The passes, in the order they are emitted. */
-const KERNEL_KINDS: readonly AttentionKernelKind[] = [
-  "forward",
-  "backward_dq",
-  "backward_dkv",
-];
 
 /** Every kernel section of a .wgsl file starts with a line beginning with this. */
 export const KERNEL_MARKER = "// ==== kernel ";
@@ -225,7 +219,7 @@ function buildKernels(
   for (const layout of layouts) {
     for (const variant of variants) {
       const p = attentionParams(spec, f.headDim, { ...base, layout, variant });
-      for (const kind of KERNEL_KINDS) built.push({ k: buildAttentionKernel(kind, p), p });
+      for (const kind of ATTENTION_KINDS) built.push({ k: buildAttentionKernel(kind, p), p });
     }
   }
   return built;

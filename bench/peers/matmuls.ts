@@ -6,7 +6,7 @@
 import { destroyDispatches, type Dispatch, type KernelContext } from "../../runtime/gpu/kernel.ts";
 import { storageBuffer } from "../../runtime/gpu/resources.ts";
 
-import { deviceLimits } from "../../runtime/gpu/device.ts";
+import { gpuLimits } from "../../runtime/gpu/device.ts";
 import {
   defaultMatmul,
   matmulDispatches,
@@ -14,7 +14,7 @@ import {
   matmulVariantName,
 } from "../../runtime/kernels/matmul.ts";
 import { adapterIdOf, Autotuner, type TuneCacheData } from "../../runtime/tune/engine.ts";
-import { timeDispatches, timingReps } from "../../runtime/measure/timing.ts";
+import { timeDispatches, timeRounds, timingReps } from "../../runtime/measure/timing.ts";
 import { matmulCandidates, matmulTask, tunedMatmulParams } from "../../runtime/tune/matmul.ts";
 import { denoVersion, loadTuneCache, saveTuneCache } from "../../runtime/host/tune_cache.ts";
 import { NumpyPeer, TorchPeer } from "./contenders.ts";
@@ -40,7 +40,7 @@ export const shapeKey = (s: MatmulShape) => `${s.trans} ${s.M}x${s.N}x${s.inner}
 export async function tuneReference(ctx: KernelContext, s: Shape, path: string) {
   const adapter = adapterIdOf(ctx.gpu), deno = denoVersion(), log = (l: string) => console.error(l);
   const cache = await loadTuneCache(path, log);
-  const limits = deviceLimits(ctx.gpu.device);
+  const limits = gpuLimits(ctx.gpu);
   if (tunedMatmulParams(cache, { adapter, deno, limits, allowSplitK: true }, s)) return cache;
   log(`tuning matmul ${shapeKey(s)} (not in ${path})`);
   const task = matmulTask(ctx, s, {
@@ -70,7 +70,7 @@ export async function matmuls(
   const chooser = {
     adapter: adapterIdOf(ctx.gpu),
     deno: denoVersion(),
-    limits: deviceLimits(dev),
+    limits: gpuLimits(ctx.gpu),
     allowSplitK: true,
   };
   const rows: MatmulRow[] = [];
@@ -87,13 +87,13 @@ export async function matmuls(
     const peers = new Map(o.numpy.map((n) => [n.name, n.peer]));
     for (const t of o.torch) peers.set(`torch.mm ${t.name}`, t.peer);
     const req = { matmul: [M, N, inner], trans };
-    const times = new Map<string, number[]>([...ours.keys(), ...peers.keys()].map((k) => [k, []]));
-    for (let r = 0; r <= o.rounds; r++) { // round 0 warms up
-      const t = new Map<string, number>();
-      for (const [side, ds] of ours) t.set(side, await timeDispatches(ctx, ds, reps));
-      for (const [side, peer] of peers) t.set(side, (await peer.ask<{ ms: number }>(req)).ms);
-      if (r > 0) { for (const [side, ms] of t) times.get(side)!.push(ms); }
-    }
+    // Round 0 warms up; each peer times itself and replies with its ms.
+    const runs = [
+      ...[...ours.values()].map((ds) => () => timeDispatches(ctx, ds, reps)),
+      ...[...peers.values()].map((peer) => async () => (await peer.ask<{ ms: number }>(req)).ms),
+    ];
+    const samples = await timeRounds(runs, { rounds: o.rounds });
+    const times = new Map([...ours.keys(), ...peers.keys()].map((k, i) => [k, samples[i]]));
     destroyDispatches([...ours.values()].flat());
     for (const x of [a, b, c]) x.destroy();
     // Best of the rounds: what each side can reach on these cores (a BLAS's threads stall when

@@ -13,11 +13,19 @@
  * tiles skip the mask) or every tile with the mask evaluated everywhere (dense: fallback and
  * baseline).
  *
- * Head-dim loops have constant bounds: unrolled, the row arrays become registers (dynamically
- * indexed they become branch ladders); the R rows of a block are unrolled by the generator. Loops
- * over the rows of a tile are bounded by the uniforms `U.tq`/`U.tk` (equal to the baked TQ/TK):
- * unrolling those too made llvmpipe take from seconds to minutes to compile one kernel. Shared
- * declarations: attention_kernels.ts.
+ * The generator writes the head dim's D4 vec4 columns and the R rows of a block out as
+ * straight-line code (`each`): the row arrays are indexed by constants only, so they stay in
+ * registers, and the only loops left are the walks over tiles and over the rows of a tile, whose
+ * iterations per invocation `attentionLoopTrips` (attention_kernels.ts) counts. That count is a
+ * correctness bound, not only a cost: Mesa's llvmpipe and lavapipe (gallivm) give one shader
+ * invocation 65535 loop iterations, all its loops together, and then leave every loop after its
+ * current iteration without a word (the limiter against endless loops). A head-dim loop left to
+ * the driver's compiler costs 1 + D4 of them per key where it stays rolled, as lavapipe left one:
+ * the walk then stopped after about 3600 keys, so at 4096 tokens the last rows' softmax lost its
+ * last keys (the dense kernel, and the fused one for causal attention, off by 0.01 where float64
+ * and GL agreed to 1e-7). Loops over the rows of a tile are bounded by the uniforms `U.tq`/`U.tk`
+ * (equal to the baked TQ/TK): unrolling those too made llvmpipe take from seconds to minutes to
+ * compile one kernel. Shared declarations: attention_kernels.ts.
  */
 
 /** What the bodies need to know of the kernel being built. */
@@ -28,11 +36,13 @@ export interface BodyOptions {
   staged: boolean;
   /** Rows per invocation (the register block); the workgroup has `WG` = tile / R invocations. */
   R: number;
+  /** vec4 columns of a head row (head dim / 4). */
+  D4: number;
 }
 
-/** `f(i)` for the R rows of a block, joined by `sep`. */
-function each(R: number, f: (i: number) => string, sep = "\n"): string {
-  return Array.from({ length: R }, (_, i) => f(i)).join(sep);
+/** `f(i)` for i < n (the R rows of a block, the D4 columns of a head row), joined by `sep`. */
+function each(n: number, f: (i: number) => string, sep = "\n"): string {
+  return Array.from({ length: n }, (_, i) => f(i)).join(sep);
 }
 
 /** Indents every line after the first by `n` spaces. */
@@ -168,17 +178,16 @@ function stores(R: number, inRange: (i: number) => string, body: (i: number) => 
 
 /** Forward: R query rows per invocation. */
 export function forwardBody(o: BodyOptions): string {
-  const ks = keyStream(o), R = o.R;
+  const ks = keyStream(o), R = o.R, D4 = o.D4;
   return `${queryPassStart(o, ks)}
+  // Accumulators start at zero (WGSL zero-initializes a var).
   ${
     each(R, (i) =>
       `var q${i}: array<vec4<f32>, D4>;\n  var acc${i}: array<vec4<f32>, D4>;`, "\n  ")
   }
-  for (var x = 0; x < D4; x++) {
-    ${
-    each(R, (i) =>
-      `q${i}[x] = vec4<f32>(q[qo${i} + x]) * U.scale;\n    acc${i}[x] = vec4<f32>(0.0);`, "\n    ")
-  }
+  ${
+    each(D4, (x) =>
+      each(R, (i) => `q${i}[${x}] = vec4<f32>(q[qo${i} + ${x}]) * U.scale;`, " "), "\n  ")
   }
   ${each(R, (i) => `var m${i} = NEG_BIG;\n  var l${i} = 0.0;`, "\n  ")}
   ${
@@ -192,10 +201,12 @@ export function forwardBody(o: BodyOptions): string {
     )
   }
         ${each(R, (i) => `var s${i} = 0.0;`, "\n        ")}
-        for (var x = 0; x < D4; x++) {
-          let kx = ${ks.k("x")};
-          ${each(R, (i) => `s${i} += dot(q${i}[x], kx);`, "\n          ")}
-        }
+        ${
+    each(D4, (x) =>
+      `{ let kx = ${ks.k(`${x}`)}; ${
+        each(R, (i) => `s${i} += dot(q${i}[${x}], kx);`, " ")
+      } }`, "\n        ")
+  }
         ${
     each(R, (i) =>
       indent(
@@ -205,9 +216,7 @@ if (a${i}) {
   if (sc > m${i}) {
     let corr = exp(m${i} - sc);
     l${i} *= corr;
-    for (var x = 0; x < D4; x++) {
-      acc${i}[x] *= corr;
-    }
+    ${each(D4, (x) => `acc${i}[${x}] *= corr;`, "\n    ")}
     m${i} = sc;
   }
   p${i} = exp(sc - m${i});
@@ -216,10 +225,12 @@ if (a${i}) {
         8,
       ), "\n        ")
   }
-        for (var x = 0; x < D4; x++) {
-          let vx = ${ks.v("x")};
-          ${each(R, (i) => `acc${i}[x] += p${i} * vx;`, "\n          ")}
-        }
+        ${
+    each(D4, (x) =>
+      `{ let vx = ${ks.v(`${x}`)}; ${
+        each(R, (i) => `acc${i}[${x}] += p${i} * vx;`, " ")
+      } }`, "\n        ")
+  }
       }
     }
   }
@@ -228,9 +239,9 @@ if (a${i}) {
       `row${i} < U.N`, (i) =>
       `  // A row with no allowed key has l == 0: output 0, LSE = NEG_BIG (never read as a weight).
   let inv = select(0.0, 1.0 / l${i}, l${i} > 0.0);
-  for (var x = 0; x < D4; x++) {
-    o[qo${i} + x] = vec4<T>(acc${i}[x] * inv);
-  }
+  ${
+        each(D4, (x) => `o[qo${i} + ${x}] = vec4<T>(acc${i}[${x}] * inv);`, "\n  ")
+      }
   lse[head + row${i}] = select(NEG_BIG, m${i} + log(l${i}), l${i} > 0.0);`)
   }
 }
@@ -242,8 +253,9 @@ if (a${i}) {
  * dQ = scale * dS K. Also writes delta = rowsum(dO * O), which the dK/dV pass reads.
  */
 export function backwardDqBody(o: BodyOptions): string {
-  const ks = keyStream(o), R = o.R;
+  const ks = keyStream(o), R = o.R, D4 = o.D4;
   return `${queryPassStart(o, ks)}
+  // Accumulators start at zero (WGSL zero-initializes a var).
   ${
     each(R, (i) =>
       `var q${i}: array<vec4<f32>, D4>;
@@ -251,28 +263,23 @@ export function backwardDqBody(o: BodyOptions): string {
   var dq${i}: array<vec4<f32>, D4>;
   var delta${i} = 0.0;`, "\n  ")
   }
-  for (var x = 0; x < D4; x++) {
-    ${
-    each(R, (i) =>
-      `q${i}[x] = vec4<f32>(q[qo${i} + x]);
-    g${i}[x] = vec4<f32>(dout[qo${i} + x]);
-    delta${i} += dot(g${i}[x], vec4<f32>(o[qo${i} + x]));
-    dq${i}[x] = vec4<f32>(0.0);`, "\n    ")
-  }
+  ${
+    each(D4, (x) =>
+      each(R, (i) =>
+        `q${i}[${x}] = vec4<f32>(q[qo${i} + ${x}]); g${i}[${x}] = vec4<f32>(dout[qo${i} + ${x}]); ` +
+        `delta${i} += dot(g${i}[${x}], vec4<f32>(o[qo${i} + ${x}]));`, "\n  "), "\n  ")
   }
   ${each(R, (i) => `let lse${i} = lse[head + min(row${i}, U.N - 1)];`, "\n  ")}
   var kr: array<vec4<f32>, D4>;
   ${keyWalk(o, ks)}
         ${each(R, (i) => `var s${i} = 0.0;\n        var dp${i} = 0.0;`, "\n        ")}
-        for (var x = 0; x < D4; x++) {
-          let kx = ${ks.k("x")};
-          let vx = ${ks.v("x")};
-          kr[x] = kx;
-          ${
-    each(R, (i) =>
-      `s${i} += dot(q${i}[x], kx);\n          dp${i} += dot(g${i}[x], vx);`, "\n          ")
+        ${
+    each(D4, (x) =>
+      `{ let kx = ${ks.k(`${x}`)}; let vx = ${ks.v(`${x}`)}; kr[${x}] = kx; ${
+        each(R, (i) =>
+          `s${i} += dot(q${i}[${x}], kx); dp${i} += dot(g${i}[${x}], vx);`, " ")
+      } }`, "\n        ")
   }
-        }
         ${
     each(R, (i) =>
       indent(
@@ -284,17 +291,14 @@ if (a${i}) {
         8,
       ), "\n        ")
   }
-        for (var x = 0; x < D4; x++) {
-          ${each(R, (i) => `dq${i}[x] += ds${i} * kr[x];`, "\n          ")}
-        }
+        ${each(D4, (x) => each(R, (i) => `dq${i}[${x}] += ds${i} * kr[${x}];`, " "), "\n        ")}
       }
     }
   }
   ${
-    stores(R, (i) => `row${i} < U.N`, (i) =>
-      `  for (var x = 0; x < D4; x++) {
-    dq[qo${i} + x] = vec4<T>(dq${i}[x] * U.scale);
-  }
+    stores(R, (i) =>
+      `row${i} < U.N`, (i) =>
+      `  ${each(D4, (x) => `dq[qo${i} + ${x}] = vec4<T>(dq${i}[${x}] * U.scale);`, "\n  ")}
   delta[head + row${i}] = delta${i};`)
   }
 }
@@ -357,7 +361,7 @@ var<workgroup> delta_tile: array<f32, TQ>;
  * attention), so the sums over query rows and over the head group need no atomics.
  */
 export function backwardDkvBody(o: BodyOptions): string {
-  const qs = queryStream(o), R = o.R;
+  const qs = queryStream(o), R = o.R, D4 = o.D4;
   return `${qs.decls}
 ${
     entry(
@@ -367,6 +371,7 @@ ${
     )
   }
   let kv_head = (b * U.HKV + kvh) * U.N;
+  // Accumulators start at zero (WGSL zero-initializes a var).
   ${
     each(R, (i) =>
       `let col${i} = kt * U.tk + i32(lid) + ${i} * WG;
@@ -377,14 +382,14 @@ ${
   var dk${i}: array<vec4<f32>, D4>;
   var dv${i}: array<vec4<f32>, D4>;`, "\n  ")
   }
-  for (var x = 0; x < D4; x++) {
-    ${
-    each(R, (i) =>
-      `k${i}[x] = vec4<f32>(k[ko${i} + x]);
-    v${i}[x] = vec4<f32>(v[ko${i} + x]);
-    dk${i}[x] = vec4<f32>(0.0);
-    dv${i}[x] = vec4<f32>(0.0);`, "\n    ")
-  }
+  ${
+    each(D4, (x) =>
+      each(
+        R,
+        (i) =>
+          `k${i}[${x}] = vec4<f32>(k[ko${i} + ${x}]); v${i}[${x}] = vec4<f32>(v[ko${i} + ${x}]);`,
+        " ",
+      ), "\n  ")
   }
   var qr: array<vec4<f32>, D4>;
   var gr: array<vec4<f32>, D4>;
@@ -400,16 +405,13 @@ ${
         ${verdicts(o, "q0 + i < U.N", qs.qc, qs.qp, "k").replaceAll("\n      ", "\n        ")}
           ${qs.stats}
           ${each(R, (r) => `var s${r} = 0.0;\n          var dp${r} = 0.0;`, "\n          ")}
-          for (var x = 0; x < D4; x++) {
-            let qx = ${qs.q("x")};
-            let gx = ${qs.g("x")};
-            qr[x] = qx;
-            gr[x] = gx;
-            ${
-    each(R, (r) =>
-      `s${r} += dot(qx, k${r}[x]);\n            dp${r} += dot(gx, v${r}[x]);`, "\n            ")
+          ${
+    each(D4, (x) =>
+      `{ let qx = ${qs.q(`${x}`)}; let gx = ${qs.g(`${x}`)}; qr[${x}] = qx; gr[${x}] = gx; ${
+        each(R, (r) =>
+          `s${r} += dot(qx, k${r}[${x}]); dp${r} += dot(gx, v${r}[${x}]);`, " ")
+      } }`, "\n          ")
   }
-          }
           ${
     each(R, (r) =>
       indent(
@@ -417,10 +419,7 @@ ${
   let sm = score_mod_grad(s${r} * U.scale, ${qs.qc}, ${qs.qp}, tk${r}.x, tk${r}.y, h);
   let p = exp(sm.x - lse_i);
   let ds = p * (dp${r} - delta_i) * sm.y;
-  for (var x = 0; x < D4; x++) {
-    dv${r}[x] += p * gr[x];
-    dk${r}[x] += ds * qr[x];
-  }
+  ${each(D4, (x) => `dv${r}[${x}] += p * gr[${x}]; dk${r}[${x}] += ds * qr[${x}];`, "\n  ")}
 }`,
         10,
       ), "\n          ")
@@ -431,10 +430,14 @@ ${
   }
   ${
     stores(R, (i) => `col${i} < U.N`, (i) =>
-      `  for (var x = 0; x < D4; x++) {
-    dk[ko${i} + x] = vec4<T>(dk${i}[x] * U.scale);
-    dv[ko${i} + x] = vec4<T>(dv${i}[x]);
-  }`)
+      `  ${
+        each(
+          D4,
+          (x) =>
+            `dk[ko${i} + ${x}] = vec4<T>(dk${i}[${x}] * U.scale); dv[ko${i} + ${x}] = vec4<T>(dv${i}[${x}]);`,
+          "\n  ",
+        )
+      }`)
   }
 }
 `;

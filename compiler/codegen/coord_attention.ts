@@ -9,6 +9,9 @@
  * Work skipping: each query tile walks a list of key ranges `(start, end, full)`; ranges the mask
  * rules out are absent, `full` ranges skip the mask, empty slots (copy -1) are skipped. Online
  * softmax in one pass per key, as in attention_wgsl.ts; a query row with no allowed key outputs 0.
+ * As there, the head dim's vec4 columns are written out (`columns`), never looped over: on Mesa's
+ * llvmpipe and lavapipe a loop left rolled costs 1 + d/4 of an invocation's 65535 loop passes per
+ * key (at d = 256 lavapipe left one so, and a walk over 8192 slots lost its last keys).
  *
  * Layouts: q and o `(seqs·rows, H·d)` token-major; k and v `[seqs][S][HKV][d]`; qinfo
  * `(seqs·rows, 3)` i32 `(copy, pos, _)`; kcoords `[seqs][S][2]` i32 (`copy < 0`: empty slot).
@@ -82,9 +85,14 @@ export function packRanges(r: KeyRanges): Uint32Array {
   return out;
 }
 
+/** `f(x)` for each vec4 column x < D4 of a head row, joined by `sep`: straight-line code. */
+function columns(D4: number, f: (x: number) => string, sep: string): string {
+  return Array.from({ length: D4 }, (_, x) => f(x)).join(sep);
+}
+
 /** Builds the kernel source. */
 export function coordAttentionKernel(p: CoordAttentionParams): CoordAttentionKernel {
-  const d = p.headDim, TQ = p.tileQ, SP = p.split ?? 1;
+  const d = p.headDim, D4 = d / 4, TQ = p.tileQ, SP = p.split ?? 1;
   checkHeadDim(d);
   if (!Number.isInteger(TQ) || TQ < 1 || TQ > 256) {
     throw new RangeError(`tileQ must be an integer in [1, 256], got ${TQ}`);
@@ -136,11 +144,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let q_off = (qrow * U.H + h) * D4;
   let kvh = h / (U.H / U.HKV);
   var qr: array<vec4<f32>, D4>;
-  var acc: array<vec4<f32>, D4>;
-  for (var x = 0; x < D4; x++) {
-    qr[x] = q[q_off + x] * U.scale;
-    acc[x] = vec4<f32>(0.0);
-  }
+  var acc: array<vec4<f32>, D4>; // zero-initialized
+  ${columns(D4, (x) => `qr[${x}] = q[q_off + ${x}] * U.scale;`, "\n  ")}
   var m = NEG_BIG;
   var l = 0.0;
   for (var e = ranges[qt]; e < ranges[qt + 1]; e += 2u) {
@@ -155,23 +160,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       if (kc >= 0 && (full || mask_allowed(qc, qp, kc, kp))) {
         let k_off = (cell * U.HKV + kvh) * D4;
         var dt = 0.0;
-        for (var x = 0; x < D4; x++) {
-          dt += dot(qr[x], k[k_off + x]);
-        }
+        ${columns(D4, (x) => `dt += dot(qr[${x}], k[k_off + ${x}]);`, "\n        ")}
         let sc = score_mod(dt, qc, qp, kc, kp, h);
         if (sc > m) {
           let corr = exp(m - sc);
           l *= corr;
-          for (var x = 0; x < D4; x++) {
-            acc[x] *= corr;
-          }
+          ${columns(D4, (x) => `acc[${x}] *= corr;`, "\n          ")}
           m = sc;
         }
         let pr = exp(sc - m);
         l += pr;
-        for (var x = 0; x < D4; x++) {
-          acc[x] += pr * v[k_off + x];
-        }
+        ${columns(D4, (x) => `acc[${x}] += pr * v[k_off + ${x}];`, "\n        ")}
       }
     }
   }
@@ -179,16 +178,12 @@ ${
       SP === 1
         ? `  if (row < U.rows) {
     let inv = select(0.0, 1.0 / l, l > 0.0);
-    for (var x = 0; x < D4; x++) {
-      o[q_off + x] = acc[x] * inv;
-    }
+    ${columns(D4, (x) => `o[q_off + ${x}] = acc[${x}] * inv;`, "\n    ")}
   }`
         : `  // Merge the SPLIT partial states of each row: rescale to the common max, sum, normalise.
   part_m[lid] = m;
   part_l[lid] = l;
-  for (var x = 0; x < D4; x++) {
-    part_acc[lid * u32(D4) + u32(x)] = acc[x];
-  }
+  ${columns(D4, (x) => `part_acc[lid * ${D4}u + ${x}u] = acc[${x}];`, "\n  ")}
   workgroupBarrier();
   if (sp == 0 && row < U.rows) {
     var mm = NEG_BIG;
@@ -196,21 +191,14 @@ ${
       mm = max(mm, part_m[lid + t]);
     }
     var ll = 0.0;
-    var res: array<vec4<f32>, D4>;
-    for (var x = 0; x < D4; x++) {
-      res[x] = vec4<f32>(0.0);
-    }
+    var res: array<vec4<f32>, D4>; // zero-initialized
     for (var t = 0u; t < SPLIT; t++) {
       let f = select(0.0, exp(part_m[lid + t] - mm), part_l[lid + t] > 0.0);
       ll += f * part_l[lid + t];
-      for (var x = 0; x < D4; x++) {
-        res[x] += f * part_acc[(lid + t) * u32(D4) + u32(x)];
-      }
+      ${columns(D4, (x) => `res[${x}] += f * part_acc[(lid + t) * ${D4}u + ${x}u];`, "\n      ")}
     }
     let inv = select(0.0, 1.0 / ll, ll > 0.0);
-    for (var x = 0; x < D4; x++) {
-      o[q_off + x] = res[x] * inv;
-    }
+    ${columns(D4, (x) => `o[q_off + ${x}] = res[${x}] * inv;`, "\n    ")}
   }`
     }
 }

@@ -54,6 +54,11 @@ export function packSpecBindings(
   for (const t of tableNames(spec)) {
     const tab = b.tables[t];
     if (!tab) throw new ReferenceError(`no value for table ${t}`);
+    if (tab.length >= 2 ** SEG_STEPS) {
+      throw new RangeError(
+        `table ${t} has ${tab.length} entries, the kernels search at most ${2 ** SEG_STEPS - 1}`,
+      );
+    }
     extents.push(data.length, tab.length);
     data.push(...tab);
   }
@@ -62,6 +67,14 @@ export function packSpecBindings(
 }
 
 const CMP = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" } as const;
+
+/**
+ * Halvings of the segment lookup, written out: a table of at most 2^16 - 1 entries is searched
+ * in 16 (`packSpecBindings` refuses longer tables). No loop: the mask runs per pair inside the
+ * kernels' key walks, and on Mesa's llvmpipe and lavapipe every loop pass counts against one
+ * invocation's loop budget (runtime/gpu/device.ts `GpuContext.loopBudget`).
+ */
+const SEG_STEPS = 16;
 
 const HELPERS = {
   // Divisors are positive (the DSL requires it). Only non-negative operands reach `/`: WGSL
@@ -75,13 +88,16 @@ const HELPERS = {
   floor_mod: `fn floor_mod(a: i32, b: i32) -> i32 {
   return a - floor_div(a, b) * b;
 }`,
-  // Number of table entries <= x, minus one (binary search over a sorted start table).
+  // Number of table entries <= x, minus one: a binary search over a sorted start table, each
+  // halving written out (SEG_STEPS) so that the mask has no loop.
   seg_index: `fn seg_index(off: i32, len: i32, x: i32) -> i32 {
   var lo = 0;
   var hi = len;
-  while (lo < hi) {
-    let mid = (lo + hi) / 2;
-    if (mask_tables[off + mid] <= x) { lo = mid + 1; } else { hi = mid; }
+  ${
+    Array(SEG_STEPS).fill(
+      "if (lo < hi) { let mid = (lo + hi) / 2; " +
+        "if (mask_tables[off + mid] <= x) { lo = mid + 1; } else { hi = mid; } }",
+    ).join("\n  ")
   }
   return lo - 1;
 }`,

@@ -5,6 +5,7 @@
  * `navigator.gpu`, no Deno APIs.
  */
 import { type Peak, peakOf } from "./peak.ts";
+import { readback, storageBuffer } from "./resources.ts";
 
 /**
  * The WebGPU limits the runtime depends on, in one table. `webgpu` is the value every WebGPU
@@ -56,6 +57,14 @@ export const REQUIRED_LIMITS: Readonly<Record<RequestedLimit, number>> = Object.
 /** A device's values of the table's limits (a plain object: variants are checked against it). */
 export function deviceLimits(device: GPUDevice): DeviceLimits {
   return Object.fromEntries(names.map((k) => [k, device.limits[k]])) as DeviceLimits;
+}
+
+/** What kernel variants are checked against on a context: its device's limits and loop budget. */
+export type GpuLimits = DeviceLimits & { loopBudget?: number };
+
+/** The limits of a context's device, with its loop budget (`GpuContext.loopBudget`). */
+export function gpuLimits(gpu: Pick<GpuContext, "device" | "loopBudget">): GpuLimits {
+  return { ...deviceLimits(gpu.device), loopBudget: gpu.loopBudget };
 }
 
 /**
@@ -120,6 +129,12 @@ export interface GpuContext {
   limits: Readonly<Record<RequestedLimit, number>>;
   /** The adapter's fp32 peak, stated or from the table of known GPUs (MFU's denominator). */
   peak?: Peak;
+  /**
+   * Loop passes one shader invocation may make, all its loops together, before the driver leaves
+   * them (`measureLoopBudget`): 65535 on Mesa's llvmpipe and lavapipe; undefined where none was
+   * found. Kernels whose loops scale with the problem refuse a run that would need more.
+   */
+  loopBudget?: number;
 }
 
 /** Options of `requestGpu`. */
@@ -199,7 +214,56 @@ export async function requestGpu(o: GpuOptions = {}): Promise<GpuContext> {
     timestamps,
     limits,
     peak: peakOf(name, o.peakTflops),
+    loopBudget: await measureLoopBudget(device),
   };
+}
+
+/** Iterations of the loop `measureLoopBudget` runs: twice gallivm's budget. */
+const LOOP_PROBE = 1 << 17;
+
+/**
+ * The loop budget of a device's shader compiler: one invocation counts the iterations of a loop
+ * of `LOOP_PROBE` and returns the count when it fell short, else undefined. Mesa's llvmpipe and
+ * lavapipe (gallivm) give an invocation 65535 loop passes in all, every iteration of every loop and
+ * each loop's final exit test counting one (LP_MAX_TGSI_LOOP_ITERATIONS, a guard against endless
+ * loops), and then end every loop after its current pass without any error: a kernel whose loops
+ * run longer silently skips the rest of its work (at 4096 tokens, the attention kernels' last keys
+ * when the driver left a head-dim loop rolled). Both backends, GL and Vulkan, have it.
+ */
+async function measureLoopBudget(device: GPUDevice): Promise<number | undefined> {
+  const module = device.createShaderModule({
+    label: "loop budget probe",
+    code: `@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(1)
+fn main() {
+  var n = 0u;
+  for (var i = 0u; i < out[0]; i++) {
+    n += 1u;
+  }
+  out[0] = n;
+}`,
+  });
+  const pipeline = device.createComputePipeline({
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+  });
+  const buf = storageBuffer(device, Uint32Array.of(LOOP_PROBE), "loop budget probe");
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: buf } }],
+    }),
+  );
+  pass.dispatchWorkgroups(1);
+  pass.end();
+  device.queue.submit([enc.finish()]);
+  const n = new Uint32Array(await readback(device, buf, 4))[0];
+  buf.destroy();
+  return n < LOOP_PROBE ? n : undefined;
 }
 
 /** Whether this device's WGSL compiler wants `enable subgroups;` before subgroup builtins. */

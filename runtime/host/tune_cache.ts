@@ -9,7 +9,7 @@ import { adapterIdOf, emptyCache, isTuneCache, type TuneCacheData } from "../tun
 import type { AttentionChooser } from "../kernels/attention.ts";
 import { tunedAttentionChooser } from "../tune/attention.ts";
 import { tunedMatmulChooser } from "../tune/matmul.ts";
-import { deviceLimits } from "../gpu/device.ts";
+import { gpuLimits } from "../gpu/device.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
 import type { MatmulChooser } from "../kernels/matmul.ts";
 import { writeFileAtomic } from "./files.ts";
@@ -95,7 +95,7 @@ export async function loadKernelChoosers(
   const on = {
     adapter: adapterIdOf(ctx.gpu),
     deno: denoVersion(),
-    limits: deviceLimits(ctx.gpu.device),
+    limits: gpuLimits(ctx.gpu),
   };
   return {
     matmul: tunedMatmulChooser(cache, { ...on, allowSplitK: o.allowSplitK }),

@@ -18,6 +18,7 @@ import { ropeStore } from "../kernels/kv_write.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { headDim } from "../model/params.ts";
 import type { AttentionStep, BlockActs } from "../model/block.ts";
+import type { KernelTarget } from "../../compiler/codegen/attention_kernels.ts";
 import type { Op } from "../model/ops.ts";
 
 /** A block's activations when decoding: the block's, plus the rotated queries (R, H·d). */
@@ -114,18 +115,39 @@ export function cachedAttention(m: CachedModel, rows: CachedRows): AttentionStep
   };
 }
 
+/** Most invocations of a gpu-class decode workgroup: the split's partial states merge serially. */
+const GPU_DECODE_LANES = 256;
+
 /**
- * Tiling of the decode step's attention: a sequence's K query rows in one workgroup (up to 16),
- * the rest of a 32-invocation workgroup splitting the slots (fewer when d is large: workgroup
- * memory), and every query tile visiting every slot (slots are in no particular order).
+ * Tiling of the decode step's attention: a sequence's K query rows in one workgroup (`tileQ`), the
+ * rest of the workgroup splitting the slots (`split` invocations per row, whose partial softmax
+ * states merge through `4d + 8` bytes of workgroup memory each), and every query tile visiting
+ * every slot (slots are in no particular order).
+ *
+ * - `cpu` class (or no target): up to 16 rows in a workgroup of 32 invocations, fewer when d is
+ *   large, sized for WebGPU's guaranteed 16 KiB (one or two AVX2 SIMD rows on llvmpipe).
+ * - `gpu` class: from the device's limits: up to 256 invocations (`GPU_DECODE_LANES`, the
+ *   device's `maxComputeInvocationsPerWorkgroup` if less), all K rows in one tile where they fit,
+ *   and the largest power-of-two split whose merge fits `maxComputeWorkgroupStorageSize`.
  */
 export function decodeTiling(
   copies: number,
   d: number,
+  target?: KernelTarget,
 ): { tileQ: number; split: number; ranges: KeyRanges } {
-  const tileQ = Math.min(16, 1 << Math.ceil(Math.log2(copies)));
-  const lanes = Math.min(32, 1 << Math.floor(Math.log2(16384 / (4 * d + 8))));
-  const split = Math.max(1, Math.floor(lanes / tileQ));
+  const pow2 = (x: number) => 1 << Math.floor(Math.log2(Math.max(1, x)));
+  const rows = 1 << Math.ceil(Math.log2(copies)), lane = 4 * d + 8;
+  let tileQ: number, split: number;
+  if (target?.adapterClass === "gpu") {
+    const { maxComputeInvocationsPerWorkgroup: inv, maxComputeWorkgroupStorageSize: bytes } =
+      target.limits;
+    const lanes = pow2(Math.min(GPU_DECODE_LANES, inv));
+    tileQ = Math.min(rows, lanes);
+    split = pow2(Math.min(lanes / tileQ, bytes / (lane * tileQ)));
+  } else {
+    tileQ = Math.min(16, rows);
+    split = Math.max(1, Math.floor(Math.min(32, pow2(16384 / lane)) / tileQ));
+  }
   return { tileQ, split, ranges: openRanges(Math.ceil(copies / tileQ)) };
 }
 

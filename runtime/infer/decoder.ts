@@ -21,10 +21,10 @@
 import type { AttentionSpec } from "../../dsl/spec.ts";
 import { type Bindings, specBindings } from "../../dsl/eval.ts";
 import { planRetention, type RetentionPlan } from "../../compiler/analysis/retention.ts";
-import { checkBindingSize } from "../gpu/device.ts";
+import { checkBindingSize, gpuLimits } from "../gpu/device.ts";
 import { readback, storageBuffer } from "../gpu/resources.ts";
 import type { Dispatch, KernelContext } from "../gpu/kernel.ts";
-import type { MatmulChooser } from "../kernels/matmul.ts";
+import { decodeMatmul, type MatmulChooser } from "../kernels/matmul.ts";
 import { rmsnormForward } from "../kernels/rmsnorm.ts";
 import { ropeTable } from "../kernels/rope.ts";
 import { gather } from "../kernels/embedding.ts";
@@ -185,11 +185,11 @@ export class Decoder {
       bindings: this.bindings,
       plan: this.plan,
     });
-    // The caller's matmul choice, else one row per invocation for the one- or two-row products
-    // of batch-1 vanilla decoding (the default 64-row tile computes clamped copies of the row:
-    // 1.5x slower per token on llvmpipe); other shapes keep the default.
+    // The caller's matmul choice, else `decodeMatmul` for the one- or two-row products of batch-1
+    // vanilla decoding; other shapes keep the default.
+    const limits = gpuLimits(ctx.gpu);
     const choose: MatmulChooser = options.matmul ??
-      ((s) => s.M <= 2 ? { tm: 1, tn: 8, wgx: 32, wgy: 1 } : undefined);
+      ((s) => s.M <= 2 ? decodeMatmul(ctx.gpu.adapterClass, s, limits) : undefined);
     this.#model = { ctx, params, mm: modelMatmul(ctx, choose) };
     const dev = ctx.gpu.device, d = headDim(cfg);
     const positions = spec.positions === "flattened" ? maxPos * K : maxPos;
@@ -216,7 +216,7 @@ export class Decoder {
     this.#lastRows = this.#keep(
       storageBuffer(dev, Uint32Array.from({ length: B }, (_, b) => b * K + K - 1), "last_rows"),
     );
-    const tiling = decodeTiling(K, d);
+    const tiling = decodeTiling(K, d, { adapterClass: ctx.gpu.adapterClass, limits });
     this.#decodeTile = tiling.tileQ;
     this.#decodeSplit = tiling.split;
     this.#decodeRanges = this.#keep(

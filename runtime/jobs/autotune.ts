@@ -29,7 +29,7 @@ import {
   attentionTask,
   configAttentionShape,
 } from "../tune/attention.ts";
-import { type DeviceLimits, deviceLimits } from "../gpu/device.ts";
+import { type GpuLimits, gpuLimits } from "../gpu/device.ts";
 import type { AttentionShape } from "../kernels/attention.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
 import { matmulVariantName } from "../kernels/matmul.ts";
@@ -171,7 +171,7 @@ class Tuning {
   readonly tuner: Autotuner;
   readonly adapter: AdapterId;
   readonly deno = denoVersion();
-  readonly limits: DeviceLimits;
+  readonly limits: GpuLimits;
   readonly rows: AutotuneRow[] = [];
   skipped = 0;
   #done = 0;
@@ -191,7 +191,7 @@ class Tuning {
       warmup: 1,
       runs: f.quick ? 3 : 5,
     });
-    this.limits = deviceLimits(ctx.gpu.device);
+    this.limits = gpuLimits(ctx.gpu);
   }
 
   /** The cached entry of a task, else tunes it (progress lines, then saves the cache). */

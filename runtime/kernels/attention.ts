@@ -18,6 +18,7 @@ import {
   type AttentionKernel,
   type AttentionKernelKind,
   type AttentionKernelParams,
+  attentionLoopProblem,
   attentionParams,
   attentionUniforms,
   buildAttentionKernel,
@@ -282,6 +283,13 @@ export class FlashAttention {
     const N = spec.K * run.L, rows = Math.ceil(N / tileQ), cols = Math.ceil(N / tileK);
     const elem = dtype === "f16" ? 2 : 4;
     checkBindingSize(this.gpu, B * H * N * d * elem, `q [${B}, ${H}, ${N}, ${d}] ${dtype}`);
+    const loops = attentionLoopProblem(this.params, { N, group: H / HKV }, this.gpu.loopBudget);
+    if (loops) {
+      throw new RangeError(
+        `attention on adapter "${this.gpu.adapterName}": ${loops} (it would end them early ` +
+          `and skip keys without an error): use fewer tokens per sequence, or a GPU`,
+      );
+    }
     for (const [what, n] of [["query tiles", rows], ["heads", H], ["batch", B]] as const) {
       if (n > this.gpu.device.limits.maxComputeWorkgroupsPerDimension) {
         throw new RangeError(`${n} ${what} exceed maxComputeWorkgroupsPerDimension`);

@@ -40,7 +40,7 @@ import {
   type AdapterClass,
   checkBindingSize,
   type DeviceLimits,
-  deviceLimits,
+  gpuLimits,
   WEBGPU_DEFAULT_LIMITS,
 } from "../gpu/device.ts";
 import {
@@ -119,15 +119,20 @@ export const GPU_MATMUL: readonly MatmulBlocking[] = [
 /** Accumulators one invocation may hold (registers). */
 const MAX_ACCUMULATORS = 256;
 
-/** Limits a matmul variant must respect (`deviceLimits` of runtime/gpu/device.ts has them). */
-export type MatmulLimits = Pick<
-  DeviceLimits,
-  | "maxComputeInvocationsPerWorkgroup"
-  | "maxComputeWorkgroupSizeX"
-  | "maxComputeWorkgroupSizeY"
-  | "maxComputeWorkgroupSizeZ"
-  | "maxComputeWorkgroupStorageSize"
->;
+/**
+ * Limits a matmul variant must respect (`gpuLimits` of runtime/gpu/device.ts has them), and the
+ * device's loop budget when it has one (`matmulLoopProblem`).
+ */
+export type MatmulLimits =
+  & Pick<
+    DeviceLimits,
+    | "maxComputeInvocationsPerWorkgroup"
+    | "maxComputeWorkgroupSizeX"
+    | "maxComputeWorkgroupSizeY"
+    | "maxComputeWorkgroupSizeZ"
+    | "maxComputeWorkgroupStorageSize"
+  >
+  & { loopBudget?: number };
 
 /** The shape of one product: C (M, N) = A' (M, inner) · B' (inner, N). */
 export interface MatmulShape {
@@ -161,6 +166,31 @@ export function defaultMatmul(
     const q = { ...p, trans: shape.trans };
     return !matmulShapeProblem(q, shape) && !matmulLimitsProblem(q, limits);
   }) ?? GPU_MATMUL[GPU_MATMUL.length - 1];
+}
+
+/**
+ * The blocking of a product of at most two rows (a batch-1 decode step's linear layers and head):
+ * a block of one or two rows per invocation, where the default's 64-row tile computes clamped
+ * copies of the row (1.5x slower per token on llvmpipe). `cpu`: 8 columns per invocation in one
+ * SIMD row of 32 invocations. `gpu`: one column per invocation, both rows in registers, vec4 loads
+ * along the reduction where the shape allows, in a row of 64 to 256 invocations (as many as N
+ * needs, within the device's `limits`, default WebGPU's).
+ */
+export function decodeMatmul(
+  adapterClass: AdapterClass,
+  shape: MatmulShape,
+  limits: MatmulLimits = WEBGPU_DEFAULT_LIMITS,
+): MatmulBlocking {
+  if (shape.M > 2) throw new RangeError(`decodeMatmul: M = ${shape.M}, at most 2`);
+  if (adapterClass === "cpu") return { tm: 1, tn: 8, wgx: 32, wgy: 1 };
+  const most = Math.min(
+    256,
+    limits.maxComputeInvocationsPerWorkgroup,
+    limits.maxComputeWorkgroupSizeX,
+  );
+  const want = Math.max(64, Math.min(most, 2 ** Math.ceil(Math.log2(shape.N))));
+  const p: MatmulBlocking = { tm: shape.M, tn: 1, wgx: 2 ** Math.floor(Math.log2(want)), wgy: 1 };
+  return matmulShapeProblem({ ...p, vec: 4, trans: shape.trans }, shape) ? p : { ...p, vec: 4 };
 }
 
 /** Normalised parameters (every optional knob filled in; `f16` stays optional). */
@@ -213,6 +243,40 @@ export function matmulShapeProblem(p: MatmulParams, s: MatmulShape): string | un
     if (bad.length) return `vec4 ${s.trans} needs multiples of 4 (${bad.join(", ")})`;
   }
   return undefined;
+}
+
+/**
+ * The most loop passes one invocation of a variant makes on a shape: every iteration plus each
+ * loop's exit test, as Mesa's loop limiter counts them (runtime/gpu/device.ts
+ * `GpuContext.loopBudget`). The loop runs over the invocation's share of the reduction (split by
+ * `splitK` and `kz`), one pass per step of 1 or 4 (vec4) inner values, or per staged slice of `bk`
+ * its two load loops and its loop over the slice; the register block is straight-line code.
+ */
+export function matmulLoopPasses(p: MatmulParams, s: MatmulShape): number {
+  const q = full(p), loop = (n: number) => n + 1;
+  const kv = q.vec === 4 && q.trans !== "tn" ? 4 : 1;
+  const share = Math.ceil(Math.ceil(Math.ceil(s.inner / q.splitK) / kv) * kv / q.kz);
+  const reduce = q.kz > 1 ? loop(q.kz - 1) : 0;
+  if (q.bk === 0) return loop(Math.ceil(share / kv)) + reduce;
+  const v = q.vec === 4 ? 4 : 1, NT = q.wgx * q.wgy, slices = Math.ceil(share / q.bk);
+  const slice = loop(Math.ceil((q.wgy * q.tm * q.bk) / v / NT)) +
+    loop(Math.ceil((q.bk * q.wgx * q.tn) / v / NT)) + loop(Math.ceil(q.bk / kv));
+  return loop(slices) + slices * slice;
+}
+
+/**
+ * Why a variant would take a shape past a device's loop budget (undefined: no budget, or within
+ * it). Past it the driver ends the loop early without an error, leaving out the rest of the sum.
+ */
+export function matmulLoopProblem(
+  p: MatmulParams,
+  s: MatmulShape,
+  budget: number | undefined,
+): string | undefined {
+  const n = matmulLoopPasses(p, s);
+  if (budget === undefined || n < budget) return undefined;
+  return `inner = ${s.inner} takes up to ${n} loop passes per invocation, past this adapter's ` +
+    `loop budget ${budget}`;
 }
 
 /** The kernel key (and label) of a variant; the default blocking keeps its historic key. */
@@ -595,10 +659,18 @@ export function matmul(ctx: KernelContext, call: MatmulCall): Dispatch {
 export function matmulDispatches(ctx: KernelContext, call: MatmulCall): Dispatch[] {
   const { M, N, inner, trans } = call;
   checkDims("matmul", { M, N, inner });
-  const limits = deviceLimits(ctx.gpu.device);
+  const limits = gpuLimits(ctx.gpu);
   const p = full({ ...(call.params ?? defaultMatmul(ctx.gpu.adapterClass, call, limits)), trans });
   const shapeProblem = matmulShapeProblem(p, call);
   if (shapeProblem) throw new RangeError(`matmul ${M}x${N}x${inner}: ${shapeProblem}`);
+  const loops = matmulLoopProblem(p, call, limits.loopBudget);
+  if (loops) {
+    throw new RangeError(
+      `matmul ${trans} ${M}x${N}x${inner} ${matmulVariantName(p)} on adapter ` +
+        `"${ctx.gpu.adapterName}": ${loops} (it would end the loop early and leave out part of ` +
+        `the sum): use fewer tokens per step, or a variant with splitK or kz`,
+    );
+  }
   if (p.f16 && !ctx.gpu.f16) {
     throw new Error(
       `matmul f16 arithmetic needs the shader-f16 feature, which adapter "${ctx.gpu.adapterName}" ` +

@@ -1,6 +1,6 @@
 /**
- * One home for measurement (browser-safe): wall-clock rounds after a warm-up (`timeRuns`, what the
- * benchmarks and the experiments time), GPU-side timing of prepared dispatches with timestamp
+ * One home for measurement (browser-safe): wall-clock rounds after a warm-up, one run or several
+ * round-robin (`timeRounds`, `timeRuns`: what the benchmarks and the experiments time), GPU-side timing of prepared dispatches with timestamp
  * queries where the device has them (`timeDispatches`, what the autotuner times), and how many
  * runs one timed submit should hold (`timingReps`). Statistics of the samples: ./stats.ts.
  */
@@ -8,22 +8,52 @@ import { type Dispatch, type KernelContext, record, submit } from "../gpu/kernel
 import { readback } from "../gpu/resources.ts";
 
 /**
- * Milliseconds of each of `rounds` runs of `run` after `warmup` untimed ones (default 1: the first
- * run builds pipelines and uploads). Wall clock: work that waits for the GPU awaits its queue in
- * `run` itself.
+ * A unit of timed work. Where it resolves to a number, that is its sample in ms (work that times
+ * only part of itself, e.g. the submit and not the encoding); else the wall clock around it.
  */
-export async function timeRuns(
-  run: () => unknown,
-  o: { rounds: number; warmup?: number },
-): Promise<number[]> {
-  for (let i = 0; i < (o.warmup ?? 1); i++) await run();
-  const ms: number[] = [];
-  for (let i = 0; i < o.rounds; i++) {
-    const t0 = performance.now();
-    await run();
-    ms.push(performance.now() - t0);
+export type Timed = () => unknown;
+
+/** Options of `timeRounds`. */
+export interface RoundOptions {
+  /** Timed rounds. */
+  rounds: number;
+  /** Untimed rounds first (default 1: the first run builds pipelines and uploads). */
+  warmup?: number;
+  /**
+   * Round-robin order: round r starts at run `r mod n`, so no run always comes first (the first
+   * timing after another's host-side work can run slower). Default false: always in order.
+   */
+  rotate?: boolean;
+  /** Called after each round (0-based, warm-up rounds included), e.g. for progress. */
+  onRound?: (round: number, samples: readonly number[][]) => void;
+}
+
+/**
+ * Samples in ms of each of `runs`, taken round by round (every run once per round) after the
+ * warm-up rounds, so a slow spell of a shared machine hits every run alike. Work that waits for
+ * the GPU awaits its queue in the run itself.
+ */
+export async function timeRounds(runs: readonly Timed[], o: RoundOptions): Promise<number[][]> {
+  const warmup = o.warmup ?? 1, samples = runs.map(() => [] as number[]);
+  for (let r = 0; r < warmup + o.rounds; r++) {
+    for (let i = 0; i < runs.length; i++) {
+      const k = o.rotate ? (r + i) % runs.length : i;
+      const t0 = performance.now();
+      const got = await runs[k]();
+      const ms = typeof got === "number" ? got : performance.now() - t0;
+      if (r >= warmup) samples[k].push(ms);
+    }
+    o.onRound?.(r, samples);
   }
-  return ms;
+  return samples;
+}
+
+/** `timeRounds` of one run: its `rounds` samples in ms after `warmup` untimed runs. */
+export async function timeRuns(
+  run: Timed,
+  o: Omit<RoundOptions, "rotate" | "onRound">,
+): Promise<number[]> {
+  return (await timeRounds([run], o))[0];
 }
 
 /**

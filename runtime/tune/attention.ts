@@ -17,13 +17,14 @@ import { readback, storageBuffer, upload } from "../gpu/resources.ts";
 import {
   type AdapterClass,
   type DeviceLimits,
-  deviceLimits,
+  gpuLimits,
   WEBGPU_DEFAULT_LIMITS,
 } from "../gpu/device.ts";
 import type { KernelContext } from "../gpu/kernel.ts";
 import {
+  ATTENTION_KINDS,
   attentionDefaults,
-  type AttentionKernelKind,
+  attentionLoopProblem,
   buildAttentionKernel,
   defaultTiles,
   fitBlock,
@@ -58,10 +59,14 @@ import {
 /** What a tuning trial runs: `FlashAttention` (tests inject broken ones). */
 export type AttentionRunner = Pick<FlashAttention, "forward" | "backward">;
 
-/** Device limits an attention variant is checked against before anything is compiled. */
+/**
+ * Device limits an attention variant is checked against before anything is compiled, and the
+ * device's loop budget when it has one (`gpuLimits`).
+ */
 export type AttentionLimits =
   & KernelLimits
-  & Pick<DeviceLimits, "maxComputeWorkgroupsPerDimension">;
+  & Pick<DeviceLimits, "maxComputeWorkgroupsPerDimension">
+  & { loopBudget?: number };
 
 /** The name of an attention variant, e.g. `t32x32_b4x2`, `t16x16_b1x1_wg`, `t32x32_b4x2_dense`. */
 export function attentionVariantName(p: AttentionVariant): string {
@@ -223,8 +228,6 @@ export function attentionBucket(s: AttentionShape): string {
   return shapeBucket({ b: s.batch, d: s.headDim, h: s.heads, kv: s.kvHeads, n: s.spec.K * s.L });
 }
 
-const KINDS: AttentionKernelKind[] = ["forward", "backward_dq", "backward_dkv"];
-
 /** The kernel parameters of a variant for a problem. */
 function attentionParams(p: AttentionVariant, s: AttentionShape) {
   return {
@@ -261,7 +264,7 @@ function attentionSourceHash(s: AttentionShape, adapterClass: AdapterClass): str
   const memo = adapterClass === "cpu" ? `attention:${id}` : `attention:${adapterClass}:${id}`;
   return sourceHash(memo, () => [
     ...attentionCandidates(s.headDim, { adapterClass }).flatMap((c) =>
-      KINDS.map((k) => buildAttentionKernel(k, attentionParams(c.params, s)).code)
+      ATTENTION_KINDS.map((k) => buildAttentionKernel(k, attentionParams(c.params, s)).code)
     ),
     bindings,
   ]);
@@ -270,9 +273,9 @@ function attentionSourceHash(s: AttentionShape, adapterClass: AdapterClass): str
 /**
  * Why a variant cannot run a problem on a device: too many tiles for a grid dimension, too many
  * invocations or too much workgroup memory (the kernels' own limit checks, run on the generated
- * source: nothing is compiled).
+ * source: nothing is compiled), or more loop passes than the device's loop budget.
  */
-function attentionPrune(
+export function attentionPrune(
   p: AttentionVariant,
   s: AttentionShape,
   limits: AttentionLimits,
@@ -285,14 +288,18 @@ function attentionPrune(
         `${limits.maxComputeWorkgroupsPerDimension}`;
     }
   }
-  for (const kind of KINDS) {
+  for (const kind of ATTENTION_KINDS) {
     try {
       buildAttentionKernel(kind, attentionParams(p, s), limits);
     } catch (e) {
       return (e as Error).message.split("\n")[0];
     }
   }
-  return undefined;
+  return attentionLoopProblem(
+    attentionParams(p, s),
+    { N, group: s.heads / s.kvHeads },
+    limits.loopBudget,
+  );
 }
 
 /** Options of `attentionTask`. */
@@ -309,8 +316,9 @@ export interface AttentionTaskOptions {
    */
   build?: (ctx: KernelContext, spec: AttentionSpec, config: AttentionConfig) => AttentionRunner;
   /**
-   * Outputs are checked against the float64 CPU reference when batch·heads·N²·d is at most this
-   * (default 2^25: the demo's problem), else against the default candidate's outputs (computed once).
+   * The whole problem is checked against the float64 CPU reference when batch·heads·N²·d is at
+   * most this (default 2^25: the demo's problem); above it, two head groups of the same N in
+   * float64 and every head against the default (see `attentionTask`).
    */
   referenceLimit?: number;
   /** Allowed error of each of o, dq, dk, dv relative to the tensor's largest |value|. Default 1e-3. */
@@ -319,8 +327,11 @@ export interface AttentionTaskOptions {
 
 /** An attention tuning task over buffers the task owns; `destroy()` frees them. */
 export interface AttentionTuneTask extends TuneTask<AttentionVariant> {
-  /** Which reference `check` compares with. */
-  reference: "float64" | "default";
+  /**
+   * What `check` compares with: float64 on the whole problem, or on its first and last head
+   * groups with every head against the default candidate (itself checked on them first).
+   */
+  reference: "float64" | "float64 head groups";
   destroy(): void;
 }
 
@@ -328,9 +339,13 @@ export interface AttentionTuneTask extends TuneTask<AttentionVariant> {
  * The tuning task of one training attention problem: forward then backward (dQ, dK/dV) in one
  * submit, as a training step runs them. Inputs (q, k, v, dO) are random, in buffers the task
  * allocates (trials never touch a caller's buffers). `check` fills the outputs with NaN, runs the
- * candidate and compares o, dq, dk and dv with the reference (float64 on the CPU for small
- * problems, else the default candidate's outputs): every element within `rtol` of the tensor's
- * largest magnitude. `time` runs it a few times per submit (wall clock from submit to
+ * candidate at the tuned shape itself and compares o, dq, dk and dv with float64 on the CPU:
+ * every element within `rtol` of the tensor's largest magnitude. Above `referenceLimit` the
+ * float64 reference covers two head groups at the same N (a key/value head and its query heads:
+ * batch 0's first and the last batch's last; heads and batches only shift offsets, and these are
+ * the smallest and the largest), and every head must also equal the default candidate's outputs,
+ * which are used only once the default has passed the same float64 check. So a variant wrong at
+ * this shape is never chosen, even when every candidate errs alike. `time` runs it a few times per submit (wall clock from submit to
  * `onSubmittedWorkDone`; the kernels record their own passes) and returns ms per run.
  */
 export function attentionTask(
@@ -343,7 +358,7 @@ export function attentionTask(
   if ((shape.dtype ?? "f32") !== "f32") {
     throw new RangeError(`attention tuning runs f32 storage, got ${shape.dtype}`);
   }
-  const N = spec.K * L, limits = o.limits ?? deviceLimits(dev);
+  const N = spec.K * L, limits = o.limits ?? gpuLimits(ctx.gpu);
   const rand = randomOperands(o.seed ?? 1);
   const qn = B * H * N * d, kvn = B * HKV * N * d, rows = B * H * N;
   const host = { q: rand(qn), k: rand(kvn), v: rand(kvn), dO: rand(qn) };
@@ -405,44 +420,71 @@ export function attentionTask(
       outs.map(async ([name, n]) => new Float32Array(await readback(dev, io[name], n * 4))),
     );
   };
-  const work = B * H * N * N * d;
-  const mode = work <= (o.referenceLimit ?? 2 ** 25) ? "float64" : "default";
   const adapterClass = ctx.gpu.adapterClass;
   const candidates = o.candidates ?? attentionCandidates(d, { adapterClass, limits });
-  let ref: Promise<ArrayLike<number>[]> | undefined;
+  // The float64 part: the whole problem when small, else the first and the last head group (a
+  // key/value head and its query heads: batch 0's first, the last batch's last).
+  const G = H / HKV, whole = B * H * N * N * d <= (o.referenceLimit ?? 2 ** 25);
+  const groups = whole ? [{ q: [0, qn], kv: [0, kvn] }] : [0, B * HKV - 1].map((g) => ({
+    q: [g * G * N * d, G * N * d],
+    kv: [g * N * d, N * d],
+  })).filter((g, i) => i === 0 || g.q[0] > 0);
+  const part = (x: Float32Array, [at, n]: number[]) => x.subarray(at, at + n);
+  const rtol = o.rtol ?? 1e-3;
+  /** Every value of `got` within rtol of `want`'s largest magnitude (plus 1e-6). */
+  const close = (got: ArrayLike<number>, want: ArrayLike<number>) => {
+    let big = 0;
+    for (let i = 0; i < want.length; i++) big = Math.max(big, Math.abs(want[i]));
+    const tol = rtol * big + 1e-6;
+    for (let i = 0; i < want.length; i++) {
+      if (!(Math.abs(got[i] - want[i]) <= tol)) return false;
+    }
+    return true;
+  };
+  /** Per float64 group: its o, dq, dk, dv in float64. */
+  const f64 = () =>
+    groups.map(({ q, kv }) => {
+      const r = referenceAttention(
+        whole
+          ? { spec, L, layout, batch: B, heads: H, kvHeads: HKV, headDim: d }
+          : { spec, L, layout, batch: 1, heads: G, kvHeads: 1, headDim: d },
+        { q: part(host.q, q), k: part(host.k, kv), v: part(host.v, kv), dO: part(host.dO, q) },
+      );
+      return [r.o, r.dq!, r.dk!, r.dv!];
+    });
+  /** Whether outputs (o, dq, dk, dv) equal float64 on every float64 group. */
+  const exact = (got: Float32Array[], want: ArrayLike<number>[][]) =>
+    groups.every((g, i) => got.every((x, t) => close(part(x, t < 2 ? g.q : g.kv), want[i][t])));
+  let ref: Promise<{ f64: ArrayLike<number>[][]; byDefault?: Float32Array[] }> | undefined;
   const reference = () => {
-    ref ??= mode === "float64"
-      ? Promise.resolve((() => {
-        const r = referenceAttention(
-          { spec, L, layout, batch: B, heads: H, kvHeads: HKV, headDim: d },
-          host,
-        );
-        return [r.o, r.dq!, r.dk!, r.dv!];
-      })())
-      : runOnce(candidates[0].params).catch((e) => {
+    ref ??= (async () => {
+      const want = f64();
+      if (whole) return { f64: want };
+      const byDefault = await runOnce(candidates[0].params).catch((e) => {
         throw new Error(`the default failed, nothing to compare with: ${(e as Error).message}`);
       });
+      if (!exact(byDefault, want)) {
+        throw new Error(
+          `the default ${candidates[0].name} differs from float64 at this shape: nothing to ` +
+            "compare the other heads with",
+        );
+      }
+      return { f64: want, byDefault };
+    })();
     return ref;
   };
-  const rtol = o.rtol ?? 1e-3;
-  const reps = Math.max(1, Math.min(16, Math.round(2 ** 23 / work)));
+  const reps = Math.max(1, Math.min(16, Math.round(2 ** 23 / (B * H * N * N * d))));
   return {
     ...attentionKeyParts(shape, adapterClass),
     candidates,
-    reference: mode,
+    reference: whole ? "float64" : "float64 head groups",
     prune: (p) => attentionPrune(p, shape, limits),
     check: async (p) => {
       const want = await reference();
       const got = await runOnce(p);
-      return want.every((w, t) => {
-        let big = 0;
-        for (let i = 0; i < w.length; i++) big = Math.max(big, Math.abs(w[i]));
-        const tol = rtol * big + 1e-6, g = got[t];
-        for (let i = 0; i < w.length; i++) {
-          if (!(Math.abs(g[i] - w[i]) <= tol)) return false;
-        }
-        return true;
-      });
+      // Every head against the checked default too (it equals float64 on the groups).
+      return exact(got, want.f64) &&
+        (!want.byDefault || got.every((x, t) => close(x, want.byDefault![t])));
     },
     time: async (p) => {
       const cmd = encode(p, reps);
@@ -459,7 +501,10 @@ export function attentionTask(
 
 /** Options of `tunedAttentionChooser`. */
 export interface AttentionChooserOptions extends TunedOn {
-  /** The device's limits: a cached variant that breaks them is not used. */
+  /**
+   * The device's limits and loop budget (`gpuLimits`): a cached variant that breaks them is not
+   * used. Default: WebGPU's limits, no loop budget.
+   */
   limits?: AttentionLimits;
 }
 
@@ -480,7 +525,7 @@ export function tunedAttentionParams(
   o: AttentionChooserOptions,
   s: AttentionShape,
 ): AttentionVariant | undefined {
-  const limits = o.limits ?? WEBGPU_DEFAULT_LIMITS;
+  const limits: AttentionLimits = o.limits ?? WEBGPU_DEFAULT_LIMITS;
   const parts = attentionKeyParts(s, o.adapter.adapterClass);
   return timedTrials(cache, { ...o, ...parts }, isAttentionVariant)
     .find((p) => !attentionPrune(p, s, limits));

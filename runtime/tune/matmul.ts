@@ -15,7 +15,7 @@
  * tuned. Browser-safe.
  */
 import { readback, storageBuffer, upload } from "../gpu/resources.ts";
-import { type AdapterClass, deviceLimits, WEBGPU_DEFAULT_LIMITS } from "../gpu/device.ts";
+import { type AdapterClass, gpuLimits, WEBGPU_DEFAULT_LIMITS } from "../gpu/device.ts";
 import { destroyDispatches, type Dispatch, type KernelContext, submit } from "../gpu/kernel.ts";
 import {
   DEFAULT_MATMUL,
@@ -28,6 +28,7 @@ import {
   matmulKernel,
   type MatmulLimits,
   matmulLimitsProblem,
+  matmulLoopProblem,
   matmulReduceKernel,
   type MatmulShape,
   matmulShapeProblem,
@@ -193,8 +194,8 @@ function matmulSourceHash(trans: MatmulTrans, adapterClass: AdapterClass): strin
 }
 
 /**
- * Why a candidate cannot run a shape on a device (limits, vec4 divisibility, a short reduction for
- * split-K), or undefined.
+ * Why a candidate cannot run a shape on a device (limits, its loop budget, vec4 divisibility, a
+ * short reduction for split-K), or undefined.
  */
 export function matmulPrune(
   p: MatmulBlocking,
@@ -209,7 +210,8 @@ export function matmulPrune(
   if (kz > 1 && s.inner / kz < 16) {
     return `kz ${kz} leaves < 16 of inner = ${s.inner} per invocation`;
   }
-  return matmulLimitsProblem(q, limits) ?? matmulShapeProblem(q, s);
+  return matmulLimitsProblem(q, limits) ?? matmulShapeProblem(q, s) ??
+    matmulLoopProblem(q, s, limits.loopBudget);
 }
 
 /** Options of `matmulTask`. */
@@ -244,7 +246,7 @@ export function matmulTask(
   o: MatmulTaskOptions = {},
 ): MatmulTuneTask {
   const { trans, M, N, inner } = shape, dev = ctx.gpu.device;
-  const limits = deviceLimits(dev);
+  const limits = gpuLimits(ctx.gpu);
   const build = o.build ?? matmulDispatches;
   const rand = randomOperands(o.seed ?? 1);
   const a = rand(M * inner), b = rand(N * inner);
@@ -303,7 +305,10 @@ export function matmulTask(
 
 /** Options of `tunedMatmulChooser`. */
 export interface MatmulChooserOptions extends TunedOn {
-  /** The device's limits: a cached variant that breaks them is not used. Default: WebGPU's. */
+  /**
+   * The device's limits and loop budget (`gpuLimits`): a cached variant that breaks them is not
+   * used. Default: WebGPU's limits, no loop budget.
+   */
   limits?: MatmulLimits;
   /** Return split-K variants (two dispatches, `matmulDispatches`). Default false. */
   allowSplitK?: boolean;
@@ -330,12 +335,13 @@ export function tunedMatmulParams(
   o: MatmulChooserOptions,
   s: MatmulShape,
 ): MatmulBlocking | undefined {
-  const limits = o.limits ?? WEBGPU_DEFAULT_LIMITS;
+  const limits: MatmulLimits = o.limits ?? WEBGPU_DEFAULT_LIMITS;
   const parts = matmulKeyParts(s, o.adapter.adapterClass);
   return timedTrials(cache, { ...o, ...parts }, isMatmulBlocking).find((p) =>
     ((p.splitK ?? 1) === 1 || o.allowSplitK) &&
     !matmulShapeProblem({ ...p, trans: s.trans }, s) &&
-    !matmulLimitsProblem({ ...p, trans: s.trans }, limits)
+    !matmulLimitsProblem({ ...p, trans: s.trans }, limits) &&
+    !matmulLoopProblem({ ...p, trans: s.trans }, s, limits.loopBudget)
   );
 }
 

@@ -7,8 +7,8 @@
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { analyze } from "../../compiler/analysis/analyze.ts";
 import {
+  ATTENTION_KINDS,
   attentionKernelKey,
-  type AttentionKernelKind,
   buildAttentionKernel,
 } from "../../compiler/codegen/attention_kernels.ts";
 import type { Layout } from "../../compiler/layout.ts";
@@ -23,8 +23,6 @@ import { KERNEL_MARKER, type Manifest, splitKernels } from "../../compiler/manif
 import type { WrittenSpec } from "../../runtime/jobs/compile.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
 import { assertUsageError, runScript, specFiles } from "../fixtures/cli.ts";
-
-const KINDS: AttentionKernelKind[] = ["forward", "backward_dq", "backward_dkv"];
 
 /** Runs `cli/compile.ts` as the task does. */
 const compile = (...args: string[]) => runScript("cli/compile.ts", ...args);
@@ -124,7 +122,7 @@ async function checkOutput(
   for (const layout of o.layouts) {
     for (const variant of o.variants) {
       const fa = new FlashAttention(gpu, cache, spec, { headDim: o.headDim, layout, variant });
-      for (const kind of KINDS) {
+      for (const kind of ATTENTION_KINDS) {
         const mk = m.kernels[i], section = sections[i];
         const k = buildAttentionKernel(kind, fa.params, gpu.limits);
         assertEquals(

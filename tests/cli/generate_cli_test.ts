@@ -3,7 +3,8 @@
  * equals an independent implementation of docs/DESIGN.md 1.3 reading the same checkpoint
  * (tests/fixtures/independent_model.ts: a minimal safetensors parser and a float64 forward of the
  * whole sequence per new token, no cache) with the masks written from docs/DESIGN.md 1.2's
- * formulas. The JSON report carries the contract's fields and a cache no bigger than vanilla's
+ * formulas, with either adapter class's kernels (`PHD_ADAPTER_CLASS`: the gpu class's decode
+ * tiling and matmuls are sized from the device's limits). The JSON report carries the contract's fields and a cache no bigger than vanilla's
  * plus the window. Bad input gets one error line and exit 1.
  */
 import { deepStrictEqual, ok as assert, strictEqual } from "node:assert/strict";
@@ -11,7 +12,9 @@ import { join } from "node:path";
 import { encodeCheckpoint } from "../../runtime/io/checkpoint.ts";
 import type { PhdConfig } from "../../runtime/model/config.ts";
 import { initParams } from "../../runtime/model/params.ts";
-import { runScript } from "../fixtures/cli.ts";
+import { ADAPTER_CLASS_ENV } from "../../runtime/host/gpu_options.ts";
+import { ADAPTER_CLASSES } from "../../runtime/gpu/device.ts";
+import { runScript, runScriptWithEnv } from "../fixtures/cli.ts";
 import { tinyModel } from "../fixtures/model.ts";
 import { type Allowed, lastLogits, readSafetensors } from "../fixtures/independent_model.ts";
 
@@ -48,16 +51,20 @@ const NEW = 10;
 
 Deno.test("greedy generate equals an independent implementation on the same checkpoint", async () => {
   const dir = await Deno.makeTempDir();
-  const cases: PhdConfig[] = [
+  const phds: PhdConfig[] = [
     { K: 2, variant: "phd-cswa", W: 3, C: 4, positions: "shared" },
     { K: 3, variant: "phd-swa", W: 4, C: 32, positions: "flattened" },
   ];
-  const paths = await Promise.all(cases.map((phd, i) => checkpoint(dir, phd, 40 + i)));
-  const runs = await Promise.all(paths.map((ckpt) =>
-    deno([
+  const files = await Promise.all(phds.map((phd, i) => checkpoint(dir, phd, 40 + i)));
+  // Each checkpoint with either class's kernels.
+  const cases = ADAPTER_CLASSES.flatMap((cls) => phds.map((_, i) => ({ cls, i })));
+  const paths = cases.map((c) => files[c.i]);
+  const runs = await Promise.all(cases.map(({ cls, i }) =>
+    runScriptWithEnv(
+      { [ADAPTER_CLASS_ENV]: cls },
       "cli/generate.ts",
       "--ckpt",
-      ckpt,
+      files[i],
       "--prompt",
       PROMPT,
       "--max-new-tokens",
@@ -66,7 +73,7 @@ Deno.test("greedy generate equals an independent implementation on the same chec
       "--steps-per-submit",
       "4",
       "--json",
-    ])
+    )
   ));
   for (const [c, r] of runs.entries()) {
     strictEqual(r.code, 0, r.stderr);
@@ -85,7 +92,7 @@ Deno.test("greedy generate equals an independent implementation on the same chec
       want.push(next);
       seq.push(next);
     }
-    deepStrictEqual(got.tokens, want, `${phd.variant}: greedy tokens`);
+    deepStrictEqual(got.tokens, want, `${phd.variant} (${cases[c].cls} class): greedy tokens`);
     strictEqual(got.text, new TextDecoder().decode(Uint8Array.from(want)));
     // The cache: every position's original, plus at most W-1 hidden keys.
     const positions = PROMPT.length + NEW - 1;

@@ -2,7 +2,8 @@
  * Cached inference (runtime/infer/) against a full recompute: for every variant (vanilla, PHD,
  * PHD-SWA, PHD-CSWA with small W and C so prompts and generations cross chunk boundaries,
  * flattened positions, SHD and PHD-CSWA with per-copy embedding tables, and DSL specs that are not
- * presets), the logits of prefill + incremental
+ * presets; the four variants also with the gpu class's decode tiling and matmuls, sized from the
+ * device's limits), the logits of prefill + incremental
  * decoding equal the teacher-forced logits of the whole sequence through the training graph
  * (runtime/model/graph.ts: `recomputeOracle`) to float32 tolerance, for a batch of two prompts of
  * different lengths, with the cache growing from 2 slots and 3 decode steps per submit. The cache holds what the plan says:
@@ -24,6 +25,8 @@ import { sample } from "../../runtime/kernels/sample.ts";
 import { ModelGraph } from "../../runtime/model/graph.ts";
 import { initParams, ModelParams } from "../../runtime/model/params.ts";
 import { Decoder, type GenerationStats } from "../../runtime/infer/decoder.ts";
+import { decodeTiling } from "../../runtime/infer/cached_attention.ts";
+import { decodeMatmul } from "../../runtime/kernels/matmul.ts";
 import { generate } from "../../runtime/infer/generate.ts";
 import { KvCache } from "../../runtime/infer/kv_cache.ts";
 import type { AdapterClass } from "../../runtime/gpu/device.ts";
@@ -121,7 +124,68 @@ for (const [name, spec] of VARIANTS) {
   Deno.test(`${name}: prefill + cached decoding = full recompute (batch of 2, growth)`, async () => {
     results.set(name, await checkCached(spec));
   });
+  // The gpu class's decode tiling and matmuls, sized from this device's limits.
+  Deno.test(`${name}, the gpu class's kernels: cached decoding = full recompute`, async () => {
+    await checkCached(spec, tinyModel(), { adapterClass: "gpu" });
+  });
 }
+
+Deno.test("decode tiling and matmuls: cpu as always, gpu from the device's limits", () => {
+  // cpu: up to 16 rows in 32 invocations (fewer at large d), whatever the device allows.
+  const big = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
+  for (const target of [undefined, { adapterClass: "cpu" as const, limits: big }]) {
+    const t = (K: number, d: number) => {
+      const { tileQ, split, ranges } = decodeTiling(K, d, target);
+      return [tileQ, split, ranges.length];
+    };
+    deepStrictEqual(
+      [t(1, 64), t(3, 16), t(64, 64), t(2, 256)],
+      [
+        [1, 32],
+        [4, 8],
+        [16, 2],
+        [2, 4],
+      ].map(([q, s], i) => [q, s, [1, 1, 4, 1][i]]),
+    );
+  }
+  // gpu: up to 256 invocations, every row of a sequence in one tile, the split's merge within the
+  // workgroup memory.
+  for (
+    const limits of [big, {
+      maxComputeWorkgroupStorageSize: 16384,
+      maxComputeInvocationsPerWorkgroup: 128,
+    }]
+  ) {
+    for (const [K, d] of [[1, 16], [2, 64], [4, 256], [64, 64], [300, 16]]) {
+      const { tileQ, split, ranges } = decodeTiling(K, d, { adapterClass: "gpu", limits });
+      const lanes = tileQ * split, bytes = split > 1 ? lanes * (4 * d + 8) : 0;
+      assert(
+        lanes <= Math.min(256, limits.maxComputeInvocationsPerWorkgroup),
+        `${K} ${d}: ${lanes}`,
+      );
+      assert(bytes <= limits.maxComputeWorkgroupStorageSize, `${K} ${d}: ${bytes} bytes`);
+      assert(tileQ >= Math.min(K, lanes) && ranges.length === Math.ceil(K / tileQ), `${K} ${d}`);
+      // The split is as large as both allow: twice as many lanes would break one of them.
+      assert(
+        lanes * 2 > Math.min(256, limits.maxComputeInvocationsPerWorkgroup) ||
+          lanes * 2 * (4 * d + 8) > limits.maxComputeWorkgroupStorageSize,
+        `${K} ${d}: ${lanes} lanes could double`,
+      );
+    }
+  }
+  deepStrictEqual(decodeTiling(2, 64, { adapterClass: "gpu", limits: big }).split, 64);
+  // The products of one or two rows: cpu 8 columns in 32 invocations; gpu 64-256 of one column.
+  const s = (M: number, N: number) => ({ trans: "nt" as const, M, N, inner: 64 });
+  deepStrictEqual(decodeMatmul("cpu", s(1, 256)), { tm: 1, tn: 8, wgx: 32, wgy: 1 });
+  deepStrictEqual(decodeMatmul("gpu", s(1, 16)), { tm: 1, tn: 1, wgx: 64, wgy: 1, vec: 4 });
+  deepStrictEqual(decodeMatmul("gpu", s(2, 50000)), { tm: 2, tn: 1, wgx: 256, wgy: 1, vec: 4 });
+  deepStrictEqual(decodeMatmul("gpu", { ...s(1, 200), inner: 66 }), {
+    tm: 1,
+    tn: 1,
+    wgx: 256,
+    wgy: 1,
+  });
+});
 
 Deno.test("flattened positions, GQA and an untied head: cached = full recompute", async () => {
   const spec = { ...phdCswa({ K: 2, W: 2, C: 3 }), positions: "flattened" as const };
@@ -129,10 +193,6 @@ Deno.test("flattened positions, GQA and an untied head: cached = full recompute"
     spec,
     tinyModel({ num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: false }),
   );
-});
-
-Deno.test("the gpu adapter class's kernels: cached decoding = full recompute", async () => {
-  await checkCached(phdCswa({ K, W, C }), tinyModel(), { adapterClass: "gpu" });
 });
 
 Deno.test("SHD with per-copy embeddings: cached = full recompute; every copy's KV is kept", async () => {

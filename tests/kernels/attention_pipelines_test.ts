@@ -8,8 +8,8 @@ import { ok as assert, strictEqual } from "node:assert";
 import { documentMask, phdCswa, PRESETS } from "../../dsl/presets.ts";
 import { respec } from "../../dsl/spec.ts";
 import {
+  ATTENTION_KINDS,
   attentionDefaults,
-  type AttentionKernelKind,
   buildAttentionKernel,
   defaultTiles,
 } from "../../compiler/codegen/attention_kernels.ts";
@@ -27,8 +27,6 @@ import {
   randomArray,
   rng,
 } from "../fixtures/attention.ts";
-
-const KINDS: AttentionKernelKind[] = ["forward", "backward_dq", "backward_dkv"];
 
 Deno.test("changing W, C, L, tables or heads creates no pipeline; changing K does", async () => {
   const { gpu } = await gpuOnce();
@@ -101,7 +99,7 @@ Deno.test("every emitted f32 kernel compiles (getCompilationInfo has no errors)"
       for (const variant of ["fused", "dense"] as const) {
         for (const staging of ["direct", "workgroup"] as const) {
           for (const headDim of [32, 48, 128]) {
-            for (const kind of KINDS) {
+            for (const kind of ATTENTION_KINDS) {
               const k = buildAttentionKernel(kind, {
                 spec,
                 headDim,

@@ -37,6 +37,7 @@ import {
   attentionBucket,
   attentionCandidates,
   attentionTask,
+  type AttentionTaskOptions,
   attentionVariantName,
   defaultAttentionVariant,
   isAttentionVariant,
@@ -456,6 +457,70 @@ Deno.test("attention variant space: default first, unique names, blocks dividing
     }, { ...defaultAttentionVariant(8, "cpu"), extra: 1 }]
   ) {
     ok(!isAttentionVariant(bad), JSON.stringify(bad));
+  }
+});
+
+Deno.test("the attention check runs at the tuned shape: a variant wrong only there is disqualified", async () => {
+  const ctx = await gpuOnce();
+  const [def, , wrong] = ATTENTION;
+  const tunedL = TINY_ATTENTION.L, d = TINY_ATTENTION.headDim;
+  const qn = TINY_ATTENTION.batch * TINY_ATTENTION.heads * TINY_ATTENTION.spec.K * tunedL * d;
+  /**
+   * `wrong` is the default's kernels (nothing new to compile) with 4 values of o zeroed after the
+   * forward pass at the tuned L only: in the first row of the first head, or the last row of the
+   * last head. `broken: true` does the same to the default itself.
+   */
+  const inject =
+    (at: "first" | "last", broken = false): AttentionTaskOptions["build"] => (c, spec, config) => {
+      const fa = new FlashAttention(c.gpu, c.cache, spec, { ...config, ...def.params });
+      const name = attentionVariantName(config as AttentionVariant);
+      return {
+        forward: (enc, io, run) => {
+          fa.forward(enc, io, run);
+          if (run.L === tunedL && name === (broken ? def.name : wrong.name)) {
+            enc.clearBuffer(io.o, at === "first" ? 0 : (qn - d) * 4, 16);
+          }
+        },
+        backward: (enc, io, run) => fa.backward(enc, io, run),
+      };
+    };
+  // Float64 on the whole problem, then (referenceLimit 0) on the first and last head groups, and
+  // every head against the default.
+  for (
+    const [referenceLimit, mode] of [[undefined, "float64"], [0, "float64 head groups"]] as const
+  ) {
+    for (const at of ["first", "last"] as const) {
+      const task = (L: number, build = inject(at)) =>
+        attentionTask(ctx, { ...TINY_ATTENTION, L }, {
+          candidates: [def, wrong],
+          referenceLimit,
+          build,
+        });
+      // A check at a smaller shape than the tuned one would have let it through.
+      const proxy = task(tunedL / 2);
+      ok(await proxy.check(wrong.params), `${mode} ${at}: right at L = ${tunedL / 2}`);
+      proxy.destroy();
+      const t = task(tunedL);
+      assertEquals(t.reference, mode);
+      const tuner = new Autotuner(emptyCache(), {
+        adapter: scriptedOn(ctx),
+        deno: DENO,
+        warmup: 0,
+        runs: 1,
+      });
+      const entry = await tuner.tune(t);
+      const by = Object.fromEntries(entry.trials.map((x) => [x.name, x.skipped ?? x.ms]));
+      assertEquals(by[wrong.name], "disqualified: wrong numbers", `${mode} ${at}`);
+      assertEquals(entry.variant, def.name);
+      t.destroy();
+      // A default wrong at the shape certifies nothing: every candidate is disqualified.
+      const bad = task(tunedL, inject(at, true));
+      await bad.check(def.params).then(
+        (right) => ok(!right, `${mode} ${at}: the wrong default passed`),
+        (e) => ok(/differs from float64 at this shape/.test(e.message), e.message),
+      );
+      bad.destroy();
+    }
   }
 });
 
