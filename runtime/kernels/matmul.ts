@@ -7,7 +7,8 @@
  * invocation owns a `tm x tn` block of C held in scalar registers (fully unrolled: llvmpipe keeps
  * them in vector registers, where a dynamically indexed array would spill); a workgroup covers
  * `(wgy·tm) x (wgx·tn)`. Loads are clamped to the last row/column so the inner loop has no
- * branch; only the stores are guarded, so any shape works.
+ * branch; only the stores are guarded, so any shape works. This file holds the parameters, their
+ * checks and the dispatch; runtime/kernels/matmul_wgsl.ts writes the WGSL.
  *
  * The variant space (the autotuner's, runtime/tune/matmul.ts `matmulCandidates`), every knob
  * baked into the WGSL and named in the kernel key:
@@ -47,13 +48,13 @@ import {
   checkDims,
   type Dispatch,
   dispatchKernel,
-  type ElementType,
   type Kernel,
   type KernelContext,
   makeKernel,
   prepare,
   uniforms,
 } from "../gpu/kernel.ts";
+import { type FullMatmulParams, matmulWgsl } from "./matmul_wgsl.ts";
 
 /** Which operands are transposed: `nt` C=A·Bᵀ, `nn` C=A·B, `tn` C=Aᵀ·B (row-major storage). */
 export type MatmulTrans = "nt" | "nn" | "tn";
@@ -194,7 +195,7 @@ export function decodeMatmul(
 }
 
 /** Normalised parameters (every optional knob filled in; `f16` stays optional). */
-function full(p: MatmulParams): Required<Omit<MatmulParams, "f16">> & Pick<MatmulParams, "f16"> {
+function full(p: MatmulParams): FullMatmulParams {
   return { vec: 1, bk: 0, kz: 1, splitK: 1, ...p };
 }
 
@@ -328,259 +329,14 @@ export function matmulKernel(
   const problem = matmulLimitsProblem(q, limits);
   if (problem) throw new RangeError(`matmul ${matmulKey(q)}: ${problem}`);
 
-  const I = [...Array(tm).keys()], J = [...Array(tn).keys()];
-  const IJ = I.flatMap((i) => J.map((j) => [i, j] as const));
-  const each = (f: (i: number, j: number) => string, sep = "\n    ") =>
-    IJ.map(([i, j]) => f(i, j)).join(sep);
-  // f16: loaded values become f16 (`half`); an accumulator gains x·y, rounded to f16 first
-  // (`products`) or summed in f16 (`accumulate`).
-  const half = (x: string, v = false) => f16 ? `${v ? "vec4<f16>" : "f16"}(${x})` : x;
-  const mac = (i: number, j: number, x: string, y: string) =>
-    f16 === "products"
-      ? `acc${i}_${j} += f32(${x} * ${y});`
-      : `acc${i}_${j} = fma(${x}, ${y}, acc${i}_${j});`;
-  const barriers = bk > 0 || kz > 1;
-  const C = ["x", "y", "z", "w"];
-  // Vector along inner: the loop advances 4 k per step (nt: A and B; nn: A).
-  const kv = vec === 4 && trans !== "tn" ? 4 : 1;
-  const type: ElementType = vec === 4 ? "vec4f" : "f32";
-
-  // A'[m, k] and B'[k, n] in terms of the stored scalar arrays (sizes M, N, inner of the product).
-  const aAt = trans === "tn"
-    ? (m: string, k: string) => `a[${k} * u.M + ${m}]`
-    : (m: string, k: string) => `a[${m} * u.inner + ${k}]`;
-  const bAt = trans === "nt"
-    ? (k: string, n: string) => `b[${n} * u.inner + ${k}]`
-    : (k: string, n: string) => `b[${k} * u.N + ${n}]`;
-
-  // The inner step: loads of one k (or 4 k) and the FMAs; `av(i, kk)`/`bv(kk, j)` name values.
-  let indices: string, step: string;
-  const fmas = (av: (i: number, kk: number) => string, bv: (kk: number, j: number) => string) =>
-    [...Array(kv).keys()].map((kk) => each((i, j) => mac(i, j, av(i, kk), bv(kk, j)))).join(
-      "\n    ",
-    );
-  if (bk > 0) {
-    indices = "";
-    step = "";
-  } else if (vec === 1) {
-    indices = [
-      ...I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u);`),
-      ...J.map((j) => `let c${j} = min(n0 + ${j}u, u.N - 1u);`),
-    ].join("\n  ");
-    step = [
-      ...I.map((i) => `let a${i} = ${half(aAt(`r${i}`, "k"))};`),
-      ...J.map((j) => `let b${j} = ${half(bAt("k", `c${j}`))};`),
-      fmas((i) => `a${i}`, (_, j) => `b${j}`),
-    ].join("\n    ");
-  } else if (trans === "nt") {
-    // a (M, inner/4) and b (N, inner/4) as vec4 rows: k counts vec4s.
-    indices = [
-      ...I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u) * (u.inner / 4u);`),
-      ...J.map((j) => `let c${j} = min(n0 + ${j}u, u.N - 1u) * (u.inner / 4u);`),
-    ].join("\n  ");
-    step = [
-      ...I.map((i) => `let a${i} = ${half(`a[r${i} + k / 4u]`, true)};`),
-      ...J.map((j) => `let b${j} = ${half(`b[c${j} + k / 4u]`, true)};`),
-      fmas((i, kk) => `a${i}.${C[kk]}`, (kk, j) => `b${j}.${C[kk]}`),
-    ].join("\n    ");
-  } else if (trans === "nn") {
-    // a (M, inner/4) rows as vec4 along inner; b (inner, N/4) as vec4 along N, 4 rows per step.
-    const G = [...Array(tn / 4).keys()];
-    indices = [
-      ...I.map((i) => `let r${i} = min(m0 + ${i}u, u.M - 1u) * (u.inner / 4u);`),
-      ...G.map((g) => `let c${g} = min(n0 / 4u + ${g}u, u.N / 4u - 1u);`),
-    ].join("\n  ");
-    step = [
-      ...I.map((i) => `let a${i} = ${half(`a[r${i} + k / 4u]`, true)};`),
-      ...[0, 1, 2, 3].flatMap((kk) =>
-        G.map((g) => `let b${kk}_${g} = ${half(`b[(k + ${kk}u) * (u.N / 4u) + c${g}]`, true)};`)
-      ),
-      fmas((i, kk) => `a${i}.${C[kk]}`, (kk, j) => `b${kk}_${j >> 2}.${C[j & 3]}`),
-    ].join("\n    ");
-  } else {
-    // tn: a (inner, M/4) as vec4 along M, b (inner, N/4) as vec4 along N, one k per step.
-    const GI = [...Array(tm / 4).keys()], GJ = [...Array(tn / 4).keys()];
-    indices = [
-      ...GI.map((g) => `let r${g} = min(m0 / 4u + ${g}u, u.M / 4u - 1u);`),
-      ...GJ.map((g) => `let c${g} = min(n0 / 4u + ${g}u, u.N / 4u - 1u);`),
-    ].join("\n  ");
-    step = [
-      ...GI.map((g) => `let a${g} = ${half(`a[k * (u.M / 4u) + r${g}]`, true)};`),
-      ...GJ.map((g) => `let b${g} = ${half(`b[k * (u.N / 4u) + c${g}]`, true)};`),
-      fmas((i) => `a${i >> 2}.${C[i & 3]}`, (_, j) => `b${j >> 2}.${C[j & 3]}`),
-    ].join("\n    ");
-  }
-
-  // The inner range of this invocation: [kb, ke), multiples of kv (inner % 4 == 0 when kv = 4).
-  const range = [
-    splitK > 1
-      ? `let kc = (u.slice + ${kv - 1}u) / ${kv}u * ${kv}u;
-  let k0 = min(wg.z * kc, u.inner);
-  let k1 = min(k0 + kc, u.inner);`
-      : `let k0 = 0u;
-  let k1 = u.inner;`,
-    kz > 1
-      ? `let ks = ((k1 - k0 + ${kz - 1}u) / ${kz}u + ${kv - 1}u) / ${kv}u * ${kv}u;
-  let kb = min(k0 + l.z * ks, k1);
-  let ke = min(kb + ks, k1);`
-      : `let kb = k0;
-  let ke = k1;`,
-  ].join("\n  ");
-
-  let loop: string;
-  let decls = "";
-  if (bk > 0 && vec === 1) {
-    // Cooperative loads of a (BM x bk) slice of A' and a (bk x BN) slice of B' per inner step.
-    const BM = wgy * tm, BN = wgx * tn, NT = wgx * wgy;
-    const st = f16 ? "f16" : "f32";
-    decls = `var<workgroup> As: array<${st}, ${BM * bk}>;
-var<workgroup> Bs: array<${st}, ${bk * BN}>;`;
-    // Follow each operand's contiguous dimension so neighbouring invocations load neighbours.
-    const aIdx = trans === "tn"
-      ? `let kk = e / ${BM}u; let mm = e % ${BM}u;`
-      : `let mm = e / ${bk}u; let kk = e % ${bk}u;`;
-    const bIdx = trans === "nt"
-      ? `let nn = e / ${bk}u; let kk = e % ${bk}u;`
-      : `let kk = e / ${BN}u; let nn = e % ${BN}u;`;
-    loop = `let t = l.y * ${wgx}u + l.x;
-  let mb = wg.y * ${BM}u;
-  let nb = wg.x * ${BN}u;
-  for (var kt = kb; kt < ke; kt += ${bk}u) {
-    for (var e = t; e < ${BM * bk}u; e += ${NT}u) {
-      ${aIdx}
-      As[mm * ${bk}u + kk] = ${half(aAt(`min(mb + mm, u.M - 1u)`, `min(kt + kk, u.inner - 1u)`))};
-    }
-    for (var e = t; e < ${bk * BN}u; e += ${NT}u) {
-      ${bIdx}
-      Bs[kk * ${BN}u + nn] = ${half(bAt(`min(kt + kk, u.inner - 1u)`, `min(nb + nn, u.N - 1u)`))};
-    }
-    workgroupBarrier();
-    let kn = min(${bk}u, ke - kt);
-    for (var kk = 0u; kk < kn; kk++) {
-      ${I.map((i) => `let a${i} = As[(l.y * ${tm}u + ${i}u) * ${bk}u + kk];`).join("\n      ")}
-      ${J.map((j) => `let b${j} = Bs[kk * ${BN}u + l.x * ${tn}u + ${j}u];`).join("\n      ")}
-      ${each((i, j) => mac(i, j, `a${i}`, `b${j}`), "\n      ")}
-    }
-    workgroupBarrier();
-  }`;
-  } else if (bk > 0) {
-    // Staged vec4 tiles: each operand's slice keeps its contiguous dimension in vec4s (A' and B'
-    // of nt along inner, B' of nn and tn along N, A' of tn along M), loaded with one vec4 per
-    // invocation and step and read back as vec4s by the same FMAs as the unstaged vec4 path.
-    const BM = wgy * tm, BN = wgx * tn, NT = wgx * wgy, K4 = bk / 4;
-    const aAlongM = trans === "tn", bAlongN = trans !== "nt";
-    const st = f16 ? "vec4<f16>" : "vec4f";
-    decls = `var<workgroup> As: array<${st}, ${(BM * bk) / 4}>;
-var<workgroup> Bs: array<${st}, ${(bk * BN) / 4}>;`;
-    // Slice element e of an operand's tile: (row, vec4 along inner) of an operand contiguous
-    // along inner, else (k, vec4 along M or N); clamped to the last row, column and k.
-    const load = (
-      o: { tile: string; src: string; alongInner: boolean; base: string; dim: string; D: number },
-    ) => {
-      const [outer, vecIdx, at] = o.alongInner
-        ? [
-          `let r = e / ${K4}u;`,
-          `let k4 = e % ${K4}u;`,
-          `min(${o.base} + r, u.${o.dim} - 1u) * (u.inner / 4u) + min(kt / 4u + k4, u.inner / 4u - 1u)`,
-        ]
-        : [
-          `let kk = e / ${o.D / 4}u;`,
-          `let d4 = e % ${o.D / 4}u;`,
-          `min(kt + kk, u.inner - 1u) * (u.${o.dim} / 4u) + min(${o.base} / 4u + d4, u.${o.dim} / 4u - 1u)`,
-        ];
-      return `${outer} ${vecIdx}
-      ${o.tile}[e] = ${half(`${o.src}[${at}]`, true)};`;
-    };
-    const aLoad = load({ tile: "As", src: "a", alongInner: !aAlongM, base: "mb", dim: "M", D: BM });
-    const bLoad = load({ tile: "Bs", src: "b", alongInner: !bAlongN, base: "nb", dim: "N", D: BN });
-    // One step: 4 k (A' along inner) or 1 k (tn), as the unstaged vec4 step of the form.
-    let body: string, stride: number;
-    if (trans === "nt") {
-      stride = 4;
-      body = [
-        ...I.map((i) => `let a${i} = As[(l.y * ${tm}u + ${i}u) * ${K4}u + kk / 4u];`),
-        ...J.map((j) => `let b${j} = Bs[(l.x * ${tn}u + ${j}u) * ${K4}u + kk / 4u];`),
-        fmas((i, q) => `a${i}.${C[q]}`, (q, j) => `b${j}.${C[q]}`),
-      ].join("\n      ");
-    } else if (trans === "nn") {
-      stride = 4;
-      const G = [...Array(tn / 4).keys()];
-      body = [
-        ...I.map((i) => `let a${i} = As[(l.y * ${tm}u + ${i}u) * ${K4}u + kk / 4u];`),
-        ...[0, 1, 2, 3].flatMap((q) =>
-          G.map((g) => `let b${q}_${g} = Bs[(kk + ${q}u) * ${BN / 4}u + l.x * ${tn / 4}u + ${g}u];`)
-        ),
-        fmas((i, q) => `a${i}.${C[q]}`, (q, j) => `b${q}_${j >> 2}.${C[j & 3]}`),
-      ].join("\n      ");
-    } else {
-      stride = 1;
-      const GI = [...Array(tm / 4).keys()], GJ = [...Array(tn / 4).keys()];
-      body = [
-        ...GI.map((g) => `let a${g} = As[kk * ${BM / 4}u + l.y * ${tm / 4}u + ${g}u];`),
-        ...GJ.map((g) => `let b${g} = Bs[kk * ${BN / 4}u + l.x * ${tn / 4}u + ${g}u];`),
-        fmas((i) => `a${i >> 2}.${C[i & 3]}`, (_, j) => `b${j >> 2}.${C[j & 3]}`),
-      ].join("\n      ");
-    }
-    loop = `let t = l.y * ${wgx}u + l.x;
-  let mb = wg.y * ${BM}u;
-  let nb = wg.x * ${BN}u;
-  for (var kt = kb; kt < ke; kt += ${bk}u) {
-    for (var e = t; e < ${(BM * bk) / 4}u; e += ${NT}u) {
-      ${aLoad}
-    }
-    for (var e = t; e < ${(bk * BN) / 4}u; e += ${NT}u) {
-      ${bLoad}
-    }
-    workgroupBarrier();
-    let kn = min(${bk}u, ke - kt);
-    for (var kk = 0u; kk < kn; kk += ${stride}u) {
-      ${body}
-    }
-    workgroupBarrier();
-  }`;
-  } else {
-    loop = `${indices}
-  for (var k = kb; k < ke; k += ${kv}u) {
-    ${step}
-  }`;
-  }
-
-  let reduce = "";
-  if (kz > 1) {
-    const NT = wgx * wgy, TT = tm * tn;
-    decls += `\nvar<workgroup> red: array<f32, ${(kz - 1) * NT * TT}>;`;
-    const slot = (z: string, ij: number) => `(${z} * ${TT}u + ${ij}u) * ${NT}u + t`;
-    reduce = `let t = l.y * ${wgx}u + l.x;
-  if (l.z > 0u) {
-    ${each((i, j) => `red[${slot("(l.z - 1u)", i * tn + j)}] = acc${i}_${j};`)}
-  }
-  workgroupBarrier();
-  if (l.z > 0u) { return; }
-  for (var z = 0u; z < ${kz - 1}u; z++) {
-    ${each((i, j) => `acc${i}_${j} += red[${slot("z", i * tn + j)}];`)}
-  }`;
-  }
-
-  const out = splitK > 1
-    ? (idx: string, v: string) => `p[wg.z * u.M * u.N + ${idx}] = ${v};`
-    : (idx: string, v: string) => `store(${idx}, ${v});`;
-  const stores = each(
-    (i, j) =>
-      `if (m0 + ${i}u < u.M && n0 + ${j}u < u.N) { ${
-        out(
-          `(m0 + ${i}u) * u.N + n0 + ${j}u`,
-          f16 === "accumulate" ? `f32(acc${i}_${j})` : `acc${i}_${j}`,
-        )
-      } }`,
-    "\n  ",
-  );
+  const w = matmulWgsl(q);
   return makeKernel({
     key: matmulKey(q),
     enable: f16 ? ["f16"] : undefined,
     uniforms: { u: "M: u32, N: u32, inner: u32, alpha: f32, beta: f32, slice: u32" },
-    reads: { a: type, b: type },
+    reads: { a: w.type, b: w.type },
     writes: splitK > 1 ? { p: "f32" } : { c: "f32" },
-    helpers: `${decls}${
+    helpers: `${w.decls}${
       splitK > 1 ? "" : `
 fn store(idx: u32, v: f32) {
   // beta == 0 never reads C, so stale NaNs in a reused buffer cannot leak in.
@@ -592,12 +348,7 @@ fn store(idx: u32, v: f32) {
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let m0 = ${wgy === 1 ? "wg.y" : `(wg.y * ${wgy}u + l.y)`} * ${tm}u;
   let n0 = ${wgx === 1 ? "wg.x" : `(wg.x * ${wgx}u + l.x)`} * ${tn}u;
-  ${barriers ? "" : "if (m0 >= u.M || n0 >= u.N) { return; }"}
-  ${range}
-  ${each((i, j) => `var acc${i}_${j} = ${f16 === "accumulate" ? "0.0h" : "0.0"};`, "\n  ")}
-  ${loop}
-  ${reduce}
-  ${stores}
+  ${w.body}
 }`,
   });
 }
