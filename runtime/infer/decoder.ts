@@ -240,57 +240,8 @@ export class Decoder {
    * first token of every sequence after prefill, then one chunk per submit of decode steps.
    */
   async *generate(req: GenerateRequest): AsyncGenerator<TokenChunk> {
-    const B = this.batch, K = this.copies, V = this.params.config.vocab_size;
-    const maxNew = req.maxNewTokens;
-    if (req.prompts.length !== B) {
-      throw new RangeError(`${req.prompts.length} prompts for a decoder of batch ${B}`);
-    }
-    if (!Number.isInteger(maxNew) || maxNew < 1) {
-      throw new RangeError(`maxNewTokens must be an integer >= 1, got ${maxNew}`);
-    }
-    const prompts = req.prompts.map((p, b) => {
-      const a = Array.from(p);
-      if (a.length < 1) throw new RangeError(`prompt ${b} is empty: give at least one token`);
-      for (const id of a) {
-        if (!(Number.isInteger(id) && id >= 0 && id < V)) {
-          throw new RangeError(`prompt ${b} holds token ${id}, outside the vocabulary (${V})`);
-        }
-      }
-      if (a.length + maxNew - 1 > this.options.maxPositions) {
-        throw new RangeError(
-          `prompt ${b} (${a.length} tokens) + ${maxNew} new tokens needs ${
-            a.length + maxNew - 1
-          } positions, the decoder holds ${this.options.maxPositions}`,
-        );
-      }
-      checkFutureFree(this.spec, this.bindings, {
-        P: a.length,
-        horizon: this.options.maxPositions,
-      });
-      return a;
-    });
-    if (req.force) {
-      if (req.force.length !== B || req.force.some((f) => f.length < maxNew)) {
-        throw new RangeError(`force needs ${maxNew} tokens for each of the ${B} sequences`);
-      }
-    }
-    const sampling = sampleParams(req);
-    this.#endRun();
-    destroyOps(this.#decode);
-    this.#decode = [];
-    const dev = this.ctx.gpu.device;
-    const forced = new Uint32Array(B * maxNew);
-    if (req.force) {
-      req.force.forEach((f, b) => forced.set(Array.from(f).slice(0, maxNew), b * maxNew));
-    }
-    this.#run = {
-      maxNew,
-      out: storageBuffer(dev, B * maxNew * 4, "out_tokens"),
-      forced: storageBuffer(dev, forced, "forced_tokens"),
-      hist: req.keepLogits ? this.#allocRaw(maxNew * B * V * 4, "logits_history") : undefined,
-      sampling,
-    };
-    this.cache.reset();
+    const prompts = this.#checkRequest(req), B = this.batch, maxNew = req.maxNewTokens;
+    this.#startRun(req);
 
     // ---- prefill ----
     const t0 = performance.now();
@@ -313,36 +264,7 @@ export class Decoder {
     let submits = 0;
     for (let i = 1; i < maxNew;) {
       const T = Math.min(this.stepsPerSubmit, maxNew - i);
-      const sched = new Int32Array(T * this.#stride);
-      for (let s = 0; s < T; s++) {
-        const rec = sched.subarray(s * this.#stride, (s + 1) * this.#stride);
-        for (let b = 0; b < B; b++) {
-          const n = prompts[b].length + i + s - 1;
-          const slots = this.cache.admit(b, n);
-          for (let c = 0; c < K; c++) rec.set([c, n, slots[c]], 3 * (b * K + c));
-          rec[3 * B * K + b] = i + s;
-        }
-      }
-      if (this.cache.sync()) {
-        destroyOps(this.#decode);
-        this.#decode = this.#buildDecode();
-      }
-      dev.queue.writeBuffer(this.#sched, 0, sched);
-      const enc = dev.createCommandEncoder({ label: "decode" });
-      const bytes = this.#stride * 4;
-      for (let s = 0; s < T; s++) {
-        const ops: Op[] = [
-          (e) => e.copyBufferToBuffer(this.#sched, s * bytes, this.#cur, 0, bytes),
-          ...this.#decode,
-        ];
-        const hist = this.#run.hist;
-        if (hist) {
-          const at = (i + s) * B * V * 4;
-          ops.push((e) => e.copyBufferToBuffer(this.#logits, 0, hist, at, B * V * 4));
-        }
-        recordOps(enc, ops);
-      }
-      dev.queue.submit([enc.finish()]);
+      this.#submitSteps(prompts, i, T);
       submits++;
       out = await this.#readOut();
       yield { tokens: out.map((o) => o.slice(i, i + T)), generated: i + T };
@@ -378,6 +300,103 @@ export class Decoder {
   }
 
   // ---- internals ----
+
+  /**
+   * The request's prompts as arrays, after checking them against the decoder (batch, vocabulary,
+   * positions, a mask free of the future at each prompt's length) and the forced tokens' count.
+   */
+  #checkRequest(req: GenerateRequest): number[][] {
+    const B = this.batch, V = this.params.config.vocab_size;
+    const maxNew = req.maxNewTokens, maxPos = this.options.maxPositions;
+    if (req.prompts.length !== B) {
+      throw new RangeError(`${req.prompts.length} prompts for a decoder of batch ${B}`);
+    }
+    if (!Number.isInteger(maxNew) || maxNew < 1) {
+      throw new RangeError(`maxNewTokens must be an integer >= 1, got ${maxNew}`);
+    }
+    const prompts = req.prompts.map((p, b) => {
+      const a = Array.from(p);
+      if (a.length < 1) throw new RangeError(`prompt ${b} is empty: give at least one token`);
+      for (const id of a) {
+        if (!(Number.isInteger(id) && id >= 0 && id < V)) {
+          throw new RangeError(`prompt ${b} holds token ${id}, outside the vocabulary (${V})`);
+        }
+      }
+      if (a.length + maxNew - 1 > maxPos) {
+        throw new RangeError(
+          `prompt ${b} (${a.length} tokens) + ${maxNew} new tokens needs ${
+            a.length + maxNew - 1
+          } positions, the decoder holds ${maxPos}`,
+        );
+      }
+      checkFutureFree(this.spec, this.bindings, { P: a.length, horizon: maxPos });
+      return a;
+    });
+    if (req.force && (req.force.length !== B || req.force.some((f) => f.length < maxNew))) {
+      throw new RangeError(`force needs ${maxNew} tokens for each of the ${B} sequences`);
+    }
+    return prompts;
+  }
+
+  /** Ends the last run and sets up this one: output, forced tokens, logits history, empty cache. */
+  #startRun(req: GenerateRequest): void {
+    const B = this.batch, V = this.params.config.vocab_size, maxNew = req.maxNewTokens;
+    const sampling = sampleParams(req);
+    this.#endRun();
+    destroyOps(this.#decode);
+    this.#decode = [];
+    const dev = this.ctx.gpu.device;
+    const forced = new Uint32Array(B * maxNew);
+    req.force?.forEach((f, b) => forced.set(Array.from(f).slice(0, maxNew), b * maxNew));
+    this.#run = {
+      maxNew,
+      out: storageBuffer(dev, B * maxNew * 4, "out_tokens"),
+      forced: storageBuffer(dev, forced, "forced_tokens"),
+      hist: req.keepLogits ? this.#allocRaw(maxNew * B * V * 4, "logits_history") : undefined,
+      sampling,
+    };
+    this.cache.reset();
+  }
+
+  /**
+   * Records and submits decode steps `i .. i + T - 1` in one command buffer: admits each step's
+   * keys to the cache (growing it, and rebuilding the decode pass, when it needs more slots),
+   * uploads the steps' schedule (copy, position, slot of each row; the step of each sequence)
+   * and copies each step's logits to the history when the run keeps them.
+   */
+  #submitSteps(prompts: number[][], i: number, T: number): void {
+    const B = this.batch, K = this.copies, V = this.params.config.vocab_size;
+    const dev = this.ctx.gpu.device, stride = this.#stride;
+    const sched = new Int32Array(T * stride);
+    for (let s = 0; s < T; s++) {
+      const rec = sched.subarray(s * stride, (s + 1) * stride);
+      for (let b = 0; b < B; b++) {
+        const n = prompts[b].length + i + s - 1;
+        const slots = this.cache.admit(b, n);
+        for (let c = 0; c < K; c++) rec.set([c, n, slots[c]], 3 * (b * K + c));
+        rec[3 * B * K + b] = i + s;
+      }
+    }
+    if (this.cache.sync()) {
+      destroyOps(this.#decode);
+      this.#decode = this.#buildDecode();
+    }
+    dev.queue.writeBuffer(this.#sched, 0, sched);
+    const enc = dev.createCommandEncoder({ label: "decode" });
+    const bytes = stride * 4, hist = this.#run?.hist;
+    for (let s = 0; s < T; s++) {
+      const ops: Op[] = [
+        (e) => e.copyBufferToBuffer(this.#sched, s * bytes, this.#cur, 0, bytes),
+        ...this.#decode,
+      ];
+      if (hist) {
+        const at = (i + s) * B * V * 4;
+        ops.push((e) => e.copyBufferToBuffer(this.#logits, 0, hist, at, B * V * 4));
+      }
+      recordOps(enc, ops);
+    }
+    dev.queue.submit([enc.finish()]);
+  }
 
   /** Records and submits the prefill of sequence b; returns the host planning time and rows. */
   #prefill(b: number, prompt: number[], scratch: GPUBuffer[]): { planMs: number; rows: number } {
