@@ -12,6 +12,7 @@ export {
   type GpuContext,
   type GpuOptions,
   type LimitName,
+  LIMITS,
   type RequestedLimit,
   requestGpu,
   type Subgroups,
@@ -142,4 +143,10 @@ export {
   paramShapes,
 } from "./model/params.ts";
 export { median } from "./measure/stats.ts";
-export { timeDispatches, timeRuns, timingReps } from "./measure/timing.ts";
+export {
+  type RoundOptions,
+  type Timed,
+  timeDispatches,
+  timeRuns,
+  timingReps,
+} from "./measure/timing.ts";

@@ -15,6 +15,7 @@ import {
   interfaceWgsl,
   type KernelSource,
   type StorageBinding,
+  type UniformField,
   type UniformLayout,
   uniformLayout,
   uniformTable,
@@ -52,22 +53,29 @@ export interface AttentionKernelParams {
   blockK?: number;
   /** Storage order of the K*L tokens. */
   layout: Layout;
+  /** Element type of q, k, v, o and gradients in memory (the WGSL's `alias T`). */
   dtype: StorageType;
+  /** `fused` reads the packed tile list (binding `tiles`); `dense` visits every tile. */
   variant: KernelVariant;
+  /** Streamed rows straight from storage (`direct`) or staged in workgroup memory. */
   staging: Staging;
 }
 
 /** Device limits a kernel is checked against when built. */
 export interface KernelLimits {
+  /** Bytes of workgroup memory a kernel may use (the staged tiles' `workgroupBytes`). */
   maxComputeWorkgroupStorageSize: number;
+  /** Invocations a workgroup may have (a tile's rows over its register block). */
   maxComputeInvocationsPerWorkgroup: number;
 }
 
 /** One pass's kernel, ready for a pipeline. */
 export interface AttentionKernel extends KernelSource {
+  /** The pass it runs. */
   kind: AttentionKernelKind;
   /** Bytes of workgroup memory used. */
   workgroupBytes: number;
+  /** Its uniform buffer: `ATTENTION_UNIFORMS`, then the spec's parameters and table extents. */
   uniforms: UniformLayout<AttentionUniform>;
 }
 
@@ -91,7 +99,9 @@ export const WEBGPU_KERNEL_LIMITS: KernelLimits = {
  * limits. Without one, defaults are the cpu class's under WebGPU's guaranteed limits.
  */
 export interface KernelTarget {
+  /** `cpu`: rows streamed from storage, register blocks; `gpu`: staged rows, wide workgroups. */
   adapterClass: "cpu" | "gpu";
+  /** The device's limits: the `gpu` class's staged tiles are sized to fit them. */
   limits: KernelLimits;
 }
 
@@ -290,7 +300,9 @@ export function attentionLoopProblem(
  * tiles of the grid, and the tile sizes. `tq` and `tk` repeat the baked tile sizes: loops bounded
  * by them are not unrolled (see attention_wgsl.ts).
  */
-const ATTENTION_UNIFORMS = uniformTable(
+export const ATTENTION_UNIFORMS: readonly UniformField<
+  "N" | "L" | "H" | "HKV" | "scale" | "rows" | "cols" | "tq" | "tk"
+>[] = uniformTable(
   ["N", "L", "H", "HKV", "scale", "rows", "cols", "tq", "tk"],
   { scale: "f32" },
 );

@@ -13,7 +13,7 @@ import { readback, storageBuffer } from "./resources.ts";
  * tuner's choosers reading a cache, a kernel built without limits). `least`, on the limits
  * `requestGpu` raises to the adapter's maximum, is the smallest value the kernels work with.
  */
-const LIMITS = {
+export const LIMITS = {
   /** Shared K/V (or Q/dO) tiles: the default tiles fit 16 KiB; larger tiles need more. */
   maxComputeWorkgroupStorageSize: { webgpu: 16384, least: 16384 },
   /** One invocation per query row (or key row) of a tile. */
@@ -99,6 +99,7 @@ export function adapterClassOf(info: {
 
 /** What a device's `subgroups` feature offers the kernels (`GpuContext.subgroups`). */
 export interface Subgroups {
+  /** The adapter's least subgroup size: a workgroup of at most this many is one subgroup. */
   minSize: number;
   /** Whether a subgroup kernel's WGSL starts with `enable subgroups;`. */
   enable: boolean;
@@ -106,7 +107,9 @@ export interface Subgroups {
 
 /** A device plus what the runtime needs to know about it. */
 export interface GpuContext {
+  /** The adapter the device came from. */
   adapter: GPUAdapter;
+  /** The device, created with `limits` and the enabled features. */
   device: GPUDevice;
   /** Human-readable adapter name (for errors, logs and tuning keys). */
   adapterName: string;

@@ -54,6 +54,7 @@ export interface SamplingOptions {
   topK?: number;
   /** Keep the smallest set with this much probability (1: all). */
   topP?: number;
+  /** Seed of the draw's hash (as u32): the same seed gives the same text. Default 0. */
   seed?: number;
 }
 
@@ -116,6 +117,7 @@ export interface GenerationStats {
   decodeTokensPerS: number;
   /** Submits (one readback each) of the decode phase. */
   submits: number;
+  /** The KV cache's figures at the end of the generation. */
   kv: KvStats;
 }
 
@@ -127,10 +129,15 @@ export interface GenerationStats {
 export class Decoder {
   /** PHD copies per position (the spec's K). */
   readonly copies: number;
+  /** Sequences generated together (`DecoderOptions.batch`, default 1). */
   readonly batch: number;
+  /** The KV cache of every sequence. */
   readonly cache: KvCache;
+  /** The spec's retention plan over `maxPositions` positions: which keys the cache keeps. */
   readonly plan: RetentionPlan;
+  /** Runtime parameter values of the spec (`DecoderOptions.bindings`, else the spec's). */
   readonly bindings: Bindings;
+  /** Decode steps recorded per submit (default 16). */
   readonly stepsPerSubmit: number;
   #model: BlockModel;
   #attn: CachedModel;
@@ -161,6 +168,7 @@ export class Decoder {
   };
   #stats?: GenerationStats;
 
+  /** Allocates the KV cache and the decode step's buffers; throws on a size below 1. */
   constructor(
     readonly ctx: KernelContext,
     readonly params: ModelParams,
@@ -291,6 +299,7 @@ export class Decoder {
     return new Float32Array(await readback(this.ctx.gpu.device, hist, hist.size));
   }
 
+  /** Frees the GPU buffers, the KV cache's included; the decoder is unusable after. */
   destroy(): void {
     this.#endRun();
     destroyOps(this.#decode);

@@ -60,14 +60,19 @@ export interface AttentionVariant {
 
 /** One attention problem of a model: its spec, head dim, layout and run shape. */
 export interface AttentionShape {
+  /** The attention pattern. */
   spec: AttentionSpec;
+  /** Head dimension (multiple of 4). */
   headDim: number;
   /** The model's storage layout (part of the problem, never a tuning knob). */
   layout: Layout;
   /** Positions per copy (N = K·L tokens). */
   L: number;
+  /** Sequences per call. */
   batch: number;
+  /** Query heads. */
   heads: number;
+  /** Key/value heads; divides `heads`. */
   kvHeads: number;
   /** Storage type. Default f32 (the only one tuned for now). */
   dtype?: StorageType;
@@ -89,7 +94,9 @@ export interface AttentionConfig extends AttentionChoices {
 export interface AttentionRun {
   /** Positions per copy (N = K*L tokens). */
   L: number;
+  /** Sequences. Default 1. */
   batch?: number;
+  /** Query heads. Default 1. */
   heads?: number;
   /** Key/value heads; divides `heads`. Default `heads`. */
   kvHeads?: number;
@@ -99,26 +106,39 @@ export interface AttentionRun {
 
 /** Device buffers of a forward pass. */
 export interface ForwardBuffers {
+  /** Queries, `[batch, heads, N, d]` of the storage type. */
   q: GPUBuffer;
+  /** Keys, `[batch, kvHeads, N, d]` of the storage type. */
   k: GPUBuffer;
+  /** Values, `[batch, kvHeads, N, d]` of the storage type. */
   v: GPUBuffer;
+  /** Output (written), `[batch, heads, N, d]` of the storage type. */
   o: GPUBuffer;
+  /** Log-sum-exp of each query row's scores (written), `[batch, heads, N]` f32. */
   lse: GPUBuffer;
 }
 
 /** Device buffers of a backward pass (`delta` is scratch, `[batch, heads, N]` f32). */
 export interface BackwardBuffers extends ForwardBuffers {
+  /** Output gradient dO, `[batch, heads, N, d]` of the storage type. */
   dout: GPUBuffer;
+  /** Scratch: rowsum(dO * o) of each query row (the dQ pass writes it), `[batch, heads, N]` f32. */
   delta: GPUBuffer;
+  /** Query gradient (written), `[batch, heads, N, d]` of the storage type. */
   dq: GPUBuffer;
+  /** Key gradient (written), `[batch, kvHeads, N, d]` of the storage type. */
   dk: GPUBuffer;
+  /** Value gradient (written), `[batch, kvHeads, N, d]` of the storage type. */
   dv: GPUBuffer;
 }
 
 /** Host tensors for `run` (f32 values whatever the storage type). */
 export interface HostInputs {
+  /** Queries, `[batch, heads, N, d]` in storage order. */
   q: Float32Array;
+  /** Keys, `[batch, kvHeads, N, d]` in storage order. */
   k: Float32Array;
+  /** Values, `[batch, kvHeads, N, d]` in storage order. */
   v: Float32Array;
   /** Output gradient; when given, `run` also runs the backward pass. */
   dO?: Float32Array;
@@ -126,10 +146,15 @@ export interface HostInputs {
 
 /** Results of `run`. */
 export interface HostOutputs {
+  /** Output, `[batch, heads, N, d]`. */
   o: Float32Array;
+  /** Log-sum-exp of each query row's scores, `[batch, heads, N]` (NEG_BIG: fully masked). */
   lse: Float32Array;
+  /** Query gradient, `[batch, heads, N, d]`; only when `dO` was given. */
   dq?: Float32Array;
+  /** Key gradient, `[batch, kvHeads, N, d]`; only when `dO` was given. */
   dk?: Float32Array;
+  /** Value gradient, `[batch, kvHeads, N, d]`; only when `dO` was given. */
   dv?: Float32Array;
 }
 
@@ -151,10 +176,12 @@ const RUN_CACHE_SIZE = 16;
 
 /** One spec's flash-attention kernels for one configuration. */
 export class FlashAttention {
+  /** The kernels' parameters: `config` with the device's defaults filled in. */
   readonly params: AttentionKernelParams;
   #runs = new Map<string, RunState>();
   #kernels = new Map<AttentionKernelKind, AttentionKernel>();
 
+  /** Fills in `config` for the device (kernels are built on first use); f16 needs `gpu.f16`. */
   constructor(
     readonly gpu: GpuContext,
     readonly cache: PipelineCache,

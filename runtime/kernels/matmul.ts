@@ -61,6 +61,7 @@ export type MatmulTrans = "nt" | "nn" | "tn";
 
 /** Everything baked into a matmul kernel (the autotuner's search space). */
 export interface MatmulParams {
+  /** Which operands are read transposed. */
   trans: MatmulTrans;
   /** Rows of C per invocation (register block). */
   tm: number;
@@ -137,6 +138,7 @@ export type MatmulLimits =
 
 /** The shape of one product: C (M, N) = A' (M, inner) · B' (inner, N). */
 export interface MatmulShape {
+  /** Which operands are transposed (A' = Aᵀ for `tn`, B' = Bᵀ for `nt`). */
   trans: MatmulTrans;
   /** Rows of C. */
   M: number;

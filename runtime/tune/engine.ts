@@ -33,9 +33,13 @@ import type { AdapterClass, GpuContext } from "../gpu/device.ts";
  * (`matmulKeyParts`), so a result tuned as the other class is a miss too.
  */
 export interface AdapterId {
+  /** `GPUAdapterInfo.vendor`, `unknown` when empty. */
   vendor: string;
+  /** `GPUAdapterInfo.architecture`, possibly empty. */
   architecture: string;
+  /** `GPUAdapterInfo.description`, else the context's adapter name. */
   description: string;
+  /** The class whose variant space is tuned (not in the key itself: the source hashes cover it). */
   adapterClass: AdapterClass;
 }
 
@@ -54,7 +58,9 @@ export function adapterIdOf(
 
 /** One variant of a kernel: a name (shown to users) and the parameters that build it. */
 export interface Candidate<P> {
+  /** Unique within a task; what a cache entry's `variant` names. */
   name: string;
+  /** What the family builds the variant from. */
   params: P;
 }
 
@@ -71,15 +77,21 @@ export function uniqueCandidates<P>(list: readonly P[], name: (p: P) => string):
 
 /** What a tuning run found for one key. */
 export interface TuneEntry {
+  /** The task's kernel name, e.g. `matmul:nt` or `attention:interleaved`. */
   kernel: string;
+  /** The task's shape bucket (`shapeBucket`). */
   bucket: string;
   /** Name of the chosen candidate. */
   variant: string;
+  /** Parameters of the chosen candidate (checked by the family before use, never trusted). */
   params: unknown;
+  /** Median ms of the default (first) candidate; NaN (null in the file) if it did not run. */
   default_ms: number;
+  /** Median ms of the chosen candidate. */
   best_ms: number;
   /** Every candidate: its parameters and median time, or why it was pruned or disqualified. */
   trials: { name: string; params?: unknown; ms?: number; skipped?: string }[];
+  /** When it was tuned (ISO 8601). */
   at: string;
 }
 
@@ -91,7 +103,9 @@ export const TUNE_CACHE_VERSION = 2;
 
 /** The cache file's content. */
 export interface TuneCacheData {
+  /** The format's version (`TUNE_CACHE_VERSION`). */
   version: typeof TUNE_CACHE_VERSION;
+  /** Results by tuning key (`tuneKey`). */
   entries: Record<string, TuneEntry>;
 }
 
@@ -148,7 +162,9 @@ export function shapeBucket(dims: Record<string, number>): string {
 
 /** What identifies a tuning result apart from the adapter and the Deno version. */
 export interface TuneKeyParts {
+  /** Kernel family and form, e.g. `matmul:nt` or `attention:interleaved`. */
   kernel: string;
+  /** The problem's shape bucket (`shapeBucket`). */
   bucket: string;
   /** Hash of the kernel family's source (e.g. of every candidate's WGSL). */
   sourceHash: string;
@@ -156,7 +172,9 @@ export interface TuneKeyParts {
 
 /** Where a result was measured: the adapter and the Deno version (part of every key). */
 export interface TunedOn {
+  /** The adapter's identity (`adapterIdOf`). */
   adapter: AdapterId;
+  /** The Deno version, e.g. `2.9.6`. */
   deno: string;
 }
 
@@ -199,6 +217,7 @@ export class Autotuner {
   /** Candidates measured since creation (0 on a warm cache). */
   measured = 0;
 
+  /** A tuner reading and adding to `cache` (in memory: saving it is the caller's job). */
   constructor(readonly cache: TuneCacheData, readonly o: TunerOptions) {}
 
   /** The key of a task on this adapter. */
