@@ -35,6 +35,7 @@ export {
 export { FlexExportError, flexModule, type FlexOptions } from "./codegen/flex.ts";
 
 export {
+  ATTENTION_UNIFORM_NAMES,
   ATTENTION_UNIFORMS,
   type AttentionChoices,
   type AttentionKernel,

@@ -294,21 +294,32 @@ export function attentionLoopProblem(
   return undefined;
 }
 
+/** The names of `ATTENTION_UNIFORMS`, in buffer order. */
+export const ATTENTION_UNIFORM_NAMES = [
+  "N",
+  "L",
+  "H",
+  "HKV",
+  "scale",
+  "rows",
+  "cols",
+  "tq",
+  "tk",
+] as const;
+
+/** A fixed uniform field of the flash-attention kernels. */
+export type AttentionUniform = (typeof ATTENTION_UNIFORM_NAMES)[number];
+
 /**
  * The fixed uniform fields of the flash-attention kernels, before the spec's: tokens per sequence
  * (N = K*L), positions, query and key/value heads, the softmax scale 1/sqrt(d), the query and key
  * tiles of the grid, and the tile sizes. `tq` and `tk` repeat the baked tile sizes: loops bounded
  * by them are not unrolled (see attention_wgsl.ts).
  */
-export const ATTENTION_UNIFORMS: readonly UniformField<
-  "N" | "L" | "H" | "HKV" | "scale" | "rows" | "cols" | "tq" | "tk"
->[] = uniformTable(
-  ["N", "L", "H", "HKV", "scale", "rows", "cols", "tq", "tk"],
+export const ATTENTION_UNIFORMS: readonly UniformField<AttentionUniform>[] = uniformTable(
+  ATTENTION_UNIFORM_NAMES,
   { scale: "f32" },
 );
-
-/** A fixed uniform field of the flash-attention kernels. */
-export type AttentionUniform = (typeof ATTENTION_UNIFORMS)[number]["name"];
 
 /** The uniform layout of a spec's flash-attention kernels (every pass shares it). */
 export function attentionUniforms(spec: SpecCode): UniformLayout<AttentionUniform> {
