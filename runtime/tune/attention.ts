@@ -353,13 +353,67 @@ export function attentionTask(
   shape: AttentionShape,
   o: AttentionTaskOptions = {},
 ): AttentionTuneTask {
-  const dev = ctx.gpu.device;
-  const { spec, headDim: d, layout, L, batch: B, heads: H, kvHeads: HKV } = shape;
   if ((shape.dtype ?? "f32") !== "f32") {
     throw new RangeError(`attention tuning runs f32 storage, got ${shape.dtype}`);
   }
-  const N = spec.K * L, limits = o.limits ?? gpuLimits(ctx.gpu);
-  const rand = randomOperands(o.seed ?? 1);
+  const dev = ctx.gpu.device, { batch: B, heads: H, headDim: d } = shape;
+  const N = shape.spec.K * shape.L, limits = o.limits ?? gpuLimits(ctx.gpu);
+  const ops = tuneOperands(ctx, shape, o.seed ?? 1);
+  const trials = attentionTrials(ctx, shape, ops, o.build);
+  const adapterClass = ctx.gpu.adapterClass;
+  const candidates = o.candidates ?? attentionCandidates(d, { adapterClass, limits });
+  const ref = float64Check(shape, ops.host, o);
+  // Above the reference limit, every head is also held to the default's outputs, which are used
+  // only once the default has passed the float64 check itself.
+  let want: Promise<Float32Array[] | undefined> | undefined;
+  const byDefault = () =>
+    want ??= ref.whole ? Promise.resolve(undefined) : (async () => {
+      const got = await trials.runOnce(candidates[0].params).catch((e) => {
+        throw new Error(`the default failed, nothing to compare with: ${(e as Error).message}`);
+      });
+      if (!ref.exact(got)) {
+        throw new Error(
+          `the default ${candidates[0].name} differs from float64 at this shape: nothing to ` +
+            "compare the other heads with",
+        );
+      }
+      return got;
+    })();
+  const reps = Math.max(1, Math.min(16, Math.round(2 ** 23 / (B * H * N * N * d))));
+  return {
+    ...attentionKeyParts(shape, adapterClass),
+    candidates,
+    reference: ref.whole ? "float64" : "float64 head groups",
+    prune: (p) => attentionPrune(p, shape, limits),
+    check: async (p) => {
+      const others = await byDefault();
+      const got = await trials.runOnce(p);
+      return ref.exact(got) && (!others || got.every((x, t) => ref.close(x, others[t])));
+    },
+    time: async (p) => {
+      const cmd = trials.encode(p, reps);
+      const t0 = performance.now();
+      dev.queue.submit([cmd]);
+      await dev.queue.onSubmittedWorkDone();
+      return (performance.now() - t0) / reps;
+    },
+    destroy: () => {
+      for (const b of Object.values(ops.io)) b.destroy();
+    },
+  };
+}
+
+/** A tuning problem's random inputs on the host and its buffers (the outputs with their sizes). */
+interface TuneOperands {
+  host: { q: Float32Array; k: Float32Array; v: Float32Array; dO: Float32Array };
+  io: BackwardBuffers;
+  outs: readonly (readonly ["o" | "dq" | "dk" | "dv", number])[];
+}
+
+/** Random q, k, v and dO of `shape` (seeded) and every buffer forward and backward use. */
+function tuneOperands(ctx: KernelContext, shape: AttentionShape, seed: number): TuneOperands {
+  const dev = ctx.gpu.device, { batch: B, heads: H, kvHeads: HKV, headDim: d } = shape;
+  const N = shape.spec.K * shape.L, rand = randomOperands(seed);
   const qn = B * H * N * d, kvn = B * HKV * N * d, rows = B * H * N;
   const host = { q: rand(qn), k: rand(kvn), v: rand(kvn), dO: rand(qn) };
   const io: BackwardBuffers = {
@@ -374,17 +428,32 @@ export function attentionTask(
     dk: storageBuffer(dev, kvn * 4, "tune dk"),
     dv: storageBuffer(dev, kvn * 4, "tune dv"),
   };
-  const outs = [["o", qn], ["dq", qn], ["dk", kvn], ["dv", kvn]] as const;
-  const run: AttentionRun = { L, batch: B, heads: H, kvHeads: HKV };
-  const build = o.build ??
-    ((c: KernelContext, sp: AttentionSpec, cfg: AttentionConfig) =>
-      new FlashAttention(c.gpu, c.cache, sp, cfg));
+  return { host, io, outs: [["o", qn], ["dq", qn], ["dk", kvn], ["dv", kvn]] };
+}
+
+/**
+ * Runs candidates on the task's buffers, each built once: `encode` records forward then backward
+ * `reps` times; `runOnce` runs a candidate once on NaN-filled outputs and reads o, dq, dk, dv
+ * back, throwing on a build or validation error (which disqualifies it).
+ */
+function attentionTrials(
+  ctx: KernelContext,
+  shape: AttentionShape,
+  { io, outs }: TuneOperands,
+  build: AttentionTaskOptions["build"] = (c, sp, cfg) =>
+    new FlashAttention(c.gpu, c.cache, sp, cfg),
+): {
+  encode: (p: AttentionVariant, reps: number) => GPUCommandBuffer;
+  runOnce: (p: AttentionVariant) => Promise<Float32Array[]>;
+} {
+  const dev = ctx.gpu.device, { spec, headDim, layout, L } = shape;
+  const run: AttentionRun = { L, batch: shape.batch, heads: shape.heads, kvHeads: shape.kvHeads };
   const runners = new Map<string, AttentionRunner>();
   const runner = (p: AttentionVariant) => {
     const name = attentionVariantName(p);
     let r = runners.get(name);
     if (!r) {
-      r = build(ctx, spec, { ...p, headDim: d, layout, dtype: "f32" });
+      r = build(ctx, spec, { ...p, headDim, layout, dtype: "f32" });
       runners.set(name, r);
     }
     return r;
@@ -397,7 +466,6 @@ export function attentionTask(
     }
     return enc.finish();
   };
-  /** Runs a candidate once on NaN-filled outputs and reads o, dq, dk, dv back. */
   const runOnce = async (p: AttentionVariant): Promise<Float32Array[]> => {
     for (const [name, n] of outs) upload(dev, io[name], new Float32Array(n).fill(NaN));
     // Building and encoding (shader modules, pipelines): a validation error or a throw both
@@ -420,10 +488,27 @@ export function attentionTask(
       outs.map(async ([name, n]) => new Float32Array(await readback(dev, io[name], n * 4))),
     );
   };
-  const adapterClass = ctx.gpu.adapterClass;
-  const candidates = o.candidates ?? attentionCandidates(d, { adapterClass, limits });
-  // The float64 part: the whole problem when small, else the first and the last head group (a
-  // key/value head and its query heads: batch 0's first, the last batch's last).
+  return { encode, runOnce };
+}
+
+/**
+ * The float64 side of `check`: the whole problem when batch·heads·N²·d is at most
+ * `referenceLimit`, else the first and the last head group (a key/value head and its query
+ * heads: batch 0's first, the last batch's last). `exact` holds outputs (o, dq, dk, dv) to
+ * float64 on those groups (computed on first use); `close` holds one tensor to another: every
+ * value within `rtol` of the wanted tensor's largest magnitude (plus 1e-6).
+ */
+function float64Check(
+  shape: AttentionShape,
+  host: TuneOperands["host"],
+  o: Pick<AttentionTaskOptions, "referenceLimit" | "rtol">,
+): {
+  whole: boolean;
+  exact: (got: Float32Array[]) => boolean;
+  close: (got: ArrayLike<number>, want: ArrayLike<number>) => boolean;
+} {
+  const { spec, L, layout, batch: B, heads: H, kvHeads: HKV, headDim: d } = shape;
+  const N = spec.K * L, qn = B * H * N * d, kvn = B * HKV * N * d;
   const G = H / HKV, whole = B * H * N * N * d <= (o.referenceLimit ?? 2 ** 25);
   const groups = whole ? [{ q: [0, qn], kv: [0, kvn] }] : [0, B * HKV - 1].map((g) => ({
     q: [g * G * N * d, G * N * d],
@@ -431,7 +516,6 @@ export function attentionTask(
   })).filter((g, i) => i === 0 || g.q[0] > 0);
   const part = (x: Float32Array, [at, n]: number[]) => x.subarray(at, at + n);
   const rtol = o.rtol ?? 1e-3;
-  /** Every value of `got` within rtol of `want`'s largest magnitude (plus 1e-6). */
   const close = (got: ArrayLike<number>, want: ArrayLike<number>) => {
     let big = 0;
     for (let i = 0; i < want.length; i++) big = Math.max(big, Math.abs(want[i]));
@@ -441,9 +525,9 @@ export function attentionTask(
     }
     return true;
   };
-  /** Per float64 group: its o, dq, dk, dv in float64. */
+  let want: ArrayLike<number>[][] | undefined;
   const f64 = () =>
-    groups.map(({ q, kv }) => {
+    want ??= groups.map(({ q, kv }) => {
       const r = referenceAttention(
         whole
           ? { spec, L, layout, batch: B, heads: H, kvHeads: HKV, headDim: d }
@@ -452,51 +536,9 @@ export function attentionTask(
       );
       return [r.o, r.dq!, r.dk!, r.dv!];
     });
-  /** Whether outputs (o, dq, dk, dv) equal float64 on every float64 group. */
-  const exact = (got: Float32Array[], want: ArrayLike<number>[][]) =>
-    groups.every((g, i) => got.every((x, t) => close(part(x, t < 2 ? g.q : g.kv), want[i][t])));
-  let ref: Promise<{ f64: ArrayLike<number>[][]; byDefault?: Float32Array[] }> | undefined;
-  const reference = () => {
-    ref ??= (async () => {
-      const want = f64();
-      if (whole) return { f64: want };
-      const byDefault = await runOnce(candidates[0].params).catch((e) => {
-        throw new Error(`the default failed, nothing to compare with: ${(e as Error).message}`);
-      });
-      if (!exact(byDefault, want)) {
-        throw new Error(
-          `the default ${candidates[0].name} differs from float64 at this shape: nothing to ` +
-            "compare the other heads with",
-        );
-      }
-      return { f64: want, byDefault };
-    })();
-    return ref;
-  };
-  const reps = Math.max(1, Math.min(16, Math.round(2 ** 23 / (B * H * N * N * d))));
-  return {
-    ...attentionKeyParts(shape, adapterClass),
-    candidates,
-    reference: whole ? "float64" : "float64 head groups",
-    prune: (p) => attentionPrune(p, shape, limits),
-    check: async (p) => {
-      const want = await reference();
-      const got = await runOnce(p);
-      // Every head against the checked default too (it equals float64 on the groups).
-      return exact(got, want.f64) &&
-        (!want.byDefault || got.every((x, t) => close(x, want.byDefault![t])));
-    },
-    time: async (p) => {
-      const cmd = encode(p, reps);
-      const t0 = performance.now();
-      dev.queue.submit([cmd]);
-      await dev.queue.onSubmittedWorkDone();
-      return (performance.now() - t0) / reps;
-    },
-    destroy: () => {
-      for (const b of Object.values(io)) b.destroy();
-    },
-  };
+  const exact = (got: Float32Array[]) =>
+    groups.every((g, i) => got.every((x, t) => close(part(x, t < 2 ? g.q : g.kv), f64()[i][t])));
+  return { whole, exact, close };
 }
 
 /** Options of `tunedAttentionChooser`. */
