@@ -70,6 +70,12 @@ export interface DecoderOptions {
   initialSlots?: number;
   /** Runtime parameter values of the spec (W, C, tables). Default: the spec's. */
   bindings?: Bindings;
+  /**
+   * The spec's retention plan under `bindings` over at least `maxPositions` positions, when the
+   * caller has it (`generate` sizing the cache before allocating): one plan per decode. Default:
+   * derived here.
+   */
+  plan?: RetentionPlan;
   /** Matmul blocking per product. */
   matmul?: MatmulChooser;
   /** Query rows per workgroup (and key rows per range block) of prefill attention. Default 32. */
@@ -185,7 +191,7 @@ export class Decoder {
       throw new RangeError(`stepsPerSubmit must be >= 1, got ${this.stepsPerSubmit}`);
     }
     this.bindings = options.bindings ?? specBindings(spec);
-    this.plan = planRetention(spec, { L: maxPos, bindings: this.bindings });
+    this.plan = options.plan ?? planRetention(spec, { L: maxPos, bindings: this.bindings });
     this.cache = new KvCache(ctx, spec, cfg, {
       seqs: B,
       horizon: maxPos,

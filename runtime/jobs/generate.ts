@@ -6,7 +6,9 @@
  * set, K query rows per decode step, sampling on the GPU, several steps per submit. `onTokens`
  * sees each chunk as it reaches the host.
  */
+import { MAX_ANALYSIS_L } from "../../compiler/analysis/analyze.ts";
 import { requireCausal } from "../../compiler/analysis/causality.ts";
+import { planRetention } from "../../compiler/analysis/retention.ts";
 import { loadCheckpoint } from "../host/checkpoint.ts";
 import { checkpointTokenizer } from "../host/tokenizer_file.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
@@ -79,14 +81,23 @@ export async function generateFromCheckpoint(r: GenerateFromCheckpoint): Promise
     longest + maxNew,
     "it cannot decode token by token (train and eval it; generate needs a causal mask)",
   );
-  const ctx = await hostContext();
-  // Before any allocation: the positions must fit the KV cache the adapter can hold.
-  const most = maxDecodePositions(ctx.gpu, ck.model, ck.spec, ids.length);
-  if (longest + maxNew - 1 > most) {
+  const positions = Math.max(1, longest + maxNew - 1);
+  if (positions > MAX_ANALYSIS_L) {
     throw new RangeError(
-      `--max-new-tokens ${maxNew} with a prompt of ${longest} tokens needs ${
-        longest + maxNew - 1
-      } positions but the KV cache on adapter "${ctx.gpu.adapterName}" holds at most ${most}: ` +
+      `--max-new-tokens ${maxNew} with a prompt of ${longest} tokens needs ${positions} ` +
+        `positions, past the ${MAX_ANALYSIS_L} a retention plan covers: use --max-new-tokens <= ` +
+        `${MAX_ANALYSIS_L - longest + 1}`,
+    );
+  }
+  const ctx = await hostContext();
+  // Before any allocation: the positions must fit the KV cache the adapter can hold. The plan
+  // sized here is the one the decoder keeps.
+  const plan = planRetention(ck.spec, { L: positions });
+  const most = maxDecodePositions(ctx.gpu, ck.model, plan, ids.length);
+  if (positions > most) {
+    throw new RangeError(
+      `--max-new-tokens ${maxNew} with a prompt of ${longest} tokens needs ${positions} ` +
+        `positions but the KV cache on adapter "${ctx.gpu.adapterName}" holds at most ${most}: ` +
         `use --max-new-tokens <= ${Math.max(0, most - longest + 1)}`,
     );
   }
@@ -102,6 +113,7 @@ export async function generateFromCheckpoint(r: GenerateFromCheckpoint): Promise
     maxNewTokens: maxNew,
     sampling: r.sampling,
     stepsPerSubmit: r.stepsPerSubmit,
+    plan,
     onTokens: (chunk) => r.onTokens?.(chunk, tokenizer),
   });
   params.destroy();

@@ -8,7 +8,7 @@
  * graph's allocations). Browser-safe.
  */
 import type { AttentionSpec } from "../../dsl/spec.ts";
-import { planRetention } from "../../compiler/analysis/retention.ts";
+import type { RetentionPlan } from "../../compiler/analysis/retention.ts";
 import { embeddingTables, type ModelConfig, type PhdConfig } from "./config.ts";
 import { headDim } from "./params.ts";
 
@@ -154,22 +154,22 @@ export function checkForwardFits(
 
 /**
  * The most positions (prompt plus new tokens) one sequence of a batch of `seqs` can decode with
- * the KV cache in one storage binding per layer: the retention plan's slope (copies kept for the
- * whole sequence) and window measured on a short plan, and the cache's doubling growth.
+ * the KV cache in one storage binding per layer, from the decode's retention plan (`plan`): the
+ * copies kept for the whole sequence cost a slot per position each, the windowed copies at most
+ * their `positions`, and a step admits K keys before freeing; the cache grows by doubling.
  */
 export function maxDecodePositions(
   gpu: BufferLimits,
   model: ModelConfig,
-  spec: AttentionSpec,
+  plan: RetentionPlan,
   seqs: number,
 ): number {
   const max = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
   const width = model.num_key_value_heads * headDim(model);
   // Slots grow by doubling, so only a power of two below the binding is sure to be allocatable.
   const slots = 2 ** Math.floor(Math.log2(Math.max(1, max / (seqs * width * 4))));
-  const a = planRetention(spec, { L: 64 }), b = planRetention(spec, { L: 128 });
-  const slope = (b.maxCachedTokens - a.maxCachedTokens) / 64;
-  const window = a.maxCachedTokens - slope * 64 + spec.K;
-  if (slope <= 0) return Number.MAX_SAFE_INTEGER;
-  return Math.max(0, Math.floor((slots - window) / slope));
+  const kept = plan.perCopy.filter((c) => c.kind === "all").length;
+  const window = plan.perCopy.reduce((a, c) => a + (c.kind === "all" ? 0 : c.positions), plan.K);
+  if (kept === 0) return window <= slots ? Number.MAX_SAFE_INTEGER : 0;
+  return Math.max(0, Math.floor((slots - window) / kept));
 }

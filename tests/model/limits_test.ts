@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { checkBuffers, graphBuffers, maxDecodePositions } from "../../runtime/model/limits.ts";
 import { ModelGraph } from "../../runtime/model/graph.ts";
 import { ModelParams } from "../../runtime/model/params.ts";
-import { phd } from "../../dsl/presets.ts";
+import { phd, phdCswa, phdSwa, slidingWindow } from "../../dsl/presets.ts";
+import { planRetention } from "../../compiler/analysis/retention.ts";
 import { gpuOnce } from "../fixtures/attention.ts";
 import { assertUsageError, runScript } from "../fixtures/cli.ts";
 import { refusalCases, TINY_MODEL } from "../fixtures/refusals.ts";
@@ -62,7 +63,7 @@ Deno.test("a shape over one storage binding is refused with what fits", () => {
   );
   checkBuffers(gpu, graphBuffers(MODEL, { ...shape, L: 8 }), { memoryBytes: 1 << 30 });
   // The KV cache bound: PHD keeps one original per position, so positions ~ slots.
-  const most = maxDecodePositions(gpu, MODEL, phd({ K: 2 }), 1);
+  const most = maxDecodePositions(gpu, MODEL, planRetention(phd({ K: 2 }), { L: 64 }), 1);
   assert(most > 30_000 && most <= 32_768, `${most}`);
 });
 
@@ -75,4 +76,27 @@ Deno.test("commands refuse what cannot fit, and unwritable outputs, before any w
   }
   strictEqual(existsSync(join(dir, "o")), false, "no checkpoint written");
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("the decode bound from the retention plan: the cache at that many positions fits", () => {
+  // 256 slots of one KV head of d = 8 (8 KiB per layer binding).
+  const small = {
+    adapterName: "small",
+    limits: { maxStorageBufferBindingSize: 256 * 8 * 4, maxBufferSize: 1 << 30 },
+  };
+  const model = { ...MODEL, hidden_size: 16, num_attention_heads: 2, num_key_value_heads: 1 };
+  for (const spec of [phd({ K: 2 }), phdSwa({ K: 2, W: 4 }), phdCswa({ K: 3, W: 4, C: 8 })]) {
+    const most = maxDecodePositions(small, model, planRetention(spec, { L: 64 }), 1);
+    const at = planRetention(spec, { L: most });
+    assert(at.maxCachedTokens + spec.K <= 256, `${spec.name}: ${most} positions overflow`);
+    assert(most >= 256 - 2 * spec.K - 4 * spec.K, `${spec.name}: ${most} is too cautious`);
+  }
+  // A window alone never grows: any length fits.
+  const window = maxDecodePositions(
+    small,
+    model,
+    planRetention(slidingWindow({ W: 8 }), { L: 64 }),
+    1,
+  );
+  strictEqual(window, Number.MAX_SAFE_INTEGER);
 });
