@@ -45,18 +45,36 @@ export interface Analysis {
 /** The most positions the analysis takes (2^18; at 2^20 it takes minutes and GBs). */
 export const MAX_ANALYSIS_L = 1 << 18;
 
+/** The most tiles a side the analysis classifies (2^14: 2^28 tile classes, 256 MiB). */
+export const MAX_ANALYSIS_TILES = 1 << 14;
+
 /**
- * Runs the whole analysis. Throws the causality message if the spec sees the future, and one line
- * for an L beyond `MAX_ANALYSIS_L`.
+ * Refuses, in one line, an analysis too large to run: an L beyond `MAX_ANALYSIS_L`, or a tile that
+ * cuts K*L tokens into more than `MAX_ANALYSIS_TILES` tiles a side.
  */
-export function analyze(spec: AttentionSpec, o: AnalyzeOptions): Analysis {
-  const bindings = o.bindings ?? specBindings(spec), L = o.L, tile = o.tile ?? 64;
+export function checkAnalysisSize(K: number, L: number, tile: number): void {
   if (!Number.isInteger(L) || L < 1 || L > MAX_ANALYSIS_L) {
     throw new RangeError(
       `the analysis takes L in [1, ${MAX_ANALYSIS_L}] positions (its time and memory grow with ` +
         `L: about 7 s and 0.4 GB at the limit), got L = ${L}: use a smaller --L`,
     );
   }
+  const N = K * L, side = Math.ceil(N / tile);
+  if (side > MAX_ANALYSIS_TILES) {
+    throw new RangeError(
+      `a tile of ${tile} cuts ${N} tokens into ${side} x ${side} tiles, past the analysis's ` +
+        `${MAX_ANALYSIS_TILES} a side: use a tile of at least ${Math.ceil(N / MAX_ANALYSIS_TILES)}`,
+    );
+  }
+}
+
+/**
+ * Runs the whole analysis (after `checkAnalysisSize`). Throws the causality message if the spec
+ * sees the future.
+ */
+export function analyze(spec: AttentionSpec, o: AnalyzeOptions): Analysis {
+  const bindings = o.bindings ?? specBindings(spec), L = o.L, tile = o.tile ?? 64;
+  checkAnalysisSize(spec.K, L, tile);
   const timed = <T>(f: () => T): [T, number] => {
     const t0 = performance.now();
     const v = f();

@@ -4,7 +4,12 @@
  * atomically. Refuses, with `maxCache`, a spec whose KV cache is unbounded or too large, and a
  * dense output beyond `DENSE_LIMIT` tokens.
  */
-import { type Analysis, analyze, MAX_ANALYSIS_L } from "../../compiler/analysis/analyze.ts";
+import {
+  type Analysis,
+  analyze,
+  checkAnalysisSize,
+  MAX_ANALYSIS_TILES,
+} from "../../compiler/analysis/analyze.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import { denseMask } from "../../dsl/eval.ts";
 import type { AttentionSpec } from "../../dsl/spec.ts";
@@ -16,10 +21,13 @@ import { guardOutputs, oursPicture } from "../host/outputs.ts";
 /** Most tokens (K*L) for outputs that build the dense K*L x K*L mask (`--json`, dense panel). */
 export const DENSE_LIMIT = 4096;
 
-/** The default tile edge: the smallest power of two giving at most 32 tiles a side, at most 64. */
+/**
+ * The default tile edge: the smallest power of two giving at most 32 tiles a side, at most 64
+ * unless more would pass the analysis's `MAX_ANALYSIS_TILES` a side.
+ */
 export function defaultTile(N: number): number {
   let t = 1;
-  while (t < 64 && Math.ceil(N / t) > 32) t *= 2;
+  while ((t < 64 && Math.ceil(N / t) > 32) || Math.ceil(N / t) > MAX_ANALYSIS_TILES) t *= 2;
   return t;
 }
 
@@ -78,10 +86,10 @@ export async function maskReport(spec: AttentionSpec, f: MaskRequest): Promise<s
         `use a smaller --L, or ${fix}`,
     );
   }
-  if (N > 1 << 16 && f.L <= MAX_ANALYSIS_L) {
-    f.log?.(`analysing ${N} tokens (K·L; seconds at this size) ...`);
-  }
-  const a = analyze(spec, { L: f.L, tile: f.tile ?? defaultTile(N), layout: f.layout });
+  const tile = f.tile ?? defaultTile(N);
+  checkAnalysisSize(spec.K, f.L, tile);
+  if (N > 1 << 16) f.log?.(`analysing ${N} tokens (K·L; seconds at this size) ...`);
+  const a = analyze(spec, { L: f.L, tile, layout: f.layout });
   if (f.maxCache !== undefined) {
     const refusal = cacheRefusal(a, f.maxCache);
     if (refusal) throw new RangeError(refusal);

@@ -235,6 +235,11 @@ Deno.test("probe: a user's files are never overwritten, and misuse is one line",
       pattern: /L in \[1, 262144\]/,
     },
     {
+      what: "mask --tile 1 at the longest L",
+      run: { deno: ["cli/mask.ts", "phd", "--L", "262144", "--tile", "1"] },
+      pattern: /786432 x 786432 tiles, past the analysis's 16384 a side: use a tile of at least 48/,
+    },
+    {
       what: "a spec declaring K: 1e9",
       run: { deno: ["cli/mask.ts", f("huge.ts"), "--L", "8"] },
       pattern: /K of spec "huge" must be an integer in \[1, 256\]/,
