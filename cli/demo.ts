@@ -10,10 +10,16 @@ import { terminalProgress } from "../runtime/host/progress.ts";
 import { DEMO_PROMPT, runDemo, TUNE_SHARE } from "../runtime/jobs/demo.ts";
 import { newCommand, parseArgv, positiveInt, runCommand, UsageError } from "./args.ts";
 
+/** The longest demo budget: a day (longer runs are `deno task train`'s, with checkpoints). */
+const MAX_MINUTES = 1440;
+
 function minutesFlag(v: string): number {
   const x = Number(v);
-  if (v.trim() === "" || !(x > 0) || !Number.isFinite(x)) {
-    throw new UsageError(`--minutes must be a number > 0 (the whole demo's budget), got "${v}"`);
+  if (v.trim() === "" || !(x > 0) || !(x <= MAX_MINUTES)) {
+    throw new UsageError(
+      `--minutes must be a number in (0, ${MAX_MINUTES}] (the whole demo's budget), got "${v}": ` +
+        "for longer runs use deno task train",
+    );
   }
   return x;
 }
@@ -25,7 +31,7 @@ async function main() {
   )
     .option(
       "--minutes <m>",
-      "the whole demo's budget from process start (tuning, training, evaluation, generation)",
+      "the whole demo's budget from process start (tuning, training, evaluation, generation), at most 1440",
       minutesFlag,
       4.5,
     )

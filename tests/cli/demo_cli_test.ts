@@ -49,8 +49,9 @@ Deno.test("--steps trains exactly that many steps", async () => {
 Deno.test("bad demo flags: one error line", async () => {
   for (
     const [flags, msg] of [
-      [["--minutes", "0"], /--minutes must be a number > 0/],
-      [["--minutes", "soon"], /--minutes must be a number > 0/],
+      [["--minutes", "0"], /--minutes must be a number in \(0, 1440\]/],
+      [["--minutes", "1e9"], /--minutes must be a number in \(0, 1440\].*deno task train/],
+      [["--minutes", "soon"], /--minutes must be a number in \(0, 1440\]/],
       [["--steps", "-3"], /--steps/],
     ] as [string[], RegExp][]
   ) {
