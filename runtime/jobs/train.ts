@@ -271,6 +271,13 @@ class TrainingJob {
     }
     corpus ??= await corpusOf(config, tokenizer, log);
     const evalBatch = validationBatchSize(corpus, t);
+    const held = Math.floor((corpus.val.length - 1) / (evalBatch * t.seq_len));
+    if (t.eval_batches > held) {
+      log(
+        `config.train.eval_batches ${t.eval_batches}: the validation text holds ${held} batches ` +
+          `of ${evalBatch}x${t.seq_len} tokens; each validation runs those ${held}`,
+      );
+    }
     const tuned = await tunedKernels(ctx, log);
     const trainer = new Trainer(ctx, config, corpus, {
       spec,
