@@ -53,18 +53,22 @@ export function parseArgv(cmd: Command, argv: string[] = Deno.args): Command {
   }
 }
 
-function integer(flag: string, v: string, min: number): number {
+function integer(flag: string, v: string, min: number, max = Infinity): number {
   const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) {
-    const what = min > 0 ? "a positive integer" : "a non-negative integer";
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
+    const what = max < Infinity
+      ? `an integer in [${min}, ${max}]`
+      : min > 0
+      ? "a positive integer"
+      : "a non-negative integer";
     throw new UsageError(`${flag} must be ${what}, got "${v}"`);
   }
   return n;
 }
 
-/** A commander value parser for a flag that must be a positive integer. */
-export function positiveInt(flag: string): (v: string) => number {
-  return (v) => integer(flag, v, 1);
+/** A commander value parser for a flag that must be a positive integer (at most `max`). */
+export function positiveInt(flag: string, max?: number): (v: string) => number {
+  return (v) => integer(flag, v, 1, max);
 }
 
 /** A commander value parser for a flag that must be a finite number > 0. */

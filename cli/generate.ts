@@ -73,8 +73,8 @@ async function main() {
     .option("--seed <s>", "sampling seed", nonNegativeInt("--seed"))
     .option(
       "--steps-per-submit <n>",
-      "decode steps per GPU submit (one readback each)",
-      positiveInt("--steps-per-submit"),
+      "decode steps per GPU submit (one readback each), at most 1024",
+      positiveInt("--steps-per-submit", 1024),
       16,
     )
     .option("--json", "print one JSON object (tokens, text, kv_cache_bytes, timings) on stdout")

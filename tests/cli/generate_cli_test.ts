@@ -123,6 +123,7 @@ Deno.test("bad input: one error line and a non-zero exit", async () => {
       /--greedy/,
     ],
     [gen("--ckpt", ckpt, "--prompt", "x", "--max-new-tokens", "2", "--bogus"), /unknown option/],
+    [gen("--ckpt", ckpt, "--steps-per-submit", "100000000"), /--steps-per-submit .* \[1, 1024\]/],
     [gen("--ckpt", join(dir, "x.json"), "--prompt", "x", "--max-new-tokens", "2"), /does not/],
   ];
   const runs = await Promise.all(cases.map(([args]) => deno(args)));
