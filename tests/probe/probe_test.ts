@@ -21,6 +21,8 @@ import type { AttentionSpec } from "../../dsl/spec.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const DSL = new URL("../../dsl/mod.ts", import.meta.url).href;
+/** The names `writeFileAtomic` and `checkWritable` give their temp files. */
+const TEMP = /\.tmp-\d+-[0-9a-f]{8}$/;
 
 /** A command line: `deno run` of a cli/ script, or PyTorch's `-m phd_torch`. */
 type Command = { deno: string[] } | { torch: string[] };
@@ -45,14 +47,24 @@ async function execute(c: Command): Promise<CliResult> {
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-/** Every file under `dir` with the sha256 of its bytes. */
+/**
+ * Every file under `dir` with the sha256 of its bytes. A file gone between listing and reading is
+ * a concurrent case's transient writability probe (`checkWritable`) and is left out; the batch
+ * check, run when no case runs, sees every file.
+ */
 async function hashes(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const walk = async (d: string) => {
     for await (const e of Deno.readDir(d)) {
       const p = join(d, e.name);
       if (e.isDirectory) await walk(p);
-      else out[p] = createHash("sha256").update(await Deno.readFile(p)).digest("hex");
+      else {
+        const bytes = await Deno.readFile(p).catch((err) => {
+          if (err instanceof Deno.errors.NotFound) return undefined;
+          throw err;
+        });
+        if (bytes) out[p] = createHash("sha256").update(bytes).digest("hex");
+      }
     }
   };
   await walk(dir);
@@ -71,10 +83,11 @@ async function probe(dir: string, c: Case): Promise<void> {
   match(lines[0], /^error: /, what);
   ok(!/\n\s+at |Traceback|Uncaught/.test(r.stderr), `${what}: a stack trace`);
   match(lines[0], c.pattern, what);
-  // Files the case found are as they were; a new file may be a concurrent case's transient probe
-  // of writability (runtime/host/files.ts `checkWritable`), so new files are checked per batch.
+  // Files the case found are as they were; a new or vanished temp file may be a concurrent case's
+  // transient probe of writability (runtime/host/files.ts `checkWritable`), so temp files and new
+  // files are checked per batch.
   const after = await hashes(dir);
-  const changed = Object.keys(before).filter((p) => after[p] !== before[p]);
+  const changed = Object.keys(before).filter((p) => after[p] !== before[p] && !TEMP.test(p));
   assertEquals(changed, [], `${c.what}: the folder changed`);
 }
 
