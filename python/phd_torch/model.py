@@ -162,10 +162,19 @@ class Attender:
             t[:, None],
             t[None, :],
         )
+        # No score modifier and no fully masked row (every preset): the scale and the mask fuse
+        # into one baddbmm and torch's softmax, whose backward is one kernel; about twice as fast
+        # as the general path below on the CPU at K = 5 and the same sums up to rounding.
+        self.fused = self.score_mod is None and bool(allowed.any(-1).all())
 
     def __call__(self, q, k, v):
         if self.flex is not None:
             return self.flex(q, k, v, score_mod=self.score_mod, block_mask=self.block)
+        if self.fused:
+            B, H, N, d = q.shape
+            kt = k.reshape(B * H, N, d).transpose(-2, -1)
+            s = torch.baddbmm(self.additive, q.reshape(B * H, N, d), kt, alpha=1 / math.sqrt(d))
+            return (torch.softmax(s, -1) @ v.reshape(B * H, N, d)).view(B, H, N, d)
         s = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
         if self.score_mod is not None:
             h, qi, ki = self.grid
