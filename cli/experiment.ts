@@ -1,12 +1,14 @@
 /**
- * `deno task experiment <suite> [--budget-tokens N | --budget-flops F | --minutes M] [--seeds S]
- * [--json] [--resume | --fresh | --render-only] [--out DIR]`: trains every arm of a suite at
- * several seeds and compares them (experiments/harness/run_suite.ts); prints results.md (or
- * results.json with `--json`).
+ * `deno task experiment <suite> [--engine webgpu|torch] [--jobs N] [--torch-blas DIR]
+ * [--budget-tokens N | --budget-flops F | --minutes M] [--seeds S] [--json] [--resume | --fresh |
+ * --render-only] [--out DIR]`: trains every arm of a suite at several seeds on one engine and
+ * compares them (experiments/harness/run_suite.ts); prints results.md (or results.json with
+ * `--json`).
  */
 import { LAYOUTS } from "../compiler/layout.ts";
 import { runSuite } from "../experiments/harness/run_suite.ts";
 import { markdown, METHOD } from "../experiments/harness/report.ts";
+import { type EngineName, ENGINES } from "../experiments/harness/engines.ts";
 import { COSTS_METHOD } from "../experiments/harness/costs.ts";
 import {
   newCommand,
@@ -35,6 +37,23 @@ async function main() {
       "wall time for the whole suite, shared equally by its runs",
       positiveNumber("--minutes"),
     )
+    .option(
+      "--engine <engine>",
+      `what trains the runs: ${ENGINES.join(" | ")} (python/phd_torch, one process and one ` +
+        "BLAS thread per run, from this runtime's initial weights on the same batches)",
+      "webgpu",
+    )
+    .option(
+      "--jobs <n>",
+      "runs side by side (--engine torch; e.g. one per core)",
+      positiveInt("--jobs"),
+      1,
+    )
+    .option(
+      "--torch-blas <dir>",
+      "--engine torch: load DIR/libblas.so.3 first, e.g. Debian's OpenBLAS unpacked as deno task " +
+        "bench peers --help says (about 5x torch's default reference BLAS here)",
+    )
     .option("--seeds <s>", "seeds per arm (default: the suite's)", positiveInt("--seeds"))
     .option("--resume", "keep the finished runs in the results folder and run the rest")
     .option("--fresh", "delete the finished runs in the results folder first")
@@ -55,6 +74,9 @@ async function main() {
   if (!LAYOUTS.includes(o.layout)) {
     throw new UsageError(`--layout must be one of ${LAYOUTS.join(", ")}, got "${o.layout}"`);
   }
+  if (!ENGINES.includes(o.engine)) {
+    throw new UsageError(`--engine must be one of ${ENGINES.join(", ")}, got "${o.engine}"`);
+  }
   const results = await runSuite({
     suite: p.args[0],
     budgetTokens: o.budgetTokens,
@@ -66,12 +88,15 @@ async function main() {
     renderOnly: o.renderOnly,
     out: o.out,
     layout: o.layout,
+    engine: o.engine as EngineName,
+    jobs: o.jobs,
+    torchBlas: o.torchBlas,
     command: `npx --yes deno@2.9.6 task experiment ${
       Deno.args.filter((a) => !["--resume", "--fresh", "--json"].includes(a)).join(" ")
     }`,
     log: (l) => console.error(l),
   });
-  console.error(`wrote results.json, results.md, loss_curves.svg and bars.svg`);
+  console.error(`wrote results.json, results.md and the pictures`);
   if (o.json) console.log(JSON.stringify(results));
   else console.log(markdown(results));
 }
