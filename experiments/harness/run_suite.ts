@@ -124,6 +124,7 @@ export async function runSuite(o: SuiteRequest): Promise<SuiteResults> {
     : await brownCorpus();
   const taskExamples = suite.task ? examples(suite.task, 256, 2) : undefined;
   const seeds = seedsOf(suite.seeds);
+  const commit = await gitCommit(); // the code the runs are made with, not the code at the end
   const engine = o.engine === "torch"
     ? await TorchEngine.open({ ctx, corpus, layout: o.layout, blas: torchBlas })
     : webgpuEngine(ctx, corpus, o.layout);
@@ -157,7 +158,7 @@ export async function runSuite(o: SuiteRequest): Promise<SuiteResults> {
       command: o.command,
       adapter: ctx.gpu.adapterName,
       engine: engine.info,
-      commit: await gitCommit(),
+      commit,
       date: new Date().toISOString().slice(0, 10),
       budget,
       seeds,
