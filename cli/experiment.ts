@@ -3,12 +3,15 @@
  * [--budget-tokens N | --budget-flops F | --minutes M] [--seeds S] [--json] [--resume | --fresh |
  * --render-only] [--out DIR]`: trains every arm of a suite at several seeds on one engine and
  * compares them (experiments/harness/run_suite.ts); prints results.md (or results.json with
- * `--json`).
+ * `--json`). `deno task experiment --figures` draws the figures across suites
+ * (experiments/harness/figures.ts).
  */
+import { join } from "node:path";
 import { LAYOUTS } from "../compiler/layout.ts";
 import { runSuite } from "../experiments/harness/run_suite.ts";
 import { markdown, METHOD } from "../experiments/harness/report.ts";
 import { type EngineName, ENGINES } from "../experiments/harness/engines.ts";
+import { drawFigures } from "../experiments/harness/figures.ts";
 import { COSTS_METHOD } from "../experiments/harness/costs.ts";
 import {
   newCommand,
@@ -21,7 +24,7 @@ import {
 
 async function main() {
   const cmd = newCommand("experiment", "Train every arm of a suite at several seeds and compare.")
-    .argument("<suite>", "a suite name (experiments/<name>.json) or a suite file")
+    .argument("[suite]", "a suite name (experiments/<name>.json) or a suite file")
     .option(
       "--budget-tokens <n>",
       "training tokens (bytes) per run",
@@ -62,7 +65,16 @@ async function main() {
       "write results.md, the pictures and results.json's summary again from results.json " +
         "(training nothing)",
     )
-    .option("--out <dir>", "results folder (default experiments/results/<suite>)")
+    .option(
+      "--figures",
+      "draw the figures across suites (fig1.svg: loss and task accuracy against K) from their " +
+        "results.json, training nothing; give no suite",
+    )
+    .option(
+      "--out <dir>",
+      "results folder (default experiments/results/<suite>; with --figures, the folder of the " +
+        "suites' folders, default experiments/results)",
+    )
     .option("--layout <layout>", `attention storage layout: ${LAYOUTS.join(" | ")}`, "grouped")
     .option("--json", "print results.json on stdout")
     .addHelpText(
@@ -71,6 +83,14 @@ async function main() {
         `reasoning-parity, reasoning-copy. Statistics: ${METHOD}. Costs: ${COSTS_METHOD}.`,
     );
   const p = parseArgv(cmd), o = p.opts();
+  if (o.figures) {
+    if (p.args.length > 0) throw new UsageError("--figures draws from results: give no suite");
+    const { wrote, missing } = await drawFigures(o.out ?? join("experiments", "results"));
+    const left = missing.length ? ` (no results yet, left out: ${missing.join(", ")})` : "";
+    console.error(`wrote ${wrote}${left}`);
+    return;
+  }
+  if (p.args.length === 0) throw new UsageError("give a suite, or --figures");
   if (!LAYOUTS.includes(o.layout)) {
     throw new UsageError(`--layout must be one of ${LAYOUTS.join(", ")}, got "${o.layout}"`);
   }
