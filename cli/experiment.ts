@@ -79,8 +79,9 @@ async function main() {
     .option("--json", "print results.json on stdout")
     .addHelpText(
       "after",
-      `\nSuites (experiments/*.json): k-sweep, window, chunk, positions, follow-ups, reasoning, ` +
-        `reasoning-parity, reasoning-copy. Statistics: ${METHOD}. Costs: ${COSTS_METHOD}.`,
+      `\nSuites (experiments/*.json): budget, k-sweep, window, chunk, reasoning, ` +
+        `reasoning-parity, reasoning-copy; positions and follow-ups (the old budget). Statistics: ` +
+        `${METHOD}. Costs: ${COSTS_METHOD}.`,
     );
   const p = parseArgv(cmd), o = p.opts();
   if (o.figures) {

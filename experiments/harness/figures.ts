@@ -11,7 +11,7 @@ import { writeFileAtomic } from "../../runtime/host/files.ts";
 import type { SuiteResults } from "./report.ts";
 
 /** The arms of Fig. 1, by K: each suite drawn names its arms so. */
-export const FIG1_ARMS: readonly [number, string][] = [
+const FIG1_ARMS: readonly [number, string][] = [
   [1, "vanilla"],
   [2, "phd-cswa K=2"],
   [3, "phd-cswa K=3"],
@@ -19,7 +19,7 @@ export const FIG1_ARMS: readonly [number, string][] = [
 ];
 
 /** The panels of Fig. 1: a suite and the metric drawn from it. */
-export const FIG1_PANELS = [
+const FIG1_PANELS = [
   { suite: "k-sweep", metric: "val_bpb", title: "Brown: validation bits/byte" },
   { suite: "reasoning", metric: "accuracy", title: "addition: accuracy %" },
   { suite: "reasoning-parity", metric: "accuracy", title: "parity: accuracy %" },
