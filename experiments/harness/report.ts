@@ -160,7 +160,11 @@ const UNITS: Record<Metric, { fmt: (x: number) => string; unit: string }> = {
 };
 
 const signed = (s: string) => (s.startsWith("-") ? s : `+${s}`);
-const pFmt = (p: number) => (p < 1e-4 ? "< 0.0001" : p.toFixed(4));
+/** `p = 0.0123`, or `p < 0.0001` (`name` is what the p is called). */
+const pIs = (
+  name: string,
+  p: number,
+) => (p < 1e-4 ? `${name} < 0.0001` : `${name} = ${p.toFixed(4)}`);
 
 function verdictWords(v: Verdict, against: string): string {
   return v === "within seed noise" || v === "too few seeds"
@@ -178,8 +182,10 @@ function comparisonLine(c: ComparisonRow, r: SuiteResults): string {
     return fmt(c.metric === "val_bpb" ? a.val_bpb_sd : a.accuracy_sd!);
   };
   const differs = c.verdict !== c.verdict_holm ? ` (uncorrected: ${c.verdict})` : "";
-  return `- ${d} (95% CI [${fmt(c.ci[0])}, ${fmt(c.ci[1])}], p = ${pFmt(c.p!)}, Holm p = ` +
-    `${pFmt(c.p_holm!)}): ${verdictWords(c.verdict_holm!, c.against)}${differs}. Seed spread ` +
+  return `- ${d} (95% CI [${fmt(c.ci[0])}, ${fmt(c.ci[1])}], ${pIs("p", c.p!)}, ` +
+    `${pIs("Holm p", c.p_holm!)}): ${
+      verdictWords(c.verdict_holm!, c.against)
+    }${differs}. Seed spread ` +
     `(sd over ${c.n} seeds): ${fmt(c.sd)} of the differences, ${spreadOf(c.arm)} of ${c.arm}, ` +
     `${spreadOf(c.against)} of ${c.against}.`;
 }
@@ -188,7 +194,7 @@ function vsCell(c: ComparisonRow | undefined): string {
   if (!c) return "baseline";
   const { fmt } = UNITS[c.metric];
   if (!c.ci) return `${signed(fmt(c.diff))} (${c.verdict})`;
-  return `${signed(fmt(c.diff))} [${fmt(c.ci[0])}, ${fmt(c.ci[1])}] Holm p ${pFmt(c.p_holm!)}: ` +
+  return `${signed(fmt(c.diff))} [${fmt(c.ci[0])}, ${fmt(c.ci[1])}] ${pIs("Holm p", c.p_holm!)}: ` +
     c.verdict_holm;
 }
 
