@@ -28,37 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from one_line_errors import Parser, UsageError, positive, run  # noqa: E402
-
-
-def blas_libraries():
-    """Paths of the BLAS/LAPACK/oneDNN libraries mapped into this process."""
-    names = ("blas", "lapack", "mkl", "dnnl", "blis")
-    seen = []
-    with open("/proc/self/maps") as f:
-        for line in f:
-            path = line.split()[-1] if len(line.split()) >= 6 else ""
-            base = os.path.basename(path).lower()
-            if any(n in base for n in names) and path not in seen:
-                seen.append(path)
-    return [os.path.realpath(p) for p in seen]
-
-
-def openblas_info(paths):
-    """(config string, threads) of a loaded OpenBLAS, read through its own API; None if none."""
-    import ctypes
-
-    for path in paths:
-        lib = ctypes.CDLL(path)
-        # plain OpenBLAS, and scipy-openblas (numpy's wheels), which prefixes and suffixes symbols
-        for pre, suf in (("", ""), ("scipy_", "64_"), ("scipy_", "")):
-            try:
-                conf = getattr(lib, f"{pre}openblas_get_config{suf}")
-                threads = getattr(lib, f"{pre}openblas_get_num_threads{suf}")
-            except AttributeError:
-                continue
-            conf.restype = ctypes.c_char_p
-            return conf().decode(), int(threads())
-    return None
+from phd_torch.engine import blas_libraries, openblas_info  # noqa: E402
 
 
 def timed_matmul(make, mul, M, N, K, trans):

@@ -1,21 +1,36 @@
 /**
- * A suite's results: per-arm statistics over seeds against the baseline (experiments/harness/
- * stats.ts), each arm's serving costs (costs.ts), results.md (the table and one plain line per
- * comparison) and the two pictures (validation curves, final bits per byte with the seed spread).
+ * A suite's results: per-arm statistics over seeds, the comparisons (every arm against the
+ * baseline and the suite's extra pairs, paired by seed, Holm-corrected per metric:
+ * experiments/harness/stats.ts), each arm's serving costs (costs.ts), results.md (the engine, the
+ * table, one plain line per comparison with its seed spread) and the pictures (validation curves,
+ * final bits per byte with the seed spread, task accuracy, and loss against training tokens for
+ * arms in a `series`).
  */
 import { join } from "node:path";
 import type { Budget, Suite } from "./suite.ts";
 import type { RunResult } from "./run.ts";
-import { compare, type Comparison, mean, sd } from "./stats.ts";
+import type { EngineInfo } from "./engines.ts";
+import { compare, type Comparison, mean, sd, type Verdict, withHolm } from "./stats.ts";
 import { type ArmCosts, armCosts } from "./costs.ts";
 import { writeFileAtomic } from "../../runtime/host/files.ts";
 import type { RunConfig } from "../../runtime/host/config_file.ts";
 import { barChart, lineChart } from "../../viz/chart.ts";
 
+/** The metrics compared: final validation bits per byte, and greedy accuracy on task suites. */
+export type Metric = "val_bpb" | "accuracy";
+
+/** One comparison: `arm` minus `against` on a metric, paired by seed. */
+export interface ComparisonRow extends Comparison {
+  arm: string;
+  against: string;
+  metric: Metric;
+}
+
 /** Per arm: its runs and the seed statistics. */
 export interface ArmSummary {
   arm: string;
   note?: string;
+  series?: string;
   spec: string;
   K: number;
   params: number;
@@ -26,7 +41,7 @@ export interface ArmSummary {
   train_seconds: number;
   val_bpb_mean: number;
   val_bpb_sd: number;
-  vs_baseline?: Comparison;
+  vs_baseline?: ComparisonRow;
   /** Serving costs at the arm's config (experiments/harness/costs.ts). */
   kv_bytes_per_token: number;
   kv_formula: string;
@@ -35,7 +50,7 @@ export interface ArmSummary {
   /** Task suites: greedy exact-match accuracy over seeds, and against the baseline. */
   accuracy_mean?: number;
   accuracy_sd?: number;
-  accuracy_vs_baseline?: Comparison;
+  accuracy_vs_baseline?: ComparisonRow;
 }
 
 /** What results.json holds. */
@@ -43,7 +58,10 @@ export interface SuiteResults {
   suite: string;
   description: string;
   command: string;
+  /** The WebGPU adapter of the process (task accuracy runs there whatever the engine). */
   adapter: string;
+  /** What trained the runs (absent in results written before engines were named: WebGPU). */
+  engine?: EngineInfo;
   commit: string;
   date: string;
   budget: Budget;
@@ -53,40 +71,56 @@ export interface SuiteResults {
   /** How the KV and prefill columns are computed, at which context. */
   costs_method: string;
   arms: ArmSummary[];
+  comparisons: ComparisonRow[];
   runs: RunResult[];
 }
 
 export const METHOD =
-  "final validation loss in bits per byte; per arm the mean and sample standard " +
-  "deviation over seeds; against the baseline the mean of per-seed differences (arm - baseline, " +
-  "same seed: same initial-weight stream and batch order) with a 95% paired t-interval; a " +
-  "difference is beyond seed noise when the interval excludes 0";
+  "final validation loss in bits per byte (task suites also greedy exact-match " +
+  "accuracy); per arm the mean and sample standard deviation over seeds; per comparison (every " +
+  "arm against the baseline, and the suite's extra pairs) the mean of per-seed differences (same " +
+  "seed: same initial weights and batch order), their standard deviation, a 95% paired " +
+  "t-interval and the paired t-test's two-sided p; Holm's step-down correction over each " +
+  "metric's comparisons in the suite; a difference is beyond seed noise when its Holm-adjusted p " +
+  "is below 0.05 (the uncorrected interval's verdict is given beside it)";
 
-/** Per-arm statistics, the baseline comparison included, and each arm's serving costs. */
+/** Per-arm statistics, the comparisons (Holm-corrected per metric) and each arm's costs. */
 export function summarize(
   suite: Suite,
   runs: RunResult[],
   costs: ReadonlyMap<string, ArmCosts>,
-): ArmSummary[] {
-  const by = (arm: string, f: (r: RunResult) => number | undefined) =>
-    new Map(runs.filter((r) => r.arm === arm && f(r) !== undefined).map((r) => [r.seed, f(r)!]));
-  const bpb = (arm: string) => by(arm, (r) => r.val_bpb);
-  const acc = (arm: string) => by(arm, (r) => r.accuracy);
-  const base = bpb(suite.baseline), baseAcc = acc(suite.baseline);
-  return suite.arms.flatMap((arm) => {
+): { arms: ArmSummary[]; comparisons: ComparisonRow[] } {
+  const ran = suite.arms.filter((a) => runs.some((r) => r.arm === a.name));
+  const names = new Set(ran.map((a) => a.name));
+  const pairs = [
+    ...ran.filter((a) => a.name !== suite.baseline).map((a) => ({
+      arm: a.name,
+      against: suite.baseline,
+    })),
+    ...suite.comparisons,
+  ].filter((p) => names.has(p.arm) && names.has(p.against));
+  const comparisons = (["val_bpb", "accuracy"] as const).flatMap((metric) => {
+    const higher = metric === "accuracy";
+    const by = (arm: string) =>
+      new Map(
+        runs.filter((r) => r.arm === arm && r[metric] !== undefined).map((
+          r,
+        ) => [r.seed, r[metric]!]),
+      );
+    const rows = pairs.map((p) => ({ ...p, metric, ...compare(by(p.arm), by(p.against), higher) }))
+      .filter((c) => c.n > 0);
+    return withHolm(rows, higher) as ComparisonRow[];
+  });
+  const vs = (arm: string, metric: Metric) =>
+    comparisons.find((c) => c.metric === metric && c.arm === arm && c.against === suite.baseline);
+  const arms = ran.map((arm): ArmSummary => {
     const rs = runs.filter((r) => r.arm === arm.name);
-    if (rs.length === 0) return [];
-    const v = rs.map((r) => r.val_bpb), a = [...acc(arm.name).values()];
-    const accuracy = a.length === 0 ? {} : {
-      accuracy_mean: mean(a),
-      accuracy_sd: sd(a),
-      accuracy_vs_baseline: arm.name === suite.baseline
-        ? undefined
-        : compare(acc(arm.name), baseAcc, true),
-    };
-    return [{
+    const v = rs.map((r) => r.val_bpb);
+    const a = rs.flatMap((r) => r.accuracy === undefined ? [] : [r.accuracy]);
+    return {
       arm: arm.name,
       note: arm.note,
+      series: arm.series,
       spec: rs[0].spec,
       K: rs[0].K,
       params: rs[0].params,
@@ -97,11 +131,16 @@ export function summarize(
       train_seconds: +mean(rs.map((r) => r.train_seconds)).toFixed(1),
       val_bpb_mean: mean(v),
       val_bpb_sd: sd(v),
-      vs_baseline: arm.name === suite.baseline ? undefined : compare(bpb(arm.name), base),
-      ...accuracy,
+      vs_baseline: vs(arm.name, "val_bpb"),
+      ...(a.length === 0 ? {} : {
+        accuracy_mean: mean(a),
+        accuracy_sd: sd(a),
+        accuracy_vs_baseline: vs(arm.name, "accuracy"),
+      }),
       ...costColumns(costs.get(arm.name)!),
-    }];
+    };
   });
+  return { arms, comparisons };
 }
 
 function costColumns(c: ArmCosts) {
@@ -114,37 +153,81 @@ export function suiteCosts(armRuns: ReadonlyMap<string, RunConfig>): Map<string,
   return new Map([...armRuns].map(([arm, r]) => [arm, armCosts(r.config.model, r.spec)]));
 }
 
-const f4 = (x: number) => x.toFixed(4);
+/** How a metric's values are written: bits per byte, or accuracy in percentage points. */
+const UNITS: Record<Metric, { fmt: (x: number) => string; unit: string }> = {
+  val_bpb: { fmt: (x) => x.toFixed(4), unit: "bits/byte" },
+  accuracy: { fmt: (x) => (100 * x).toFixed(1), unit: "points of accuracy" },
+};
 
-function verdictLine(arm: string, c: Comparison, baseline: string, unit: string): string {
-  const d = `${c.diff >= 0 ? "+" : ""}${f4(c.diff)} ${unit} vs ${baseline}`;
-  if (c.verdict === "too few seeds") return `- ${arm}: ${d} (one seed: no noise estimate).`;
-  const ci = `95% CI [${f4(c.ci![0])}, ${f4(c.ci![1])}]`;
-  const what = c.verdict === "within seed noise"
-    ? "within seed noise"
-    : `${c.verdict} than ${baseline}, beyond seed noise`;
-  return `- ${arm}: ${d} (${ci}): ${what}.`;
+const signed = (s: string) => (s.startsWith("-") ? s : `+${s}`);
+/** `p = 0.0123`, or `p < 0.0001` (`name` is what the p is called). */
+const pIs = (
+  name: string,
+  p: number,
+) => (p < 1e-4 ? `${name} < 0.0001` : `${name} = ${p.toFixed(4)}`);
+
+function verdictWords(v: Verdict, against: string): string {
+  return v === "within seed noise" || v === "too few seeds"
+    ? v
+    : `${v} than ${against}, beyond seed noise`;
 }
 
-function vsCell(c: Comparison | undefined): string {
+/** One plain line per comparison: effect, interval, p, Holm's verdict, and the seed spread. */
+function comparisonLine(c: ComparisonRow, r: SuiteResults): string {
+  const { fmt, unit } = UNITS[c.metric];
+  const d = `${c.arm} vs ${c.against}: ${signed(fmt(c.diff))} ${unit}`;
+  if (!c.ci) return `- ${d} (one seed: no noise estimate).`;
+  const spreadOf = (arm: string) => {
+    const a = r.arms.find((x) => x.arm === arm)!;
+    return fmt(c.metric === "val_bpb" ? a.val_bpb_sd : a.accuracy_sd!);
+  };
+  const differs = c.verdict !== c.verdict_holm ? ` (uncorrected: ${c.verdict})` : "";
+  return `- ${d} (95% CI [${fmt(c.ci[0])}, ${fmt(c.ci[1])}], ${pIs("p", c.p!)}, ` +
+    `${pIs("Holm p", c.p_holm!)}): ${
+      verdictWords(c.verdict_holm!, c.against)
+    }${differs}. Seed spread ` +
+    `(sd over ${c.n} seeds): ${fmt(c.sd)} of the differences, ${spreadOf(c.arm)} of ${c.arm}, ` +
+    `${spreadOf(c.against)} of ${c.against}.`;
+}
+
+function vsCell(c: ComparisonRow | undefined): string {
   if (!c) return "baseline";
-  if (!c.ci) return `${f4(c.diff)} (${c.verdict})`;
-  return `${c.diff >= 0 ? "+" : ""}${f4(c.diff)} [${f4(c.ci[0])}, ${f4(c.ci[1])}] ${c.verdict}`;
+  const { fmt } = UNITS[c.metric];
+  if (!c.ci) return `${signed(fmt(c.diff))} (${c.verdict})`;
+  return `${signed(fmt(c.diff))} [${fmt(c.ci[0])}, ${fmt(c.ci[1])}] ${pIs("Holm p", c.p_holm!)}: ` +
+    c.verdict_holm;
 }
 
-/** results.md: what ran, the table, and one plain line per comparison. */
+/** The engine line of results.md. */
+function engineLine(r: SuiteResults): string {
+  const e = r.engine;
+  if (!e) return `Engine: WebGPU on ${r.adapter} (written before engines were recorded).`;
+  const extra = [
+    e.threads && `${e.threads} thread(s) per run`,
+    e.attention && `attention: ${e.attention}`,
+  ]
+    .filter(Boolean).join("; ");
+  return `Engine: ${e.name} (${e.version}); BLAS: ${e.blas}; device: ${e.device}` +
+    `${extra ? `; ${extra}` : ""}. Task accuracy and costs are computed on WebGPU (${r.adapter}).`;
+}
+
+/** results.md: what ran and on what, the table, and one plain line per comparison. */
 export function markdown(r: SuiteResults): string {
   const budget = Object.entries(r.budget).map(([k, v]) => `${v} ${k}`).join("");
   const task = r.arms.some((a) => a.accuracy_mean !== undefined);
+  const f4 = (x: number) => x.toFixed(4), pct = (x: number) => (100 * x).toFixed(1);
+  const family = (m: Metric) => r.comparisons.filter((c) => c.metric === m);
   return [
     `# Experiment ${r.suite}`,
     "",
     ...(r.description ? [r.description, ""] : []),
-    `\`${r.command}\` on ${r.adapter}, commit ${r.commit}, ${r.date}. Budget per run: ${budget}; ` +
+    `\`${r.command}\`, commit ${r.commit}, ${r.date}. ${
+      engineLine(r)
+    } Budget per run: ${budget}; ` +
     `seeds ${r.seeds.join(", ")}. Statistics: ${r.method}. Costs: ${r.costs_method}.`,
     "",
-    `| arm | spec | params | steps | tokens | train GFLOP | train s | val bits/byte (mean ± sd) | vs baseline [95% CI] | KV bytes/token | prefill GFLOP |${
-      task ? " accuracy (mean ± sd) | vs baseline [95% CI] |" : ""
+    `| arm | spec | params | steps | tokens | train GFLOP | train s | val bits/byte (mean ± sd) | vs baseline [95% CI], Holm | KV bytes/token | prefill GFLOP |${
+      task ? " accuracy % (mean ± sd) | vs baseline [95% CI], Holm |" : ""
     }`,
     `| --- | ---- | -----: | ----: | -----: | ----------: | ------: | ------------------------: | -------------------- | -------------: | ------------: |${
       task ? " ---: | --- |" : ""
@@ -152,7 +235,7 @@ export function markdown(r: SuiteResults): string {
     ...r.arms.map((a) => {
       const name = a.note ? `${a.arm} (${a.note})` : a.arm;
       const acc = task
-        ? ` ${f4(a.accuracy_mean!)} ± ${f4(a.accuracy_sd!)} | ${vsCell(a.accuracy_vs_baseline)} |`
+        ? ` ${pct(a.accuracy_mean!)} ± ${pct(a.accuracy_sd!)} | ${vsCell(a.accuracy_vs_baseline)} |`
         : "";
       return `| ${name} | ${a.spec} | ${a.params} | ${a.steps} | ${a.tokens} | ` +
         `${(a.flops / 1e9).toPrecision(3)} | ${a.train_seconds} | ${f4(a.val_bpb_mean)} ± ` +
@@ -160,14 +243,19 @@ export function markdown(r: SuiteResults): string {
         `(${a.kv_formula}) | ${(a.prefill_flops / 1e9).toPrecision(3)} |${acc}`;
     }),
     "",
-    ...r.arms.filter((a) => a.vs_baseline).flatMap((a) => [
-      verdictLine(a.arm, a.vs_baseline!, r.baseline, "bits/byte"),
-      ...(a.accuracy_vs_baseline
-        ? [verdictLine(a.arm, a.accuracy_vs_baseline, r.baseline, "accuracy")]
-        : []),
-    ]),
-    "",
-    "![validation curves](loss_curves.svg) ![final validation bits per byte](bars.svg)",
+    ...(["accuracy", "val_bpb"] as const).flatMap((m) =>
+      family(m).length === 0 ? [] : [
+        `Comparisons of ${
+          m === "val_bpb" ? "validation bits per byte (lower is better)" : "accuracy"
+        }, Holm-corrected over these ${family(m).length}:`,
+        "",
+        ...family(m).map((c) => comparisonLine(c, r)),
+        "",
+      ]
+    ),
+    `![validation curves](loss_curves.svg) ![final validation bits per byte](bars.svg)${
+      task ? " ![accuracy](accuracy.svg)" : ""
+    }${r.arms.some((a) => a.series) ? " ![loss against training tokens](series.svg)" : ""}`,
     "",
   ].join("\n");
 }
@@ -181,11 +269,12 @@ export function pictures(r: SuiteResults): Record<string, string> {
     ]);
     return { name: a.arm, points };
   });
-  return {
+  const out: Record<string, string> = {
     "loss_curves.svg": lineChart(curves, {
       title: `${r.suite}: validation (mean over seeds)`,
       xLabel: "training tokens (bytes)",
       yLabel: "bits per byte",
+      logX: r.arms.some((a) => a.series),
     }),
     "bars.svg": barChart(
       r.arms.map((a) => ({ name: a.arm, value: a.val_bpb_mean, err: a.val_bpb_sd })),
@@ -196,6 +285,39 @@ export function pictures(r: SuiteResults): Record<string, string> {
       },
     ),
   };
+  if (r.arms.some((a) => a.accuracy_mean !== undefined)) {
+    out["accuracy.svg"] = barChart(
+      r.arms.map((a) => ({
+        name: a.arm,
+        value: 100 * a.accuracy_mean!,
+        err: 100 * a.accuracy_sd!,
+      })),
+      {
+        title: `${r.suite}: greedy exact-match accuracy (± sd over seeds)`,
+        xLabel: "arm",
+        yLabel: "accuracy (%)",
+      },
+    );
+  }
+  const series = [...new Set(r.arms.flatMap((a) => a.series ? [a.series] : []))];
+  if (series.length > 0) {
+    out["series.svg"] = lineChart(
+      series.map((name) => ({
+        name,
+        points: r.arms.filter((a) => a.series === name).map((a): [number, number] => [
+          a.tokens,
+          a.val_bpb_mean,
+        ]),
+      })),
+      {
+        title: `${r.suite}: final validation bits per byte against training tokens (mean)`,
+        xLabel: "training tokens per run (bytes, log scale)",
+        yLabel: "bits per byte",
+        logX: true,
+      },
+    );
+  }
+  return out;
 }
 
 /** Writes results.json, results.md and the pictures into `dir` (each atomically). */

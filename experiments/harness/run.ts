@@ -1,7 +1,10 @@
 /**
- * One run of an experiment: an arm's config at one seed, trained on the suite's budget with the
- * in-process `Trainer`, validated at `eval_points` evenly spaced steps and at the end. Loss is in
- * nats per token and bits per byte (the byte tokenizer: one token is one byte). Platform-neutral.
+ * One run of an experiment: an arm's config at one seed, trained on the suite's budget, validated
+ * at `eval_points` evenly spaced steps and at the end. What every engine shares lives here: what a
+ * run records (`RunResult`), its step count from the budget and the steps where it validates and
+ * logs (`planRun`), so a run means the same in both engines. `runArm` is the WebGPU engine, the
+ * in-process `Trainer`; experiments/harness/torch_engine.ts is the PyTorch one. Loss is in nats
+ * per token and bits per byte (the byte tokenizer: one token is one byte). Platform-neutral.
  */
 import type { Config } from "../../runtime/model/config.ts";
 import type { KernelContext } from "../../runtime/gpu/kernel.ts";
@@ -24,12 +27,60 @@ export interface RunResult {
   flops: number;
   /** Wall time of the training steps (validation excluded). */
   train_seconds: number;
+  /** Mean training loss (nats per token) of the steps up to each logged step: [step, loss]. */
+  losses: [number, number][];
   /** Validation loss (nats per token) after `tokens` training tokens, at each point. */
   curve: [number, number][];
   val_loss: number;
   val_bpb: number;
   /** Greedy exact-match accuracy on the task's validation lines (task suites). */
   accuracy?: number;
+}
+
+/** How a run is split into steps: how many, where it validates and where it logs its loss. */
+export interface RunPlan {
+  steps: number;
+  /** Steps before the last after which the run validates (the last always does). */
+  evalSteps: number[];
+  /** Steps between logged training losses (the last step is always logged). */
+  logEvery: number;
+}
+
+/**
+ * The steps of a run: the budget's (tokens at the config's batch shape times the arm's factor,
+ * FLOPs over `flopsPerStep`, or seconds over `secondsPerStep`), `evalPoints` evenly spaced
+ * validations before the end, and about 20 logged losses (at most every `train.log_every`).
+ */
+export function planRun(
+  c: Config,
+  o: {
+    budget: Budget;
+    tokensFactor: number;
+    evalPoints: number;
+    flopsPerStep: number;
+    secondsPerStep?: number;
+  },
+): RunPlan {
+  const b = o.budget;
+  let steps: number;
+  if ("tokens" in b) steps = stepsForTokens(c, b.tokens * o.tokensFactor);
+  else if ("flops" in b) steps = Math.max(1, Math.round(b.flops / o.flopsPerStep));
+  else if (o.secondsPerStep !== undefined) {
+    steps = Math.max(1, Math.floor(b.seconds / o.secondsPerStep));
+  } else throw new Error("a seconds budget needs timed steps (the WebGPU engine)");
+  const evalSteps = [
+    ...new Set(
+      Array.from(
+        { length: o.evalPoints },
+        (_, i) => Math.round((i + 1) * steps / (o.evalPoints + 1)),
+      ),
+    ),
+  ].filter((s) => s > 0 && s < steps);
+  return {
+    steps,
+    evalSteps,
+    logEvery: Math.max(1, Math.min(c.train.log_every, Math.ceil(steps / 20))),
+  };
 }
 
 /** Options of `runArm`. */
@@ -60,7 +111,7 @@ async function secondsPerStep(ctx: KernelContext, config: Config, corpus: Corpus
   }
 }
 
-/** Trains one arm at one seed on the budget and returns what it reached. */
+/** Trains one arm at one seed on the budget with the WebGPU `Trainer`; returns what it reached. */
 export async function runArm(
   ctx: KernelContext,
   config: Config,
@@ -68,29 +119,24 @@ export async function runArm(
   o: RunOptions,
 ): Promise<RunResult> {
   const c = structuredClone(config), b = o.budget;
-  const perSecond = "seconds" in b ? await secondsPerStep(ctx, c, corpus, o) : 0;
+  const perSecond = "seconds" in b ? await secondsPerStep(ctx, c, corpus, o) : undefined;
   const trainer = new Trainer(ctx, c, corpus, o);
   try {
+    const plan = planRun(c, {
+      ...o,
+      flopsPerStep: trainer.flopsPerStep,
+      secondsPerStep: perSecond,
+    });
     // The schedule reads train.steps at every step, so the budget may set it before the first.
-    c.train.steps = "tokens" in b
-      ? stepsForTokens(c, b.tokens * o.tokensFactor)
-      : "flops" in b
-      ? Math.max(1, Math.round(b.flops / trainer.flopsPerStep))
-      : Math.max(1, Math.floor(b.seconds / perSecond));
-    const steps = c.train.steps, perStep = c.train.batch_size * c.train.seq_len;
-    const points = new Set(
-      Array.from(
-        { length: o.evalPoints },
-        (_, i) => Math.round((i + 1) * steps / (o.evalPoints + 1)),
-      ),
-    );
-    const curve: [number, number][] = [];
+    c.train.steps = plan.steps;
+    const steps = plan.steps, perStep = c.train.batch_size * c.train.seq_len;
+    const points = new Set(plan.evalSteps);
+    const curve: [number, number][] = [], losses: [number, number][] = [];
     let trainMs = 0, loss = NaN;
-    const logEvery = Math.max(1, Math.min(c.train.log_every, Math.ceil(steps / 20)));
     while (trainer.step < steps) {
       const t0 = performance.now();
       trainer.trainStep();
-      if (trainer.step % logEvery === 0 || trainer.step === steps) {
+      if (trainer.step % plan.logEvery === 0 || trainer.step === steps) {
         loss = (await trainer.takeLoss()).loss;
         if (!Number.isFinite(loss)) {
           throw new Error(
@@ -98,12 +144,13 @@ export async function runArm(
               `lower its train.lr (now ${c.train.lr})`,
           );
         }
+        losses.push([trainer.step, loss]);
       } else if (points.has(trainer.step)) {
         await ctx.gpu.device.queue.onSubmittedWorkDone();
       }
       trainMs += performance.now() - t0;
-      if (trainer.step % logEvery === 0) o.progress?.(trainer.step, steps, loss);
-      if (points.has(trainer.step) && trainer.step < steps) {
+      if (trainer.step % plan.logEvery === 0) o.progress?.(trainer.step, steps, loss);
+      if (points.has(trainer.step)) {
         curve.push([trainer.step * perStep, (await trainer.evaluate()).loss]);
       }
     }
@@ -126,6 +173,7 @@ export async function runArm(
       tokens: steps * perStep,
       flops: steps * trainer.flopsPerStep,
       train_seconds: +(trainMs / 1000).toFixed(2),
+      losses,
       curve,
       val_loss: val,
       val_bpb: val / Math.LN2,

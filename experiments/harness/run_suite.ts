@@ -1,32 +1,25 @@
 /**
  * Running a suite, what `deno task experiment` calls: every arm of a suite (experiments/<suite>.json,
- * or a path) at several seeds on the Brown corpus or the suite's task, one run after another with
- * progress across runs; each finished run is stored under the results folder (runs/, so a killed
- * suite resumes where it stopped), then results.json, results.md and the pictures (report.ts).
- * `render` writes the summary, table and pictures again from an existing results.json (its runs,
- * command, adapter, commit and date kept) and the suite file, training nothing and needing no GPU.
+ * or a path) at several seeds on the Brown corpus or the suite's task, on one of the engines
+ * (experiments/harness/engines.ts: WebGPU in this process, or PyTorch processes `jobs` at a time),
+ * with progress across runs; each finished run is stored under the results folder (runs/, so a
+ * killed suite resumes where it stopped), then results.json, results.md and the pictures
+ * (report.ts). `render` writes the summary, table and pictures again from an existing
+ * results.json (its runs, command, engine, commit and date kept) and the suite file, training
+ * nothing and needing no GPU.
  */
 import { dirname, join, resolve } from "node:path";
-import {
-  type Arm,
-  armSections,
-  type Budget,
-  parseSuite,
-  runConfig,
-  seedsOf,
-  type Suite,
-} from "./suite.ts";
-import { runArm, type RunResult } from "./run.ts";
-import { type Example, examples, taskCorpus } from "./tasks.ts";
+import { armSections, type Budget, parseSuite, runConfig, seedsOf, type Suite } from "./suite.ts";
+import type { RunResult } from "./run.ts";
+import { examples, taskCorpus } from "./tasks.ts";
 import { clearRuns, gitCommit, hasRuns, loadRun, saveRun } from "./store.ts";
 import { METHOD, suiteCosts, type SuiteResults, summarize, writeResults } from "./report.ts";
+import { type Engine, type EngineJob, type EngineName, webgpuEngine } from "./engines.ts";
+import { checkBlasDir, TorchEngine } from "./torch_engine.ts";
 import { COSTS_METHOD } from "./costs.ts";
 import { resolveRunConfig, type RunConfig } from "../../runtime/host/config_file.ts";
 import { brownCorpus } from "../../runtime/host/corpus.ts";
 import { hostContext } from "../../runtime/host/gpu_options.ts";
-import type { KernelContext } from "../../runtime/gpu/kernel.ts";
-import type { Corpus } from "../../runtime/data/batches.ts";
-import type { AttentionSpec } from "../../dsl/spec.ts";
 import type { Layout } from "../../compiler/layout.ts";
 import { scoredPositions } from "../../compiler/analysis/leaks.ts";
 
@@ -50,6 +43,12 @@ export interface SuiteRequest extends BudgetFlags {
   /** Results folder (default experiments/results/<suite>). */
   out?: string;
   layout: Layout;
+  /** Default `webgpu`. */
+  engine?: EngineName;
+  /** Runs side by side (torch only; default 1). */
+  jobs?: number;
+  /** A folder whose libblas.so.3 the torch runs load first (torch only). */
+  torchBlas?: string;
   /** The command line recorded in results.json. */
   command: string;
   log?: (line: string) => void;
@@ -109,6 +108,7 @@ export async function runSuite(o: SuiteRequest): Promise<SuiteResults> {
   const dir = o.out ?? join("experiments", "results", suite.name);
   const armRuns = await resolveArms(suite, file);
   if (o.renderOnly) return await render(dir, suite, armRuns);
+  const torchBlas = await checkEngine(o, suite, budget, armRuns);
   if (o.fresh) await clearRuns(dir);
   else if (!o.resume && await hasRuns(dir)) {
     throw new Error(
@@ -120,73 +120,172 @@ export async function runSuite(o: SuiteRequest): Promise<SuiteResults> {
   const ctx = await hostContext();
   // A task suite trains on its generated lines; its accuracy is measured on validation lines.
   const corpus = suite.task
-    ? taskCorpus(suite.task, { trainBytes: 1 << 20, valExamples: 512 })
+    ? taskCorpus(suite.task, { trainBytes: 4 << 20, valExamples: 512 })
     : await brownCorpus();
   const taskExamples = suite.task ? examples(suite.task, 256, 2) : undefined;
   const seeds = seedsOf(suite.seeds);
-  const jobs = suite.arms.flatMap((arm) => seeds.map((seed) => ({ arm, seed })));
-  const runs: RunResult[] = [];
-  const t0 = performance.now();
-  let fresh = 0;
-  for (const [i, { arm, seed }] of jobs.entries()) {
-    const { spec } = armRuns.get(arm.name)!,
-      config = runConfig(armRuns.get(arm.name)!.config, seed);
-    const definition = {
-      config,
-      spec: spec.source,
-      budget,
-      tokens_factor: arm.tokens_factor,
-      eval_points: suite.eval_points,
-      layout: o.layout,
-    };
-    const tag = `[${i + 1}/${jobs.length}] ${arm.name} seed ${seed}`;
-    const done = o.resume ? await loadRun(dir, arm.name, seed, definition, log) : undefined;
-    if (done) {
-      log(`${tag}: finished earlier (${done.val_bpb.toFixed(4)} bits/byte), kept`);
-      runs.push(done);
-      continue;
-    }
-    const result = await runOne(ctx, corpus, {
-      arm,
-      seed,
-      config,
-      budget,
-      suite,
-      layout: o.layout,
-      tag,
-      t0,
-      log,
-      left: jobs.length - i,
-      fresh,
-      taskExamples,
-      spec,
-    });
-    fresh++;
-    await saveRun(dir, { definition, result });
-    log(
-      `${tag}: ${
-        result.val_bpb.toFixed(4)
-      } bits/byte after ${result.steps} steps (${result.train_seconds} s)`,
+  const commit = await gitCommit(); // the code the runs are made with, not the code at the end
+  const engine = o.engine === "torch"
+    ? await TorchEngine.open({ ctx, corpus, layout: o.layout, blas: torchBlas })
+    : webgpuEngine(ctx, corpus, o.layout);
+  try {
+    const e = engine.info;
+    log(`engine: ${e.name} (${e.version}; ${e.blas}; ${e.device})`);
+    const runs = await runAll(
+      engine,
+      suite.arms.flatMap((arm) =>
+        seeds.map((seed) => ({
+          arm: arm.name,
+          seed,
+          config: runConfig(armRuns.get(arm.name)!.config, seed),
+          spec: armRuns.get(arm.name)!.spec,
+          budget,
+          tokensFactor: arm.tokens_factor,
+          evalPoints: suite.eval_points,
+          taskExamples,
+        }))
+      ),
+      {
+        dir,
+        jobs: o.jobs ?? 1,
+        resume: !!o.resume,
+        engine: o.engine ?? "webgpu",
+        layout: o.layout,
+        log,
+      },
     );
-    runs.push(result);
+    const results = suiteResults(suite, armRuns, {
+      command: o.command,
+      adapter: ctx.gpu.adapterName,
+      engine: engine.info,
+      commit,
+      date: new Date().toISOString().slice(0, 10),
+      budget,
+      seeds,
+      runs,
+    });
+    await writeResults(dir, results);
+    return results;
+  } finally {
+    await engine.close();
   }
-  const results = suiteResults(suite, armRuns, {
-    command: o.command,
-    adapter: ctx.gpu.adapterName,
-    commit: await gitCommit(),
-    date: new Date().toISOString().slice(0, 10),
-    budget,
-    seeds,
-    runs,
+}
+
+/**
+ * Every run of a suite, in job order: a stored run with the same definition is kept (`resume`),
+ * the others train on the engine, `jobs` at a time; each is stored as soon as it finishes. The
+ * first failure stops the runs in flight and is thrown.
+ */
+async function runAll(
+  engine: Engine,
+  jobs: EngineJob[],
+  o: {
+    dir: string;
+    jobs: number;
+    resume: boolean;
+    engine: EngineName;
+    layout: Layout;
+    log: (line: string) => void;
+  },
+): Promise<RunResult[]> {
+  const runs: RunResult[] = new Array(jobs.length), todo: number[] = [];
+  const definition = (j: EngineJob) => ({
+    config: j.config,
+    spec: j.spec.source,
+    budget: j.budget,
+    tokens_factor: j.tokensFactor,
+    eval_points: j.evalPoints,
+    layout: o.layout,
+    engine: o.engine,
   });
-  await writeResults(dir, results);
-  return results;
+  const tag = (i: number) => `[${i + 1}/${jobs.length}] ${jobs[i].arm} seed ${jobs[i].seed}`;
+  for (const [i, j] of jobs.entries()) {
+    const done = o.resume ? await loadRun(o.dir, j.arm, j.seed, definition(j), o.log) : undefined;
+    if (done) {
+      o.log(`${tag(i)}: finished earlier (${done.val_bpb.toFixed(4)} bits/byte), kept`);
+      runs[i] = done;
+    } else todo.push(i);
+  }
+  const t0 = performance.now(), stop = new AbortController();
+  let next = 0, finished = 0, failure: unknown;
+  const eta = () => {
+    const s = (performance.now() - t0) / 1000;
+    return finished > 0
+      ? ` · suite ETA ~${Math.round(s / finished * (todo.length - finished))} s`
+      : "";
+  };
+  const worker = async () => {
+    while (next < todo.length && failure === undefined) {
+      const i = todo[next++], j = jobs[i];
+      let last = 0;
+      j.progress = (step, steps, loss) => {
+        const now = performance.now();
+        if (now - last < 2000 && step < steps) return;
+        last = now;
+        o.log(`${tag(i)}: step ${step}/${steps} loss ${loss.toFixed(3)}${eta()}`);
+      };
+      try {
+        const r = await engine.run(j, stop.signal);
+        await saveRun(o.dir, { definition: definition(j), result: r });
+        runs[i] = r;
+        finished++;
+        o.log(
+          `${tag(i)}: ${
+            r.val_bpb.toFixed(4)
+          } bits/byte after ${r.steps} steps (${r.train_seconds} s)${eta()}`,
+        );
+      } catch (e) {
+        failure ??= e;
+        stop.abort();
+      }
+    }
+  };
+  const n = Math.min(o.jobs, engine.maxJobs, todo.length);
+  await Promise.all(Array.from({ length: n }, worker));
+  if (failure !== undefined) throw failure;
+  return runs;
+}
+
+/**
+ * Refuses, before any work, what the engine cannot do: several jobs or a BLAS folder on WebGPU, a
+ * wall-time budget or per-copy embedding tables on PyTorch. Returns the BLAS folder, resolved.
+ */
+async function checkEngine(
+  o: SuiteRequest,
+  suite: Suite,
+  budget: Budget,
+  armRuns: ReadonlyMap<string, RunConfig>,
+): Promise<string | undefined> {
+  if (o.engine !== "torch") {
+    if ((o.jobs ?? 1) > 1) {
+      throw new Error(
+        "--jobs runs several PyTorch processes side by side: add --engine torch (a WebGPU run " +
+          "already uses every core through the adapter)",
+      );
+    }
+    if (o.torchBlas) throw new Error("--torch-blas is for --engine torch");
+    return undefined;
+  }
+  if ("seconds" in budget) {
+    throw new Error(
+      "--minutes times WebGPU steps: with --engine torch give --budget-tokens or --budget-flops",
+    );
+  }
+  for (const [arm, r] of armRuns) {
+    if (r.config.phd.embeddings === "per-copy") {
+      throw new Error(
+        `suite ${suite.name}, arm "${arm}": per-copy embedding tables train only with --engine ` +
+          "webgpu (python/phd_torch builds one shared table)",
+      );
+    }
+  }
+  return o.torchBlas === undefined ? undefined : await checkBlasDir(o.torchBlas);
 }
 
 /** What a suite's runs were made by, and the runs. */
 type RunsMade = Pick<
   SuiteResults,
-  "command" | "adapter" | "commit" | "date" | "budget" | "seeds" | "runs"
+  "command" | "adapter" | "engine" | "commit" | "date" | "budget" | "seeds" | "runs"
 >;
 
 /** results.json of a suite's runs: the suite's text, statistics and costs of today's code. */
@@ -195,12 +294,13 @@ function suiteResults(
   armRuns: ReadonlyMap<string, RunConfig>,
   made: RunsMade,
 ): SuiteResults {
-  const { command, adapter, commit, date, budget, seeds, runs } = made;
+  const { command, adapter, engine, commit, date, budget, seeds, runs } = made;
   return {
     suite: suite.name,
     description: suite.description,
     command,
     adapter,
+    engine,
     commit,
     date,
     budget,
@@ -208,7 +308,7 @@ function suiteResults(
     baseline: suite.baseline,
     method: METHOD,
     costs_method: COSTS_METHOD,
-    arms: summarize(suite, runs, suiteCosts(armRuns)),
+    ...summarize(suite, runs, suiteCosts(armRuns)),
     runs,
   };
 }
@@ -230,7 +330,8 @@ async function resolveArms(suite: Suite, file: string): Promise<Map<string, RunC
 
 /**
  * `--render-only`: the summary, table and pictures of an existing results.json again, with the
- * suite file's arms and today's columns; its runs, command, adapter, commit and date are kept.
+ * suite file's arms, comparisons and today's columns; its runs, command, engine, commit and date
+ * are kept.
  */
 async function render(
   dir: string,
@@ -256,44 +357,4 @@ async function render(
   const results = suiteResults(suite, armRuns, old);
   await writeResults(dir, results);
   return results;
-}
-
-async function runOne(
-  ctx: KernelContext,
-  corpus: Corpus,
-  j: {
-    arm: Arm;
-    seed: number;
-    config: ReturnType<typeof runConfig>;
-    budget: Budget;
-    suite: Suite;
-    layout: Layout;
-    tag: string;
-    t0: number;
-    log: (line: string) => void;
-    left: number;
-    fresh: number;
-    taskExamples?: Example[];
-    spec: AttentionSpec;
-  },
-): Promise<RunResult> {
-  let last = 0;
-  return await runArm(ctx, j.config, corpus, {
-    arm: j.arm.name,
-    seed: j.seed,
-    budget: j.budget,
-    tokensFactor: j.arm.tokens_factor,
-    evalPoints: j.suite.eval_points,
-    taskExamples: j.taskExamples,
-    layout: j.layout,
-    spec: j.spec,
-    progress: (step, steps, loss) => {
-      const now = performance.now();
-      if (now - last < 2000 && step < steps) return;
-      last = now;
-      const elapsed = (now - j.t0) / 1000;
-      const eta = j.fresh > 0 ? ` · suite ETA ~${Math.round(elapsed / j.fresh * j.left)} s` : "";
-      j.log(`${j.tag}: step ${step}/${steps} loss ${loss.toFixed(3)}${eta}`);
-    },
-  });
 }

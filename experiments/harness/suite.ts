@@ -12,8 +12,13 @@
  *   "arms": [
  *     { "name": "vanilla", "config": { "phd": { "K": 1, "variant": "causal" } } },
  *     { "name": "vanilla 3x tokens", "config": { "phd": { "K": 1, "variant": "causal" } },
- *       "tokens_factor": 3, "note": "equal-FLOPs control" } ] }
+ *       "tokens_factor": 3, "note": "equal-FLOPs control" } ],
+ *   "comparisons": [{ "arm": "phd-cswa K=3", "against": "vanilla 3x tokens" }] }
  * ```
+ *
+ * Every arm is compared with the baseline; `comparisons` adds pairs the suite's question needs
+ * (all of them corrected together, experiments/harness/stats.ts). Arms that share a `series` are
+ * drawn as one line of final loss against their training tokens (the `budget` suite).
  *
  * Budgets (docs/DESIGN.md 3): `tokens` (training input positions per run; an arm's
  * `tokens_factor` multiplies it), `flops` (model training FLOPs per run: steps are chosen so every
@@ -30,6 +35,14 @@ export interface Arm {
   tokens_factor: number;
   /** What the arm is for, shown in the results (e.g. "equal-FLOPs control"). */
   note?: string;
+  /** The line the arm belongs to in the picture of loss against training tokens. */
+  series?: string;
+}
+
+/** A comparison a suite asks for besides every arm against the baseline. */
+export interface Pair {
+  arm: string;
+  against: string;
 }
 
 /** How much each run trains. */
@@ -49,6 +62,8 @@ export interface Suite {
   /** A synthetic task instead of the Brown corpus; runs then also report its accuracy. */
   task?: Task;
   arms: Arm[];
+  /** Extra comparisons (each arm against the baseline is always made). */
+  comparisons: Pair[];
 }
 
 function fail(where: string, msg: string): never {
@@ -87,8 +102,9 @@ const SUITE_FIELDS = [
   "base",
   "task",
   "arms",
+  "comparisons",
 ];
-const ARM_FIELDS = ["name", "config", "tokens_factor", "note"];
+const ARM_FIELDS = ["name", "config", "tokens_factor", "note", "series"];
 
 /**
  * Parses a suite file's JSON and checks it: every arm's config must parse (so a typo fails before
@@ -120,6 +136,9 @@ export function parseSuite(raw: unknown, file = "suite"): Suite {
       fail(`${where} "${a.name}"`, (e as Error).message);
     }
     if (a.note !== undefined && typeof a.note !== "string") fail(`${where}.note`, "must be text");
+    if (a.series !== undefined && (typeof a.series !== "string" || !a.series)) {
+      fail(`${where}.series`, "must be a non-empty string");
+    }
     return {
       name: a.name,
       config,
@@ -127,6 +146,7 @@ export function parseSuite(raw: unknown, file = "suite"): Suite {
         ? 1
         : positive(`${where}.tokens_factor`, a.tokens_factor, false),
       note: a.note as string | undefined,
+      series: a.series as string | undefined,
     };
   });
   const names = new Set<string>(), files = new Set<string>();
@@ -144,6 +164,7 @@ export function parseSuite(raw: unknown, file = "suite"): Suite {
   }
   return {
     name: raw.name,
+    comparisons: parsePairs(`${file}.comparisons`, raw.comparisons ?? [], names, baseline),
     description: typeof raw.description === "string" ? raw.description : "",
     baseline,
     seeds: raw.seeds === undefined ? 3 : positive(`${file}.seeds`, raw.seeds, true),
@@ -155,6 +176,32 @@ export function parseSuite(raw: unknown, file = "suite"): Suite {
     task: raw.task === undefined ? undefined : parseTaskAt(`${file}.task`, raw.task),
     arms,
   };
+}
+
+/** The extra comparisons: pairs of two different arms, none repeated or against the baseline. */
+function parsePairs(where: string, raw: unknown, names: Set<string>, baseline: string): Pair[] {
+  if (!Array.isArray(raw)) fail(where, `must be a list like [{"arm": "a", "against": "b"}]`);
+  const seen = new Set<string>();
+  return raw.map((p, i) => {
+    const at = `${where}[${i}]`;
+    if (!isObject(p) || Object.keys(p).sort().join() !== "against,arm") {
+      fail(at, `must be {"arm": ..., "against": ...}, got ${JSON.stringify(p)}`);
+    }
+    for (const k of ["arm", "against"] as const) {
+      if (typeof p[k] !== "string" || !names.has(p[k] as string)) {
+        fail(`${at}.${k}`, `must name an arm (${[...names].join(", ")})`);
+      }
+    }
+    const pair = { arm: p.arm as string, against: p.against as string };
+    const key = [pair.arm, pair.against].sort().join("\n");
+    if (pair.arm === pair.against) fail(at, `compares "${pair.arm}" with itself`);
+    if (pair.against === baseline || pair.arm === baseline) {
+      fail(at, `every arm is compared with the baseline "${baseline}" already`);
+    }
+    if (seen.has(key)) fail(at, `compares "${pair.arm}" and "${pair.against}" twice`);
+    seen.add(key);
+    return pair;
+  });
 }
 
 function parseTaskAt(where: string, raw: unknown): Task {

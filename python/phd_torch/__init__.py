@@ -14,5 +14,6 @@ and training states, so a run moves between `deno task train` and PyTorch.
 
 Modules: model (the network, the mask module, the shared initialisation), rng (mulberry32),
 data (token files, the batch sampler), config (sections, defaults, schedule), optim (AdamW as the
-WGSL kernel computes it), io (checkpoint units), dist (processes, DDP, FSDP), train, infer.
+WGSL kernel computes it), io (checkpoint units), dist (processes, DDP, FSDP), engine (the torch,
+BLAS and device a run reports), train, infer.
 """

@@ -1,9 +1,10 @@
-"""The command line: `python3 -m phd_torch eval|generate|train ...` with python/ on PYTHONPATH (or
-`python3 python/phd_torch ...`), alone or as each process of torchrun (`python3 -m
+"""The command line: `python3 -m phd_torch eval|generate|train|engine ...` with python/ on
+PYTHONPATH (or `python3 python/phd_torch ...`), alone or as each process of torchrun (`python3 -m
 torch.distributed.run --standalone --nproc_per_node N -r 1 -t 1 -m phd_torch train ...`). Every
 failure is one `error:` line and exit status 1 (python/one_line_errors.py); PHD_DEBUG=1 shows
 the traceback.
 """
+import json
 import os
 import sys
 
@@ -14,6 +15,20 @@ from one_line_errors import Parser, non_negative, positive, run  # noqa: E402
 from phd_torch import __doc__ as summary  # noqa: E402
 from phd_torch.infer import cmd_eval, cmd_generate  # noqa: E402
 from phd_torch.train import cmd_train  # noqa: E402
+
+
+def cmd_engine(args):
+    """Print the torch, BLAS, threads and device this interpreter trains with (one JSON line)."""
+    import torch
+
+    from phd_torch.engine import describe
+
+    print(json.dumps(describe(torch.device("cuda" if torch.cuda.is_available() else "cpu"))))
+
+
+def step_list(v):
+    """argparse type: comma-separated positive integers (steps)."""
+    return [positive(x) for x in v.split(",")]
 
 
 def parser():
@@ -45,6 +60,8 @@ def parser():
     g.add_argument("--ckpt", required=True)
     g.add_argument("--prompt", required=True)
     g.add_argument("--max-new-tokens", type=positive, required=True)
+    n = sub.add_parser("engine", help=cmd_engine.__doc__, description=cmd_engine.__doc__)
+    n.set_defaults(fn=cmd_engine)
     t = command("train", cmd_train, "train on a token file, alone or under torchrun")
     t.add_argument("--config", help="a fresh model: this project's config file or a HF config.json")
     t.add_argument("--init", help="a new run from this checkpoint's weights")
@@ -57,6 +74,11 @@ def parser():
     t.add_argument("--seed", type=non_negative, help="initial weights and batches (train.seed)")
     t.add_argument("--save-every", type=non_negative, help="a checkpoint unit every N steps")
     t.add_argument("--log-every", type=positive, help="a logged mean loss every N steps")
+    t.add_argument(
+        "--eval-at",
+        type=step_list,
+        help="validate after these steps too (comma-separated, each before the last step)",
+    )
     t.add_argument("--grad-accum", type=positive, default=1, help="micro-batches per rank and step")
     t.add_argument("--out", help="checkpoint to write (default with --resume: that one)")
     t.add_argument(

@@ -2,6 +2,7 @@
 under torchrun, on the same tokens, from the same weights, with the same steps.
 
     --config F | --init CKPT | --resume CKPT    a fresh model | a checkpoint's weights | its run
+    --init CKPT --config F                      a checkpoint's weights under F's train section
     --tokens F                                  the token file (deno task tokenize)
 
 A step draws the global batch (`train.batch_size` windows) with the mulberry32 sampler from the
@@ -29,6 +30,7 @@ from one_line_errors import UsageError
 from phd_torch.config import DEFAULTS, MODEL_KEYS, check, learning_rate, load_config
 from phd_torch.data import Batches, TokenFile, eval_starts, windows
 from phd_torch.dist import Processes, clean, fsdp_refusal
+from phd_torch.engine import describe
 from phd_torch.io import (
     checkpoint_meta,
     guard_checkpoint_output,
@@ -82,11 +84,12 @@ def prepare(args, say):
             f"mask module {mask.NAME} reads a per-batch document table (docs), which phd_torch "
             "does not fill: train this spec with deno task train"
         )
-    given = [f for f in ("config", "init", "resume") if getattr(args, f)]
-    if len(given) != 1:
+    given = {f for f in ("config", "init", "resume") if getattr(args, f)}
+    if len(given) != 1 and given != {"config", "init"}:
         raise UsageError(
             "give exactly one of --config FILE (a fresh model), --init CKPT (its weights, a new "
-            "run) or --resume CKPT (continue its run)"
+            "run; with --config FILE, under that file's train section) or --resume CKPT (continue "
+            "its run)"
         )
     run = {"mask": mask, "weights": None, "resume": None}
     if args.resume:
@@ -115,10 +118,21 @@ def prepare(args, say):
         check_finite(run["weights"], args.init)
         m = checkpoint_meta(args.init, meta)
         check_mask(mask, m["phd"], args.init)
-        config = copy.deepcopy(DEFAULTS)
-        config["model"] = {k: m["config"][k] for k in MODEL_KEYS}
-        if args.seq_len is None and "context" in meta:
-            config["train"]["seq_len"] = int(meta["context"])
+        model = {k: m["config"][k] for k in MODEL_KEYS}
+        if args.config:
+            # the weights of a run's step 0 written by the other engine, trained under the file
+            config = load_config(args.config, m["phd"])
+            for k in MODEL_KEYS:
+                if config["model"][k] != model[k]:
+                    raise UsageError(
+                        f"{args.config}: config.model.{k} is {json.dumps(config['model'][k])}, "
+                        f'the --init checkpoint "{args.init}" has {json.dumps(model[k])}'
+                    )
+        else:
+            config = copy.deepcopy(DEFAULTS)
+            config["model"] = model
+            if args.seq_len is None and "context" in meta:
+                config["train"]["seq_len"] = int(meta["context"])
         ck = {"phd": meta["phd"], "tokenizer": meta["tokenizer"]}
         run["source"] = args.init
     else:
@@ -174,8 +188,15 @@ def prepare(args, say):
         if _same_file(out, getattr(args, flag) or (path if flag == "tokens" else None)):
             raise UsageError(f"--out {out} is the --{flag} input: write the checkpoint elsewhere")
     guard_checkpoint_output(out, args.force)
+    late = [s for s in args.eval_at or () if s >= t["steps"]]
+    if late:
+        raise UsageError(
+            f"--eval-at {late[0]} is not before the last step ({t['steps']}), which always "
+            "validates: give steps below it"
+        )
     ck["context"] = L
     run.update(
+        eval_at=set(args.eval_at or ()),
         config=config,
         ck=ck,
         tokens=tokens,
@@ -301,7 +322,8 @@ def train(args, run, procs, say):
             last_save = time.time()
             if procs.rank == 0:
                 prune_series(out, t["keep_last"])
-        if t["eval_every"] > 0 and step % t["eval_every"] == 0 and step < t["steps"]:
+        every = t["eval_every"] > 0 and step % t["eval_every"] == 0
+        if (every or step in run["eval_at"]) and step < t["steps"]:
             e0 = time.time()
             val_points.append([step, validate()])
             eval_s += time.time() - e0
@@ -325,6 +347,10 @@ def train(args, run, procs, say):
         "seconds": round(time.time() - t0, 3),
         "tokens_per_s": round(done * B * L / train_s, 1) if done and train_s > 0 else 0,
         "step_ms": [round(x, 3) for x in step_ms],
+        "engine": {
+            **describe(dev),
+            "attention": "flex_attention" if model.use_flex else "dense additive mask",
+        },
         "saves": saves,
         "out": out,
     }

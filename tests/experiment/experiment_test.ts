@@ -7,7 +7,15 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import { compare, mean, sd, t975 } from "../../experiments/harness/stats.ts";
+import {
+  compare,
+  holm,
+  mean,
+  sd,
+  t975,
+  tTestP,
+  withHolm,
+} from "../../experiments/harness/stats.ts";
 import { parseSuite, slug } from "../../experiments/harness/suite.ts";
 import { assertUsageError, DENO_RUN, runScript } from "../fixtures/cli.ts";
 import { tinyModel } from "../fixtures/model.ts";
@@ -36,6 +44,40 @@ Deno.test("statistics: mean, sample sd, paired t-interval and its verdict on kno
   strictEqual(compare(new Map([[1, 2.4]]), base).verdict, "too few seeds");
   // Only seeds both sides have are paired.
   strictEqual(compare(new Map([[1, 2.4], [9, 1.0]]), base).n, 1);
+  // The spread of the effect is the sd of the paired differences; p is the paired t-test's.
+  assert(close(better.sd, 0.05));
+  assert(close(better.p!, tTestP(-0.25 / (0.05 / Math.sqrt(3)), 2)));
+});
+
+Deno.test("statistics: t-test p-values and Holm's correction on known inputs", () => {
+  // Two-sided p at the tabulated quantiles: 0.975 -> 0.05, 0.995 -> 0.01.
+  for (
+    const [t, df, p] of [[12.706, 1, 0.05], [4.303, 2, 0.05], [2.776, 4, 0.05], [9.925, 2, 0.01]]
+  ) {
+    assert(Math.abs(tTestP(t, df) - p) < 1e-4 && close(tTestP(-t, df), tTestP(t, df)), `${t}`);
+  }
+  strictEqual(tTestP(0, 4), 1);
+  strictEqual(tTestP(Infinity, 4), 0);
+  // Holm: the i-th smallest of m is multiplied by m - i + 1, then kept non-decreasing.
+  assertEquals(holm([0.01, 0.04, 0.03, 0.005]).map((x) => +x.toFixed(6)), [0.03, 0.06, 0.06, 0.02]);
+  assertEquals(holm([0.5, 0.9]), [1, 1]);
+  // Two effects each beyond noise alone are not after the correction; a strong one stays.
+  const base = new Map([[1, 2.5], [2, 2.6], [3, 2.7], [4, 2.8], [5, 2.9]]);
+  const shift = (ds: number[]) => new Map(ds.map((d, i) => [i + 1, base.get(i + 1)! + d]));
+  const weak = compare(shift([-0.01, -0.03, -0.02, 0, -0.04]), base); // t = -2.83, 4 df
+  const strong = compare(shift([-0.3, -0.31, -0.29, -0.3, -0.32]), base);
+  assert(weak.p! < 0.05 && weak.p! > 0.025, `weak p ${weak.p}`);
+  const [w, w2, st] = withHolm([weak, weak, strong]);
+  strictEqual(w.verdict, "better");
+  strictEqual(w.verdict_holm, "within seed noise");
+  assert(close(w.p_holm!, 2 * weak.p!) && close(w2.p_holm!, 2 * weak.p!));
+  strictEqual(st.verdict_holm, "better");
+  // Accuracy: higher is better.
+  strictEqual(
+    withHolm([compare(shift([0.3, 0.31, 0.29, 0.3, 0.32]), base, true)], true)[0]
+      .verdict_holm,
+    "better",
+  );
 });
 
 Deno.test("suite files: defaults, every shipped suite parses, bad ones fail with one line", async () => {
@@ -44,6 +86,7 @@ Deno.test("suite files: defaults, every shipped suite parses, bad ones fail with
   strictEqual(s.seeds, 3);
   assertEquals(s.budget, { tokens: 100000 });
   strictEqual(s.arms[1].tokens_factor, 2);
+  assertEquals(s.comparisons, []);
   strictEqual(slug("phd-cswa K=2"), "phd-cswa_K-2");
   for await (const e of Deno.readDir(new URL("../../experiments/", import.meta.url))) {
     if (!e.name.endsWith(".json")) continue;
@@ -52,7 +95,13 @@ Deno.test("suite files: defaults, every shipped suite parses, bad ones fail with
     );
     const suite = parseSuite(raw, e.name);
     strictEqual(`${suite.name}.json`, e.name);
-    assert(suite.seeds >= 3, `${e.name}: fewer than 3 seeds`);
+    assert(suite.seeds >= 2, `${e.name}: fewer than 2 seeds`);
+    // The suites that answer the paper's claims (experiments/README.md): 5 seeds, 1 M tokens.
+    if (ANSWERING.includes(suite.name)) {
+      assert(suite.seeds >= 5, `${e.name}: fewer than 5 seeds`);
+      const b = suite.budget as { tokens: number };
+      assert(b.tokens >= 1e6, `${e.name}: a budget below 1 M tokens`);
+    }
   }
   const bad: [unknown, RegExp][] = [
     [{ name: "x", arms: [] }, /arms: must be a non-empty list/],
@@ -62,6 +111,17 @@ Deno.test("suite files: defaults, every shipped suite parses, bad ones fail with
     [{ name: "x", arms: [{ name: "a" }, { name: "a" }] }, /two arms are named "a"/],
     [{ name: "x", arms: [{ name: "a" }], budget: { tokens: 1, flops: 2 } }, /exactly one of/],
     [{ name: "x", arms: [{ name: "a" }], seeds: 0 }, /seeds: must be a positive integer/],
+    ...([
+      [[{ arm: "b", against: "z" }], /comparisons\[0\]\.against: must name an arm/],
+      [[{ arm: "b", against: "b" }], /compares "b" with itself/],
+      [[{ arm: "b", against: "a" }], /compared with the baseline "a" already/],
+      [[{ arm: "b", against: "c" }, { arm: "c", against: "b" }], /compares "c" and "b" twice/],
+      [[["b", "c"]], /must be \{"arm": \.\.\., "against": \.\.\.\}/],
+    ] as const).map(([comparisons, re]): [unknown, RegExp] => [
+      { name: "x", arms: [{ name: "a" }, { name: "b" }, { name: "c" }], comparisons },
+      re,
+    ]),
+    [{ name: "x", arms: [{ name: "a", series: 3 }] }, /series: must be a non-empty string/],
   ];
   for (const [raw, re] of bad) {
     let msg = "";
@@ -73,6 +133,15 @@ Deno.test("suite files: defaults, every shipped suite parses, bad ones fail with
     assert(re.test(msg) && !msg.includes("\n"), `${JSON.stringify(raw)}: "${msg}"`);
   }
 });
+
+const ANSWERING = [
+  "k-sweep",
+  "window",
+  "chunk",
+  "reasoning",
+  "reasoning-parity",
+  "reasoning-copy",
+];
 
 const TINY_SUITE = {
   name: "tiny",
@@ -144,8 +213,19 @@ Deno.test("a tiny suite end to end: files, statistics, refusal, resume after SIG
     const vs = res.arms[1].vs_baseline;
     strictEqual(vs.n, 2);
     assert(["better", "worse", "within seed noise"].includes(vs.verdict));
+    // One comparison: Holm's correction leaves its p as it is.
+    assertEquals(res.comparisons, [vs]);
+    assertEquals([vs.arm, vs.against, vs.metric, vs.p_holm], [
+      "phd-cswa K=2",
+      "vanilla",
+      "val_bpb",
+      vs.p,
+    ]);
+    assertEquals(res.runs[0].losses.map((x: number[]) => x[0]), [1, 2, 3], "logged losses");
+    strictEqual(res.engine.name, "webgpu");
     const md = await Deno.readTextFile(join(out, "results.md"));
-    assert(md.includes("phd-cswa K=2") && md.includes("95% CI"), md);
+    assert(md.includes("phd-cswa K=2") && md.includes("95% CI") && md.includes("Holm p"), md);
+    assert(md.includes("Engine: webgpu") && /Seed spread \(sd over 2 seeds\)/.test(md), md);
     // Serving costs at 1024 positions: one key is K and V of 1 layer x 1 KV head x d 8 in f32 =
     // 64 bytes; vanilla keeps every position's key and prefills 1024 rows; PHD-CSWA W=3 C=8
     // keeps W-1 = 2 hidden keys more (capacity L + 2; the most cached is after position 1022:
@@ -193,6 +273,46 @@ Deno.test("a tiny suite end to end: files, statistics, refusal, resume after SIG
       /no suite "no-such-suite": give a suite file or one of .*k-sweep/,
       "missing",
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--figures draws Fig. 1 from the suites' results, leaving out those without", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "figures_" });
+  try {
+    const arm = (name: string, bpb: number, acc: number) => ({
+      arm: name,
+      tokens: 1_000_448,
+      val_bpb_mean: bpb,
+      val_bpb_sd: 0.01,
+      accuracy_mean: acc,
+      accuracy_sd: 0.02,
+    });
+    const results = (suite: string) => ({
+      suite,
+      seeds: [1, 2, 3, 4, 5],
+      arms: [
+        arm("vanilla", 2.5, 0.2),
+        arm("phd-cswa K=2", 2.45, 0.3),
+        arm("phd-cswa K=3", 2.43, 0.35),
+        arm("phd-cswa K=5", 2.4, 0.4),
+      ],
+    });
+    for (const suite of ["k-sweep", "reasoning"]) {
+      await Deno.mkdir(join(dir, suite));
+      await Deno.writeTextFile(join(dir, suite, "results.json"), JSON.stringify(results(suite)));
+    }
+    const r = await runScript("cli/experiment.ts", "--figures", "--out", dir);
+    strictEqual(r.code, 0, r.stderr);
+    assert(r.stderr.includes("left out: reasoning-parity, reasoning-copy"), r.stderr);
+    const svg = await Deno.readTextFile(join(dir, "fig1.svg"));
+    for (const s of ["K=1", "K=5", "Brown: validation bits/byte", "addition: accuracy %"]) {
+      assert(svg.includes(s), s);
+    }
+    strictEqual(svg.match(/<svg /g)?.length, 3, "one outer svg and two panels");
+    const none = await runScript("cli/experiment.ts", "--figures", "--out", join(dir, "k-sweep"));
+    assertUsageError(none, /--figures needs results\.json of k-sweep, .* run those suites/, "none");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
