@@ -144,7 +144,8 @@ export class TorchEngine implements Engine {
     const dir = await Deno.makeTempDir({ dir: this.dir, prefix: `${slug(j.arm)}_s${j.seed}_` });
     try {
       const init = join(dir, "init.safetensors"), mask = join(dir, "mask.py");
-      const config = join(dir, "config.json"), out = join(dir, "final.safetensors");
+      // not config.json: that name beside --out is the checkpoint's own (phd_torch guards it)
+      const config = join(dir, "train_config.json"), out = join(dir, "final.safetensors");
       const weights = initParams(c.model, { seed: c.train.seed, std: 0.02 });
       await saveCheckpoint(init, {
         model: c.model,
