@@ -1,7 +1,7 @@
 /**
  * A suite's results: per-arm statistics over seeds, the comparisons (every arm against the
  * baseline and the suite's extra pairs, paired by seed, Holm-corrected per metric:
- * experiments/harness/stats.ts), each arm's serving costs (costs.ts), results.md (the engine, the
+ * runtime/measure/stats.ts), each arm's serving costs (costs.ts), results.md (the engine, the
  * table, one plain line per comparison with its seed spread) and the pictures (validation curves,
  * final bits per byte with the seed spread, task accuracy, and loss against training tokens for
  * arms in a `series`).
@@ -10,7 +10,14 @@ import { join } from "node:path";
 import type { Budget, Suite } from "./suite.ts";
 import type { RunResult } from "./run.ts";
 import type { EngineInfo } from "./engines.ts";
-import { compare, type Comparison, mean, sd, type Verdict, withHolm } from "./stats.ts";
+import {
+  compare,
+  type Comparison,
+  mean,
+  sd,
+  type Verdict,
+  withHolm,
+} from "../../runtime/measure/stats.ts";
 import { type ArmCosts, armCosts } from "./costs.ts";
 import { writeFileAtomic } from "../../runtime/host/files.ts";
 import type { RunConfig } from "../../runtime/host/config_file.ts";

@@ -10,6 +10,8 @@ import type { Config } from "../../runtime/model/config.ts";
 import type { KernelContext } from "../../runtime/gpu/kernel.ts";
 import type { Corpus } from "../../runtime/data/batches.ts";
 import { Trainer, type TrainerOptions } from "../../runtime/train/trainer.ts";
+import { timeRuns } from "../../runtime/measure/timing.ts";
+import { mean } from "../../runtime/measure/stats.ts";
 import { type Budget, stepsForTokens } from "./suite.ts";
 import { type Example, taskAccuracy } from "./tasks.ts";
 
@@ -100,12 +102,12 @@ export interface RunOptions extends TrainerOptions {
 async function secondsPerStep(ctx: KernelContext, config: Config, corpus: Corpus, o: RunOptions) {
   const t = new Trainer(ctx, structuredClone(config), corpus, o), q = ctx.gpu.device.queue;
   try {
-    t.trainStep(); // pipelines
-    await q.onSubmittedWorkDone();
-    const t0 = performance.now();
-    for (let i = 0; i < 3; i++) t.trainStep();
-    await q.onSubmittedWorkDone();
-    return (performance.now() - t0) / 3000;
+    // one untimed step builds the pipelines
+    const ms = await timeRuns(() => {
+      t.trainStep();
+      return q.onSubmittedWorkDone();
+    }, { rounds: 3 });
+    return mean(ms) / 1000;
   } finally {
     t.destroy();
   }

@@ -17,7 +17,7 @@
  * ```
  *
  * Every arm is compared with the baseline; `comparisons` adds pairs the suite's question needs
- * (all of them corrected together, experiments/harness/stats.ts). Arms that share a `series` are
+ * (all of them corrected together, runtime/measure/stats.ts). Arms that share a `series` are
  * drawn as one line of final loss against their training tokens (the `budget` suite).
  *
  * Budgets (docs/DESIGN.md 3): `tokens` (training input positions per run; an arm's

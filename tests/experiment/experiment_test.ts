@@ -7,15 +7,7 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import {
-  compare,
-  holm,
-  mean,
-  sd,
-  t975,
-  tTestP,
-  withHolm,
-} from "../../experiments/harness/stats.ts";
+import { compare, holm, mean, sd, t975, tTestP, withHolm } from "../../runtime/measure/stats.ts";
 import { parseSuite, slug } from "../../experiments/harness/suite.ts";
 import { assertUsageError, DENO_RUN, runScript } from "../fixtures/cli.ts";
 import { tinyModel } from "../fixtures/model.ts";
