@@ -13,9 +13,7 @@ import type { Layout } from "../../compiler/layout.ts";
 import type { Config } from "../../runtime/model/config.ts";
 import type { KernelContext } from "../../runtime/gpu/kernel.ts";
 import type { Corpus } from "../../runtime/data/batches.ts";
-import { runArm, type RunResult } from "./run.ts";
-import type { Budget } from "./suite.ts";
-import type { Example } from "./tasks.ts";
+import { runArm, type RunResult, type RunSpec } from "./run.ts";
 
 /** What trained a suite's runs, as results.md names it. */
 export interface EngineInfo {
@@ -34,19 +32,10 @@ export interface EngineInfo {
 }
 
 /** One run to train: an arm's config at one seed (steps are the engine's to plan). */
-export interface EngineJob {
-  arm: string;
-  seed: number;
+export interface EngineJob extends RunSpec {
   /** The arm's resolved config with `train.seed` set (experiments/harness/suite.ts `runConfig`). */
   config: Config;
   spec: AttentionSpec;
-  budget: Budget;
-  tokensFactor: number;
-  evalPoints: number;
-  /** Validation lines of a synthetic task: the run also reports its accuracy on them. */
-  taskExamples?: readonly Example[];
-  /** Called every few steps with (steps done, steps in all, last mean training loss). */
-  progress?: (step: number, steps: number, loss: number) => void;
 }
 
 /** An engine: trains one run (`signal` stops it), and is closed once the suite is done. */

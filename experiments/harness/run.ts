@@ -85,8 +85,8 @@ export function planRun(
   };
 }
 
-/** Options of `runArm`. */
-export interface RunOptions extends TrainerOptions {
+/** One run of a suite, whatever trains it: the arm at a seed, its budget and what it reports. */
+export interface RunSpec {
   arm: string;
   seed: number;
   budget: Budget;
@@ -97,6 +97,9 @@ export interface RunOptions extends TrainerOptions {
   /** Called every few steps with (steps done, steps in all, last mean training loss). */
   progress?: (step: number, steps: number, loss: number) => void;
 }
+
+/** Options of `runArm`. */
+export interface RunOptions extends TrainerOptions, RunSpec {}
 
 /** Mean seconds of `n` training steps of a scratch trainer (the `seconds` budget's estimate). */
 async function secondsPerStep(ctx: KernelContext, config: Config, corpus: Corpus, o: RunOptions) {

@@ -66,6 +66,18 @@ export interface Suite {
   comparisons: Pair[];
 }
 
+/** An object of `fields` only, with a non-empty string `name`. */
+function checkNamed(
+  o: Record<string, unknown>,
+  fields: readonly string[],
+  where: string,
+): asserts o is Record<string, unknown> & { name: string } {
+  for (const k of Object.keys(o)) {
+    if (!fields.includes(k)) fail(`${where}.${k}`, `unknown field (fields: ${fields})`);
+  }
+  if (typeof o.name !== "string" || !o.name) fail(`${where}.name`, "must be a non-empty string");
+}
+
 function fail(where: string, msg: string): never {
   throw new Error(`suite ${where}: ${msg}`);
 }
@@ -112,10 +124,7 @@ const ARM_FIELDS = ["name", "config", "tokens_factor", "note", "series"];
  */
 export function parseSuite(raw: unknown, file = "suite"): Suite {
   if (!isObject(raw)) fail(file, "must be a JSON object");
-  for (const k of Object.keys(raw)) {
-    if (!SUITE_FIELDS.includes(k)) fail(`${file}.${k}`, `unknown field (fields: ${SUITE_FIELDS})`);
-  }
-  if (typeof raw.name !== "string" || !raw.name) fail(`${file}.name`, "must be a non-empty string");
+  checkNamed(raw, SUITE_FIELDS, file);
   const base = raw.base ?? {};
   if (!isObject(base)) fail(`${file}.base`, "must be an object of config sections");
   if (!Array.isArray(raw.arms) || raw.arms.length === 0) {
@@ -124,10 +133,7 @@ export function parseSuite(raw: unknown, file = "suite"): Suite {
   const arms = raw.arms.map((a, i): Arm => {
     const where = `${file}.arms[${i}]`;
     if (!isObject(a)) fail(where, "must be an object");
-    for (const k of Object.keys(a)) {
-      if (!ARM_FIELDS.includes(k)) fail(`${where}.${k}`, `unknown field (fields: ${ARM_FIELDS})`);
-    }
-    if (typeof a.name !== "string" || !a.name) fail(`${where}.name`, "must be a non-empty string");
+    checkNamed(a, ARM_FIELDS, where);
     const config = a.config ?? {};
     if (!isObject(config)) fail(`${where}.config`, "must be an object of config sections");
     try {
