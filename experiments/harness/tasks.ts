@@ -1,6 +1,6 @@
 /**
  * Synthetic tasks where per-token depth should matter (the `reasoning` suite): multi-digit
- * addition, parity of a bit string, and copying a string after a delay, each a line of text from
+ * addition of `terms` numbers (the sum as written, or `reversed`: least significant digit first), parity of a bit string, and copying a string after a delay, each a line of text from
  * a seeded generator, with the answer at the end of the line. Accuracy is exact match of the
  * whole answer (and its newline) under greedy decoding, computed teacher-forced in one forward
  * pass: greedy decoding reproduces the answer exactly iff the argmax at every answer position,
@@ -17,7 +17,7 @@ import type { Layout } from "../../compiler/layout.ts";
 
 /** A task and its size. */
 export type Task =
-  | { name: "addition"; digits?: number }
+  | { name: "addition"; digits?: number; terms?: number; reversed?: boolean }
   | { name: "parity"; bits?: number }
   | { name: "copy"; length?: number; delay?: number };
 
@@ -43,7 +43,7 @@ export function parseTask(raw: unknown): Task {
     throw new Error(`task must be an object like {"name": "addition", "digits": 3}`);
   }
   const fields: Record<string, string[]> = {
-    addition: ["digits"],
+    addition: ["digits", "terms", "reversed"],
     parity: ["bits"],
     copy: ["length", "delay"],
   };
@@ -54,6 +54,11 @@ export function parseTask(raw: unknown): Task {
       throw new Error(`task ${t.name}: unknown field "${k}" (fields: ${allowed.join(", ")})`);
     }
   }
+  if ("reversed" in t && typeof t.reversed !== "boolean") {
+    throw new Error(
+      `task addition: reversed must be true or false, got ${JSON.stringify(t.reversed)}`,
+    );
+  }
   const task = { ...t } as Task;
   exampleOf(task, new Rng(0)); // checks the sizes
   return task;
@@ -63,8 +68,12 @@ export function parseTask(raw: unknown): Task {
 export function exampleOf(task: Task, rng: Rng): Example {
   if (task.name === "addition") {
     const d = checkSize("addition", "digits", task.digits ?? 3, 7), max = 10 ** d;
-    const a = rng.int(max), b = rng.int(max), q = `${a}+${b}=`;
-    return { text: `${q}${a + b}\n`, answerStart: q.length };
+    const terms = checkSize("addition", "terms", task.terms ?? 2, 8);
+    const xs = Array.from({ length: terms }, () => rng.int(max));
+    const q = `${xs.join("+")}=`, sum = `${xs.reduce((a, b) => a + b, 0)}`;
+    // reversed: the sum's least significant digit first, the order a carry travels
+    const answer = task.reversed ? [...sum].reverse().join("") : sum;
+    return { text: `${q}${answer}\n`, answerStart: q.length };
   }
   if (task.name === "parity") {
     const n = checkSize("parity", "bits", task.bits ?? 8, 64);

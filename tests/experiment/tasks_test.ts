@@ -32,6 +32,15 @@ Deno.test("tasks: seeded lines whose answers are right", () => {
     strictEqual(x.text.slice(x.answerStart), `${a + b}\n`);
     assert(a < 1e4 && b < 1e4);
   }
+  for (const x of examples({ name: "addition", digits: 3, reversed: true }, 50, 1)) {
+    const [a, b] = x.text.slice(0, x.answerStart - 1).split("+").map(Number);
+    strictEqual(x.text.slice(x.answerStart), `${[...`${a + b}`].reverse().join("")}\n`);
+  }
+  for (const x of examples({ name: "addition", digits: 1, terms: 3 }, 50, 1)) {
+    const xs = x.text.slice(0, x.answerStart - 1).split("+").map(Number);
+    strictEqual(xs.length, 3);
+    strictEqual(x.text.slice(x.answerStart), `${xs[0] + xs[1] + xs[2]}\n`);
+  }
   for (const x of examples({ name: "parity", bits: 9 }, 50, 1)) {
     const bits = x.text.slice(0, 9);
     strictEqual(x.text[9], ":");
@@ -69,6 +78,10 @@ Deno.test("tasks: bad fields fail with one line", () => {
   throws(() => parseTask({ name: "parity", digits: 3 }), /unknown field "digits" \(fields: bits\)/);
   throws(() => parseTask({ name: "addition", digits: 0 }), /digits must be an integer in 1\.\.7/);
   throws(() => parseTask("addition"), /task must be an object/);
+  throws(
+    () => parseTask({ name: "addition", reversed: "yes" }),
+    /reversed must be true or false, got "yes"/,
+  );
 });
 
 Deno.test("tasks: accuracy on the device equals greedy decoding through the KV cache", async () => {
