@@ -79,6 +79,11 @@ function scriptedOn(ctx: { gpu: { adapterClass: AdapterClass } }): AdapterId {
   return { ...adapter, adapterClass: ctx.gpu.adapterClass };
 }
 
+/** A tuner on the scripted adapter of `ctx`'s class that times each candidate once, unwarmed. */
+function onceTuner(ctx: { gpu: { adapterClass: AdapterClass } }, cache = emptyCache()): Autotuner {
+  return new Autotuner(cache, { adapter: scriptedOn(ctx), deno: DENO, warmup: 0, runs: 1 });
+}
+
 function task(times: Record<string, number[]>): TuneTask<{ id: string }> {
   const calls: Record<string, number> = {};
   return {
@@ -185,12 +190,7 @@ Deno.test("matmul tuning on the device: wrong numbers and failed builds are disq
       return matmulDispatches(c, name === wrong ? { ...call, alpha: 1.001 } : call);
     },
   });
-  const tuner = new Autotuner(emptyCache(), {
-    adapter: scriptedOn(ctx),
-    deno: DENO,
-    warmup: 0,
-    runs: 1,
-  });
+  const tuner = onceTuner(ctx);
   const e = await tuner.tune(task);
   task.destroy();
   const by = Object.fromEntries(e.trials.map((t) => [t.name, t.skipped ?? t.ms]));
@@ -226,14 +226,7 @@ Deno.test("timing reads GPU timestamp queries when the device has them", async (
 Deno.test("matmul tasks prune by shape (vec4 with inner % 4 != 0, short split-K)", async () => {
   const ctx = await gpuOnce();
   const task = matmulTask(ctx, { trans: "nt", M: 9, N: 7, inner: 30 }, { candidates: SMALL });
-  const e = await new Autotuner(emptyCache(), {
-    adapter: scriptedOn(ctx),
-    deno: DENO,
-    warmup: 0,
-    runs: 1,
-  }).tune(
-    task,
-  );
+  const e = await onceTuner(ctx).tune(task);
   task.destroy();
   const skipped = e.trials.filter((t) => t.skipped).map((t) => t.skipped!.split(" (")[0]);
   assertEquals(skipped, [
@@ -249,7 +242,7 @@ Deno.test("cache file: warm runs measure nothing; the chooser falls back per sha
   const shape = { trans: "nn" as const, M: 33, N: 20, inner: 300 };
   const cache = await loadTuneCache(path, () => fail("a missing cache is not a warning"));
   const task = matmulTask(ctx, shape, { candidates: SMALL });
-  const cold = new Autotuner(cache, { adapter: scriptedOn(ctx), deno: DENO, warmup: 0, runs: 1 });
+  const cold = onceTuner(ctx, cache);
   const entry = await cold.tune(task);
   await saveTuneCache(cache, path);
   ok(cold.measured > 0);
@@ -502,13 +495,7 @@ Deno.test("the attention check runs at the tuned shape: a variant wrong only the
       proxy.destroy();
       const t = task(tunedL);
       assertEquals(t.reference, mode);
-      const tuner = new Autotuner(emptyCache(), {
-        adapter: scriptedOn(ctx),
-        deno: DENO,
-        warmup: 0,
-        runs: 1,
-      });
-      const entry = await tuner.tune(t);
+      const entry = await onceTuner(ctx).tune(t);
       const by = Object.fromEntries(entry.trials.map((x) => [x.name, x.skipped ?? x.ms]));
       assertEquals(by[wrong.name], "disqualified: wrong numbers", `${mode} ${at}`);
       assertEquals(entry.variant, def.name);
@@ -549,7 +536,7 @@ Deno.test("attention tuning on the device: wrong, broken and oversized candidate
   const dir = await Deno.makeTempDir();
   const path = join(dir, "autotune.json");
   const cache = emptyCache();
-  const cold = new Autotuner(cache, { adapter: scriptedOn(ctx), deno: DENO, warmup: 0, runs: 1 });
+  const cold = onceTuner(ctx, cache);
   const entry = await cold.tune(task);
   await saveTuneCache(cache, path);
   const by = Object.fromEntries(entry.trials.map((t) => [t.name, t.skipped ?? t.ms]));
