@@ -22,6 +22,7 @@ import { type ArmCosts, armCosts } from "./costs.ts";
 import { writeFileAtomic } from "../../runtime/host/files.ts";
 import type { RunConfig } from "../../runtime/host/config_file.ts";
 import { barChart, lineChart } from "../../viz/chart.ts";
+import { bitsPerToken } from "../../runtime/train/evaluate.ts";
 
 /** The metrics compared: final validation bits per byte, and greedy accuracy on task suites. */
 export type Metric = "val_bpb" | "accuracy";
@@ -272,7 +273,7 @@ export function pictures(r: SuiteResults): Record<string, string> {
     const rs = r.runs.filter((x) => x.arm === a.arm);
     const points = rs[0].curve.map(([tok], i): [number, number] => [
       tok,
-      mean(rs.map((x) => x.curve[i][1] / Math.LN2)),
+      mean(rs.map((x) => bitsPerToken(x.curve[i][1]))),
     ]);
     return { name: a.arm, points };
   });

@@ -10,6 +10,7 @@ import type { Config } from "../../runtime/model/config.ts";
 import type { KernelContext } from "../../runtime/gpu/kernel.ts";
 import type { Corpus } from "../../runtime/data/batches.ts";
 import { Trainer, type TrainerOptions } from "../../runtime/train/trainer.ts";
+import { bitsPerToken } from "../../runtime/train/evaluate.ts";
 import { timeRuns } from "../../runtime/measure/timing.ts";
 import { mean } from "../../runtime/measure/stats.ts";
 import { type Budget, stepsForTokens } from "./suite.ts";
@@ -181,7 +182,7 @@ export async function runArm(
       losses,
       curve,
       val_loss: val,
-      val_bpb: val / Math.LN2,
+      val_bpb: bitsPerToken(val),
       ...(accuracy === undefined ? {} : { accuracy }),
     };
   } finally {

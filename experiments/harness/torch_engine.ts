@@ -25,6 +25,7 @@ import { exportCommand } from "../../runtime/jobs/export.ts";
 import type { Config } from "../../runtime/model/config.ts";
 import { initParams, ModelParams } from "../../runtime/model/params.ts";
 import { Trainer } from "../../runtime/train/trainer.ts";
+import { bitsPerToken } from "../../runtime/train/evaluate.ts";
 import type { Engine, EngineInfo, EngineJob } from "./engines.ts";
 import { planRun, type RunResult } from "./run.ts";
 import { slug } from "./suite.ts";
@@ -198,7 +199,7 @@ export class TorchEngine implements Engine {
           [step, loss],
         ): [number, number] => [step * perStep, loss]),
         val_loss: report.val_loss,
-        val_bpb: report.val_loss / Math.LN2,
+        val_bpb: bitsPerToken(report.val_loss),
         ...(accuracy === undefined ? {} : { accuracy }),
       };
     } finally {

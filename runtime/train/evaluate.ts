@@ -15,6 +15,11 @@ import type { ModelParams } from "../model/params.ts";
 import { documentBindings } from "../data/batches.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 
+/** Bits per token of a loss in nats per token (with the byte tokenizer, bits per byte). */
+export function bitsPerToken(natsPerToken: number): number {
+  return natsPerToken / Math.LN2;
+}
+
 /**
  * Bits per UTF-8 byte of a mean loss in nats per token over `targets`: the nats of the predicted
  * tokens over the bytes of the text they decode to (for bytes, one token is one byte).
@@ -30,7 +35,7 @@ export function bitsPerByte(
     tokens += t.length;
     bytes += tokenizer.name === "bytes" ? t.length : enc.encode(tokenizer.decode(t)).length;
   }
-  return loss / Math.LN2 * (tokens / bytes);
+  return bitsPerToken(loss) * (tokens / bytes);
 }
 
 /** Options of `evaluateStream`. */
