@@ -61,18 +61,7 @@ export function webgpuEngine(ctx: KernelContext, corpus: Corpus, layout: Layout)
       device: ctx.gpu.adapterName,
     },
     maxJobs: 1,
-    run: (j) =>
-      runArm(ctx, j.config, corpus, {
-        arm: j.arm,
-        seed: j.seed,
-        budget: j.budget,
-        tokensFactor: j.tokensFactor,
-        evalPoints: j.evalPoints,
-        taskExamples: j.taskExamples,
-        layout,
-        spec: j.spec,
-        progress: j.progress,
-      }),
+    run: (j) => runArm(ctx, j.config, corpus, { ...j, layout }),
     close: () => Promise.resolve(),
   };
 }
